@@ -1,0 +1,7 @@
+"""swarm: a small BitTorrent system beside a central file server.
+
+The library API lives in the modules (``swarm.metainfo``, ``swarm.session``, ...); the
+``swarm`` command (``swarm.cli``) is a thin layer over it.
+"""
+
+__version__ = "0.1.0"

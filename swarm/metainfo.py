@@ -1,0 +1,437 @@
+"""Torrent metainfo (.torrent files): parse, validate and build (BEP 3 v1, 12, 19, 27).
+
+:func:`parse` turns the bytes of a .torrent file into a :class:`Torrent`, checking everything
+a hostile or broken file could get wrong, once, here. :func:`build_metainfo` does the reverse.
+The info-hash is taken over the raw ``info`` bytes (see :mod:`swarm.bencoding`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+import time
+import urllib.parse
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from swarm import bencoding
+from swarm.errors import MetainfoError
+
+__all__ = [
+    "MAX_TORRENT_SIZE",
+    "FileEntry",
+    "Torrent",
+    "build_metainfo",
+    "load",
+    "parse",
+    "safe_path_components",
+]
+
+MAX_TORRENT_SIZE = 10 * 1024 * 1024
+"""Default bound on the size of a .torrent file we are willing to read."""
+
+MAX_PIECE_LENGTH = 1 << 30
+MAX_TOTAL_LENGTH = 1 << 50  # 1 PiB: anything bigger is a lie or an attack
+MAX_FILES = 1_000_000
+
+_DRIVE_RE = re.compile(r"^[A-Za-z]:")
+
+
+@dataclass(frozen=True, slots=True)
+class FileEntry:
+    """One file of a torrent: its path inside the torrent's folder, length and byte offset."""
+
+    path: tuple[str, ...]
+    length: int
+    offset: int
+    padding: bool = False
+
+    @property
+    def path_str(self) -> str:
+        return "/".join(self.path)
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Torrent:
+    """A parsed, validated v1 torrent."""
+
+    info_hash: bytes
+    name: str
+    piece_length: int
+    piece_hashes: tuple[bytes, ...]
+    files: tuple[FileEntry, ...]
+    multi_file: bool
+    announce_tiers: tuple[tuple[str, ...], ...] = ()
+    url_list: tuple[str, ...] = ()
+    private: bool = False
+    comment: str | None = None
+    created_by: str | None = None
+    creation_date: int | None = None
+    raw_info: bytes = b""
+    extra: dict[bytes, Any] = field(default_factory=dict)
+
+    @property
+    def length(self) -> int:
+        """Total length of the torrent's data in bytes."""
+        last = self.files[-1]
+        return last.offset + last.length
+
+    @property
+    def num_pieces(self) -> int:
+        return len(self.piece_hashes)
+
+    @property
+    def info_hash_hex(self) -> str:
+        return self.info_hash.hex()
+
+    @property
+    def trackers(self) -> list[str]:
+        """Every tracker URL, tiers in order (``announce`` alone when there is no list)."""
+        return [url for tier in self.announce_tiers for url in tier]
+
+    def piece_size(self, index: int) -> int:
+        """Length of piece *index* (the last one may be short)."""
+        if not 0 <= index < self.num_pieces:
+            raise IndexError(f"piece {index} out of range")
+        if index == self.num_pieces - 1:
+            return self.length - index * self.piece_length
+        return self.piece_length
+
+    def magnet(self) -> str:
+        """A magnet URI (BEP 9 form) naming this torrent and its trackers."""
+        parts = [f"xt=urn:btih:{self.info_hash_hex}", "dn=" + urllib.parse.quote(self.name)]
+        parts += ["tr=" + urllib.parse.quote(url, safe="") for url in self.trackers]
+        return "magnet:?" + "&".join(parts)
+
+    def to_bytes(self) -> bytes:
+        """The .torrent file's bytes; the ``info`` bytes are written exactly as parsed."""
+        meta: dict[bytes, Any] = dict(self.extra)
+        meta[b"info"] = bencoding.Raw(self.raw_info)
+        if self.announce_tiers:
+            meta[b"announce"] = self.announce_tiers[0][0].encode()
+            if len(self.announce_tiers) > 1 or len(self.announce_tiers[0]) > 1:
+                meta[b"announce-list"] = [
+                    [url.encode() for url in tier] for tier in self.announce_tiers
+                ]
+        if self.url_list:
+            meta[b"url-list"] = [url.encode() for url in self.url_list]
+        if self.comment is not None:
+            meta[b"comment"] = self.comment.encode()
+        if self.created_by is not None:
+            meta[b"created by"] = self.created_by.encode()
+        if self.creation_date is not None:
+            meta[b"creation date"] = self.creation_date
+        return bencoding.encode(meta)
+
+    def summary(self) -> dict[str, Any]:
+        """A JSON-ready description (what ``swarm info --json`` prints)."""
+        return {
+            "info_hash": self.info_hash_hex,
+            "name": self.name,
+            "length": self.length,
+            "piece_length": self.piece_length,
+            "pieces": self.num_pieces,
+            "files": [
+                {"path": f.path_str, "length": f.length} for f in self.files if not f.padding
+            ],
+            "announce": self.trackers,
+            "announce_tiers": [list(t) for t in self.announce_tiers],
+            "private": self.private,
+            "url_list": list(self.url_list),
+            "comment": self.comment,
+            "created_by": self.created_by,
+            "creation_date": self.creation_date,
+            "multi_file": self.multi_file,
+            "magnet": self.magnet(),
+        }
+
+
+# -- parsing -------------------------------------------------------------------------------
+
+
+def load(path: str | Path, max_size: int = MAX_TORRENT_SIZE) -> Torrent:
+    """Read and parse a .torrent file, refusing files larger than *max_size*."""
+    p = Path(path)
+    try:
+        if p.is_dir():
+            raise MetainfoError(f"{p}: is a folder, not a .torrent file")
+        size = p.stat().st_size
+        if size > max_size:
+            raise MetainfoError(
+                f"{p}: {size} bytes is larger than the {max_size}-byte limit for a .torrent file"
+            )
+        data = p.read_bytes()
+    except FileNotFoundError:
+        raise MetainfoError(f"{p}: no such file") from None
+    except PermissionError:
+        raise MetainfoError(f"{p}: permission denied") from None
+    except OSError as exc:
+        raise MetainfoError(f"{p}: cannot read: {exc.strerror}") from None
+    try:
+        return parse(data, max_size=max_size)
+    except MetainfoError as exc:
+        raise MetainfoError(f"{p}: {exc}") from None
+
+
+def parse(data: bytes, max_size: int = MAX_TORRENT_SIZE) -> Torrent:
+    """Parse and validate the bytes of a .torrent file."""
+    if len(data) > max_size:
+        raise MetainfoError(
+            f"{len(data)} bytes is larger than the {max_size}-byte limit for a .torrent file"
+        )
+    meta, spans = bencoding.decode_with_spans(data)
+    if b"info" not in meta:
+        raise MetainfoError("not a torrent: the 'info' dictionary is missing")
+    info = meta[b"info"]
+    if not isinstance(info, dict):
+        raise MetainfoError("not a torrent: 'info' is not a dictionary")
+    start, end = spans[b"info"]
+    raw_info = data[start:end]
+    fields = _parse_info(info)
+    tiers = _parse_trackers(meta)
+    url_list = _parse_url_list(meta.get(b"url-list"))
+    known = {
+        b"info",
+        b"announce",
+        b"announce-list",
+        b"url-list",
+        b"comment",
+        b"created by",
+        b"creation date",
+    }
+    return Torrent(
+        info_hash=hashlib.sha1(raw_info).digest(),
+        raw_info=raw_info,
+        announce_tiers=tiers,
+        url_list=url_list,
+        comment=_optional_text(meta, b"comment"),
+        created_by=_optional_text(meta, b"created by"),
+        creation_date=_optional_int(meta, b"creation date"),
+        extra={k: v for k, v in meta.items() if k not in known},
+        **fields,
+    )
+
+
+def _text(value: Any, what: str) -> str:
+    if not isinstance(value, bytes):
+        raise MetainfoError(f"'{what}' must be a string")
+    return value.decode("utf-8", errors="replace")
+
+
+def _optional_text(meta: dict[bytes, Any], key: bytes) -> str | None:
+    value = meta.get(key)
+    # Optional descriptive keys of the wrong type are ignored, as libtorrent does.
+    return value.decode("utf-8", errors="replace") if isinstance(value, bytes) else None
+
+
+def _optional_int(meta: dict[bytes, Any], key: bytes) -> int | None:
+    value = meta.get(key)
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _int(info: dict[bytes, Any], key: bytes, what: str) -> int:
+    if key not in info:
+        raise MetainfoError(f"'{what}' is missing")
+    value = info[key]
+    if not isinstance(value, int):
+        raise MetainfoError(f"'{what}' must be an integer")
+    return value
+
+
+def safe_path_components(parts: list[Any], what: str) -> tuple[str, ...]:
+    """Check that a list of path components stays inside the output folder."""
+    if not isinstance(parts, list) or not parts:
+        raise MetainfoError(f"{what}: a file path must be a non-empty list of names")
+    out: list[str] = []
+    for raw in parts:
+        name = _text(raw, f"{what} path component")
+        _check_name(name, what)
+        out.append(name)
+    return tuple(out)
+
+
+def _check_name(name: str, what: str) -> None:
+    shown = repr(name)
+    if name == "":
+        raise MetainfoError(f"{what}: empty path component")
+    if name in (".", ".."):
+        raise MetainfoError(f"{what}: path component {shown} would leave the output folder")
+    if "\x00" in name:
+        raise MetainfoError(f"{what}: path component {shown} contains a NUL byte")
+    if "/" in name or "\\" in name:
+        raise MetainfoError(f"{what}: path component {shown} contains a path separator")
+    if _DRIVE_RE.match(name):
+        raise MetainfoError(f"{what}: path component {shown} looks like a drive letter")
+
+
+def _parse_info(info: dict[bytes, Any]) -> dict[str, Any]:
+    name_raw = info.get(b"name.utf-8", info.get(b"name"))
+    if name_raw is None:
+        raise MetainfoError("'info.name' is missing")
+    name = _text(name_raw, "info.name")
+    _check_name(name, "info.name")
+    piece_length = _int(info, b"piece length", "info.piece length")
+    if piece_length <= 0:
+        raise MetainfoError(f"'info.piece length' must be positive, not {piece_length}")
+    if piece_length > MAX_PIECE_LENGTH:
+        raise MetainfoError(f"'info.piece length' of {piece_length} bytes is absurdly large")
+    pieces = info.get(b"pieces")
+    if pieces is None:
+        raise MetainfoError("'info.pieces' is missing")
+    if not isinstance(pieces, bytes):
+        raise MetainfoError("'info.pieces' must be a byte string")
+    if len(pieces) % 20:
+        raise MetainfoError(
+            f"'info.pieces' is {len(pieces)} bytes long, not a multiple of 20 (SHA-1 size)"
+        )
+    private_value = info.get(b"private", 0)
+    private = isinstance(private_value, int) and private_value == 1
+
+    has_length = b"length" in info
+    has_files = b"files" in info
+    if has_length and has_files:
+        raise MetainfoError("'info' has both 'length' and 'files'")
+    files: list[FileEntry] = []
+    if has_length:
+        length = _int(info, b"length", "info.length")
+        _check_length(length, "info.length")
+        files.append(FileEntry(path=(name,), length=length, offset=0))
+        multi = False
+    elif has_files:
+        raw_files = info[b"files"]
+        if not isinstance(raw_files, list) or not raw_files:
+            raise MetainfoError("'info.files' must be a non-empty list")
+        if len(raw_files) > MAX_FILES:
+            raise MetainfoError(f"'info.files' lists {len(raw_files)} files, too many")
+        offset = 0
+        seen: set[tuple[str, ...]] = set()
+        for i, entry in enumerate(raw_files):
+            what = f"info.files[{i}]"
+            if not isinstance(entry, dict):
+                raise MetainfoError(f"'{what}' must be a dictionary")
+            length = _int(entry, b"length", f"{what}.length")
+            _check_length(length, f"{what}.length")
+            path_raw = entry.get(b"path.utf-8", entry.get(b"path"))
+            if path_raw is None:
+                raise MetainfoError(f"'{what}.path' is missing")
+            path = safe_path_components(path_raw, what)
+            attr = entry.get(b"attr", b"")
+            padding = isinstance(attr, bytes) and b"p" in attr
+            full = (name, *path)
+            if full in seen and not padding:
+                raise MetainfoError(f"'{what}': duplicate file path {'/'.join(path)!r}")
+            seen.add(full)
+            files.append(FileEntry(path=full, length=length, offset=offset, padding=padding))
+            offset += length
+            if offset > MAX_TOTAL_LENGTH:
+                raise MetainfoError("the torrent's total length is absurdly large")
+        multi = True
+    else:
+        raise MetainfoError("'info' has neither 'length' nor 'files'")
+
+    total = files[-1].offset + files[-1].length
+    if total == 0:
+        raise MetainfoError("the torrent holds no data (total length 0)")
+    expected = math.ceil(total / piece_length)
+    count = len(pieces) // 20
+    if count != expected:
+        raise MetainfoError(
+            f"'info.pieces' holds {count} hashes but {total} bytes in pieces of "
+            f"{piece_length} need {expected}"
+        )
+    return {
+        "name": name,
+        "piece_length": piece_length,
+        "piece_hashes": tuple(pieces[i : i + 20] for i in range(0, len(pieces), 20)),
+        "files": tuple(files),
+        "multi_file": multi,
+        "private": private,
+    }
+
+
+def _check_length(length: int, what: str) -> None:
+    if length < 0:
+        raise MetainfoError(f"'{what}' is negative ({length})")
+    if length > MAX_TOTAL_LENGTH:
+        raise MetainfoError(f"'{what}' of {length} bytes is absurdly large")
+
+
+def _parse_trackers(meta: dict[bytes, Any]) -> tuple[tuple[str, ...], ...]:
+    tiers: list[tuple[str, ...]] = []
+    announce_list = meta.get(b"announce-list")
+    if isinstance(announce_list, list):
+        # BEP 12: when announce-list is present, announce is ignored.
+        for tier in announce_list:
+            if not isinstance(tier, list):
+                continue
+            urls = tuple(u.decode("utf-8", "replace") for u in tier if isinstance(u, bytes) and u)
+            if urls:
+                tiers.append(urls)
+    if not tiers:
+        announce = meta.get(b"announce")
+        if isinstance(announce, bytes) and announce:
+            tiers.append((announce.decode("utf-8", "replace"),))
+    return tuple(tiers)
+
+
+def _parse_url_list(value: Any) -> tuple[str, ...]:
+    if isinstance(value, bytes):
+        return (value.decode("utf-8", "replace"),) if value else ()
+    if isinstance(value, list):
+        return tuple(v.decode("utf-8", "replace") for v in value if isinstance(v, bytes) and v)
+    return ()
+
+
+# -- building ------------------------------------------------------------------------------
+
+
+def build_metainfo(
+    *,
+    name: str,
+    piece_length: int,
+    piece_hashes: list[bytes],
+    files: list[tuple[tuple[str, ...], int]] | None = None,
+    length: int | None = None,
+    trackers: list[list[str]] | None = None,
+    url_list: list[str] | None = None,
+    private: bool = False,
+    comment: str | None = None,
+    created_by: str | None = "swarm",
+    creation_date: int | None = None,
+) -> bytes:
+    """Bencode a v1 torrent. Give *length* for a single file, or *files* (paths relative to
+    the torrent's folder, with lengths) for a multi-file torrent. *trackers* is a list of
+    tiers (BEP 12)."""
+    info: dict[bytes, Any] = {
+        b"name": name.encode(),
+        b"piece length": piece_length,
+        b"pieces": b"".join(piece_hashes),
+    }
+    if (files is None) == (length is None):
+        raise ValueError("give exactly one of files and length")
+    if files is not None:
+        info[b"files"] = [
+            {b"length": flen, b"path": [part.encode() for part in path]} for path, flen in files
+        ]
+    else:
+        info[b"length"] = length
+    if private:
+        info[b"private"] = 1
+    meta: dict[bytes, Any] = {b"info": info}
+    tiers = [tier for tier in (trackers or []) if tier]
+    if tiers:
+        meta[b"announce"] = tiers[0][0].encode()
+        if len(tiers) > 1 or len(tiers[0]) > 1:
+            meta[b"announce-list"] = [[u.encode() for u in tier] for tier in tiers]
+    if url_list:
+        meta[b"url-list"] = [u.encode() for u in url_list]
+    if comment:
+        meta[b"comment"] = comment.encode()
+    if created_by:
+        meta[b"created by"] = created_by.encode()
+    meta[b"creation date"] = int(time.time()) if creation_date is None else creation_date
+    data = bencoding.encode(meta)
+    parse(data, max_size=max(MAX_TORRENT_SIZE, len(data)))  # what we write, we can read
+    return data
