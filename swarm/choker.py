@@ -1,0 +1,67 @@
+"""Who we upload to: tit-for-tat choking with an optimistic unchoke (BEP 3, as in BitTorrent
+4 and libtorrent's rate-based choker).
+
+Every round (10 s) the *slots* interested peers that gave us the best download rate are
+unchoked (as a seed: those we upload to fastest, so the data spreads quickest); every third
+round one more peer is unchoked at random, new peers three times as likely. Pure: the caller
+passes peers' figures and a random source.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Hashable, Sequence
+from dataclasses import dataclass
+
+ROUND_SECONDS = 10.0
+OPTIMISTIC_EVERY = 3  # rounds: 30 s
+NEW_PEER_SECONDS = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class PeerInfo:
+    """What the choker needs to know about one peer."""
+
+    key: Hashable
+    interested: bool
+    download_rate: float  # bytes/s the peer sends us
+    upload_rate: float  # bytes/s we send the peer
+    connected_for: float  # seconds
+    is_seed: bool = False  # a seed wants nothing from us
+
+
+class Choker:
+    """Decides the unchoked set each round."""
+
+    def __init__(self, slots: int = 4, rng: random.Random | None = None) -> None:
+        self.slots = slots
+        self.rng = rng or random.Random()
+        self.optimistic: Hashable | None = None
+        self._round = 0
+
+    def rechoke(self, peers: Sequence[PeerInfo], am_seed: bool) -> set[Hashable]:
+        """One choking round: the set of peers to have unchoked from now on."""
+        candidates = [p for p in peers if p.interested and not p.is_seed]
+        if am_seed:
+            candidates.sort(key=lambda p: (-p.upload_rate, -p.connected_for))
+        else:
+            candidates.sort(key=lambda p: (-p.download_rate, -p.upload_rate))
+        regular = candidates[: self.slots]
+        unchoked = {p.key for p in regular}
+        keys = {p.key for p in candidates}
+        if self._round % OPTIMISTIC_EVERY == 0 or self.optimistic not in keys:
+            self.optimistic = self._pick_optimistic(candidates[self.slots :])
+        self._round += 1
+        if self.optimistic is not None:
+            unchoked.add(self.optimistic)
+        return unchoked
+
+    def _pick_optimistic(self, rest: Sequence[PeerInfo]) -> Hashable | None:
+        if not rest:
+            return None
+        weights = [3 if p.connected_for < NEW_PEER_SECONDS else 1 for p in rest]
+        return self.rng.choices(list(rest), weights=weights, k=1)[0].key
+
+    def has_free_slot(self, unchoked_count: int) -> bool:
+        """Whether a newly interested peer may be unchoked at once, between rounds."""
+        return unchoked_count < self.slots + 1

@@ -1,0 +1,62 @@
+"""The choker as pure logic, with fake peers."""
+
+from __future__ import annotations
+
+import random
+
+from swarm.choker import Choker, PeerInfo
+
+
+def peer(key: str, down: float = 0, up: float = 0, interested: bool = True, age: float = 300, seed: bool = False) -> PeerInfo:
+    return PeerInfo(key, interested, down, up, age, seed)
+
+
+def test_best_uploaders_to_us_are_unchoked_plus_one_optimistic() -> None:
+    c = Choker(slots=2, rng=random.Random(1))
+    peers = [peer("a", down=10), peer("b", down=50), peer("c", down=30), peer("d", down=1), peer("e", down=0)]
+    unchoked = c.rechoke(peers, am_seed=False)
+    assert {"b", "c"} <= unchoked
+    assert len(unchoked) == 3
+    assert c.optimistic in {"a", "d", "e"}
+
+
+def test_uninterested_peers_and_seeds_stay_choked() -> None:
+    c = Choker(slots=4, rng=random.Random(1))
+    peers = [peer("a", down=99, interested=False), peer("b", down=5, seed=True), peer("c", down=1)]
+    assert c.rechoke(peers, am_seed=False) == {"c"}
+
+
+def test_seed_prefers_peers_it_uploads_to_fastest() -> None:
+    c = Choker(slots=1, rng=random.Random(1))
+    peers = [peer("a", up=5), peer("b", up=500), peer("c", up=50)]
+    unchoked = c.rechoke(peers, am_seed=True)
+    assert "b" in unchoked and len(unchoked) == 2
+
+
+def test_optimistic_unchoke_rotates_every_third_round() -> None:
+    c = Choker(slots=1, rng=random.Random(3))
+    peers = [peer("top", down=100)] + [peer(f"p{i}") for i in range(20)]
+    seen = []
+    for _ in range(9):
+        c.rechoke(peers, am_seed=False)
+        seen.append(c.optimistic)
+    assert seen[0] == seen[1] == seen[2]
+    assert len(set(seen)) > 1
+
+
+def test_new_peers_are_favoured_for_the_optimistic_slot() -> None:
+    c = Choker(slots=0, rng=random.Random(5))
+    peers = [peer("new", age=5)] + [peer(f"old{i}", age=600) for i in range(3)]
+    picks = []
+    for _ in range(300):
+        c._round = 0
+        c.rechoke(peers, am_seed=False)
+        picks.append(c.optimistic)
+    share = picks.count("new") / len(picks)
+    assert 0.35 < share < 0.65  # weight 3 of 6
+
+
+def test_free_slot_between_rounds() -> None:
+    c = Choker(slots=4)
+    assert c.has_free_slot(4)
+    assert not c.has_free_slot(5)
