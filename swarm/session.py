@@ -1,0 +1,169 @@
+"""A BitTorrent session: one listening socket, one peer id and the shared rate limits for any
+number of torrents. This is the library API under ``swarm seed`` and ``swarm fetch``::
+
+    async with Session(port=0) as session:
+        t = await session.add(metainfo.load("file.torrent"), "downloads")
+        await t.complete.wait()
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import logging
+import random
+import secrets
+from pathlib import Path
+from typing import Any
+
+from swarm import __version__
+from swarm.errors import SwarmError
+from swarm.metainfo import Torrent
+from swarm.peer import PeerConnection
+from swarm.ratelimit import RateLimiter, TokenBucket
+from swarm.torrent import TorrentController
+
+log = logging.getLogger(__name__)
+
+CONNECT_TIMEOUT = 10.0
+MAX_CONNECTIONS = 200
+
+
+class SessionError(SwarmError):
+    """The session could not start (for example, the port is in use)."""
+
+    exit_code = 1
+
+
+def make_peer_id() -> bytes:
+    """An Azureus-style peer id: ``-SW0100-`` and 12 random bytes."""
+    major, minor, *_ = (__version__.split(".") + ["0", "0"])[:3]
+    return f"-SW{int(major):02d}{int(minor):02d}-".encode() + secrets.token_bytes(12)
+
+
+class Session:
+    """Holds the listener, the peer id and the rate limits; owns its torrents."""
+
+    version = __version__
+
+    def __init__(
+        self,
+        *,
+        host: str = "0.0.0.0",
+        port: int = 0,
+        max_upload_rate: int | None = None,
+        max_download_rate: int | None = None,
+        max_connections: int = MAX_CONNECTIONS,
+        peer_id: bytes | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.host = host
+        self._requested_port = port
+        self.port = 0
+        self.peer_id = peer_id or make_peer_id()
+        self.key = secrets.randbits(32)
+        self.rng = rng or random.Random()
+        self.upload_limiter = RateLimiter(max_upload_rate)
+        self._download_bucket = TokenBucket(max_download_rate) if max_download_rate else None
+        self.max_connections = max_connections
+        self.connections: set[PeerConnection] = set()
+        self.torrents: dict[bytes, TorrentController] = {}
+        self._server: asyncio.Server | None = None
+
+    async def __aenter__(self) -> Session:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self.close()
+
+    async def start(self) -> None:
+        """Open the listening socket (port 0: any free port)."""
+        loop = asyncio.get_running_loop()
+        try:
+            self._server = await loop.create_server(
+                self._incoming, self.host, self._requested_port, reuse_address=True, backlog=128
+            )
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise SessionError(f"port {self._requested_port} is already in use") from None
+            raise SessionError(
+                f"cannot listen on {self.host}:{self._requested_port}: {exc.strerror}"
+            ) from None
+        self.port = self._server.sockets[0].getsockname()[1]
+        log.info("listening for peers on %s:%d", self.host, self.port)
+
+    def _incoming(self) -> PeerConnection:
+        conn = PeerConnection(self)
+        if len(self.connections) >= self.max_connections:
+            # Refuse politely: the protocol closes the transport as soon as it is made.
+            asyncio.get_running_loop().call_soon(conn.close, "too many connections")
+        self.connections.add(conn)
+        return conn
+
+    def can_connect(self) -> bool:
+        return len(self.connections) < self.max_connections
+
+    async def connect(
+        self, torrent: TorrentController, addr: tuple[str, int]
+    ) -> PeerConnection | None:
+        """Open an outgoing connection to a peer for *torrent*."""
+        if not self.can_connect():
+            return None
+        loop = asyncio.get_running_loop()
+        conn = PeerConnection(self, torrent=torrent, address=addr)
+        self.connections.add(conn)
+        try:
+            async with asyncio.timeout(CONNECT_TIMEOUT):
+                await loop.create_connection(lambda: conn, addr[0], addr[1])
+        except BaseException:
+            self.connections.discard(conn)
+            raise
+        return conn
+
+    def connection_closed(self, conn: PeerConnection) -> None:
+        self.connections.discard(conn)
+
+    def torrent_for(self, info_hash: bytes) -> TorrentController | None:
+        t = self.torrents.get(info_hash)
+        return t if t is not None and not t.stopped.is_set() else None
+
+    def download_limiter_delay(self, n: int) -> float:
+        return self._download_bucket.consume(n) if self._download_bucket else 0.0
+
+    async def add(
+        self,
+        torrent: Torrent,
+        root: str | Path,
+        *,
+        seed: bool = False,
+        verify: bool = True,
+        on_check: Any = None,
+        **options: Any,
+    ) -> TorrentController:
+        """Add a torrent: *seed* the complete data found under *root* (checked against the
+        torrent unless *verify* is False), or download into *root*, resuming what is there."""
+        if torrent.info_hash in self.torrents:
+            raise SwarmError(f"{torrent.name} is in this session already")
+        controller = TorrentController(self, torrent, Path(root), rng=self.rng, **options)
+        await controller.open(seed=seed, verify=verify, on_check=on_check)
+        self.torrents[torrent.info_hash] = controller
+        controller.start()
+        return controller
+
+    async def remove(self, controller: TorrentController, announce_stopped: bool = True) -> None:
+        self.torrents.pop(controller.info_hash, None)
+        await controller.stop(announce_stopped=announce_stopped)
+
+    async def close(self) -> None:
+        """Stop every torrent (announcing 'stopped'), close the listener and connections."""
+        if self._server is not None:
+            self._server.close()
+        await asyncio.gather(
+            *(self.remove(t) for t in list(self.torrents.values())), return_exceptions=True
+        )
+        for conn in list(self.connections):
+            conn.close()
+        if self._server is not None:
+            await self._server.wait_closed()
+            self._server = None
