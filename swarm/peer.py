@@ -91,6 +91,8 @@ class PeerConnection(asyncio.Protocol):
         # Requests: ours to them (block -> time asked) and theirs to us (in order).
         self.requests_out: dict[tuple[int, int], tuple[int, float]] = {}
         self.requests_in: deque[tuple[int, int, int]] = deque()
+        self.stale: dict[tuple[int, int], tuple[int, float]] = {}
+        self.counted: str | None = None  # how the picker counts this peer: pieces or seed
         self.down = RateMeter()
         self.up = RateMeter()
         now = time.monotonic()
@@ -340,8 +342,17 @@ class PeerConnection(asyncio.Protocol):
         self.send_many([wire.Request(i, b, n) for i, b, n in blocks])
 
     def cancel(self, index: int, begin: int, length: int) -> None:
-        if self.requests_out.pop((index, begin), None) is not None:
+        asked = self.requests_out.pop((index, begin), None)
+        if asked is not None:
+            # The block may be on its way already; it must not count as unasked-for.
+            self.stale_requests()[(index, begin)] = asked
             self.send(wire.Cancel(index, begin, length))
+
+    def stale_requests(self) -> dict[tuple[int, int], tuple[int, float]]:
+        """Requests we withdrew (cancel, choke, snub) whose blocks may still arrive."""
+        if len(self.stale) > 4096:
+            self.stale.clear()
+        return self.stale
 
     async def _upload_loop(self) -> None:
         """Serve the peer's queued requests in order, within the upload rate limit."""

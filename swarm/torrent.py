@@ -240,7 +240,6 @@ class TorrentController:
             conn.close("too many peers")
             return
         self.peers.add(conn)
-        conn.counted = None  # type: ignore[attr-defined]
         if conn.address and conn.outgoing:
             self.candidates.setdefault(conn.address, Candidate()).connected = True
         conn.send_initial(self.picker.have, self.picker.num_have)
@@ -249,7 +248,7 @@ class TorrentController:
         if conn not in self.peers:
             return
         self.peers.discard(conn)
-        counted = getattr(conn, "counted", None)
+        counted = conn.counted
         if counted is not None:
             self.picker.peer_bitfield(
                 conn.peer_has if counted == "pieces" else [True] * self.num_pieces, -1
@@ -260,11 +259,11 @@ class TorrentController:
         self._refill_all()
 
     def on_bitfield(self, conn: PeerConnection, haves: list[bool]) -> None:
-        if getattr(conn, "counted", None) is not None or any(conn.peer_has):
+        if conn.counted is not None or any(conn.peer_has):
             raise ProtocolError("a second bitfield")
         conn.peer_has = haves
         conn.peer_is_seed = all(haves)
-        conn.counted = "seed" if conn.peer_is_seed else "pieces"  # type: ignore[attr-defined]
+        conn.counted = "seed" if conn.peer_is_seed else "pieces"
         self.picker.peer_bitfield(haves)
         if conn.peer_is_seed and self.picker.complete:
             conn.close("both of us are seeds")
@@ -275,13 +274,13 @@ class TorrentController:
         if conn.peer_has[index]:
             return
         conn.peer_has[index] = True
-        if getattr(conn, "counted", None) is None:
-            conn.counted = "pieces"  # type: ignore[attr-defined]
+        if conn.counted is None:
+            conn.counted = "pieces"
         self.picker.peer_have(index)
         if all(conn.peer_has):
             conn.peer_is_seed = True
             self.picker.peer_became_seed(conn.peer_has)
-            conn.counted = "seed"  # type: ignore[attr-defined]
+            conn.counted = "seed"
             if self.picker.complete:
                 conn.close("both of us are seeds")
                 return
@@ -320,17 +319,9 @@ class TorrentController:
     def _release(self, conn: PeerConnection) -> None:
         if conn.requests_out:
             blocks = [(i, b, n) for (i, b), (n, _t) in conn.requests_out.items()]
-            self._stale(conn).update(conn.requests_out)
+            conn.stale_requests().update(conn.requests_out)
             conn.requests_out.clear()
             self.picker.release(conn, blocks)
-
-    @staticmethod
-    def _stale(conn: PeerConnection) -> dict[tuple[int, int], Any]:
-        stale = getattr(conn, "stale", None)
-        if stale is None or len(stale) > 4096:
-            stale = {}
-            conn.stale = stale  # type: ignore[attr-defined]
-        return stale
 
     # -- requesting ----------------------------------------------------------------------
 
@@ -366,10 +357,8 @@ class TorrentController:
         key = (index, begin)
         asked = conn.requests_out.pop(key, None)
         if asked is None:
-            stale = getattr(conn, "stale", None)
-            if stale is None or key not in stale:
+            if conn.stale.pop(key, None) is None:
                 raise ProtocolError(f"a block of piece {index} that we never asked for")
-            stale.pop(key)
             expected = self.picker.block_length(index, begin // wire.BLOCK_SIZE)
         else:
             expected = asked[0]
