@@ -355,29 +355,47 @@ class PeerConnection(asyncio.Protocol):
         return self.stale
 
     async def _upload_loop(self) -> None:
-        """Serve the peer's queued requests in order, within the upload rate limit."""
+        """Serve the peer's queued requests in order, within the upload rate limit.
+
+        Unthrottled, several blocks go out in one write (one system call); under a rate
+        limit, one block at a time so that the peers sharing the limit take turns."""
         t = self.torrent
         assert t is not None
+        limiter = self.session.upload_limiter
+        batch_bytes = 256 * 1024 if limiter.unlimited else 1
         try:
             while not self.closed:
                 if not self.requests_in:
                     self._wake_upload.clear()
                     await self._wake_upload.wait()
                     continue
-                index, begin, length = self.requests_in[0]
-                block = await t.read_block(index, begin, length)
-                await self.session.upload_limiter.throttle(length + 13)
+                out: list[bytes | memoryview] = []
+                sent: list[tuple[int, int, int]] = []
+                size = 0
+                while self.requests_in and size < batch_bytes:
+                    index, begin, length = self.requests_in.popleft()
+                    block = t.cached_block(index, begin, length)
+                    if block is None:
+                        block = await t.read_block(index, begin, length)
+                    out.append(wire.encode_piece_header(index, begin, length))
+                    out.append(block)
+                    sent.append((index, begin, length))
+                    size += length
+                    if self.closed or self.am_choking:
+                        break
+                await limiter.throttle(size + 13 * len(sent))
                 await self._write_ok.wait()
                 if self.closed:
                     return
-                # The request may have been cancelled, or we choked, while we waited.
-                if not self.requests_in or self.requests_in[0] != (index, begin, length):
+                if self.am_choking:
+                    # We choked the peer while these were on their way: withdraw them.
+                    if self.fast:
+                        self.send_many([wire.Reject(*r) for r in sent])
                     continue
-                self.requests_in.popleft()
-                self.transport.writelines((wire.encode_piece_header(index, begin, length), block))  # type: ignore[union-attr]
+                self.transport.writelines(out)  # type: ignore[union-attr]
                 self.last_sent = time.monotonic()
-                self.up.add(length)
-                t.on_uploaded(length)
+                self.up.add(size)
+                t.on_uploaded(size)
         except asyncio.CancelledError:
             raise
         except SwarmError as exc:

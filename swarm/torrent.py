@@ -338,8 +338,8 @@ class TorrentController:
             return
         depth = self.queue_depth(conn)
         outstanding = len(conn.requests_out)
-        if outstanding > depth - max(1, depth // 4):
-            return
+        if outstanding > depth // 2:
+            return  # ask in batches: fewer, larger writes
         if len(self.picker.pending) * self.torrent.piece_length > MAX_PENDING_BYTES:
             return
         blocks = self.picker.pick(conn, conn.peer_has, depth - outstanding)
@@ -439,6 +439,13 @@ class TorrentController:
             self._announce_now.set()
 
     # -- uploading -----------------------------------------------------------------------
+
+    def cached_block(self, index: int, begin: int, length: int) -> memoryview | None:
+        """The block from the piece cache if the piece is in memory already, else None."""
+        fut = self._cache.get(index)
+        if fut is None or not fut.done() or fut.cancelled() or fut.exception() is not None:
+            return None
+        return memoryview(fut.result())[begin : begin + length]
 
     async def read_block(self, index: int, begin: int, length: int) -> bytes | memoryview:
         """A block to upload, from a small cache of whole pieces read from disk."""
