@@ -78,3 +78,102 @@ def test_leechers_share_multi_file(tmp_path: Path) -> None:
             got = tmp_path / f"out{i}" / Path(*f.path)
             want = tmp_path / "seed" / Path(*f.path)
             assert got.read_bytes() == want.read_bytes()
+
+
+async def poll(predicate, timeout: float, what: str) -> None:  # type: ignore[no-untyped-def]
+    """Wait for *predicate* with a deadline, checking often (no blind sleeps)."""
+    async with asyncio.timeout(timeout):
+        while not predicate():
+            await asyncio.sleep(0.02)
+
+
+def test_corrupt_peer_is_banned_and_the_download_completes(tmp_path: Path) -> None:
+    src = make_data(tmp_path / "good", 1024 * 1024)
+    torrent = metainfo.parse(create_torrent(src, piece_length=32 * 1024))
+    bad = tmp_path / "bad" / src.name
+    bad.parent.mkdir()
+    corrupted = bytearray(src.read_bytes())
+    for i in range(0, len(corrupted), 32 * 1024):
+        corrupted[i + 7] ^= 0xFF  # every piece is wrong
+    bad.write_bytes(bytes(corrupted))
+
+    async def main() -> None:
+        async with (
+            Session(host="127.0.0.1") as liar,
+            Session(host="127.0.0.1") as honest,
+            Session(host="127.0.0.1") as leecher,
+        ):
+            await liar.add(torrent, bad.parent, seed=True, verify=False)
+            await honest.add(torrent, src.parent, seed=True)
+            t = await leecher.add(torrent, tmp_path / "out")
+            t.add_peers([("127.0.0.1", liar.port)])
+            await poll(lambda: t.banned_ids, 20, "the liar to be banned")
+            assert t.hash_failures >= 1
+            assert liar.peer_id in t.banned_ids
+            t.add_peers([("127.0.0.1", honest.port)])
+            await wait_all([t.complete], 30)
+            assert all(p.peer_id != liar.peer_id for p in t.peers)
+
+    asyncio.run(main())
+    assert sha256(tmp_path / "out" / src.name) == sha256(src)
+
+
+def test_restart_fetches_only_what_is_missing(tmp_path: Path) -> None:
+    src = make_data(tmp_path / "seed", 4 * 1024 * 1024)
+    torrent = metainfo.parse(create_torrent(src, piece_length=64 * 1024))
+    out = tmp_path / "out"
+
+    async def main() -> tuple[int, int]:
+        async with Session(host="127.0.0.1", max_upload_rate=2 * 1024 * 1024) as seeder:
+            await seeder.add(torrent, src.parent, seed=True)
+            async with Session(host="127.0.0.1") as leecher:
+                t = await leecher.add(torrent, out)
+                t.add_peers([("127.0.0.1", seeder.port)])
+                await poll(lambda: t.picker.num_have >= torrent.num_pieces // 2, 30, "half")
+            had = t.picker.num_have
+            assert not (out / src.name).exists()  # only the .part file until complete
+            async with Session(host="127.0.0.1") as leecher2:
+                t2 = await leecher2.add(torrent, out)
+                assert t2.picker.num_have >= had
+                t2.add_peers([("127.0.0.1", seeder.port)])
+                await wait_all([t2.complete], 30)
+                return had, t2.downloaded
+
+    had, downloaded = asyncio.run(main())
+    missing = torrent.length - had * torrent.piece_length
+    assert downloaded <= missing + 8 * torrent.piece_length
+    assert sha256(out / src.name) == sha256(src)
+
+
+def test_leechers_finish_from_each_other_after_the_seed_leaves(tmp_path: Path) -> None:
+    src = make_data(tmp_path / "seed", 2 * 1024 * 1024)
+    torrent = metainfo.parse(create_torrent(src, piece_length=32 * 1024))
+
+    async def main() -> None:
+        seeder = Session(host="127.0.0.1", max_upload_rate=1024 * 1024)
+        await seeder.start()
+        await seeder.add(torrent, src.parent, seed=True)
+        sessions = [Session(host="127.0.0.1", max_upload_rate=256 * 1024) for _ in range(3)]
+        for s in sessions:
+            await s.start()
+        try:
+            ts = [await s.add(torrent, tmp_path / f"out{i}") for i, s in enumerate(sessions)]
+            for i, t in enumerate(ts):
+                t.add_peers([("127.0.0.1", seeder.port)])
+                t.add_peers([("127.0.0.1", s.port) for j, s in enumerate(sessions) if j != i])
+
+            def covered() -> bool:
+                return all(any(t.picker.have[i] for t in ts) for i in range(torrent.num_pieces))
+
+            await poll(covered, 30, "the leechers to hold every piece between them")
+            assert not all(t.complete.is_set() for t in ts)
+            await seeder.close()
+            await wait_all([t.complete for t in ts], 60)
+        finally:
+            for s in sessions:
+                await s.close()
+            await seeder.close()
+
+    asyncio.run(main())
+    for i in range(3):
+        assert sha256(tmp_path / f"out{i}" / src.name) == sha256(src)
