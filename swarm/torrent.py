@@ -38,7 +38,7 @@ KEEPALIVE_SECONDS = 90.0
 IDLE_SECONDS = 120.0
 SNUB_SECONDS = 60.0
 MAX_PEERS_PER_TORRENT = 50
-MAX_PENDING_BYTES = 64 << 20  # verified-but-unwritten data before we stop asking for more
+MAX_PENDING_BYTES = 16 << 20  # in-hand pieces awaiting hash and write before we stop asking
 CACHE_BYTES = 32 << 20  # pieces kept in memory for uploading
 STRIKES_TO_BAN = 3
 

@@ -1,0 +1,129 @@
+"""Drive libtorrent for the interop tests. Runs under the system Python (/usr/bin/python3),
+which has Debian's python3-libtorrent; the project's Python may not.
+
+    lt_helper.py info T.torrent                -> JSON: info_hash, length, pieces, files
+    lt_helper.py create PATH OUT.torrent [URL] -> writes a torrent made by libtorrent
+    lt_helper.py seed T.torrent DATA_DIR       -> seeds until killed; prints "seeding PORT"
+    lt_helper.py download T.torrent OUT_DIR [TIMEOUT [HOST:PORT]]
+                                               -> downloads; prints "done" and exits 0
+
+Everything listens on 127.0.0.1 only; DHT, LSD, UPnP and NAT-PMP are off.
+"""
+
+import json
+import os
+import sys
+import time
+
+import libtorrent as lt
+
+
+def session():
+    settings = {
+        "listen_interfaces": "127.0.0.1:0",
+        "enable_dht": False,
+        "enable_lsd": False,
+        "enable_upnp": False,
+        "enable_natpmp": False,
+        "allow_multiple_connections_per_ip": True,
+        "alert_mask": lt.alert.category_t.error_notification
+        | lt.alert.category_t.status_notification,
+        "announce_to_all_trackers": True,
+        "min_announce_interval": 1,
+        "user_agent": "libtorrent-interop",
+        # swarm speaks the plain protocol (no MSE); try it first instead of after a time-out.
+        "out_enc_policy": int(lt.enc_policy.disabled),
+        "in_enc_policy": int(lt.enc_policy.enabled),
+    }
+    ses = lt.session(settings)
+    # Local peers are exempt from rate limits by default; nothing to limit here.
+    return ses
+
+
+def torrent_info(path):
+    return lt.torrent_info(path)
+
+
+def cmd_info(path):
+    ti = torrent_info(path)
+    files = ti.files()
+    print(
+        json.dumps(
+            {
+                "info_hash": str(ti.info_hash()),
+                "length": ti.total_size(),
+                "pieces": ti.num_pieces(),
+                "piece_length": ti.piece_length(),
+                "files": [
+                    {"path": files.file_path(i).replace(os.sep, "/"), "length": files.file_size(i)}
+                    for i in range(files.num_files())
+                ],
+            }
+        )
+    )
+
+
+def cmd_create(path, out, url=None):
+    fs = lt.file_storage()
+    lt.add_files(fs, path)
+    t = lt.create_torrent(
+        fs, 0, flags=lt.create_torrent.v1_only if hasattr(lt.create_torrent, "v1_only") else 0
+    )
+    if url:
+        t.add_tracker(url)
+    lt.set_piece_hashes(t, os.path.dirname(os.path.abspath(path)))
+    with open(out, "wb") as f:
+        f.write(lt.bencode(t.generate()))
+
+
+def add(ses, torrent, save_path, seed_mode=False):
+    params = lt.add_torrent_params()
+    params.ti = torrent_info(torrent)
+    params.save_path = save_path
+    if seed_mode:
+        params.flags |= lt.torrent_flags.seed_mode
+    return ses.add_torrent(params)
+
+
+def cmd_seed(torrent, data_dir):
+    ses = session()
+    h = add(ses, torrent, data_dir)
+    h.force_recheck()
+    deadline = time.time() + 60
+    while not h.status().is_seeding:
+        if time.time() > deadline:
+            print("error: data did not check out", flush=True)
+            sys.exit(1)
+        time.sleep(0.05)
+    h.force_reannounce()
+    print(f"seeding {ses.listen_port()}", flush=True)
+    while True:
+        time.sleep(1)
+
+
+def cmd_download(torrent, out_dir, timeout="120", peer=None):
+    ses = session()
+    h = add(ses, torrent, out_dir)
+    if peer:
+        host, port = peer.rsplit(":", 1)
+        h.connect_peer((host, int(port)))
+    deadline = time.time() + float(timeout)
+    last_announce = 0.0
+    while True:
+        st = h.status()
+        if st.is_seeding:
+            print("done", flush=True)
+            # Stay a moment so peers can still take pieces from us, then leave.
+            return
+        if time.time() > deadline:
+            print(f"error: timed out at {st.progress:.3f}", flush=True)
+            sys.exit(1)
+        if time.time() - last_announce > 2 and st.num_peers == 0:
+            h.force_reannounce()
+            last_announce = time.time()
+        time.sleep(0.05)
+
+
+if __name__ == "__main__":
+    cmd, *args = sys.argv[1:]
+    {"info": cmd_info, "create": cmd_create, "seed": cmd_seed, "download": cmd_download}[cmd](*args)
