@@ -288,7 +288,7 @@ class PeerConnection(asyncio.Protocol):
     # -- sending -------------------------------------------------------------------------
 
     def _write(self, data: bytes) -> None:
-        if self.transport is not None and not self.closed:
+        if self.transport is not None and not self.closed and not self.transport.is_closing():
             self.transport.write(data)
             self.last_sent = time.monotonic()
 
@@ -296,7 +296,12 @@ class PeerConnection(asyncio.Protocol):
         self._write(wire.encode(msg))
 
     def send_many(self, msgs: list[Any]) -> None:
-        if msgs and self.transport is not None and not self.closed:
+        if (
+            msgs
+            and self.transport is not None
+            and not self.closed
+            and not self.transport.is_closing()
+        ):
             self.transport.write(b"".join(wire.encode(m) for m in msgs))
             self.last_sent = time.monotonic()
 
@@ -392,7 +397,9 @@ class PeerConnection(asyncio.Protocol):
                     if self.fast:
                         self.send_many([wire.Reject(*r) for r in sent])
                     continue
-                self.transport.writelines(out)  # type: ignore[union-attr]
+                if self.transport is None or self.transport.is_closing():
+                    return
+                self.transport.writelines(out)
                 self.last_sent = time.monotonic()
                 self.up.add(size)
                 t.on_uploaded(size)

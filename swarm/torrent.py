@@ -259,8 +259,11 @@ class TorrentController:
         self._refill_all()
 
     def on_bitfield(self, conn: PeerConnection, haves: list[bool]) -> None:
-        if conn.counted is not None or any(conn.peer_has):
-            raise ProtocolError("a second bitfield")
+        if conn.counted is not None:
+            # Some clients follow 'have none' with a bitfield: the newest one counts.
+            self.picker.peer_bitfield(
+                conn.peer_has if conn.counted == "pieces" else [True] * self.num_pieces, -1
+            )
         conn.peer_has = haves
         conn.peer_is_seed = all(haves)
         conn.counted = "seed" if conn.peer_is_seed else "pieces"

@@ -1,0 +1,141 @@
+"""The tracker as a library: HTTP and UDP on one host, started and stopped cleanly::
+
+t = Tracker(TrackerConfig(port=0))
+await t.start()
+print(t.announce_urls)
+...
+await t.stop()
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from aiohttp import web
+
+from swarm.errors import SwarmError, UsageError
+from tracker.http import HTTPTracker
+from tracker.state import Limits, TrackerState
+from tracker.udp import UDPServerProtocol, UDPTracker
+
+log = logging.getLogger(__name__)
+
+
+class TrackerStartError(SwarmError):
+    exit_code = 1
+
+
+@dataclass(slots=True)
+class TrackerConfig:
+    host: str = "127.0.0.1"
+    port: int = 6969
+    udp_port: int | None = None  # None: the same number as the HTTP port
+    udp: bool = True
+    interval: int = 1800
+    min_interval: int = 60
+    max_torrents: int = 100_000
+    max_peers: int = 10_000
+    allow: set[bytes] | None = None
+    allow_ip_param: bool = False
+
+
+def load_allow_list(path: Path) -> set[bytes]:
+    """A folder of .torrent files, or a text file of 40-hex info-hashes one per line."""
+    from swarm import metainfo
+
+    allow: set[bytes] = set()
+    if path.is_dir():
+        for p in sorted(path.glob("*.torrent")):
+            allow.add(metainfo.load(p).info_hash)
+        return allow
+    try:
+        lines = path.read_text().splitlines()
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot read: {exc.strerror}") from None
+    for n, line in enumerate(lines, 1):
+        text = line.strip()
+        if not text or text.startswith("#"):
+            continue
+        try:
+            value = bytes.fromhex(text)
+        except ValueError:
+            value = b""
+        if len(value) != 20:
+            raise UsageError(f"{path}:{n}: not a 40-hex info-hash")
+        allow.add(value)
+    return allow
+
+
+class Tracker:
+    def __init__(self, config: TrackerConfig) -> None:
+        self.config = config
+        self.state = TrackerState(
+            interval=config.interval,
+            limits=Limits(config.max_torrents, config.max_peers),
+            allow=config.allow,
+            clock=time.monotonic,
+        )
+        self.http = HTTPTracker(
+            self.state, config.interval, config.min_interval, config.allow_ip_param
+        )
+        self._server: asyncio.base_events.Server | None = None
+        self._web: web.Server | None = None
+        self._udp: asyncio.DatagramTransport | None = None
+        self.port = 0
+        self.udp_port: int | None = None
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        c = self.config
+        self._web = web.Server(self.http.handle, access_log=None)
+        try:
+            self._server = await loop.create_server(
+                self._web, c.host, c.port, reuse_address=True, backlog=1024
+            )
+        except OSError as exc:
+            raise self._bind_error("TCP", c.port, exc) from None
+        self.port = self._server.sockets[0].getsockname()[1]
+        if c.udp:
+            udp_port = self.port if c.udp_port is None else c.udp_port
+            udp = UDPTracker(self.state, c.interval, time.monotonic)
+            try:
+                transport, _ = await loop.create_datagram_endpoint(
+                    lambda: UDPServerProtocol(udp), local_addr=(c.host, udp_port)
+                )
+            except OSError as exc:
+                await self.stop()
+                raise self._bind_error("UDP", udp_port, exc) from None
+            self._udp = transport
+            self.udp_port = transport.get_extra_info("sockname")[1]
+
+    @staticmethod
+    def _bind_error(kind: str, port: int, exc: OSError) -> TrackerStartError:
+        if exc.errno == errno.EADDRINUSE:
+            return TrackerStartError(f"{kind} port {port} is already in use")
+        return TrackerStartError(f"cannot listen on {kind} port {port}: {exc.strerror}")
+
+    @property
+    def announce_urls(self) -> list[str]:
+        host = self.config.host
+        shown = f"[{host}]" if ":" in host else host
+        urls = [f"http://{shown}:{self.port}/announce"]
+        if self.udp_port is not None:
+            urls.append(f"udp://{shown}:{self.udp_port}/announce")
+        return urls
+
+    async def stop(self) -> None:
+        if self._udp is not None:
+            self._udp.close()
+            self._udp = None
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+            self._server = None
+        if self._web is not None:
+            await self._web.shutdown(timeout=1)
+            self._web = None

@@ -1,0 +1,194 @@
+"""Swarm state of the tracker: torrents, their peers, expiry and counters (BEP 3).
+
+Pure: no sockets, no asyncio; the clock and the random source are passed in, so tests can
+drive time. Memory is bounded by limits on torrents and peers per torrent.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from swarm.errors import TrackerError
+
+
+@dataclass(slots=True)
+class PeerEntry:
+    peer_id: bytes
+    ip: str
+    port: int
+    left: int
+    uploaded: int
+    downloaded: int
+    last_seen: float
+
+    @property
+    def is_seed(self) -> bool:
+        return self.left == 0
+
+
+@dataclass(slots=True)
+class Swarm:
+    peers: dict[bytes, PeerEntry] = field(default_factory=dict)
+    seeders: int = 0
+    completed: int = 0
+
+    @property
+    def leechers(self) -> int:
+        return len(self.peers) - self.seeders
+
+
+@dataclass(frozen=True, slots=True)
+class Announce:
+    """One announce, already validated."""
+
+    info_hash: bytes
+    peer_id: bytes
+    ip: str
+    port: int
+    uploaded: int = 0
+    downloaded: int = 0
+    left: int = 0
+    event: str = ""  # "", started, completed, stopped
+    numwant: int = 50
+
+
+@dataclass(frozen=True, slots=True)
+class AnnounceResult:
+    peers: list[PeerEntry]
+    complete: int
+    incomplete: int
+
+
+@dataclass(slots=True)
+class Limits:
+    max_torrents: int = 100_000
+    max_peers: int = 10_000
+    max_numwant: int = 200
+
+
+class TrackerState:
+    """Every swarm the tracker knows, with expiry after about two intervals."""
+
+    def __init__(
+        self,
+        *,
+        interval: int = 1800,
+        limits: Limits | None = None,
+        allow: set[bytes] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.interval = interval
+        self.limits = limits or Limits()
+        self.allow = allow
+        self.clock = clock
+        self.rng = rng or random.Random()
+        self.swarms: dict[bytes, Swarm] = {}
+        self._recent: deque[list[int]] = deque()  # [whole second, announces in it]
+        self.announces = 0
+        self._next_sweep = clock() + interval
+
+    @property
+    def expiry(self) -> float:
+        return 2 * self.interval + 60
+
+    def announce(self, a: Announce) -> AnnounceResult:
+        now = self.clock()
+        self.announces += 1
+        sec = int(now)
+        if self._recent and self._recent[-1][0] == sec:
+            self._recent[-1][1] += 1
+        else:
+            self._recent.append([sec, 1])
+            if len(self._recent) > 64:
+                self._recent.popleft()
+        if now >= self._next_sweep:
+            self.sweep()
+        if self.allow is not None and a.info_hash not in self.allow:
+            raise TrackerError("torrent not allowed on this tracker")
+        swarm = self.swarms.get(a.info_hash)
+        if swarm is None:
+            if a.event == "stopped":
+                return AnnounceResult([], 0, 0)
+            if len(self.swarms) >= self.limits.max_torrents:
+                raise TrackerError("tracker is full: too many torrents")
+            swarm = self.swarms[a.info_hash] = Swarm()
+        old = swarm.peers.get(a.peer_id)
+        if a.event == "stopped":
+            if old is not None:
+                self._remove(swarm, a.peer_id)
+                if not swarm.peers:
+                    del self.swarms[a.info_hash]
+            return AnnounceResult([], swarm.seeders, swarm.leechers)
+        if old is None:
+            if len(swarm.peers) >= self.limits.max_peers:
+                raise TrackerError("tracker is full: too many peers for this torrent")
+            entry = PeerEntry(a.peer_id, a.ip, a.port, a.left, a.uploaded, a.downloaded, now)
+            swarm.peers[a.peer_id] = entry
+            swarm.seeders += entry.is_seed
+        else:
+            was_seed = old.is_seed
+            old.ip, old.port, old.left = a.ip, a.port, a.left
+            old.uploaded, old.downloaded, old.last_seen = a.uploaded, a.downloaded, now
+            swarm.seeders += old.is_seed - was_seed
+            entry = old
+        if a.event == "completed":
+            swarm.completed += 1
+        numwant = max(0, min(a.numwant, self.limits.max_numwant))
+        return AnnounceResult(self._pick(swarm, entry, numwant), swarm.seeders, swarm.leechers)
+
+    def _pick(self, swarm: Swarm, me: PeerEntry, numwant: int) -> list[PeerEntry]:
+        """Up to *numwant* other peers; a seed is given no seeds."""
+        if numwant == 0:
+            return []
+        others = [p for p in swarm.peers.values() if p is not me and not (me.is_seed and p.is_seed)]
+        if len(others) > numwant:
+            others = self.rng.sample(others, numwant)
+        return others
+
+    def _remove(self, swarm: Swarm, peer_id: bytes) -> None:
+        entry = swarm.peers.pop(peer_id)
+        swarm.seeders -= entry.is_seed
+
+    def sweep(self) -> int:
+        """Forget peers silent for about two intervals; returns how many went."""
+        now = self.clock()
+        self._next_sweep = now + min(self.interval, 300)
+        cutoff = now - self.expiry
+        gone = 0
+        for info_hash in list(self.swarms):
+            swarm = self.swarms[info_hash]
+            for pid in [pid for pid, p in swarm.peers.items() if p.last_seen < cutoff]:
+                self._remove(swarm, pid)
+                gone += 1
+            if not swarm.peers and not swarm.completed:
+                del self.swarms[info_hash]
+        return gone
+
+    def scrape(self, info_hashes: list[bytes]) -> dict[bytes, tuple[int, int, int]]:
+        """(complete, downloaded, incomplete) for each named torrent (all when none named)."""
+        names = info_hashes or list(self.swarms)[:1000]
+        out = {}
+        for h in names:
+            s = self.swarms.get(h)
+            out[h] = (s.seeders, s.completed, s.leechers) if s else (0, 0, 0)
+        return out
+
+    def announces_per_second(self, window: float = 10.0) -> float:
+        now = int(self.clock())
+        total = sum(n for sec, n in self._recent if now - window <= sec < now)
+        return total / window
+
+    def stats(self) -> dict[str, float]:
+        return {
+            "torrents": len(self.swarms),
+            "seeders": sum(s.seeders for s in self.swarms.values()),
+            "leechers": sum(s.leechers for s in self.swarms.values()),
+            "completed": sum(s.completed for s in self.swarms.values()),
+            "announces": self.announces,
+            "announces_per_second": round(self.announces_per_second(), 1),
+        }
