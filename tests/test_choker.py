@@ -7,13 +7,26 @@ import random
 from swarm.choker import Choker, PeerInfo
 
 
-def peer(key: str, down: float = 0, up: float = 0, interested: bool = True, age: float = 300, seed: bool = False) -> PeerInfo:
+def peer(
+    key: str,
+    down: float = 0,
+    up: float = 0,
+    interested: bool = True,
+    age: float = 300,
+    seed: bool = False,
+) -> PeerInfo:
     return PeerInfo(key, interested, down, up, age, seed)
 
 
 def test_best_uploaders_to_us_are_unchoked_plus_one_optimistic() -> None:
     c = Choker(slots=2, rng=random.Random(1))
-    peers = [peer("a", down=10), peer("b", down=50), peer("c", down=30), peer("d", down=1), peer("e", down=0)]
+    peers = [
+        peer("a", down=10),
+        peer("b", down=50),
+        peer("c", down=30),
+        peer("d", down=1),
+        peer("e", down=0),
+    ]
     unchoked = c.rechoke(peers, am_seed=False)
     assert {"b", "c"} <= unchoked
     assert len(unchoked) == 3

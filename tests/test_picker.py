@@ -7,7 +7,9 @@ import random
 from swarm.picker import BLOCK_SIZE, RANDOM_FIRST, PiecePicker
 
 
-def picker(num_pieces: int = 8, piece_length: int = 4 * BLOCK_SIZE, total: int | None = None) -> PiecePicker:
+def picker(
+    num_pieces: int = 8, piece_length: int = 4 * BLOCK_SIZE, total: int | None = None
+) -> PiecePicker:
     total = total if total is not None else num_pieces * piece_length
     return PiecePicker(num_pieces, piece_length, total, rng=random.Random(7))
 
@@ -27,7 +29,12 @@ def test_blocks_cover_a_piece_and_last_piece_is_short() -> None:
     blocks = p.pick("a", [False, False, True], 10)
     assert blocks == [(2, 0, 100)]
     blocks = p.pick("a", [True, True, True], 10)
-    assert sorted(blocks) == [(0, 0, BLOCK_SIZE), (0, BLOCK_SIZE, BLOCK_SIZE), (1, 0, BLOCK_SIZE), (1, BLOCK_SIZE, BLOCK_SIZE)]
+    assert sorted(blocks) == [
+        (0, 0, BLOCK_SIZE),
+        (0, BLOCK_SIZE, BLOCK_SIZE),
+        (1, 0, BLOCK_SIZE),
+        (1, BLOCK_SIZE, BLOCK_SIZE),
+    ]
 
 
 def test_rarest_first_after_random_start() -> None:

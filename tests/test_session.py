@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import os
 import random
 from pathlib import Path
-
-import pytest
 
 from swarm import metainfo
 from swarm.create import create_torrent

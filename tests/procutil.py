@@ -1,0 +1,101 @@
+"""Real ``swarm`` processes for end-to-end tests: output collected line by line, every wait
+bounded by a deadline, stopped by PID."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+
+def free_port() -> int:
+    """A port the OS says is free now (for programs that cannot be told to use port 0)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
+    """Poll *predicate* until true or the deadline passes."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(0.05)
+
+
+class Proc:
+    """A ``python -m swarm`` child whose output lines are collected as they come."""
+
+    def __init__(
+        self, args: list[str], cwd: Path | None = None, stdin: bool = False, raw: bool = False
+    ) -> None:
+        self.args = args
+        self.popen = subprocess.Popen(
+            args if raw else [sys.executable, "-m", "swarm", *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
+            cwd=cwd,
+            text=True,
+            bufsize=1,
+        )
+        self.out: list[str] = []
+        self.err: list[str] = []
+        self._threads = [
+            threading.Thread(target=self._pump, args=(self.popen.stdout, self.out), daemon=True),
+            threading.Thread(target=self._pump, args=(self.popen.stderr, self.err), daemon=True),
+        ]
+        for t in self._threads:
+            t.start()
+
+    @staticmethod
+    def _pump(stream, sink: list[str]) -> None:  # type: ignore[no-untyped-def]
+        for line in stream:
+            sink.append(line.rstrip("\n"))
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def wait_line(self, predicate: Callable[[str], bool], timeout: float = 30.0) -> str:
+        """Poll the output (with a deadline) for a line that satisfies *predicate*."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for line in list(self.out):
+                if predicate(line):
+                    return line
+            if self.popen.poll() is not None:
+                for t in self._threads:
+                    t.join(timeout=2)
+                for line in list(self.out):
+                    if predicate(line):
+                        return line
+                raise AssertionError(
+                    f"swarm {' '.join(self.args)} exited {self.popen.returncode}: "
+                    + "\n".join(self.err[-10:])
+                )
+            time.sleep(0.02)
+        raise AssertionError(f"timed out waiting for output of swarm {' '.join(self.args)}")
+
+    def wait_exit(self, timeout: float = 60.0) -> int:
+        rc = self.popen.wait(timeout=timeout)
+        for t in self._threads:
+            t.join(timeout=2)
+        return rc
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 10.0) -> int:
+        if self.popen.poll() is None:
+            os.kill(self.pid, sig)
+            try:
+                return self.wait_exit(timeout)
+            except subprocess.TimeoutExpired:
+                os.kill(self.pid, signal.SIGKILL)
+                return self.wait_exit(timeout)
+        return self.popen.returncode
