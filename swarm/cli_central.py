@@ -1,0 +1,54 @@
+"""``swarm serve-central``: the plain HTTP server that is the baseline of the comparison."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+
+import click
+
+from swarm.cli_peer import run_until_signal
+from swarm.errors import UsageError
+
+
+@click.command("serve-central")
+@click.argument("path", type=click.Path(path_type=Path))
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=8000,
+    show_default=True,
+    help="Port (0: any free port).",
+)
+@click.option(
+    "--max-upload-rate",
+    default=None,
+    metavar="RATE",
+    help="Cap on the total upload to all clients (e.g. 1M); unlimited by default.",
+)
+def serve_central_command(path: Path, host: str, port: int, max_upload_rate: str | None) -> None:
+    """Serve the file PATH, or every file of the folder PATH, over plain HTTP."""
+    from swarm.central.server import CentralServer
+    from swarm.units import format_rate, parse_rate
+
+    rate = parse_rate(max_upload_rate)
+    if not path.exists():
+        raise UsageError(f"{path}: no such file or folder")
+
+    async def main(stop: asyncio.Event) -> int:
+        server = CentralServer(path, host=host, port=port, max_upload_rate=rate)
+        await server.start()
+        try:
+            cap = f", upload capped at {format_rate(rate)}" if rate else ""
+            click.echo(f"serving {path} at {server.url}{cap}")
+            for url in server.urls[:20]:
+                click.echo(f"  {url}")
+            sys.stdout.flush()
+            await stop.wait()
+        finally:
+            await server.stop()
+        return 0
+
+    raise SystemExit(run_until_signal(main))
