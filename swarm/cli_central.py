@@ -41,8 +41,9 @@ def serve_central_command(path: Path, host: str, port: int, max_upload_rate: str
         server = CentralServer(path, host=host, port=port, max_upload_rate=rate)
         await server.start()
         try:
-            cap = f", upload capped at {format_rate(rate)}" if rate else ""
-            click.echo(f"serving {path} at {server.url}{cap}")
+            click.echo(f"serving {path} at {server.url}")
+            if rate:
+                click.echo(f"upload capped at {format_rate(rate)} in all")
             for url in server.urls[:20]:
                 click.echo(f"  {url}")
             sys.stdout.flush()

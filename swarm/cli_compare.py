@@ -1,0 +1,168 @@
+"""``swarm compare``: central server against swarm, measured side by side."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import tempfile
+from pathlib import Path
+
+import click
+
+from swarm.cli_peer import run_until_signal
+from swarm.errors import UsageError
+from swarm.units import format_rate, format_size, parse_rate, parse_size
+
+DEFAULT_RATE = "1M"
+DEFAULT_PEERS = "8"
+
+
+def _peer_counts(text: str) -> list[int]:
+    try:
+        counts = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise UsageError(f"--peers takes a number or a list like 1,2,4,8, not {text!r}") from None
+    if not counts or any(n < 1 or n > 64 for n in counts):
+        raise UsageError("--peers: each N must be between 1 and 64")
+    return counts
+
+
+@click.command("compare")
+@click.argument("path", required=False, type=click.Path(path_type=Path))
+@click.option(
+    "--peers",
+    default=DEFAULT_PEERS,
+    show_default=True,
+    help="N downloaders, or a list such as 1,2,4,8,16.",
+)
+@click.option(
+    "--upload-rate",
+    default=DEFAULT_RATE,
+    show_default=True,
+    help="u_s: upload cap of the central server and of the seed.",
+)
+@click.option(
+    "--peer-upload-rate",
+    default=None,
+    help="u: upload cap of each swarm downloader (default: the same as u_s).",
+)
+@click.option(
+    "--download-rate", default=None, help="d: download cap of every downloader (default: none)."
+)
+@click.option(
+    "--size", default=None, help="Use a synthetic file of this size (e.g. 16M) instead of PATH."
+)
+@click.option(
+    "--timeout", type=float, default=600.0, show_default=True, help="Seconds a phase may take."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of the table.")
+@click.option(
+    "--plot", "plot_path", type=click.Path(path_type=Path), help="Draw time against N to this PNG."
+)
+def compare_command(
+    path: Path | None,
+    peers: str,
+    upload_rate: str,
+    peer_upload_rate: str | None,
+    download_rate: str | None,
+    size: str | None,
+    timeout: float,
+    as_json: bool,
+    plot_path: Path | None,
+) -> None:
+    """Share one file to N downloaders from a central server and from a swarm; compare."""
+    from swarm import cli
+    from swarm.compare import Experiment, bounds, plot, prepare_path, run_experiment
+
+    counts = _peer_counts(peers)
+    u_s = parse_rate(upload_rate)
+    if u_s is None:
+        raise UsageError("--upload-rate must be a finite rate: the comparison needs a cap")
+    u = parse_rate(peer_upload_rate) if peer_upload_rate else u_s
+    if u is None:
+        raise UsageError("--peer-upload-rate must be a finite rate")
+    d = parse_rate(download_rate) if download_rate else None
+    nbytes = parse_size(size) if size else None
+    quiet = cli.SETTINGS.quiet or as_json
+
+    def say(text: str) -> None:
+        if not quiet:
+            click.echo(text, err=True)
+
+    with tempfile.TemporaryDirectory(prefix="swarm-compare-src-") as tmp:
+        file = prepare_path(path, nbytes, Path(tmp))
+        exp = Experiment(file, counts, u_s, u, d, timeout, on_event=say)
+
+        async def main(stop: asyncio.Event) -> int:
+            task = asyncio.ensure_future(run_experiment(exp))
+            stopper = asyncio.ensure_future(stop.wait())
+            await asyncio.wait([task, stopper], return_when=asyncio.FIRST_COMPLETED)
+            stopper.cancel()
+            if not task.done():
+                task.cancel()
+                try:
+                    await task
+                except asyncio.CancelledError:
+                    pass
+                click.echo("error: interrupted; everything started was stopped", err=True)
+                return 130
+            runs = task.result()
+            file_size = file.stat().st_size
+            if as_json:
+                obj = {
+                    "file": file.name if path or not nbytes else None,
+                    "file_size": file_size,
+                    "upload_rate": u_s,
+                    "peer_upload_rate": u,
+                    "download_rate": d,
+                    "runs": [r.as_dict() for r in runs],
+                }
+                click.echo(json.dumps(obj))
+            else:
+                _table(runs, file.name, file_size, u_s, u)
+            if plot_path:
+                plot(runs, plot_path, file_size, u_s)
+                if not as_json:
+                    click.echo(f"chart: {plot_path}")
+            return 0
+
+        raise SystemExit(run_until_signal(main))
+    del bounds
+
+
+def _table(runs: list, name: str, file_size: int, u_s: int, u: int) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(
+        title=f"{name}: {format_size(file_size)} to N downloaders; server and seed upload "
+        f"{format_rate(u_s)}, each peer {format_rate(u)}",
+    )
+    for col in ("N", "mode", "min", "median", "max", "total", "bound", "vs bound", "speedup"):
+        table.add_column(col, justify="right" if col not in ("mode",) else "left")
+    for r in runs:
+        for mode, res, bound in (
+            ("central", r.central, r.bound_central),
+            ("swarm", r.swarm, r.bound_swarm),
+        ):
+            d = res.as_dict()
+            table.add_row(
+                str(r.peers),
+                mode,
+                f"{d['min']:.2f}",
+                f"{d['median']:.2f}",
+                f"{d['max']:.2f}",
+                f"{d['total']:.2f}",
+                f"{bound:.2f}",
+                f"{d['total'] / bound:.2f}x",
+                f"{r.speedup:.2f}x" if mode == "swarm" else "",
+            )
+    table.caption = "times in seconds, from 'go' to each verified copy"
+    console = Console()
+    if not console.is_terminal:
+        console = Console(width=110)
+    console.print(table)
+    click.echo(
+        "bounds (Kurose & Ross): D_cs = max(N*F/u_s, F/d_min); "
+        "D_p2p = max(F/u_s, F/d_min, N*F/(u_s + N*u)); speedup = central total / swarm total"
+    )
