@@ -376,7 +376,7 @@ def plot(runs: list[Run], out: Path, file_size: int, server_rate: int) -> None:
     ax.plot(
         ns,
         [r.bound_central for r in runs],
-        "--",
+        "x--",
         color="tab:red",
         alpha=0.6,
         label="central bound D_cs",
@@ -385,7 +385,7 @@ def plot(runs: list[Run], out: Path, file_size: int, server_rate: int) -> None:
     ax.plot(
         ns,
         [r.bound_swarm for r in runs],
-        "--",
+        "x--",
         color="tab:blue",
         alpha=0.6,
         label="swarm bound D_p2p",
@@ -396,8 +396,8 @@ def plot(runs: list[Run], out: Path, file_size: int, server_rate: int) -> None:
     ax.set_title(f"{mib:.1f} MiB to N peers, server upload {server_rate / 2**20:.2f} MiB/s")
     ax.grid(True, alpha=0.3)
     ax.legend()
-    if len(ns) > 1:
-        ax.set_xticks(ns)
+    ax.set_xticks(ns)
+    ax.set_ylim(bottom=0)
     fig.tight_layout()
     fig.savefig(out)
     plt.close(fig)
