@@ -1,0 +1,200 @@
+"""The tracker's HTTP and UDP shells on real sockets (127.0.0.1, OS-chosen ports)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import struct
+import urllib.parse
+
+import aiohttp
+import bencodepy
+import pytest
+import yarl
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from swarm import announce
+from tracker.server import Tracker, TrackerConfig
+from tracker.state import TrackerState
+from tracker.udp import PROTOCOL_ID, UDPTracker
+
+IH = bytes(range(20))
+
+
+def run(coro):  # type: ignore[no-untyped-def]
+    return asyncio.run(asyncio.wait_for(coro, 60))
+
+
+async def started() -> Tracker:
+    t = Tracker(TrackerConfig(host="127.0.0.1", port=0, interval=60, min_interval=5))
+    await t.start()
+    return t
+
+
+def req(peer: int, left: int = 10, event: str = "started") -> announce.AnnounceRequest:
+    return announce.AnnounceRequest(IH, bytes([peer]) * 20, 6000 + peer, left=left, event=event)
+
+
+def test_http_announce_round_trip_with_our_client() -> None:
+    async def main() -> None:
+        t = await started()
+        try:
+            url = t.announce_urls[0]
+            async with aiohttp.ClientSession() as http:
+                await announce.http_announce(http, url, req(1))
+                r = await announce.http_announce(http, url, req(2))
+                assert r.peers == [("127.0.0.1", 6001)]
+                assert (r.interval, r.min_interval, r.incomplete) == (60, 5, 2)
+        finally:
+            await t.stop()
+
+    run(main())
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "",
+        "info_hash=abc&peer_id=xyz&port=1",
+        "info_hash=%01%02&peer_id=" + "a" * 20 + "&port=5",
+        "info_hash=" + "a" * 20 + "&peer_id=" + "b" * 20 + "&port=99999",
+        "info_hash=" + "a" * 20 + "&peer_id=" + "b" * 20 + "&port=5&event=explode",
+        "info_hash=" + "a" * 20 + "&peer_id=" + "b" * 20 + "&port=5&left=lots",
+        "x=" + "y" * 6000,
+    ],
+)
+def test_bad_http_announce_is_200_with_failure_reason(query: str) -> None:
+    async def main() -> None:
+        t = await started()
+        try:
+            base = t.announce_urls[0]
+            async with aiohttp.ClientSession() as http:
+                async with http.get(yarl.URL(f"{base}?{query}", encoded=True)) as resp:
+                    assert resp.status == 200
+                    body = bencodepy.decode(await resp.read())
+                    assert b"failure reason" in body
+        finally:
+            await t.stop()
+
+    run(main())
+
+
+def test_scrape_stats_page_and_404() -> None:
+    async def main() -> None:
+        t = await started()
+        try:
+            url = t.announce_urls[0]
+            base = url.rsplit("/", 1)[0]
+            async with aiohttp.ClientSession() as http:
+                await announce.http_announce(http, url, req(1, left=0))
+                await announce.http_announce(http, url, req(2))
+                ih = urllib.parse.quote_from_bytes(IH, safe="")
+                async with http.get(yarl.URL(f"{base}/scrape?info_hash={ih}", encoded=True)) as r:
+                    files = bencodepy.decode(await r.read())[b"files"]
+                    assert files[IH] == {b"complete": 1, b"downloaded": 0, b"incomplete": 1}
+                async with http.get(f"{base}/stats") as r:
+                    stats = json.loads(await r.text())
+                    assert stats["seeders"] == 1 and stats["leechers"] == 1
+                async with http.get(f"{base}/") as r:
+                    assert IH.hex() in await r.text()
+                async with http.get(f"{base}/nothing-here") as r:
+                    assert r.status == 404
+        finally:
+            await t.stop()
+
+    run(main())
+
+
+def test_many_concurrent_clients() -> None:
+    async def main() -> None:
+        t = await started()
+        try:
+            url = t.announce_urls[0]
+            conn = aiohttp.TCPConnector(limit=200)
+            async with aiohttp.ClientSession(connector=conn) as http:
+                reqs = [
+                    announce.AnnounceRequest(IH, i.to_bytes(20, "big"), 1000 + i, left=1)
+                    for i in range(300)
+                ]
+                results = await asyncio.gather(
+                    *(announce.http_announce(http, url, r) for r in reqs)
+                )
+            assert all(r.interval == 60 for r in results)
+            assert t.state.swarms[IH].leechers == 300
+        finally:
+            await t.stop()
+
+    run(main())
+
+
+def test_udp_announce_and_scrape_round_trip() -> None:
+    async def main() -> None:
+        t = await started()
+        try:
+            url = t.announce_urls[1]
+            await announce.udp_announce(url, req(1, left=0))
+            r = await announce.udp_announce(url, req(2))
+            assert r.peers == [("127.0.0.1", 6001)]
+            assert (r.complete, r.incomplete, r.interval) == (1, 1, 60)
+        finally:
+            await t.stop()
+
+    run(main())
+
+
+class Clock:
+    now = 10_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_udp_connection_ids_expire_and_are_checked() -> None:
+    clock = Clock()
+    udp = UDPTracker(TrackerState(interval=60, clock=clock), 60, clock)
+    addr = ("127.0.0.1", 5555)
+    reply = udp.handle(struct.pack(">QII", PROTOCOL_ID, 0, 7), addr)
+    assert reply is not None
+    action, tid, conn_id = struct.unpack(">IIQ", reply)
+    assert (action, tid) == (0, 7)
+    packet = struct.pack(
+        ">QII20s20sQQQIIIiH", conn_id, 1, 8, IH, b"p" * 20, 0, 5, 0, 2, 0, 0, -1, 6881
+    )
+    assert struct.unpack_from(">II", udp.handle(packet, addr)) == (1, 8)  # type: ignore[arg-type]
+    # Another address cannot use it; a guessed id fails; after two minutes it has expired.
+    assert struct.unpack_from(">I", udp.handle(packet, ("127.0.0.1", 5556)))[0] == 3  # type: ignore[arg-type]
+    clock.now += 125
+    assert struct.unpack_from(">I", udp.handle(packet, addr))[0] == 3  # type: ignore[arg-type]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=200))
+def test_malformed_udp_packets_are_dropped_or_refused(data: bytes) -> None:
+    clock = Clock()
+    udp = UDPTracker(TrackerState(interval=60, clock=clock), 60, clock)
+    reply = udp.handle(data, ("127.0.0.1", 1))
+    if reply is not None:
+        action = struct.unpack_from(">I", reply)[0]
+        assert action in (0, 3)  # a valid connect, or an error: never an announce
+
+
+def test_random_garbage_over_udp_leaves_the_tracker_working() -> None:
+    async def main() -> None:
+        t = await started()
+        try:
+            loop = asyncio.get_running_loop()
+            transport, _ = await loop.create_datagram_endpoint(
+                asyncio.DatagramProtocol, remote_addr=("127.0.0.1", t.udp_port)
+            )
+            rng = random.Random(5)
+            for _ in range(200):
+                transport.sendto(rng.randbytes(rng.randrange(0, 120)))
+            transport.close()
+            r = await announce.udp_announce(t.announce_urls[1], req(3))
+            assert r.interval == 60
+        finally:
+            await t.stop()
+
+    run(main())

@@ -1,0 +1,100 @@
+"""Tracker state as pure logic: announce semantics, expiry with an injected clock, limits."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from swarm.errors import TrackerError
+from tracker.state import Announce, Limits, TrackerState
+
+H1, H2 = b"\x01" * 20, b"\x02" * 20
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def ann(peer: int, left: int = 100, event: str = "", h: bytes = H1, numwant: int = 50) -> Announce:
+    return Announce(
+        h, bytes([peer]) * 20, "127.0.0.1", 6000 + peer, left=left, event=event, numwant=numwant
+    )
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def state(clock: Clock) -> TrackerState:
+    return TrackerState(interval=60, clock=clock, rng=random.Random(1))
+
+
+def test_peers_never_get_themselves_and_seeds_get_no_seeds(state: TrackerState) -> None:
+    state.announce(ann(1, left=0, event="started"))
+    state.announce(ann(2, left=0, event="started"))
+    r = state.announce(ann(3, event="started"))
+    assert {p.port for p in r.peers} == {6001, 6002}
+    assert (r.complete, r.incomplete) == (2, 1)
+    r = state.announce(ann(1, left=0))
+    assert {p.port for p in r.peers} == {6003}
+
+
+def test_stopped_removes_and_completed_counts(state: TrackerState) -> None:
+    state.announce(ann(1, event="started"))
+    r = state.announce(ann(1, left=0, event="completed"))
+    assert (r.complete, r.incomplete) == (1, 0)
+    assert state.swarms[H1].completed == 1
+    state.announce(ann(2, event="started"))
+    state.announce(ann(2, event="stopped"))
+    assert 2 not in {p.peer_id[0] for p in state.swarms[H1].peers.values()}
+    assert state.scrape([H1]) == {H1: (1, 1, 0)}
+
+
+def test_peers_expire_after_about_two_intervals(state: TrackerState, clock: Clock) -> None:
+    state.announce(ann(1, event="started"))
+    clock.now += 100
+    state.announce(ann(2, event="started"))
+    clock.now += 100  # peer 1 silent for 200 s > 2 * 60 + 60
+    assert state.sweep() == 1
+    assert [p.port for p in state.swarms[H1].peers.values()] == [6002]
+
+
+def test_numwant_is_capped_and_sampled(state: TrackerState) -> None:
+    for i in range(1, 251):
+        state.announce(Announce(H1, i.to_bytes(20, "big"), "127.0.0.1", 1000 + i, left=1))
+    r = state.announce(Announce(H1, b"\xff" * 20, "127.0.0.1", 9, left=1, numwant=1000))
+    assert len(r.peers) == 200
+    assert len(state.announce(ann(1, numwant=0)).peers) == 0
+
+
+def test_limits_on_torrents_and_peers(clock: Clock) -> None:
+    state = TrackerState(interval=60, clock=clock, limits=Limits(max_torrents=1, max_peers=2))
+    state.announce(ann(1))
+    with pytest.raises(TrackerError, match="too many torrents"):
+        state.announce(ann(1, h=H2))
+    state.announce(ann(2))
+    with pytest.raises(TrackerError, match="too many peers"):
+        state.announce(ann(3))
+
+
+def test_allow_list(clock: Clock) -> None:
+    state = TrackerState(interval=60, clock=clock, allow={H2})
+    with pytest.raises(TrackerError, match="not allowed"):
+        state.announce(ann(1))
+    assert state.announce(ann(1, h=H2)).incomplete == 1
+
+
+def test_stats_and_rate(state: TrackerState, clock: Clock) -> None:
+    for i in range(1, 21):
+        state.announce(ann(i))
+    clock.now += 1
+    st = state.stats()
+    assert st["torrents"] == 1 and st["leechers"] == 20 and st["announces"] == 20
+    assert st["announces_per_second"] == 2.0
