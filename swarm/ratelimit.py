@@ -20,11 +20,11 @@ class TokenBucket:
         if rate <= 0:
             raise ValueError("rate must be positive")
         self.rate = float(rate)
-        # A burst of a tenth of a second (at least one 16 KiB block plus header) keeps the
-        # long-run rate exact while letting a block go out in one piece.
-        self.burst = float(burst if burst is not None else max(rate / 10, 16 * 1024 + 13))
+        # A small burst (20 ms of the rate, at least one 16 KiB block plus its header): an
+        # idle sender gains little head start, and a block still goes out in one piece.
+        self.burst = float(burst if burst is not None else max(rate / 50, 16 * 1024 + 13))
         self._clock = clock
-        self._tokens = self.burst
+        self._tokens = 0.0  # start empty: the cap holds from the first byte
         self._stamp = clock()
 
     def _refill(self) -> None:

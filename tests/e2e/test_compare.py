@@ -1,0 +1,104 @@
+"""``swarm compare`` end to end: real processes, table, JSON and chart; nothing left running."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from swarm.compare import bounds
+
+pytestmark = pytest.mark.e2e
+
+
+def children_of(pid: int) -> set[int]:
+    out = set()
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            except OSError:
+                continue
+            if ppid == pid:
+                out.add(int(entry))
+    return out
+
+
+def test_bounds_formula() -> None:
+    d_cs, d_p2p = bounds(4 * 2**20, 8, 2**20, 2**20)
+    assert d_cs == pytest.approx(32.0)
+    assert d_p2p == pytest.approx(4.0)
+    d_cs, d_p2p = bounds(10, 4, 1, 0.1, d_min=0.5)
+    assert d_cs == pytest.approx(40.0) and d_p2p == pytest.approx(40 / 1.4)
+
+
+def test_compare_json_table_and_chart(tmp_path: Path) -> None:
+    chart = tmp_path / "chart.png"
+    cmd = [
+        sys.executable,
+        "-m",
+        "swarm",
+        "compare",
+        "--peers",
+        "1,2",
+        "--size",
+        "512K",
+        "--upload-rate",
+        "2M",
+        "--json",
+        "--plot",
+        str(chart),
+    ]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    out, err = proc.communicate(timeout=240)
+    assert proc.returncode == 0, err
+    obj = json.loads(out)
+    assert obj["file_size"] == 512 * 1024 and obj["upload_rate"] == 2 * 2**20
+    assert [r["peers"] for r in obj["runs"]] == [1, 2]
+    for r in obj["runs"]:
+        assert len(r["central"]["times"]) == r["peers"] == len(r["swarm"]["times"])
+        assert r["central"]["total"] >= r["bounds"]["central"] * 0.9
+        assert r["swarm"]["total"] > 0 and r["speedup"] > 0
+    assert chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "Traceback" not in err
+    assert not children_of(proc.pid)
+
+
+def test_compare_table(tmp_path: Path) -> None:
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "swarm",
+            "compare",
+            "--peers",
+            "2",
+            "--size",
+            "256K",
+            "--upload-rate",
+            "4M",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "central" in out.stdout and "swarm" in out.stdout and "speedup" in out.stdout
+    assert "D_p2p" in out.stdout
+
+
+def test_compare_rejects_bad_arguments() -> None:
+    for args in (["--peers", "0"], ["--peers", "x"], ["--upload-rate", "0"], ["/nonexistent/file"]):
+        r = subprocess.run(
+            [sys.executable, "-m", "swarm", "compare", *args],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert r.returncode == 2, args
+        assert r.stderr.startswith("error: ") and "Traceback" not in r.stderr
