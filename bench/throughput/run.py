@@ -162,7 +162,8 @@ def main() -> None:
         gib = size / GIB
         mbs = lambda r: size / r["seconds"] / 1e6  # noqa: E731
         print(
-            f"file: {size} bytes ({gib:.2f} GiB), best of {args.runs}, one seed -> one leecher, loopback"
+            f"file: {size} bytes ({gib:.2f} GiB), best of {args.runs},"
+            " one seed -> one leecher, loopback"
         )
         print(f"{'':12} {'MB/s':>8} {'seed cpu s/GiB':>15} {'leech cpu s/GiB':>16}")
         for name, r in (("swarm", best_s), ("libtorrent", best_l)):
