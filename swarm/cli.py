@@ -38,18 +38,21 @@ SETTINGS = Settings()
 def _set_verbose(ctx: click.Context, param: click.Parameter, value: int) -> int:
     if value:
         SETTINGS.verbose = max(SETTINGS.verbose, value)
+        setup_logging()
     return value
 
 
 def _set_quiet(ctx: click.Context, param: click.Parameter, value: bool) -> bool:
     if value:
         SETTINGS.quiet = True
+        setup_logging()
     return value
 
 
 def _set_debug(ctx: click.Context, param: click.Parameter, value: bool) -> bool:
     if value:
         SETTINGS.debug = True
+        setup_logging()
     return value
 
 
@@ -323,24 +326,24 @@ def info_cmd(torrent: Path, as_json: bool) -> None:
 # -- entry point ----------------------------------------------------------------------------
 
 
-def _register_optional_commands() -> None:
-    """Commands that live in other packages (tracker, peer engine, central server, compare)."""
-    for module, attr in (
-        ("tracker.cli", "tracker_command"),
-        ("swarm.cli_peer", "seed_command"),
-        ("swarm.cli_peer", "fetch_command"),
-        ("swarm.cli_central", "serve_central_command"),
-        ("swarm.cli_compare", "compare_command"),
+def _register_commands() -> None:
+    """Commands that live beside this module: tracker, peer engine, central server, compare."""
+    from swarm.cli_central import serve_central_command
+    from swarm.cli_compare import compare_command
+    from swarm.cli_peer import fetch_command, seed_command
+    from tracker.cli import tracker_command
+
+    for cmd in (
+        tracker_command,
+        seed_command,
+        fetch_command,
+        serve_central_command,
+        compare_command,
     ):
-        try:
-            mod = __import__(module, fromlist=[attr])
-        except ModuleNotFoundError as exc:
-            if exc.name and module.startswith(exc.name):
-                continue
-            raise
-        cmd = getattr(mod, attr, None)
-        if cmd is not None:
-            cli.add_command(common_options(cmd) if not getattr(cmd, "_common", False) else cmd)
+        cli.add_command(common_options(cmd))
+
+
+_register_commands()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -348,7 +351,6 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     SETTINGS.verbose, SETTINGS.quiet, SETTINGS.debug = 0, False, "--debug" in argv
     try:
-        _register_optional_commands()
         rv = cli.main(args=argv, prog_name="swarm", standalone_mode=False)
         return rv if isinstance(rv, int) else 0
     except click.exceptions.Exit as exc:

@@ -62,6 +62,7 @@ def collect_files(root: Path) -> list[SourceFile]:
             out.append(SourceFile(full, rel, full.stat().st_size))
     if not out:
         raise UsageError(f"{root}: the folder has no files to share")
+    out.sort(key=lambda f: f.path)  # one order for any walk: by path, component by component
     return out
 
 
