@@ -53,8 +53,14 @@ class HTTPTracker:
     def _bencoded(body: bytes) -> web.Response:
         return web.Response(body=body, content_type=_PLAIN)
 
+    @staticmethod
+    def _raw_query(request: web.BaseRequest) -> bytes:
+        # The request target exactly as sent: info_hash and peer_id are percent-encoded bytes.
+        _, _, query = request.raw_path.partition("?")
+        return query.encode("latin-1", "replace")
+
     def announce(self, request: web.BaseRequest) -> bytes:
-        query = request.rel_url.raw_query_string.encode("latin-1", "replace")
+        query = self._raw_query(request)
         try:
             a, compact, no_peer_id = protocol.parse_announce(
                 query, request.remote or "", allow_ip_param=self.allow_ip_param
@@ -67,7 +73,7 @@ class HTTPTracker:
         )
 
     def scrape(self, request: web.BaseRequest) -> bytes:
-        query = request.rel_url.raw_query_string.encode("latin-1", "replace")
+        query = self._raw_query(request)
         try:
             hashes = protocol.parse_scrape(query)
         except TrackerError as exc:

@@ -7,6 +7,7 @@ whose message goes back to the client as a bencoded ``failure reason``.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import socket
 import struct
@@ -34,12 +35,16 @@ def parse_query(query: bytes) -> dict[str, list[bytes]]:
     out: dict[str, list[bytes]] = {}
     if not query:
         return out
+    unquote = urllib.parse.unquote_to_bytes
     for part in query.split(b"&"):
         if not part:
             continue
         name, _, value = part.partition(b"=")
-        key = urllib.parse.unquote_to_bytes(name).decode("latin-1")
-        out.setdefault(key, []).append(urllib.parse.unquote_to_bytes(value.replace(b"+", b" ")))
+        # Most names and numbers carry no escapes: skip the decoder for them (hot path).
+        key = (unquote(name) if b"%" in name else name).decode("latin-1")
+        if b"%" in value or b"+" in value:
+            value = unquote(value.replace(b"+", b" "))
+        out.setdefault(key, []).append(value)
     return out
 
 
@@ -71,6 +76,7 @@ def _hash20(q: dict[str, list[bytes]], name: str) -> bytes:
     return raw
 
 
+@functools.lru_cache(maxsize=4096)
 def normalize_ip(ip: str) -> str:
     """'::ffff:1.2.3.4' is an IPv4 peer."""
     try:
@@ -124,13 +130,14 @@ def compact_peers(result: AnnounceResult) -> tuple[bytes, bytes]:
     """BEP 23 (IPv4, 6 bytes each) and BEP 7 (IPv6, 18 bytes each) peer strings."""
     v4, v6 = [], []
     for p in result.peers:
-        try:
-            if ":" in p.ip:
-                v6.append(socket.inet_pton(socket.AF_INET6, p.ip) + struct.pack(">H", p.port))
-            else:
-                v4.append(socket.inet_aton(p.ip) + struct.pack(">H", p.port))
-        except OSError:
-            continue
+        packed = p.compact
+        if packed is None:
+            try:
+                family = socket.AF_INET6 if ":" in p.ip else socket.AF_INET
+                packed = p.compact = socket.inet_pton(family, p.ip) + struct.pack(">H", p.port)
+            except OSError:
+                continue
+        (v6 if len(packed) == 18 else v4).append(packed)
     return b"".join(v4), b"".join(v6)
 
 

@@ -24,6 +24,8 @@ class PeerEntry:
     uploaded: int
     downloaded: int
     last_seen: float
+    slot: int = -1  # index in Swarm.order
+    compact: bytes | None = None  # BEP 23/7 form, filled in by the protocol layer once
 
     @property
     def is_seed(self) -> bool:
@@ -33,12 +35,26 @@ class PeerEntry:
 @dataclass(slots=True)
 class Swarm:
     peers: dict[bytes, PeerEntry] = field(default_factory=dict)
+    order: list[PeerEntry] = field(default_factory=list)  # for O(1) random sampling
     seeders: int = 0
     completed: int = 0
 
     @property
     def leechers(self) -> int:
         return len(self.peers) - self.seeders
+
+    def add(self, entry: PeerEntry) -> None:
+        entry.slot = len(self.order)
+        self.order.append(entry)
+        self.peers[entry.peer_id] = entry
+
+    def remove(self, peer_id: bytes) -> PeerEntry:
+        entry = self.peers.pop(peer_id)
+        last = self.order.pop()
+        if last is not entry:
+            last.slot = entry.slot
+            self.order[entry.slot] = last
+        return entry
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,10 +144,12 @@ class TrackerState:
             if len(swarm.peers) >= self.limits.max_peers:
                 raise TrackerError("tracker is full: too many peers for this torrent")
             entry = PeerEntry(a.peer_id, a.ip, a.port, a.left, a.uploaded, a.downloaded, now)
-            swarm.peers[a.peer_id] = entry
+            swarm.add(entry)
             swarm.seeders += entry.is_seed
         else:
             was_seed = old.is_seed
+            if (old.ip, old.port) != (a.ip, a.port):
+                old.compact = None
             old.ip, old.port, old.left = a.ip, a.port, a.left
             old.uploaded, old.downloaded, old.last_seen = a.uploaded, a.downloaded, now
             swarm.seeders += old.is_seed - was_seed
@@ -142,16 +160,32 @@ class TrackerState:
         return AnnounceResult(self._pick(swarm, entry, numwant), swarm.seeders, swarm.leechers)
 
     def _pick(self, swarm: Swarm, me: PeerEntry, numwant: int) -> list[PeerEntry]:
-        """Up to *numwant* other peers; a seed is given no seeds."""
+        """Up to *numwant* other peers at random; a seed is given no seeds."""
         if numwant == 0:
             return []
-        others = [p for p in swarm.peers.values() if p is not me and not (me.is_seed and p.is_seed)]
-        if len(others) > numwant:
-            others = self.rng.sample(others, numwant)
-        return others
+        order = swarm.order
+        skip_seeds = me.left == 0
+        n = len(order)
+        if n <= numwant + 1:
+            return [p for p in order if p is not me and not (skip_seeds and p.left == 0)]
+        # A window of consecutive slots from a random start (as opentracker does): random
+        # enough, since removals reshuffle the slots, and O(numwant) however big the swarm.
+        start = self.rng.randrange(n)
+        window = order[start : start + numwant + 1]
+        if len(window) < numwant + 1:
+            window += order[: numwant + 1 - len(window)]
+        if skip_seeds:
+            out = [p for p in window if p.left and p is not me]
+            if len(out) < numwant and swarm.leechers > len(out):
+                # Seeds crowd this window: take the exact, slower path.
+                out = [p for p in order if p.left and p is not me]
+                if len(out) > numwant:
+                    out = self.rng.sample(out, numwant)
+            return out[:numwant]
+        return [p for p in window if p is not me][:numwant]
 
     def _remove(self, swarm: Swarm, peer_id: bytes) -> None:
-        entry = swarm.peers.pop(peer_id)
+        entry = swarm.remove(peer_id)
         swarm.seeders -= entry.is_seed
 
     def sweep(self) -> int:

@@ -16,6 +16,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -33,6 +34,8 @@ def wait_http(url: str, timeout: float = 15) -> None:
         try:
             urllib.request.urlopen(url, timeout=2).read()
             return
+        except urllib.error.HTTPError:
+            return  # it answered: it is up (opentracker keeps /stats to itself)
         except OSError:
             if time.monotonic() > deadline:
                 raise
