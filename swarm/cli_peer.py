@@ -22,7 +22,9 @@ def _cli() -> Any:
     return cli
 
 
-def run_until_signal(main: Callable[[asyncio.Event], Awaitable[int | None]]) -> int:
+def run_until_signal(
+    main: Callable[[asyncio.Event], Awaitable[int | None]], fast_loop: bool = False
+) -> int:
     """Run *main(stop)* on a fresh event loop; SIGINT and SIGTERM set *stop*."""
 
     async def runner() -> int | None:
@@ -36,7 +38,7 @@ def run_until_signal(main: Callable[[asyncio.Event], Awaitable[int | None]]) -> 
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.remove_signal_handler(sig)
 
-    with asyncio.Runner(loop_factory=_loop_factory()) as r:
+    with asyncio.Runner(loop_factory=_loop_factory() if fast_loop else None) as r:
         return r.run(runner()) or 0
 
 

@@ -99,4 +99,4 @@ def tracker_command(
             await tracker.stop()
         return 0
 
-    raise SystemExit(run_until_signal(main))
+    raise SystemExit(run_until_signal(main, fast_loop=True))
