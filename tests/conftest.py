@@ -1,13 +1,41 @@
-"""Shared fixtures: real ``swarm`` processes on 127.0.0.1 (stopped by PID), a tracker."""
+"""Shared fixtures: the sample files, a temp-file factory, real ``swarm`` processes on
+127.0.0.1 (stopped by PID), a tracker."""
 
 from __future__ import annotations
 
+import random
 import signal
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from procutil import Proc
+
+SAMPLE_DIR = Path(__file__).resolve().parent.parent / "sample_files"
+
+
+@pytest.fixture(scope="session")
+def sample_dir() -> Path:
+    """The project's ``sample_files/`` folder (ocean-waves.wav, photos/)."""
+    assert SAMPLE_DIR.is_dir(), f"{SAMPLE_DIR} is missing"
+    return SAMPLE_DIR
+
+
+@pytest.fixture
+def make_file(tmp_path: Path) -> Callable[..., Path]:
+    """Write a file under the test's temp folder and return its path: ``make_file("a/b.bin",
+    data)`` writes *data*; ``make_file("c.bin", 1000)`` writes 1000 pseudo-random bytes, the
+    same for the same name. Parent folders are created."""
+
+    def make(rel: str, content: bytes | int = b"") -> Path:
+        path = tmp_path / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(content, int):
+            content = random.Random(rel).randbytes(content)
+        path.write_bytes(content)
+        return path
+
+    return make
 
 
 @pytest.fixture
