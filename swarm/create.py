@@ -59,6 +59,12 @@ def collect_files(root: Path) -> list[SourceFile]:
             if full.is_symlink() or not full.is_file():
                 continue
             rel = full.relative_to(root).parts
+            for part in rel:
+                try:
+                    part.encode()
+                except UnicodeEncodeError:
+                    shown = str(full).encode("utf-8", "backslashreplace").decode()
+                    raise UsageError(f"{shown}: the file name is not valid UTF-8") from None
             out.append(SourceFile(full, rel, full.stat().st_size))
     if not out:
         raise UsageError(f"{root}: the folder has no files to share")

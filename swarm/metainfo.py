@@ -162,7 +162,10 @@ def load(path: str | Path, max_size: int = MAX_TORRENT_SIZE) -> Torrent:
             raise MetainfoError(
                 f"{p}: {size} bytes is larger than the {max_size}-byte limit for a .torrent file"
             )
-        data = p.read_bytes()
+        with open(p, "rb") as f:
+            data = f.read(max_size + 1)  # a stream has no size to check beforehand
+        if len(data) > max_size:
+            raise MetainfoError(f"{p}: larger than the {max_size}-byte limit for a .torrent file")
     except FileNotFoundError:
         raise MetainfoError(f"{p}: no such file") from None
     except PermissionError:

@@ -201,11 +201,6 @@ def test_create_bad_input_in_process(
     assert_one_line_error(capsys.readouterr().err, *words)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="swarm create on a folder holding a non-UTF-8 file name fails with "
-    "'error: unexpected failure: UnicodeEncodeError ...' and exit 1 (see test_create.py)",
-)
 def test_create_with_a_non_utf8_file_name(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

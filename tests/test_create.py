@@ -219,11 +219,6 @@ def test_nothing_to_share_is_a_usage_error(tmp_path: Path, case: str, message: s
         create_torrent(_nothing_to_share(tmp_path, case))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a file name that is not valid UTF-8 makes build_metainfo's part.encode() raise "
-    "UnicodeEncodeError, which is not a SwarmError (the CLI says 'unexpected failure', exit 1)",
-)
 def test_a_file_name_that_is_not_utf8_is_handled(tmp_path: Path) -> None:
     root = tmp_path / "d"
     root.mkdir()
