@@ -198,3 +198,112 @@ def test_random_garbage_over_udp_leaves_the_tracker_working() -> None:
             await t.stop()
 
     run(main())
+
+
+async def raw_exchange(port: int, data: bytes, timeout: float = 10) -> bytes:
+    """Send *data* on one connection and read until the tracker closes it (or a timeout)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(data)
+        await writer.drain()
+        async with asyncio.timeout(timeout):
+            return await reader.read(-1)
+    finally:
+        writer.close()
+
+
+def announce_line(peer: int, connection: str = "keep-alive") -> bytes:
+    ih = urllib.parse.quote_from_bytes(IH, safe="")
+    return (
+        f"GET /announce?info_hash={ih}&peer_id={('%%%02X' % peer) * 20}&port={6000 + peer}&left=5"
+        f" HTTP/1.1\r\nHost: x\r\nConnection: {connection}\r\n\r\n"
+    ).encode()
+
+
+def test_http_keep_alive_and_pipelined_requests_answered_in_order() -> None:
+    async def main() -> None:
+        t = await started()
+        try:
+            data = announce_line(1) + announce_line(2) + announce_line(3, connection="close")
+            out = await raw_exchange(t.port, data)
+            assert out.count(b"HTTP/1.1 200 OK\r\n") == 3
+            assert out.count(b"Connection: close") == 1
+            bodies = out.split(b"\r\n\r\n")[1:]
+            # the third answer sees the first two peers
+            third = bencodepy.decode(bodies[-1])
+            assert third[b"incomplete"] == 3 and len(third[b"peers"]) == 12
+        finally:
+            await t.stop()
+
+    run(main())
+
+
+@pytest.mark.parametrize(
+    ("request_bytes", "status"),
+    [
+        (b"NOT HTTP AT ALL\r\n\r\n", b"400"),
+        (b"GET / HTTP/1.1\r\nHost: x\r\n" + b"X-Pad: " + b"a" * 70_000 + b"\r\n\r\n", b"400"),
+        (b"POST /announce HTTP/1.1\r\nContent-Length: 0\r\nConnection: close\r\n\r\n", b"405"),
+    ],
+)
+def test_http_garbage_gets_an_error_and_the_tracker_keeps_serving(
+    request_bytes: bytes, status: bytes
+) -> None:
+    async def main() -> None:
+        t = await started()
+        try:
+            out = await raw_exchange(t.port, request_bytes)
+            assert out.startswith(b"HTTP/1.1 " + status)
+            again = await raw_exchange(t.port, announce_line(7, connection="close"))
+            assert b"8:intervali60e" in again
+        finally:
+            await t.stop()
+
+    run(main())
+
+
+def test_http_over_long_query_head_and_absolute_target() -> None:
+    async def main() -> None:
+        t = await started()
+        try:
+            long_target = b"/announce?x=" + b"a" * 20_000
+            out = await raw_exchange(
+                t.port, b"GET " + long_target + b" HTTP/1.1\r\nConnection: close\r\n\r\n"
+            )
+            assert out.startswith(b"HTTP/1.1 200")
+            assert b"failure reason" in out and b"too long" in out
+            head = await raw_exchange(t.port, b"HEAD /stats HTTP/1.1\r\nConnection: close\r\n\r\n")
+            assert head.startswith(b"HTTP/1.1 200") and head.endswith(b"\r\n\r\n")
+            absolute = await raw_exchange(
+                t.port,
+                announce_line(9, connection="close").replace(
+                    b"GET /announce", f"GET http://127.0.0.1:{t.port}/announce".encode()
+                ),
+            )
+            assert b"8:intervali60e" in absolute
+        finally:
+            await t.stop()
+
+    run(main())
+
+
+def test_idle_keep_alive_connections_are_closed_by_the_sweep() -> None:
+    async def main() -> None:
+        t = await started()
+        try:
+            reader, writer = await asyncio.open_connection("127.0.0.1", t.port)
+            writer.write(announce_line(4))
+            await reader.readuntil(b"\r\n\r\n")
+            assert len(t.http.connections) == 1
+            conn = next(iter(t.http.connections))
+            t.http.sweep_idle(conn.last_active + 1)  # not idle long enough: kept
+            assert len(t.http.connections) == 1
+            t.http.sweep_idle(conn.last_active + 3600)
+            async with asyncio.timeout(10):
+                while await reader.read(65536):
+                    pass  # the rest of the body, then EOF
+            writer.close()
+        finally:
+            await t.stop()
+
+    run(main())

@@ -136,3 +136,16 @@ def test_mutated_good_queries_only_raise_request_errors(data: st.DataObject) -> 
         protocol.parse_announce(bytes(raw), "127.0.0.1")
     except protocol.RequestError:
         pass
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.binary(max_size=40), st.sampled_from(["", "%", "+", "%%", "%4", "%zz", "%41"]))
+def test_fast_unquote_agrees_with_urllib(raw: bytes, extra: str) -> None:
+    for value in (
+        urllib.parse.quote_from_bytes(raw, safe="").encode(),
+        "".join(f"%{b:02x}" for b in raw).encode(),
+        urllib.parse.quote_from_bytes(raw, safe="").encode() + extra.encode(),
+        extra.encode() + raw.hex().encode(),
+    ):
+        want = urllib.parse.unquote_to_bytes(value.replace(b"+", b" "))
+        assert protocol.unquote(value) == want

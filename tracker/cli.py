@@ -71,8 +71,11 @@ def tracker_command(
 ) -> None:
     """Run a BitTorrent tracker (HTTP and UDP) until Ctrl-C."""
     from swarm.cli_peer import run_until_signal
+    from swarm.errors import UsageError
     from tracker.server import Tracker, TrackerConfig, load_allow_list
 
+    if no_udp and udp_port is not None:
+        raise UsageError("--udp-port and --no-udp cannot be used together")
     config = TrackerConfig(
         host=host,
         port=port,

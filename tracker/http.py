@@ -1,27 +1,64 @@
-"""The HTTP shell of the tracker (aiohttp's low-level server, for speed): /announce,
-/scrape, /stats (JSON) and / (an HTML page listing the swarms). Every malformed announce
-gets HTTP 200 with a bencoded failure reason, which is what clients read.
+"""The HTTP shell of the tracker: /announce, /scrape (BEP 3, 48), /stats (JSON) and / (an HTML
+page listing the swarms), as an asyncio protocol over httptools (llhttp, the parser behind
+Node.js and uvicorn).
+
+Why not aiohttp here: an announce is a few dict lookups and one small bencoded answer, so the
+per-request cost of a full framework (request objects, header multidicts, tasks) is most of the
+work. This shell does only what a tracker needs: the raw request target (``info_hash`` and
+``peer_id`` are arbitrary bytes under their percent-encoding), the client's address,
+keep-alive and pipelining, and bounds on what a client may send.
+
+Every malformed announce gets HTTP 200 with a bencoded failure reason, which is what clients
+read and show; unknown paths get 404; a request that is not HTTP gets 400 and a close.
 """
 
 from __future__ import annotations
 
+import asyncio
 import html
 import json
 import logging
+import time
 
-from aiohttp import web
+import httptools
 
 from swarm.errors import TrackerError
 from tracker import protocol
 from tracker.state import TrackerState
 
+__all__ = ["HTTPTracker", "HTTPTrackerProtocol"]
+
 log = logging.getLogger(__name__)
 
-_PLAIN = "text/plain"
+MAX_REQUEST_BYTES = 64 * 1024
+"""Most bytes one request (line, headers and any body) may take before the connection closes."""
+MAX_TARGET = 2 * protocol.MAX_QUERY + 1024
+"""Longer request targets are not kept; such an announce gets 'query string too long'."""
+IDLE_TIMEOUT = 60.0
+"""Seconds a keep-alive connection may sit idle before it is closed."""
+MAX_CONNECTIONS = 20_000
+
+_REASONS = {200: b"OK", 400: b"Bad Request", 404: b"Not Found", 405: b"Method Not Allowed"}
+_BENCODED = b"text/plain"
+_JSON = b"application/json"
+_HTML = b"text/html; charset=utf-8"
+
+
+def _head(status: int, content_type: bytes, length: int, keep_alive: bool) -> bytes:
+    return b"HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %d\r\n%s\r\n" % (
+        status,
+        _REASONS[status],
+        content_type,
+        length,
+        b"" if keep_alive else b"Connection: close\r\n",
+    )
 
 
 class HTTPTracker:
-    """Request handler for one :class:`TrackerState`."""
+    """The request handler for one :class:`TrackerState`: a request target in, an answer out.
+
+    No sockets here: :meth:`respond` is what the protocol calls, and what tests can call.
+    """
 
     def __init__(
         self, state: TrackerState, interval: int, min_interval: int, allow_ip_param: bool = False
@@ -30,40 +67,37 @@ class HTTPTracker:
         self.interval = interval
         self.min_interval = min_interval
         self.allow_ip_param = allow_ip_param
+        self.connections: set[HTTPTrackerProtocol] = set()
 
-    async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
-        path = request.path
+    def respond(self, target: bytes, remote: str) -> tuple[int, bytes, bytes]:
+        """(status, content type, body) for a GET of the raw *target* from *remote*."""
+        path, _, query = target.partition(b"?")
+        if not path.startswith(b"/"):
+            # absolute-form (a request through a proxy): keep only the path and the query
+            try:
+                url = httptools.parse_url(target)
+            except httptools.HttpParserInvalidURLError:
+                return 400, _BENCODED, b"bad request target\n"
+            path, query = url.path or b"/", url.query or b""
         try:
-            if path == "/announce":
-                return self._bencoded(self.announce(request))
-            if path == "/scrape":
-                return self._bencoded(self.scrape(request))
-            if path == "/stats":
-                return web.Response(
-                    text=json.dumps(self.state.stats()), content_type="application/json"
-                )
-            if path == "/":
-                return web.Response(text=self.page(), content_type="text/html")
-        except Exception:  # never a 5xx for a client: log it, answer with a failure
-            log.exception("tracker request failed")
-            return self._bencoded(protocol.failure("internal tracker error"))
-        return web.Response(status=404, text="not found\n", content_type=_PLAIN)
+            if path == b"/announce":
+                return 200, _BENCODED, self.announce(query, remote)
+            if path == b"/scrape":
+                return 200, _BENCODED, self.scrape(query)
+            if path == b"/stats":
+                return 200, _JSON, json.dumps(self.state.stats()).encode()
+            if path == b"/":
+                return 200, _HTML, self.page().encode()
+        except Exception:  # a bug: log it, but a client still gets an answer it can read
+            log.exception("tracker request %r failed", path[:100])
+            return 200, _BENCODED, protocol.failure("internal tracker error")
+        return 404, _BENCODED, b"not found\n"
 
-    @staticmethod
-    def _bencoded(body: bytes) -> web.Response:
-        return web.Response(body=body, content_type=_PLAIN)
-
-    @staticmethod
-    def _raw_query(request: web.BaseRequest) -> bytes:
-        # The request target exactly as sent: info_hash and peer_id are percent-encoded bytes.
-        _, _, query = request.raw_path.partition("?")
-        return query.encode("latin-1", "replace")
-
-    def announce(self, request: web.BaseRequest) -> bytes:
-        query = self._raw_query(request)
+    def announce(self, query: bytes, remote: str) -> bytes:
+        """The bencoded answer to an announce with the raw *query* from address *remote*."""
         try:
             a, compact, no_peer_id = protocol.parse_announce(
-                query, request.remote or "", allow_ip_param=self.allow_ip_param
+                query, remote, allow_ip_param=self.allow_ip_param
             )
             result = self.state.announce(a)
         except TrackerError as exc:
@@ -72,8 +106,8 @@ class HTTPTracker:
             result, self.interval, self.min_interval, compact, no_peer_id
         )
 
-    def scrape(self, request: web.BaseRequest) -> bytes:
-        query = self._raw_query(request)
+    def scrape(self, query: bytes) -> bytes:
+        """The bencoded answer to a scrape (BEP 48)."""
         try:
             hashes = protocol.parse_scrape(query)
         except TrackerError as exc:
@@ -81,13 +115,13 @@ class HTTPTracker:
         return protocol.scrape_response(self.state.scrape(hashes))
 
     def page(self) -> str:
+        """A small HTML overview: totals, then each torrent's swarm (the first 500)."""
         st = self.state.stats()
-        rows = []
-        for info_hash, swarm in list(self.state.swarms.items())[:500]:
-            rows.append(
-                f"<tr><td><code>{info_hash.hex()}</code></td><td>{swarm.seeders}</td>"
-                f"<td>{swarm.leechers}</td><td>{swarm.completed}</td></tr>"
-            )
+        rows = [
+            f"<tr><td><code>{info_hash.hex()}</code></td><td>{swarm.seeders}</td>"
+            f"<td>{swarm.leechers}</td><td>{swarm.completed}</td></tr>"
+            for info_hash, swarm in list(self.state.swarms.items())[:500]
+        ]
         body = "\n".join(rows) or '<tr><td colspan="4">no torrents yet</td></tr>'
         return f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>swarm tracker</title>
@@ -100,3 +134,116 @@ td,th{{border:1px solid #ccc;padding:.3em .8em;text-align:right}}</style></head>
 {body}
 </table><p>{html.escape("announce: /announce  scrape: /scrape  stats: /stats")}</p></body></html>
 """
+
+    def sweep_idle(self, now: float) -> None:
+        """Close keep-alive connections that have been idle longer than :data:`IDLE_TIMEOUT`."""
+        for conn in [c for c in self.connections if now - c.last_active > IDLE_TIMEOUT]:
+            conn.close()
+
+
+class HTTPTrackerProtocol(asyncio.Protocol):
+    """One client connection: parse requests with httptools, answer each in order."""
+
+    __slots__ = (
+        "handler",
+        "parser",
+        "transport",
+        "remote",
+        "target",
+        "target_len",
+        "received",
+        "last_active",
+        "paused",
+    )
+
+    def __init__(self, handler: HTTPTracker) -> None:
+        self.handler = handler
+        self.parser = httptools.HttpRequestParser(self)
+        self.transport: asyncio.Transport | None = None
+        self.remote = ""
+        self.target: list[bytes] = []
+        self.target_len = 0
+        self.received = 0
+        self.last_active = time.monotonic()
+        self.paused = False
+
+    # asyncio callbacks
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]  # uvloop's is not a subclass
+        if len(self.handler.connections) >= MAX_CONNECTIONS:
+            transport.abort()
+            return
+        self.handler.connections.add(self)
+        peer = transport.get_extra_info("peername")
+        self.remote = protocol.normalize_ip(peer[0]) if peer else ""
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.handler.connections.discard(self)
+        self.transport = None
+
+    def data_received(self, data: bytes) -> None:
+        self.last_active = time.monotonic()
+        self.received += len(data)
+        if self.received > MAX_REQUEST_BYTES:
+            self._error(400)
+            return
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            self._error(400)
+        except httptools.HttpParserError:
+            self._error(400)
+
+    def pause_writing(self) -> None:
+        # The client does not read its answers: stop reading its requests until it does.
+        if self.transport is not None and not self.paused:
+            self.paused = True
+            self.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        if self.transport is not None and self.paused:
+            self.paused = False
+            self.transport.resume_reading()
+
+    # httptools callbacks
+
+    def on_message_begin(self) -> None:
+        self.target = []
+        self.target_len = 0
+
+    def on_url(self, url: bytes) -> None:
+        self.target_len += len(url)
+        if self.target_len <= MAX_TARGET:
+            self.target.append(url)
+
+    def on_message_complete(self) -> None:
+        transport = self.transport
+        if transport is None:
+            return
+        self.received = 0
+        keep_alive = self.parser.should_keep_alive()
+        method = self.parser.get_method()
+        if method not in (b"GET", b"HEAD"):
+            status, ctype, body = 405, _BENCODED, b"only GET and HEAD\n"
+        elif self.target_len > MAX_TARGET:
+            status, ctype, body = 200, _BENCODED, protocol.failure("query string too long")
+        else:
+            target = self.target[0] if len(self.target) == 1 else b"".join(self.target)
+            status, ctype, body = self.handler.respond(target, self.remote)
+        head = _head(status, ctype, len(body), keep_alive)
+        transport.write(head if method == b"HEAD" else head + body)
+        if not keep_alive:
+            transport.close()
+
+    # helpers
+
+    def _error(self, status: int) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            body = b"bad request\n"
+            self.transport.write(_head(status, _BENCODED, len(body), False) + body)
+            self.transport.close()
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()

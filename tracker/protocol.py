@@ -9,23 +9,39 @@ from __future__ import annotations
 
 import functools
 import ipaddress
+import re
 import socket
-import struct
 import urllib.parse
 from typing import Any
 
-import bencodepy
+from fastbencode import bencode as _bencode  # C (Rust) encoder: the hot path
 
 from swarm.errors import TrackerError
-from tracker.state import Announce, AnnounceResult
+from tracker.state import Announce, AnnounceResult, PeerEntry
 
 MAX_QUERY = 4096
 MAX_SCRAPE_HASHES = 100
-EVENTS = {"", "started", "completed", "stopped", "paused"}
+EVENTS = {b"": "", b"started": "started", b"completed": "completed", b"stopped": "stopped"}
+EVENTS[b"paused"] = ""  # BEP 21: an ordinary announce
 
 
 class RequestError(TrackerError):
     """A malformed announce or scrape; the message is the failure reason."""
+
+
+# A value that is nothing but %XX escapes (how most clients send info_hash and peer_id) is
+# decoded with one C-level check and bytes.fromhex; anything else goes to urllib.
+_ALL_ESCAPED = re.compile(rb"(?:%[0-9A-Fa-f]{2})+").fullmatch
+_unquote = urllib.parse.unquote_to_bytes
+
+
+def unquote(value: bytes) -> bytes:
+    """Percent-decode a raw query value to bytes (``+`` is a space, as in forms)."""
+    if 37 not in value and 43 not in value:  # no "%" and no "+": nothing to decode
+        return value
+    if _ALL_ESCAPED(value):
+        return bytes.fromhex(value.replace(b"%", b"").decode("ascii"))
+    return _unquote(value.replace(b"+", b" "))
 
 
 def parse_query(query: bytes) -> dict[str, list[bytes]]:
@@ -35,44 +51,51 @@ def parse_query(query: bytes) -> dict[str, list[bytes]]:
     out: dict[str, list[bytes]] = {}
     if not query:
         return out
-    unquote = urllib.parse.unquote_to_bytes
     for part in query.split(b"&"):
         if not part:
             continue
         name, _, value = part.partition(b"=")
-        # Most names and numbers carry no escapes: skip the decoder for them (hot path).
-        key = (unquote(name) if b"%" in name else name).decode("latin-1")
-        if b"%" in value or b"+" in value:
-            value = unquote(value.replace(b"+", b" "))
-        out.setdefault(key, []).append(value)
+        key = unquote(name).decode("latin-1")
+        out.setdefault(key, []).append(unquote(value))
     return out
 
 
-def _one(q: dict[str, list[bytes]], name: str) -> bytes | None:
-    values = q.get(name)
-    return values[0] if values else None
+def _first_values(query: bytes) -> dict[bytes, bytes]:
+    """Names to their first value, both decoded; the announce's hot path."""
+    if len(query) > MAX_QUERY:
+        raise RequestError("query string too long")
+    out: dict[bytes, bytes] = {}
+    for part in query.split(b"&"):
+        name, _, value = part.partition(b"=")
+        name = unquote(name)
+        if name not in out:
+            out[name] = value
+    return out
 
 
-def _int(q: dict[str, list[bytes]], name: str, default: int | None = None, hi: int = 2**63) -> int:
-    raw = _one(q, name)
-    if raw is None or raw == b"":
-        if default is None:
-            raise RequestError(f"missing {name}")
-        return default
-    if not raw.isdigit() or len(raw) > 20:
-        raise RequestError(f"invalid {name}")
-    value = int(raw)
-    if value > hi:
-        raise RequestError(f"invalid {name}")
-    return value
+def _int(q: dict[bytes, bytes], name: bytes, default: int | None = None, hi: int = 2**63) -> int:
+    raw = q.get(name)
+    if raw:
+        if raw.isdigit() and len(raw) <= 20:
+            value = int(raw)
+            if value <= hi:
+                return value
+        raw = unquote(raw)  # a number percent-encoded for no reason is still a number
+        if raw.isdigit() and len(raw) <= 20 and int(raw) <= hi:
+            return int(raw)
+        raise RequestError(f"invalid {name.decode()}")
+    if default is None:
+        raise RequestError(f"missing {name.decode()}")
+    return default
 
 
-def _hash20(q: dict[str, list[bytes]], name: str) -> bytes:
-    raw = _one(q, name)
+def _hash20(q: dict[bytes, bytes], name: bytes) -> bytes:
+    raw = q.get(name)
     if raw is None:
-        raise RequestError(f"missing {name}")
+        raise RequestError(f"missing {name.decode()}")
+    raw = unquote(raw)
     if len(raw) != 20:
-        raise RequestError(f"invalid {name}: must be 20 bytes")
+        raise RequestError(f"invalid {name.decode()}: must be 20 bytes")
     return raw
 
 
@@ -92,22 +115,19 @@ def parse_announce(
     query: bytes, remote_ip: str, *, allow_ip_param: bool = False
 ) -> tuple[Announce, bool, bool]:
     """Validate an announce; returns it with the client's ``compact`` and ``no_peer_id``."""
-    q = parse_query(query)
-    info_hash = _hash20(q, "info_hash")
-    peer_id = _hash20(q, "peer_id")
-    port = _int(q, "port")
+    q = _first_values(query)
+    info_hash = _hash20(q, b"info_hash")
+    peer_id = _hash20(q, b"peer_id")
+    port = _int(q, b"port")
     if not 0 < port < 65536:
         raise RequestError("invalid port")
-    event_raw = _one(q, "event") or b""
-    event = event_raw.decode("latin-1")
-    if event not in EVENTS:
+    event = EVENTS.get(unquote(q.get(b"event", b"")))
+    if event is None:
         raise RequestError("invalid event")
-    if event == "paused":
-        event = ""
     ip = remote_ip
-    if allow_ip_param and _one(q, "ip"):
+    if allow_ip_param and q.get(b"ip"):
         try:
-            ip = str(ipaddress.ip_address(_one(q, "ip").decode("ascii")))  # type: ignore[union-attr]
+            ip = str(ipaddress.ip_address(unquote(q[b"ip"]).decode("ascii")))
         except (ValueError, UnicodeDecodeError):
             raise RequestError("invalid ip") from None
     announce = Announce(
@@ -115,30 +135,35 @@ def parse_announce(
         peer_id=peer_id,
         ip=normalize_ip(ip),
         port=port,
-        uploaded=_int(q, "uploaded", 0),
-        downloaded=_int(q, "downloaded", 0),
-        left=_int(q, "left", 0),
+        uploaded=_int(q, b"uploaded", 0),
+        downloaded=_int(q, b"downloaded", 0),
+        left=_int(q, b"left", 0),
         event=event,
-        numwant=_int(q, "numwant", 50, hi=1 << 31),
+        numwant=_int(q, b"numwant", 50, hi=1 << 31),
     )
-    compact = (_one(q, "compact") or b"1") != b"0"
-    no_peer_id = (_one(q, "no_peer_id") or b"0") == b"1"
+    compact = unquote(q.get(b"compact", b"1")) != b"0"
+    no_peer_id = unquote(q.get(b"no_peer_id", b"0")) == b"1"
     return announce, compact, no_peer_id
+
+
+def _pack(p: PeerEntry) -> bytes:
+    try:
+        family = socket.AF_INET6 if ":" in p.ip else socket.AF_INET
+        packed = socket.inet_pton(family, p.ip) + p.port.to_bytes(2, "big")
+    except OSError:
+        packed = b""
+    p.compact = packed
+    return packed
 
 
 def compact_peers(result: AnnounceResult) -> tuple[bytes, bytes]:
     """BEP 23 (IPv4, 6 bytes each) and BEP 7 (IPv6, 18 bytes each) peer strings."""
-    v4, v6 = [], []
-    for p in result.peers:
-        packed = p.compact
-        if packed is None:
-            try:
-                family = socket.AF_INET6 if ":" in p.ip else socket.AF_INET
-                packed = p.compact = socket.inet_pton(family, p.ip) + struct.pack(">H", p.port)
-            except OSError:
-                continue
-        (v6 if len(packed) == 18 else v4).append(packed)
-    return b"".join(v4), b"".join(v6)
+    packed = [p.compact or _pack(p) for p in result.peers]
+    joined = b"".join(packed)
+    if len(joined) == 6 * len(packed):  # the usual case: every peer is IPv4
+        return joined, b""
+    v4 = b"".join([c for c in packed if len(c) == 6])
+    return v4, b"".join([c for c in packed if len(c) == 18])
 
 
 def announce_response(
@@ -163,11 +188,11 @@ def announce_response(
                 entry[b"peer id"] = p.peer_id
             peers.append(entry)
         d[b"peers"] = peers
-    return bencodepy.encode(d)
+    return _bencode(d)
 
 
 def failure(reason: str) -> bytes:
-    return bencodepy.encode({b"failure reason": reason.encode()})
+    return _bencode({b"failure reason": reason.encode()})
 
 
 def parse_scrape(query: bytes) -> list[bytes]:
@@ -182,7 +207,7 @@ def parse_scrape(query: bytes) -> list[bytes]:
 
 
 def scrape_response(files: dict[bytes, tuple[int, int, int]]) -> bytes:
-    return bencodepy.encode(
+    return _bencode(
         {
             b"files": {
                 h: {b"complete": c, b"downloaded": d, b"incomplete": i}

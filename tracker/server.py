@@ -16,10 +16,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from aiohttp import web
-
 from swarm.errors import SwarmError, UsageError
-from tracker.http import HTTPTracker
+from tracker.http import IDLE_TIMEOUT, HTTPTracker, HTTPTrackerProtocol
 from tracker.state import Limits, TrackerState
 from tracker.udp import UDPServerProtocol, UDPTracker
 
@@ -84,7 +82,7 @@ class Tracker:
             self.state, config.interval, config.min_interval, config.allow_ip_param
         )
         self._server: asyncio.base_events.Server | None = None
-        self._web: web.Server | None = None
+        self._sweeper: asyncio.TimerHandle | None = None
         self._udp: asyncio.DatagramTransport | None = None
         self.port = 0
         self.udp_port: int | None = None
@@ -92,14 +90,15 @@ class Tracker:
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
         c = self.config
-        self._web = web.Server(self.http.handle, access_log=None)
         try:
             self._server = await loop.create_server(
-                self._web, c.host, c.port, reuse_address=True, backlog=1024
+                lambda: HTTPTrackerProtocol(self.http), c.host, c.port, reuse_address=True,
+                backlog=1024,
             )
         except OSError as exc:
             raise self._bind_error("TCP", c.port, exc) from None
         self.port = self._server.sockets[0].getsockname()[1]
+        self._sweep()
         if c.udp:
             udp_port = self.port if c.udp_port is None else c.udp_port
             udp = UDPTracker(self.state, c.interval, time.monotonic)
@@ -112,6 +111,11 @@ class Tracker:
                 raise self._bind_error("UDP", udp_port, exc) from None
             self._udp = transport
             self.udp_port = transport.get_extra_info("sockname")[1]
+
+    def _sweep(self) -> None:
+        loop = asyncio.get_running_loop()
+        self.http.sweep_idle(time.monotonic())
+        self._sweeper = loop.call_later(IDLE_TIMEOUT / 4, self._sweep)
 
     @staticmethod
     def _bind_error(kind: str, port: int, exc: OSError) -> TrackerStartError:
@@ -132,10 +136,12 @@ class Tracker:
         if self._udp is not None:
             self._udp.close()
             self._udp = None
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
         if self._server is not None:
-            self._server.close()
+            self._server.close()  # stop accepting, then end the open connections
+            for conn in list(self.http.connections):
+                conn.close()
             await self._server.wait_closed()
             self._server = None
-        if self._web is not None:
-            await self._web.shutdown(timeout=1)
-            self._web = None
