@@ -1,12 +1,14 @@
 """Make a .torrent from a file or folder: walk it, choose a piece length, hash on every core.
 
-Hashing reads the data in large spans with ``os.pread`` from worker threads; both calls
-release the GIL, so two threads keep two cores busy, as ``mktorrent -t 2`` does.
+Hashing reads the files through memory maps from worker threads; hashlib releases the GIL
+on large buffers, so two threads keep two cores busy, as ``mktorrent -t 2`` does.
 """
 
 from __future__ import annotations
 
+import bisect
 import hashlib
+import mmap
 import os
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -73,46 +75,76 @@ def collect_files(root: Path) -> list[SourceFile]:
 
 
 class _Reader:
-    """Reads byte ranges of the concatenation of several files (the torrent's data stream)."""
+    """Byte ranges of the concatenation of several files (the torrent's data stream).
+
+    Each file is memory-mapped: hashing straight from the page cache skips a copy per byte,
+    which is most of the gap between a Python hasher and mktorrent. A range inside one file
+    is a zero-copy view; a piece that spans files is joined from its parts.
+    """
 
     def __init__(self, files: list[SourceFile]) -> None:
-        self._fds: list[int] = []
+        self._maps: list[memoryview | None] = []
+        self._mmaps: list[mmap.mmap] = []
         self._offsets: list[int] = []
         self._lengths: list[int] = []
         offset = 0
         try:
             for f in files:
-                self._fds.append(os.open(f.disk_path, os.O_RDONLY))
                 self._offsets.append(offset)
                 self._lengths.append(f.length)
                 offset += f.length
+                self._maps.append(self._map(f) if f.length else None)
         except OSError as exc:
             self.close()
-            raise UsageError(f"cannot read {exc.filename}: {exc.strerror}") from None
+            where = exc.filename or files[len(self._maps)].disk_path
+            raise UsageError(f"cannot read {where}: {exc.strerror}") from None
+        except BaseException:
+            self.close()
+            raise
         self.total = offset
 
-    def read(self, start: int, length: int) -> bytes:
-        if len(self._fds) == 1:
-            return self._read_one(0, start, length)
-        parts = []
+    def _map(self, f: SourceFile) -> memoryview:
+        with open(f.disk_path, "rb") as fh:
+            size = os.fstat(fh.fileno()).st_size
+            if size < f.length:
+                raise UsageError(f"{f.disk_path}: the file changed size while it was being read")
+            m = mmap.mmap(fh.fileno(), f.length, access=mmap.ACCESS_READ)
+        if hasattr(m, "madvise"):
+            m.madvise(mmap.MADV_SEQUENTIAL)
+        self._mmaps.append(m)
+        return memoryview(m)
+
+    def view(self, start: int, length: int) -> memoryview | bytes:
         end = start + length
-        for i, (fo, fl) in enumerate(zip(self._offsets, self._lengths, strict=True)):
+        i = bisect.bisect_right(self._offsets, start) - 1  # the last file starting <= start
+        fo, fl = self._offsets[i], self._lengths[i]
+        if fo <= start and end <= fo + fl:
+            m = self._maps[i]
+            assert m is not None
+            return m[start - fo : end - fo]
+        parts = []
+        for j in range(i, len(self._offsets)):
+            fo, fl = self._offsets[j], self._lengths[j]
+            if fo >= end:
+                break
             lo, hi = max(start, fo), min(end, fo + fl)
             if lo < hi:
-                parts.append(self._read_one(i, lo - fo, hi - lo))
+                m = self._maps[j]
+                assert m is not None
+                parts.append(m[lo - fo : hi - fo])
         return b"".join(parts)
 
-    def _read_one(self, i: int, pos: int, length: int) -> bytes:
-        data = os.pread(self._fds[i], length, pos)
-        if len(data) != length:
-            # A short read means the file shrank under us; hashes would be wrong.
-            raise UsageError("a file changed size while it was being hashed")
-        return data
-
     def close(self) -> None:
-        for fd in self._fds:
-            os.close(fd)
-        self._fds = []
+        for m in self._maps:
+            if m is not None:
+                m.release()
+        self._maps = []
+        for mm in self._mmaps:
+            try:
+                mm.close()
+            except BufferError:  # a view still alive (an error mid-hash): the GC unmaps it
+                pass
+        self._mmaps = []
 
 
 def hash_pieces(
@@ -129,10 +161,10 @@ def hash_pieces(
     threads = threads or min(4, os.cpu_count() or 1)
 
     def work(start: int) -> list[bytes]:
-        data = memoryview(reader.read(start, min(span, total - start)))
+        end = min(start + span, total)
         return [
-            hashlib.sha1(data[i : i + piece_length]).digest()
-            for i in range(0, len(data), piece_length)
+            hashlib.sha1(reader.view(i, min(piece_length, end - i))).digest()
+            for i in range(start, end, piece_length)
         ]
 
     hashes: list[bytes] = []

@@ -240,3 +240,22 @@ def test_a_file_name_with_a_backslash_is_refused_with_a_clear_error(tmp_path: Pa
     (root / "a\\b.txt").write_bytes(b"x")
     with pytest.raises(SwarmError, match="path separator"):
         create_torrent(root)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    lengths=st.lists(st.sampled_from([0, 1, 100, 16 * 1024 - 1, 16 * 1024, 40_000]), max_size=6),
+    threads=st.integers(1, 3),
+)
+def test_any_file_layout_hashes_like_the_concatenation(
+    tmp_path_factory: pytest.TempPathFactory, lengths: list[int], threads: int
+) -> None:
+    folder = tmp_path_factory.mktemp("layout")
+    files = []
+    for i, n in enumerate(lengths + [7]):
+        path = folder / f"f{i}"
+        path.write_bytes(os.urandom(n))
+        files.append(create.SourceFile(path, (path.name,), n))
+    data = b"".join(f.disk_path.read_bytes() for f in files)
+    got = hash_pieces(files, 16 * 1024, threads=threads)
+    assert got == sha1_pieces(data, 16 * 1024)
