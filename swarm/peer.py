@@ -92,6 +92,10 @@ class PeerConnection(asyncio.Protocol):
         self.requests_out: dict[tuple[int, int], tuple[int, float]] = {}
         self.requests_in: deque[tuple[int, int, int]] = deque()
         self.stale: dict[tuple[int, int], tuple[int, float]] = {}
+        # Initial seeding: pieces we turned this peer away for once (it should get them from
+        # the peer we sent them to), and pieces the peer turned us away for, with when.
+        self.deferred: set[int] = set()
+        self.rejected: dict[int, float] = {}
         self.counted: str | None = None  # how the picker counts this peer: pieces or seed
         self.down = RateMeter()
         self.up = RateMeter()
@@ -276,6 +280,9 @@ class PeerConnection(asyncio.Protocol):
             return  # without the fast extension a request while choked is simply dropped
         if len(self.requests_in) >= MAX_QUEUED_REQUESTS:
             raise ProtocolError("request flood")
+        if self.fast and t.defer_to_swarm(self, index):
+            self.send(wire.Reject(index, begin, length))
+            return
         self.requests_in.append((index, begin, length))
         self._wake_upload.set()
 
@@ -400,6 +407,8 @@ class PeerConnection(asyncio.Protocol):
                 if self.transport is None or self.transport.is_closing():
                     return
                 self.transport.writelines(out)
+                for index, _, _ in sent:
+                    t.on_block_sent(index)
                 self.last_sent = time.monotonic()
                 self.up.add(size)
                 t.on_uploaded(size)

@@ -38,6 +38,7 @@ KEEPALIVE_SECONDS = 90.0
 IDLE_SECONDS = 120.0
 SNUB_SECONDS = 60.0
 MAX_PEERS_PER_TORRENT = 50
+REJECT_MEMORY_SECONDS = 5.0  # how long a piece a peer rejected is not asked of it again
 MAX_PENDING_BYTES = 16 << 20  # in-hand pieces awaiting hash and write before we stop asking
 CACHE_BYTES = 32 << 20  # pieces kept in memory for uploading
 STRIKES_TO_BAN = 3
@@ -107,6 +108,9 @@ class TorrentController:
         self.downloaded = 0  # payload bytes received
         self.uploaded = 0
         self.hash_failures = 0
+        self._piece_owner: dict[int, PeerConnection] = {}  # initial seeding: who got it first
+        self.initial_seeding_done = False
+        self._pieces_sent: set[int] = set()
         self._buffers: dict[int, bytearray] = {}
         self._contributors: dict[int, set[bytes]] = {}
         self._cache: OrderedDict[int, asyncio.Future[bytes]] = OrderedDict()
@@ -316,8 +320,33 @@ class TorrentController:
     def on_reject(self, conn: PeerConnection, index: int, begin: int, length: int) -> None:
         if conn.requests_out.pop((index, begin), None) is None:
             return
+        # Do not ask this peer for the piece again at once: a seed that rejects a piece it has
+        # is telling us to get it from the swarm (initial seeding), or it is overloaded.
+        conn.rejected[index] = time.monotonic()
         self.picker.release(conn, [(index, begin, length)])
         self._refill_all()
+
+    # -- initial seeding -----------------------------------------------------------------
+
+    def defer_to_swarm(self, conn: PeerConnection, index: int) -> bool:
+        """Whether to reject *conn*'s request for *index* so that it fetches the piece from
+        the peer we are already sending it to (the idea of BEP 16 super-seeding, done with
+        BEP 6 rejects so any fast-extension peer follows it).
+
+        While a seed has not yet sent every piece once, a second copy of a piece is upload
+        spent on data the swarm already has: the first peer to ask for a piece owns it, and
+        others are turned away, each only once per piece so nobody can starve.
+        """
+        if not self.picker.complete or self.initial_seeding_done:
+            return False
+        owner = self._piece_owner.get(index)
+        if owner is None or owner is conn or owner.closed:
+            self._piece_owner[index] = conn
+            return False
+        if index in conn.deferred:
+            return False
+        conn.deferred.add(index)
+        return True
 
     def _release(self, conn: PeerConnection) -> None:
         if conn.requests_out:
@@ -330,10 +359,13 @@ class TorrentController:
 
     def queue_depth(self, conn: PeerConnection) -> int:
         """Requests to keep outstanding: about half a second of the peer's rate, so the pipe
-        never runs dry, within what the peer accepts."""
+        never runs dry, within what the peer accepts. No more: every request queued at an
+        uploader delays the others' requests behind it, and under a rate cap a deep queue is
+        what keeps the last pieces of a swarm from spreading (32 extra blocks per peer cost
+        the default compare a second)."""
         if conn.snubbed:
             return 1
-        depth = int(conn.down.rate * 0.5 / wire.BLOCK_SIZE) + 32
+        depth = int(conn.down.rate * 0.5 / wire.BLOCK_SIZE) + 2
         return max(4, min(depth, conn.remote_reqq))
 
     def fill(self, conn: PeerConnection) -> None:
@@ -345,11 +377,24 @@ class TorrentController:
             return  # ask in batches: fewer, larger writes
         if len(self.picker.pending) * self.torrent.piece_length > MAX_PENDING_BYTES:
             return
-        blocks = self.picker.pick(conn, conn.peer_has, depth - outstanding)
+        has = conn.peer_has
+        if conn.rejected:
+            has = self._without_rejected(conn)
+        blocks = self.picker.pick(conn, has, depth - outstanding)
         if blocks:
             conn.request(blocks)
         elif not outstanding and not self.picker.interesting(conn.peer_has):
             conn.set_interested(False)
+
+    def _without_rejected(self, conn: PeerConnection) -> list[bool]:
+        """What *conn* has, less the pieces it rejected in the last few seconds."""
+        cutoff = time.monotonic() - REJECT_MEMORY_SECONDS
+        for index in [i for i, when in conn.rejected.items() if when < cutoff]:
+            del conn.rejected[index]
+        has = list(conn.peer_has)
+        for index in conn.rejected:
+            has[index] = False
+        return has
 
     def _refill_all(self) -> None:
         for p in list(self.peers):
@@ -476,6 +521,15 @@ class TorrentController:
 
     def on_uploaded(self, n: int) -> None:
         self.uploaded += n
+
+    def on_block_sent(self, index: int) -> None:
+        """A block of *index* went out; initial seeding ends once every piece has."""
+        if not self.initial_seeding_done and self.picker.complete:
+            self._pieces_sent.add(index)
+            if len(self._pieces_sent) == self.num_pieces:
+                self.initial_seeding_done = True
+                self._pieces_sent.clear()
+                self._piece_owner.clear()
 
     # -- timers --------------------------------------------------------------------------
 

@@ -174,3 +174,35 @@ def test_leechers_finish_from_each_other_after_the_seed_leaves(tmp_path: Path) -
     asyncio.run(main())
     for i in range(3):
         assert sha256(tmp_path / f"out{i}" / src.name) == sha256(src)
+
+
+def test_a_rate_capped_seed_sends_each_piece_about_once(tmp_path: Path) -> None:
+    """Initial seeding: while pieces remain that the seed has never sent, a second copy of a
+    piece is refused (a BEP 6 reject) so the leecher fetches it from the peer that has it."""
+    size = 1024 * 1024
+    src = make_data(tmp_path / "seed", size)
+    torrent = metainfo.parse(create_torrent(src, piece_length=16 * 1024))
+
+    async def main() -> int:
+        async with Session(host="127.0.0.1", max_upload_rate=1024 * 1024) as seeder:
+            st = await seeder.add(torrent, src.parent, seed=True)
+            sessions = [Session(host="127.0.0.1") for _ in range(4)]
+            for s in sessions:
+                await s.start()
+            try:
+                ts = [await s.add(torrent, tmp_path / f"out{i}") for i, s in enumerate(sessions)]
+                for i, t in enumerate(ts):
+                    t.add_peers([("127.0.0.1", seeder.port)])
+                    t.add_peers([("127.0.0.1", s.port) for j, s in enumerate(sessions) if j != i])
+                await wait_all([t.complete for t in ts], 60)
+            finally:
+                for s in sessions:
+                    await s.close()
+            return st.uploaded
+
+    uploaded = asyncio.run(main())
+    for i in range(4):
+        assert sha256(tmp_path / f"out{i}" / src.name) == sha256(src)
+    # Without initial seeding the seed sends 1.5-2x the file here (each leecher asks it for
+    # pieces the others are already getting).
+    assert uploaded <= 1.2 * size, uploaded / size
