@@ -175,7 +175,10 @@ class TorrentController:
         if self.torrent.announce_tiers:
             self._spawn(self._announce_loop())
 
-    def _spawn(self, coro: Any) -> asyncio.Task[Any]:
+    def _spawn(self, coro: Any) -> asyncio.Task[Any] | None:
+        if self._stopping:
+            coro.close()  # a block or a peer arriving while we shut down: nothing to start
+            return None
         task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._task_done)
@@ -197,29 +200,38 @@ class TorrentController:
             self.stopped.set()
 
     async def stop(self, announce_stopped: bool = True) -> None:
-        """Tell the tracker, close every connection, save resume data, close files."""
-        for task in list(self._tasks):
-            task.cancel()
-        for task in list(self._tasks):
-            try:
-                await task
-            except (asyncio.CancelledError, Exception):  # noqa: BLE001 - shutting down
-                pass
+        """Close every connection, tell the tracker, save resume data, close files."""
+        if self._stopping:
+            await self.stopped.wait()
+            return
+        self._stopping = True  # from here on nothing new starts (see _spawn)
+        for conn in list(self.peers):
+            conn.close()
+        while self._tasks:
+            tasks = list(self._tasks)
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                try:
+                    await task
+                except (asyncio.CancelledError, Exception):  # noqa: BLE001 - shutting down
+                    pass
+                self._tasks.discard(task)
         if announce_stopped and self.torrent.announce_tiers and self._announced:
             try:
                 async with asyncio.timeout(3):
                     await self._announce_event("stopped")
             except (TimeoutError, SwarmError, OSError):
                 pass
-        for conn in list(self.peers):
-            conn.close()
+        # Writes already handed to the pool finish before the files close.
+        await asyncio.get_running_loop().run_in_executor(None, self._pool.shutdown, True)
         if not self.picker.complete:
             self.storage.save_resume(self.picker.have)
         self.storage.close()
-        self._pool.shutdown(wait=True)
         self.stopped.set()
 
     _announced = False
+    _stopping = False
 
     # -- peers coming and going ----------------------------------------------------------
 

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import random
 from pathlib import Path
+
+import pytest
 
 from swarm import metainfo
 from swarm.create import create_torrent
@@ -206,3 +209,38 @@ def test_a_rate_capped_seed_sends_each_piece_about_once(tmp_path: Path) -> None:
     # Without initial seeding the seed sends 1.5-2x the file here (each leecher asks it for
     # pieces the others are already getting).
     assert uploaded <= 1.2 * size, uploaded / size
+
+
+def test_stopping_mid_download_logs_no_error_and_resumes(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Blocks that complete a piece while a download stops must not start work after the
+    pool has shut down (that used to print 'task failed' with a traceback)."""
+    src = make_data(tmp_path / "seed", 2 * 1024 * 1024)
+    torrent = metainfo.parse(create_torrent(src, piece_length=16 * 1024))
+    caplog.set_level(logging.ERROR)
+
+    async def main() -> None:
+        async with Session(host="127.0.0.1") as seeder:
+            await seeder.add(torrent, src.parent, seed=True)
+            for round_ in range(10):
+                leecher = Session(host="127.0.0.1")
+                await leecher.start()
+                t = await leecher.add(torrent, tmp_path / "out")
+                t.add_peers([("127.0.0.1", seeder.port)])
+                if t.complete.is_set():
+                    await leecher.close()
+                    break
+                want = min(t.num_pieces, t.picker.num_have + 8 + round_ * 3)
+                await poll(lambda: t.picker.num_have >= want, 30, "some pieces")  # noqa: B023
+                await leecher.close()  # mid-download, blocks still arriving
+                assert t.failed is None
+            leecher = Session(host="127.0.0.1")
+            async with leecher:
+                t = await leecher.add(torrent, tmp_path / "out")
+                t.add_peers([("127.0.0.1", seeder.port)])
+                await wait_all([t.complete], 30)
+
+    asyncio.run(main())
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
+    assert sha256(tmp_path / "out" / src.name) == sha256(src)
