@@ -123,6 +123,10 @@ class Storage:
                 try:
                     if os.fstat(fd).st_size != f.length:
                         os.ftruncate(fd, f.length)
+                except OSError as exc:
+                    # An fd-based call's error names no file; name the one it was for.
+                    exc.filename = str(part)
+                    raise
                 finally:
                     os.close(fd)
         except StorageError:
@@ -267,6 +271,8 @@ class Storage:
             tmp.replace(self.resume_path)
         except OSError as exc:
             log.debug("cannot save resume data: %s", exc)
+            # A full disk leaves a truncated temporary file behind: do not litter.
+            self.resume_path.with_suffix(".tmp").unlink(missing_ok=True)
 
     def load_resume(self) -> list[bool] | None:
         """The verified pieces from the resume file, if it matches the files as they are."""
