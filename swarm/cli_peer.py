@@ -301,9 +301,14 @@ def parse_peer(text: str) -> tuple[str, int]:
     return host, int(port)
 
 
-def _summary(name: str, nbytes: int, seconds: float) -> str:
+def _summary(
+    name: str, nbytes: int, seconds: float, hash_failures: int = 0, banned: int = 0
+) -> str:
     rate = nbytes / seconds if seconds > 0 else 0.0
-    return f"done: {name}: {nbytes} bytes in {seconds:.2f} s ({format_rate(rate)})"
+    line = f"done: {name}: {nbytes} bytes in {seconds:.2f} s ({format_rate(rate)})"
+    if hash_failures or banned:
+        line += f"; {hash_failures} pieces failed their hash check, {banned} peers banned"
+    return line
 
 
 def _fetch_torrent(
@@ -354,7 +359,9 @@ def _fetch_torrent(
             finally:
                 display.stop()
             elapsed = time.monotonic() - started
-            click.echo(_summary(torrent.name, t.downloaded, elapsed))
+            click.echo(
+                _summary(torrent.name, t.downloaded, elapsed, t.hash_failures, len(t.banned_ids))
+            )
             sys.stdout.flush()
             if seed:
                 cli.echo("seeding; Ctrl-C to stop")

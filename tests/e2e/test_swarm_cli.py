@@ -114,3 +114,36 @@ def test_seed_refuses_data_that_does_not_match(
     assert (
         len(seed.err) == 1 and seed.err[0].startswith("error: ") and "do not match" in seed.err[0]
     )
+
+
+def test_a_lying_seed_is_caught_and_counted_in_the_summary(
+    tmp_path: Path, procs: Callable[..., Proc], tracker: str
+) -> None:
+    src, torrent = make(tmp_path, tracker, 1024 * 1024)
+    bad = tmp_path / "bad" / src.name
+    bad.parent.mkdir()
+    data = bytearray(src.read_bytes())
+    for i in range(0, len(data), 32 * 1024):
+        data[i + 5] ^= 0xFF  # every piece is wrong
+    bad.write_bytes(bytes(data))
+    liar = procs("seed", bad, "--torrent", torrent, "--host", "127.0.0.1", "--no-verify")
+    port = int(liar.wait_line(lambda s: s.startswith("seeding on port")).split()[3].rstrip(";"))
+    fetch = procs(
+        "fetch",
+        torrent,
+        "-v",
+        "-o",
+        tmp_path / "out",
+        "--no-seed",
+        "--host",
+        "127.0.0.1",
+        "--peer",
+        f"127.0.0.1:{port}",
+    )
+    wait_for(lambda: any("banning" in s for s in fetch.err), 60, "the liar to be banned")
+    honest = procs("seed", src, "--torrent", torrent, "--host", "127.0.0.1")
+    honest.wait_line(lambda s: s.startswith("seeding"))
+    assert fetch.wait_exit(timeout=90) == 0
+    assert digest(tmp_path / "out" / src.name) == digest(src)
+    done = next(s for s in fetch.out if s.startswith("done:"))
+    assert "pieces failed their hash check, 1 peers banned" in done
