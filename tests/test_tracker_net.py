@@ -214,8 +214,9 @@ async def raw_exchange(port: int, data: bytes, timeout: float = 10) -> bytes:
 
 def announce_line(peer: int, connection: str = "keep-alive") -> bytes:
     ih = urllib.parse.quote_from_bytes(IH, safe="")
+    pid = f"%{peer:02X}" * 20
     return (
-        f"GET /announce?info_hash={ih}&peer_id={('%%%02X' % peer) * 20}&port={6000 + peer}&left=5"
+        f"GET /announce?info_hash={ih}&peer_id={pid}&port={6000 + peer}&left=5"
         f" HTTP/1.1\r\nHost: x\r\nConnection: {connection}\r\n\r\n"
     ).encode()
 

@@ -92,7 +92,10 @@ class Tracker:
         c = self.config
         try:
             self._server = await loop.create_server(
-                lambda: HTTPTrackerProtocol(self.http), c.host, c.port, reuse_address=True,
+                lambda: HTTPTrackerProtocol(self.http),
+                c.host,
+                c.port,
+                reuse_address=True,
                 backlog=1024,
             )
         except OSError as exc:
