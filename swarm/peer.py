@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import deque
+from collections import Counter, deque
 from typing import TYPE_CHECKING, Any
 
 from swarm import wire
@@ -91,6 +91,9 @@ class PeerConnection(asyncio.Protocol):
         # Requests: ours to them (block -> time asked) and theirs to us (in order).
         self.requests_out: dict[tuple[int, int], tuple[int, float]] = {}
         self.requests_in: deque[tuple[int, int, int]] = deque()
+        # What requests_in holds, so that a cancel for a block not queued costs no scan of
+        # the queue (a flood of such cancels would otherwise busy the whole event loop).
+        self._queued: Counter[tuple[int, int, int]] = Counter()
         self.stale: dict[tuple[int, int], tuple[int, float]] = {}
         # Initial seeding: pieces we turned this peer away for once (it should get them from
         # the peer we sent them to), and pieces the peer turned us away for, with when.
@@ -111,6 +114,11 @@ class PeerConnection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
+        if self.closed:
+            # Closed before the transport existed (refused at the session's connection
+            # cap): without this the socket would stay open, uncounted, for ever.
+            transport.abort()
+            return
         transport.set_write_buffer_limits(high=4 << 20, low=1 << 20)
         if self.address is None:
             peer = transport.get_extra_info("peername")
@@ -271,26 +279,42 @@ class PeerConnection(asyncio.Protocol):
             raise ProtocolError(f"request past the end of piece {index}")
         if not t.have_piece(index):
             if self.fast:
-                self.send(wire.Reject(index, begin, length))
+                self._reject(index, begin, length)
                 return
             raise ProtocolError(f"request for piece {index}, which we do not have")
         if self.am_choking:
             if self.fast:
-                self.send(wire.Reject(index, begin, length))
+                self._reject(index, begin, length)
             return  # without the fast extension a request while choked is simply dropped
         if len(self.requests_in) >= MAX_QUEUED_REQUESTS:
             raise ProtocolError("request flood")
         if self.fast and t.defer_to_swarm(self, index):
-            self.send(wire.Reject(index, begin, length))
+            self._reject(index, begin, length)
             return
         self.requests_in.append((index, begin, length))
+        self._queued[(index, begin, length)] += 1
         self._wake_upload.set()
 
+    def _reject(self, index: int, begin: int, length: int) -> None:
+        if not self._write_ok.is_set():
+            # Every request earns a reject: a peer that keeps asking but never reads would
+            # have us buffer its rejects without bound.
+            raise ProtocolError("the peer keeps sending requests but does not read our replies")
+        self.send(wire.Reject(index, begin, length))
+
     def _on_cancel(self, index: int, begin: int, length: int) -> None:
-        try:
-            self.requests_in.remove((index, begin, length))
-        except ValueError:
-            pass
+        key = (index, begin, length)
+        if key not in self._queued:
+            return  # already sent, or never asked: the common case, and the cheap one
+        self._unqueue(key)
+        self.requests_in.remove(key)
+
+    def _unqueue(self, key: tuple[int, int, int]) -> None:
+        left = self._queued[key] - 1
+        if left:
+            self._queued[key] = left
+        else:
+            del self._queued[key]
 
     # -- sending -------------------------------------------------------------------------
 
@@ -336,6 +360,7 @@ class PeerConnection(asyncio.Protocol):
                 rejects = [wire.Reject(*r) for r in self.requests_in]
                 self.send_many(rejects)
             self.requests_in.clear()
+            self._queued.clear()
 
     def unchoke(self) -> None:
         if self.am_choking:
@@ -386,6 +411,7 @@ class PeerConnection(asyncio.Protocol):
                 size = 0
                 while self.requests_in and size < batch_bytes:
                     index, begin, length = self.requests_in.popleft()
+                    self._unqueue((index, begin, length))
                     block = t.cached_block(index, begin, length)
                     if block is None:
                         block = await t.read_block(index, begin, length)
