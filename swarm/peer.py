@@ -112,8 +112,7 @@ class PeerConnection(asyncio.Protocol):
     # -- asyncio.Protocol --------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = transport  # type: ignore[assignment]  # uvloop's is no subclass
         if self.closed:
             # Closed before the transport existed (refused at the session's connection
             # cap): without this the socket would stay open, uncounted, for ever.

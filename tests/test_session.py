@@ -244,3 +244,22 @@ def test_stopping_mid_download_logs_no_error_and_resumes(
     asyncio.run(main())
     assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
     assert sha256(tmp_path / "out" / src.name) == sha256(src)
+
+
+def test_the_engine_runs_on_uvloop(tmp_path: Path) -> None:
+    """A library user may run the engine on uvloop, whose transports are not subclasses of
+    asyncio.Transport (an isinstance assert there once stalled every download)."""
+    uvloop = pytest.importorskip("uvloop")
+    src = make_data(tmp_path / "seed", 512 * 1024)
+    torrent = metainfo.parse(create_torrent(src, piece_length=32 * 1024))
+
+    async def main() -> None:
+        async with Session(host="127.0.0.1") as seeder, Session(host="127.0.0.1") as leecher:
+            await seeder.add(torrent, src.parent, seed=True)
+            t = await leecher.add(torrent, tmp_path / "out")
+            t.add_peers([("127.0.0.1", seeder.port)])
+            await wait_all([t.complete], 30)
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(main())
+    assert sha256(tmp_path / "out" / src.name) == sha256(src)
