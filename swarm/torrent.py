@@ -38,7 +38,7 @@ KEEPALIVE_SECONDS = 90.0
 IDLE_SECONDS = 120.0
 SNUB_SECONDS = 60.0
 MAX_PEERS_PER_TORRENT = 50
-REJECT_MEMORY_SECONDS = 5.0  # how long a piece a peer rejected is not asked of it again
+REJECT_MEMORY_SECONDS = 2.0  # how long a piece a peer rejected is not asked of it again
 MAX_PENDING_BYTES = 16 << 20  # in-hand pieces awaiting hash and write before we stop asking
 CACHE_BYTES = 32 << 20  # pieces kept in memory for uploading
 STRIKES_TO_BAN = 3
@@ -272,6 +272,12 @@ class TorrentController:
         self._release(conn)
         if conn.outgoing and conn.address in self.candidates:
             self.candidates[conn.address].connected = False
+        if not self.peers:
+            # Everyone we sent pieces to is gone: the next peers start a new swarm, and a
+            # seed's initial seeding starts over with them.
+            self.initial_seeding_done = False
+            self._pieces_sent.clear()
+            self._piece_owner.clear()
         self._refill_all()
 
     def on_bitfield(self, conn: PeerConnection, haves: list[bool]) -> None:
@@ -352,7 +358,9 @@ class TorrentController:
         if not self.picker.complete or self.initial_seeding_done:
             return False
         owner = self._piece_owner.get(index)
-        if owner is None or owner is conn or owner.closed:
+        # An owner we have since choked will not get the piece from us (its queued requests
+        # were dropped): the next asker takes the piece over.
+        if owner is None or owner is conn or owner.closed or owner.am_choking:
             self._piece_owner[index] = conn
             return False
         if index in conn.deferred:
