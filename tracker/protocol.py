@@ -12,6 +12,7 @@ import ipaddress
 import re
 import socket
 import urllib.parse
+from collections.abc import Iterator
 from typing import Any
 
 from fastbencode import bencode as _bencode  # C (Rust) encoder: the hot path
@@ -44,30 +45,21 @@ def unquote(value: bytes) -> bytes:
     return _unquote(value.replace(b"+", b" "))
 
 
-def parse_query(query: bytes) -> dict[str, list[bytes]]:
-    """Split a raw query string into names and raw byte values."""
+def _fields(query: bytes) -> Iterator[tuple[bytes, bytes]]:
+    """(decoded name, raw value) for each field of a raw query string; values are decoded
+    by whoever reads them, so fields nobody reads cost nothing."""
     if len(query) > MAX_QUERY:
         raise RequestError("query string too long")
-    out: dict[str, list[bytes]] = {}
-    if not query:
-        return out
     for part in query.split(b"&"):
-        if not part:
-            continue
-        name, _, value = part.partition(b"=")
-        key = unquote(name).decode("latin-1")
-        out.setdefault(key, []).append(unquote(value))
-    return out
+        if part:
+            name, _, value = part.partition(b"=")
+            yield unquote(name), value
 
 
 def _first_values(query: bytes) -> dict[bytes, bytes]:
-    """Names to their first value, both decoded; the announce's hot path."""
-    if len(query) > MAX_QUERY:
-        raise RequestError("query string too long")
+    """Names to their first raw value (the announce's hot path)."""
     out: dict[bytes, bytes] = {}
-    for part in query.split(b"&"):
-        name, _, value = part.partition(b"=")
-        name = unquote(name)
+    for name, value in _fields(query):
         if name not in out:
             out[name] = value
     return out
@@ -196,8 +188,7 @@ def failure(reason: str) -> bytes:
 
 
 def parse_scrape(query: bytes) -> list[bytes]:
-    q = parse_query(query)
-    hashes = q.get("info_hash", [])
+    hashes = [unquote(value) for name, value in _fields(query) if name == b"info_hash"]
     if len(hashes) > MAX_SCRAPE_HASHES:
         raise RequestError("too many info_hash values")
     for h in hashes:
