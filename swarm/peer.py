@@ -432,8 +432,7 @@ class PeerConnection(asyncio.Protocol):
                 if self.transport is None or self.transport.is_closing():
                     return
                 self.transport.writelines(out)
-                for index, _, _ in sent:
-                    t.on_block_sent(index)
+                t.on_blocks_sent(sent)
                 self.last_sent = time.monotonic()
                 self.up.add(size)
                 t.on_uploaded(size)

@@ -275,9 +275,7 @@ class TorrentController:
         if not self.peers:
             # Everyone we sent pieces to is gone: the next peers start a new swarm, and a
             # seed's initial seeding starts over with them.
-            self.initial_seeding_done = False
-            self._pieces_sent.clear()
-            self._piece_owner.clear()
+            self._reset_initial_seeding(done=False)
         self._refill_all()
 
     def on_bitfield(self, conn: PeerConnection, haves: list[bool]) -> None:
@@ -543,14 +541,18 @@ class TorrentController:
     def on_uploaded(self, n: int) -> None:
         self.uploaded += n
 
-    def on_block_sent(self, index: int) -> None:
-        """A block of *index* went out; initial seeding ends once every piece has."""
-        if not self.initial_seeding_done and self.picker.complete:
-            self._pieces_sent.add(index)
-            if len(self._pieces_sent) == self.num_pieces:
-                self.initial_seeding_done = True
-                self._pieces_sent.clear()
-                self._piece_owner.clear()
+    def on_blocks_sent(self, blocks: list[tuple[int, int, int]]) -> None:
+        """Blocks went out; initial seeding ends once a block of every piece has."""
+        if self.initial_seeding_done or not self.picker.complete:
+            return
+        self._pieces_sent.update(index for index, _, _ in blocks)
+        if len(self._pieces_sent) == self.num_pieces:
+            self._reset_initial_seeding(done=True)
+
+    def _reset_initial_seeding(self, done: bool) -> None:
+        self.initial_seeding_done = done
+        self._pieces_sent.clear()
+        self._piece_owner.clear()
 
     # -- timers --------------------------------------------------------------------------
 
