@@ -32,6 +32,25 @@ async def wait_all(events: list[asyncio.Event], timeout: float) -> None:
         await asyncio.gather(*(e.wait() for e in events))
 
 
+async def leech_together(
+    torrent: metainfo.Torrent, seed_port: int, outs: list[Path], timeout: float = 60
+) -> None:
+    """One leecher Session per folder in *outs*, each told of the seed and of all the others;
+    returns once every one is complete, and closes them."""
+    sessions = [Session(host="127.0.0.1") for _ in outs]
+    for s in sessions:
+        await s.start()
+    try:
+        ts = [await s.add(torrent, out) for s, out in zip(sessions, outs, strict=True)]
+        for i, t in enumerate(ts):
+            t.add_peers([("127.0.0.1", seed_port)])
+            t.add_peers([("127.0.0.1", s.port) for j, s in enumerate(sessions) if j != i])
+        await wait_all([t.complete for t in ts], timeout)
+    finally:
+        for s in sessions:
+            await s.close()
+
+
 def test_one_seed_one_leecher(tmp_path: Path) -> None:
     src = make_data(tmp_path / "seed", 3 * 1024 * 1024 + 12345)
     torrent = metainfo.parse(create_torrent(src, piece_length=64 * 1024))
@@ -60,18 +79,7 @@ def test_leechers_share_multi_file(tmp_path: Path) -> None:
     async def main() -> None:
         async with Session(host="127.0.0.1") as seeder:
             await seeder.add(torrent, root.parent, seed=True)
-            sessions = [Session(host="127.0.0.1") for _ in range(3)]
-            for s in sessions:
-                await s.start()
-            try:
-                ts = [await s.add(torrent, tmp_path / f"out{i}") for i, s in enumerate(sessions)]
-                for i, t in enumerate(ts):
-                    t.add_peers([("127.0.0.1", seeder.port)])
-                    t.add_peers([("127.0.0.1", s.port) for j, s in enumerate(sessions) if j != i])
-                await wait_all([t.complete for t in ts], 60)
-            finally:
-                for s in sessions:
-                    await s.close()
+            await leech_together(torrent, seeder.port, [tmp_path / f"out{i}" for i in range(3)])
 
     asyncio.run(main())
     for i in range(3):
@@ -190,18 +198,7 @@ def test_a_rate_capped_seed_sends_each_piece_about_once(tmp_path: Path) -> None:
 
     async def swarm(seeder: Session, st: TorrentController, name: str, n: int) -> int:
         before = st.uploaded
-        sessions = [Session(host="127.0.0.1") for _ in range(n)]
-        for s in sessions:
-            await s.start()
-        try:
-            ts = [await s.add(torrent, tmp_path / f"{name}{i}") for i, s in enumerate(sessions)]
-            for i, t in enumerate(ts):
-                t.add_peers([("127.0.0.1", seeder.port)])
-                t.add_peers([("127.0.0.1", s.port) for j, s in enumerate(sessions) if j != i])
-            await wait_all([t.complete for t in ts], 60)
-        finally:
-            for s in sessions:
-                await s.close()
+        await leech_together(torrent, seeder.port, [tmp_path / f"{name}{i}" for i in range(n)])
         for i in range(n):
             assert sha256(tmp_path / f"{name}{i}" / src.name) == sha256(src)
         await poll(lambda: not st.peers, 10, "the swarm to leave")
