@@ -1,15 +1,15 @@
 """Torrent metainfo (.torrent files): parse, validate and build (BEP 3 v1, 12, 19, 27).
 
 :func:`parse` turns the bytes of a .torrent file into a :class:`Torrent`, checking everything
-a hostile or broken file could get wrong, once, here. :func:`build_metainfo` does the reverse.
-The info-hash is taken over the raw ``info`` bytes (see :mod:`swarm.bencoding`).
+a hostile or broken file could get wrong, once: the ``info`` dictionary (its file list and
+the safety of every path in it) in :mod:`swarm.info_dict`, the rest (trackers, web seeds,
+descriptive keys) here. :func:`build_metainfo` does the reverse. The info-hash is taken over
+the raw ``info`` bytes (see :mod:`swarm.bencoding`).
 """
 
 from __future__ import annotations
 
 import hashlib
-import math
-import re
 import time
 import urllib.parse
 from dataclasses import dataclass, field
@@ -17,10 +17,21 @@ from pathlib import Path
 from typing import Any
 
 from swarm import bencoding
-from swarm.errors import MetainfoError
+from swarm.errors import BencodeError, MetainfoError
+from swarm.info_dict import (
+    MAX_FILES,
+    MAX_PIECE_LENGTH,
+    MAX_TOTAL_LENGTH,
+    FileEntry,
+    parse_info,
+    safe_path_components,
+)
 
 __all__ = [
+    "MAX_FILES",
+    "MAX_PIECE_LENGTH",
     "MAX_TORRENT_SIZE",
+    "MAX_TOTAL_LENGTH",
     "FileEntry",
     "Torrent",
     "build_metainfo",
@@ -31,26 +42,6 @@ __all__ = [
 
 MAX_TORRENT_SIZE = 10 * 1024 * 1024
 """Default bound on the size of a .torrent file we are willing to read."""
-
-MAX_PIECE_LENGTH = 1 << 30
-MAX_TOTAL_LENGTH = 1 << 50  # 1 PiB: anything bigger is a lie or an attack
-MAX_FILES = 1_000_000
-
-_DRIVE_RE = re.compile(r"^[A-Za-z]:")
-
-
-@dataclass(frozen=True, slots=True)
-class FileEntry:
-    """One file of a torrent: its path inside the torrent's folder, length and byte offset."""
-
-    path: tuple[str, ...]
-    length: int
-    offset: int
-    padding: bool = False
-
-    @property
-    def path_str(self) -> str:
-        return "/".join(self.path)
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -123,7 +114,7 @@ class Torrent:
             meta[b"created by"] = self.created_by.encode()
         if self.creation_date is not None:
             meta[b"creation date"] = self.creation_date
-        return bencoding.encode(meta)
+        return _encode(meta)
 
     def summary(self) -> dict[str, Any]:
         """A JSON-ready description (what ``swarm info --json`` prints)."""
@@ -184,7 +175,10 @@ def parse(data: bytes, max_size: int = MAX_TORRENT_SIZE) -> Torrent:
         raise MetainfoError(
             f"{len(data)} bytes is larger than the {max_size}-byte limit for a .torrent file"
         )
-    meta, spans = bencoding.decode_with_spans(data)
+    try:
+        meta, spans = bencoding.decode_with_spans(data)
+    except BencodeError as exc:
+        raise MetainfoError(str(exc)) from None
     if b"info" not in meta:
         raise MetainfoError("not a torrent: the 'info' dictionary is missing")
     info = meta[b"info"]
@@ -192,7 +186,7 @@ def parse(data: bytes, max_size: int = MAX_TORRENT_SIZE) -> Torrent:
         raise MetainfoError("not a torrent: 'info' is not a dictionary")
     start, end = spans[b"info"]
     raw_info = data[start:end]
-    fields = _parse_info(info)
+    checked = parse_info(info)
     tiers = _parse_trackers(meta)
     url_list = _parse_url_list(meta.get(b"url-list"))
     known = {
@@ -206,6 +200,12 @@ def parse(data: bytes, max_size: int = MAX_TORRENT_SIZE) -> Torrent:
     }
     return Torrent(
         info_hash=hashlib.sha1(raw_info).digest(),
+        name=checked.name,
+        piece_length=checked.piece_length,
+        piece_hashes=checked.piece_hashes,
+        files=checked.files,
+        multi_file=checked.multi_file,
+        private=checked.private,
         raw_info=raw_info,
         announce_tiers=tiers,
         url_list=url_list,
@@ -213,14 +213,7 @@ def parse(data: bytes, max_size: int = MAX_TORRENT_SIZE) -> Torrent:
         created_by=_optional_text(meta, b"created by"),
         creation_date=_optional_int(meta, b"creation date"),
         extra={k: v for k, v in meta.items() if k not in known},
-        **fields,
     )
-
-
-def _text(value: Any, what: str) -> str:
-    if not isinstance(value, bytes):
-        raise MetainfoError(f"'{what}' must be a string")
-    return value.decode("utf-8", errors="replace")
 
 
 def _optional_text(meta: dict[bytes, Any], key: bytes) -> str | None:
@@ -232,133 +225,6 @@ def _optional_text(meta: dict[bytes, Any], key: bytes) -> str | None:
 def _optional_int(meta: dict[bytes, Any], key: bytes) -> int | None:
     value = meta.get(key)
     return value if isinstance(value, int) and not isinstance(value, bool) else None
-
-
-def _int(info: dict[bytes, Any], key: bytes, what: str) -> int:
-    if key not in info:
-        raise MetainfoError(f"'{what}' is missing")
-    value = info[key]
-    if not isinstance(value, int):
-        raise MetainfoError(f"'{what}' must be an integer")
-    return value
-
-
-def safe_path_components(parts: list[Any], what: str) -> tuple[str, ...]:
-    """Check that a list of path components stays inside the output folder."""
-    if not isinstance(parts, list) or not parts:
-        raise MetainfoError(f"{what}: a file path must be a non-empty list of names")
-    out: list[str] = []
-    for raw in parts:
-        name = _text(raw, f"{what} path component")
-        _check_name(name, what)
-        out.append(name)
-    return tuple(out)
-
-
-def _check_name(name: str, what: str) -> None:
-    shown = repr(name)
-    if name == "":
-        raise MetainfoError(f"{what}: empty path component")
-    if name in (".", ".."):
-        raise MetainfoError(f"{what}: path component {shown} would leave the output folder")
-    if "\x00" in name:
-        raise MetainfoError(f"{what}: path component {shown} contains a NUL byte")
-    if "/" in name or "\\" in name:
-        raise MetainfoError(f"{what}: path component {shown} contains a path separator")
-    if _DRIVE_RE.match(name):
-        raise MetainfoError(f"{what}: path component {shown} looks like a drive letter")
-
-
-def _parse_info(info: dict[bytes, Any]) -> dict[str, Any]:
-    name_raw = info.get(b"name.utf-8", info.get(b"name"))
-    if name_raw is None:
-        raise MetainfoError("'info.name' is missing")
-    name = _text(name_raw, "info.name")
-    _check_name(name, "info.name")
-    piece_length = _int(info, b"piece length", "info.piece length")
-    if piece_length <= 0:
-        raise MetainfoError(f"'info.piece length' must be positive, not {piece_length}")
-    if piece_length > MAX_PIECE_LENGTH:
-        raise MetainfoError(f"'info.piece length' of {piece_length} bytes is absurdly large")
-    pieces = info.get(b"pieces")
-    if pieces is None:
-        raise MetainfoError("'info.pieces' is missing")
-    if not isinstance(pieces, bytes):
-        raise MetainfoError("'info.pieces' must be a byte string")
-    if len(pieces) % 20:
-        raise MetainfoError(
-            f"'info.pieces' is {len(pieces)} bytes long, not a multiple of 20 (SHA-1 size)"
-        )
-    private_value = info.get(b"private", 0)
-    private = isinstance(private_value, int) and private_value == 1
-
-    has_length = b"length" in info
-    has_files = b"files" in info
-    if has_length and has_files:
-        raise MetainfoError("'info' has both 'length' and 'files'")
-    files: list[FileEntry] = []
-    if has_length:
-        length = _int(info, b"length", "info.length")
-        _check_length(length, "info.length")
-        files.append(FileEntry(path=(name,), length=length, offset=0))
-        multi = False
-    elif has_files:
-        raw_files = info[b"files"]
-        if not isinstance(raw_files, list) or not raw_files:
-            raise MetainfoError("'info.files' must be a non-empty list")
-        if len(raw_files) > MAX_FILES:
-            raise MetainfoError(f"'info.files' lists {len(raw_files)} files, too many")
-        offset = 0
-        seen: set[tuple[str, ...]] = set()
-        for i, entry in enumerate(raw_files):
-            what = f"info.files[{i}]"
-            if not isinstance(entry, dict):
-                raise MetainfoError(f"'{what}' must be a dictionary")
-            length = _int(entry, b"length", f"{what}.length")
-            _check_length(length, f"{what}.length")
-            path_raw = entry.get(b"path.utf-8", entry.get(b"path"))
-            if path_raw is None:
-                raise MetainfoError(f"'{what}.path' is missing")
-            path = safe_path_components(path_raw, what)
-            attr = entry.get(b"attr", b"")
-            padding = isinstance(attr, bytes) and b"p" in attr
-            full = (name, *path)
-            if full in seen and not padding:
-                raise MetainfoError(f"'{what}': duplicate file path {'/'.join(path)!r}")
-            seen.add(full)
-            files.append(FileEntry(path=full, length=length, offset=offset, padding=padding))
-            offset += length
-            if offset > MAX_TOTAL_LENGTH:
-                raise MetainfoError("the torrent's total length is absurdly large")
-        multi = True
-    else:
-        raise MetainfoError("'info' has neither 'length' nor 'files'")
-
-    total = files[-1].offset + files[-1].length
-    if total == 0:
-        raise MetainfoError("the torrent holds no data (total length 0)")
-    expected = math.ceil(total / piece_length)
-    count = len(pieces) // 20
-    if count != expected:
-        raise MetainfoError(
-            f"'info.pieces' holds {count} hashes but {total} bytes in pieces of "
-            f"{piece_length} need {expected}"
-        )
-    return {
-        "name": name,
-        "piece_length": piece_length,
-        "piece_hashes": tuple(pieces[i : i + 20] for i in range(0, len(pieces), 20)),
-        "files": tuple(files),
-        "multi_file": multi,
-        "private": private,
-    }
-
-
-def _check_length(length: int, what: str) -> None:
-    if length < 0:
-        raise MetainfoError(f"'{what}' is negative ({length})")
-    if length > MAX_TOTAL_LENGTH:
-        raise MetainfoError(f"'{what}' of {length} bytes is absurdly large")
 
 
 def _parse_trackers(meta: dict[bytes, Any]) -> tuple[tuple[str, ...], ...]:
@@ -435,6 +301,13 @@ def build_metainfo(
     if created_by:
         meta[b"created by"] = created_by.encode()
     meta[b"creation date"] = int(time.time()) if creation_date is None else creation_date
-    data = bencoding.encode(meta)
+    data = _encode(meta)
     parse(data, max_size=max(MAX_TORRENT_SIZE, len(data)))  # what we write, we can read
     return data
+
+
+def _encode(meta: dict[bytes, Any]) -> bytes:
+    try:
+        return bencoding.encode(meta)
+    except BencodeError as exc:
+        raise MetainfoError(str(exc)) from None
