@@ -21,16 +21,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from swarm import metainfo
-from swarm.central import CentralError, NotFoundError
 from swarm.central.client import http_download, name_from_url
-from swarm.central.server import (
-    CentralServer,
-    make_etag,
-    parse_range,
-    plan_response,
-    split_request_path,
-)
-from swarm.errors import StorageError, SwarmError, UsageError
+from swarm.central.protocol import make_etag, parse_range, plan_response, split_request_path
+from swarm.central.server import CentralServer
+from swarm.errors import CentralError, NotFoundError, StorageError, SwarmError, UsageError
 
 pytestmark = pytest.mark.timeout(120)
 

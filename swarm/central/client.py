@@ -25,9 +25,8 @@ from pathlib import Path
 
 import aiohttp
 
-from swarm.central import CentralError, NotFoundError
 from swarm.create import SourceFile, hash_pieces
-from swarm.errors import StorageError, UsageError
+from swarm.errors import CentralError, NotFoundError, StorageError, UsageError
 from swarm.metainfo import Torrent
 from swarm.ratelimit import RateLimiter
 
