@@ -16,6 +16,7 @@ import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from email.utils import formatdate, parsedate_to_datetime
+from typing import Literal
 
 from aiohttp import hdrs
 
@@ -31,7 +32,7 @@ __all__ = [
 _RANGE_RE = re.compile(r"^\s*bytes\s*=\s*(\d*)\s*-\s*(\d*)\s*$", re.IGNORECASE)
 
 
-def parse_range(value: str | None, size: int) -> tuple[int, int] | None | bool:
+def parse_range(value: str | None, size: int) -> tuple[int, int] | Literal[False] | None:
     """The inclusive byte span ``(first, last)`` a ``Range`` header asks for in a
     representation of *size* bytes; ``None`` when the header is absent, malformed or names
     several ranges (to be ignored: the whole file is sent); ``False`` when it is a valid
@@ -91,7 +92,7 @@ def plan_response(
     """Decide the response to a GET or HEAD of a file of *size* bytes last modified at
     *mtime_ns* (ns since the epoch), given the request's headers."""
     etag = make_etag(size, mtime_ns)
-    headers = {
+    headers: dict[str, str] = {
         hdrs.ETAG: etag,
         hdrs.LAST_MODIFIED: formatdate(mtime_ns / 1e9, usegmt=True),
         hdrs.ACCEPT_RANGES: "bytes",

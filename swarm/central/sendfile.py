@@ -31,7 +31,7 @@ async def wait_write_buffer_empty(request: web.Request) -> None:
     high, low = transport.get_write_buffer_limits()[::-1]
     transport.set_write_buffer_limits(high=0, low=0)
     try:
-        await request.writer.drain()  # type: ignore[union-attr]
+        await request.writer.drain()
     finally:
         transport.set_write_buffer_limits(high=high, low=low)
 

@@ -222,7 +222,7 @@ class CentralServer:
             if not chunk:
                 raise EOFError("the file shrank while it was being sent")
             await self._limiter.throttle(len(chunk))
-            await request.writer.write(chunk)  # type: ignore[union-attr]
+            await request.writer.write(chunk)
             offset += len(chunk)
 
     async def _index(self) -> web.Response:
@@ -260,9 +260,8 @@ class CentralServer:
             raise CentralError(
                 f"cannot listen on {self.host}:{self._requested_port}: {exc.strerror or exc}"
             ) from None
-        server = site._server  # noqa: SLF001 - aiohttp has no public way to the bound port
-        assert server is not None
-        self._bound_port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        bound: tuple[str, int] = self._runner.addresses[0]  # (host, port[, flow, scope])
+        self._bound_port = bound[1]
         log.info("serving %s at %s", self._only or self._root, self.url)
 
     async def stop(self) -> None:

@@ -301,4 +301,5 @@ def _missing(buf: bytearray) -> int:
         return 4 - have
     if have == 4:
         return 1  # the id byte, so the id's own length bound is checked before the body
-    return 4 + _U32.unpack_from(buf)[0] - have
+    length: int = _U32.unpack_from(buf)[0]
+    return 4 + length - have
