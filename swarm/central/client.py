@@ -6,8 +6,12 @@ run is resumed with ``Range: bytes=N-``; the server's ETag, kept beside it in
 ``NAME.part.etag``, goes out as ``If-Range`` so that a file changed on the server is fetched
 again from the start (a 200 answer) instead of being spliced onto stale bytes.
 
-Writes run on one worker thread per download, in order, a few megabytes ahead of the network
-at most, so the event loop never waits for the disk and the disk never waits for the loop.
+The body's writes run on one worker thread per download, in order, a few megabytes ahead of
+the network at most, so the event loop never waits for the disk and the disk never waits for
+the loop. (aiofiles' file objects, with one write in flight on a shared file position, took
+1.3-1.45x the time: 256 MiB over 127.0.0.1, median 0.86-0.96 s against 0.66 s in
+``bench/central/client.py``.) The small file work around the body, the ETag beside the
+``.part`` and the final rename, goes through aiofiles, off the event loop.
 """
 
 from __future__ import annotations
@@ -23,6 +27,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+import aiofiles
+import aiofiles.os
 import aiohttp
 
 from swarm.create import SourceFile, hash_pieces
@@ -108,7 +114,7 @@ async def http_download(
     started = time.monotonic()
     try:
         have = os.fstat(fd).st_size
-        etag = _read_etag(etag_file) if have else None
+        etag = await _read_etag(etag_file) if have else None
         job = _Download(url, fd, etag_file, RateLimiter(max_download_rate), on_progress)
         resumed_from, total = await job.run(have, etag)
     finally:
@@ -121,11 +127,11 @@ async def http_download(
             await asyncio.get_running_loop().run_in_executor(None, verify_against, part, torrent)
         except StorageError:
             # Bad bytes must neither look complete nor be resumed by the next run.
-            part.unlink(missing_ok=True)
-            etag_file.unlink(missing_ok=True)
+            await _unlink(part)
+            await _unlink(etag_file)
             raise
-    os.replace(part, final)
-    etag_file.unlink(missing_ok=True)
+    await aiofiles.os.replace(part, final)
+    await _unlink(etag_file)
     return DownloadResult(final, job.received, time.monotonic() - started, resumed_from)
 
 
@@ -203,7 +209,7 @@ class _Download:
                 raise CentralError(f"{self.url}: the server answered HTTP {resp.status}")
             new_etag = resp.headers.get("ETag")
             if start == 0:
-                self._save_etag(new_etag)
+                await self._save_etag(new_etag)
             end = await self._receive(resp, start, total)
             return start, end if total < 0 else total
 
@@ -245,12 +251,13 @@ class _Download:
             self.on_progress(offset, max(total, 0))
         return offset
 
-    def _save_etag(self, etag: str | None) -> None:
+    async def _save_etag(self, etag: str | None) -> None:
         try:
             if etag and _ETAG_RE.match(etag):
-                self.etag_file.write_text(etag + "\n")
+                async with aiofiles.open(self.etag_file, "w") as f:
+                    await f.write(etag + "\n")
             else:
-                self.etag_file.unlink(missing_ok=True)
+                await _unlink(self.etag_file)
         except OSError as exc:
             log.debug("cannot keep the ETag in %s: %s", self.etag_file, exc)
 
@@ -268,9 +275,18 @@ def _pwrite_all(fd: int, chunks: list[bytes], offset: int) -> None:
             views[0] = views[0][n:]
 
 
-def _read_etag(path: Path) -> str | None:
+async def _read_etag(path: Path) -> str | None:
     try:
-        etag = path.read_text().strip()
+        async with aiofiles.open(path) as f:
+            etag = (await f.read()).strip()
     except (OSError, UnicodeDecodeError):
         return None
     return etag if _ETAG_RE.match(etag) else None
+
+
+async def _unlink(path: Path) -> None:
+    """Remove *path* if it is there (``Path.unlink(missing_ok=True)``, off the event loop)."""
+    try:
+        await aiofiles.os.unlink(path)
+    except FileNotFoundError:
+        pass
