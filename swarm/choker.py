@@ -10,8 +10,9 @@ passes peers' figures and a random source.
 from __future__ import annotations
 
 import random
-from collections.abc import Hashable, Sequence
+from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 ROUND_SECONDS = 10.0
 OPTIMISTIC_EVERY = 3  # rounds: 30 s
@@ -65,3 +66,52 @@ class Choker:
     def has_free_slot(self, unchoked_count: int) -> bool:
         """Whether a newly interested peer may be unchoked at once, between rounds."""
         return unchoked_count < self.slots + 1
+
+
+class ChokePeer(Protocol):
+    """A connection as the choker sees it: its figures and the two verbs."""
+
+    @property
+    def peer_interested(self) -> bool: ...
+    @property
+    def am_choking(self) -> bool: ...
+    @property
+    def is_seed(self) -> bool: ...
+    @property
+    def download_rate(self) -> float: ...
+    @property
+    def upload_rate(self) -> float: ...
+    @property
+    def connected_at(self) -> float: ...
+    def choke(self) -> None: ...
+    def unchoke(self) -> None: ...
+
+
+def choke_round(choker: Choker, peers: Iterable[ChokePeer], am_seed: bool, now: float) -> None:
+    """Run one round of *choker* over *peers* and choke or unchoke each."""
+    peers = list(peers)
+    infos = [
+        PeerInfo(
+            key=p,
+            interested=p.peer_interested,
+            download_rate=p.download_rate,
+            upload_rate=p.upload_rate,
+            connected_for=now - p.connected_at,
+            is_seed=p.is_seed,
+        )
+        for p in peers
+    ]
+    unchoke = choker.rechoke(infos, am_seed=am_seed)
+    for p in peers:
+        if p in unchoke:
+            p.unchoke()
+        else:
+            p.choke()
+
+
+def unchoke_if_free(choker: Choker, peer: ChokePeer, peers: Iterable[ChokePeer]) -> None:
+    """A peer became interested: unchoke it now if a slot is free (between rounds)."""
+    if peer.peer_interested and peer.am_choking:
+        unchoked = sum(1 for p in peers if not p.am_choking and p.peer_interested)
+        if choker.has_free_slot(unchoked):
+            peer.unchoke()

@@ -70,6 +70,16 @@ class PiecePicker:
             return self.total_length - index * self.piece_length
         return self.piece_length
 
+    def have_bytes(self) -> int:
+        """Bytes of the pieces we have."""
+        if self.num_have == self.num_pieces:
+            return self.total_length
+        n = self.num_have * self.piece_length
+        last = self.num_pieces - 1
+        if self.num_pieces and self.have[last]:
+            n -= self.piece_length - self.piece_size(last)
+        return n
+
     def _nblocks(self, index: int) -> int:
         return -(-self.piece_size(index) // self.block_size)
 
@@ -87,8 +97,13 @@ class PiecePicker:
                 avail[i] += delta
 
     def peer_became_seed(self, haves: list[bool]) -> None:
-        """A peer that was counted piece by piece now has everything."""
-        self.peer_bitfield(haves, -1)
+        """A peer that was counted piece by piece now has everything: its pieces leave the
+        availability counts and it counts as a seed. (Not through :meth:`peer_bitfield`, which
+        would take a full bitfield for a seed leaving.)"""
+        avail = self.availability
+        for i, h in enumerate(haves):
+            if h:
+                avail[i] -= 1
         self.seeds += 1
 
     def peer_have(self, index: int) -> None:

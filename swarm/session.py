@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from swarm import __version__
-from swarm.errors import SwarmError
+from swarm.errors import SessionError, SwarmError
 from swarm.metainfo import Torrent
 from swarm.peer import PeerConnection
 from swarm.ratelimit import RateLimiter, TokenBucket
@@ -26,13 +26,8 @@ from swarm.torrent import TorrentController
 log = logging.getLogger(__name__)
 
 CONNECT_TIMEOUT = 10.0
+HANDSHAKE_TIMEOUT = 10.0
 MAX_CONNECTIONS = 200
-
-
-class SessionError(SwarmError):
-    """The session could not start (for example, the port is in use)."""
-
-    exit_code = 1
 
 
 def make_peer_id() -> bytes:
@@ -56,6 +51,7 @@ class Session:
         max_connections: int = MAX_CONNECTIONS,
         peer_id: bytes | None = None,
         rng: random.Random | None = None,
+        handshake_timeout: float = HANDSHAKE_TIMEOUT,
     ) -> None:
         self.host = host
         self._requested_port = port
@@ -66,6 +62,7 @@ class Session:
         self.upload_limiter = RateLimiter(max_upload_rate)
         self._download_bucket = TokenBucket(max_download_rate) if max_download_rate else None
         self.max_connections = max_connections
+        self.handshake_timeout = handshake_timeout
         self.connections: set[PeerConnection] = set()
         self.torrents: dict[bytes, TorrentController] = {}
         self._server: asyncio.Server | None = None
@@ -104,12 +101,10 @@ class Session:
     def can_connect(self) -> bool:
         return len(self.connections) < self.max_connections
 
-    async def connect(
-        self, torrent: TorrentController, addr: tuple[str, int]
-    ) -> PeerConnection | None:
-        """Open an outgoing connection to a peer for *torrent*."""
+    async def connect(self, torrent: TorrentController, addr: tuple[str, int]) -> PeerConnection:
+        """Open an outgoing connection to a peer for *torrent* (OSError if it cannot be)."""
         if not self.can_connect():
-            return None
+            raise OSError("the session's connection limit is reached")
         loop = asyncio.get_running_loop()
         conn = PeerConnection(self, torrent=torrent, address=addr)
         self.connections.add(conn)
@@ -128,7 +123,7 @@ class Session:
         t = self.torrents.get(info_hash)
         return t if t is not None and not t.stopped.is_set() else None
 
-    def download_limiter_delay(self, n: int) -> float:
+    def download_delay(self, n: int) -> float:
         return self._download_bucket.consume(n) if self._download_bucket else 0.0
 
     async def add(

@@ -273,7 +273,7 @@ async def _seed_with_bystander(files: Files, session: Session) -> RawPeer:
     t = await session.add(files.torrent, files.src.parent, seed=True)
     # The raw bystander takes blocks but never shares them: with initial seeding on, the
     # honest leecher later would be turned away once for those pieces and wait to re-ask.
-    t.initial_seeding_done = True
+    t.requests.seeding.reset(done=True)
     bystander = await RawPeer.connect(session.port)
     await bystander.handshake(files.torrent.info_hash, peer_id=b"-XX0001-bystander-00")
     await bystander.unchoked()
@@ -389,18 +389,16 @@ def test_a_late_bitfield_is_accepted_as_aria2_sends_it(files: Files) -> None:
             await hostile.fetch(files, 2, 0, BLOCK)
             conn = engine_peer(seeder)
             assert conn is not None
-            assert conn.peer_has == [i % 2 == 0 for i in range(NUM_PIECES)]
+            assert conn.state.peer_has == [i % 2 == 0 for i in range(NUM_PIECES)]
 
     asyncio.run(main())
 
 
 def test_handshake_that_stalls_is_closed_after_the_handshake_timeout(
-    files: Files, monkeypatch: pytest.MonkeyPatch
+    files: Files,
 ) -> None:
-    monkeypatch.setattr(peer, "HANDSHAKE_TIMEOUT", 0.5)
-
     async def main() -> None:
-        async with Session(host="127.0.0.1") as seeder:
+        async with Session(host="127.0.0.1", handshake_timeout=0.5) as seeder:
             bystander = await _seed_with_bystander(files, seeder)
             hostile = await RawPeer.connect(seeder.port)
             started = time.monotonic()
@@ -472,7 +470,7 @@ def test_request_flood_beyond_the_queue_limit_is_closed(files: Files) -> None:
             hostile.send(msg(*flood))
             await poll(lambda: conn.closed, CLOSE_TIMEOUT, "the flooder to be closed")
             # The queue as it stood when the connection was closed.
-            assert len(conn.requests_in) == peer.MAX_QUEUED_REQUESTS
+            assert len(conn.state.requests_in) == peer.MAX_QUEUED_REQUESTS
             await hostile.expect_closed()
             await _still_serving(files, seeder, bystander)
 
@@ -506,15 +504,15 @@ def test_cancel_flood_does_not_scan_the_request_queue(files: Files) -> None:
             hostile.send(msg(*(wire.Request(i % LAST, 0, BLOCK) for i in range(900))))
             hostile.send(msg(wire.Request(*last)))
             # The peer does not read: once our send buffer is full the queue stands still.
-            await poll(lambda: not conn._write_ok.is_set(), CLOSE_TIMEOUT, "a full buffer")
-            assert last in conn.requests_in
-            queued = len(conn.requests_in)
-            conn.requests_in = CountingDeque(conn.requests_in)
+            await poll(lambda: conn.write_paused, CLOSE_TIMEOUT, "a full buffer")
+            assert last in conn.state.requests_in
+            queued = len(conn.state.requests_in)
+            conn.state.requests_in = CountingDeque(conn.state.requests_in)
             CountingDeque.removes = 0
             hostile.send(msg(wire.Cancel(0, BLOCK, BLOCK)) * 20_000 + msg(wire.Cancel(*last)))
-            await poll(lambda: last not in conn.requests_in, CLOSE_TIMEOUT, "the real cancel")
+            await poll(lambda: last not in conn.state.requests_in, CLOSE_TIMEOUT, "the real cancel")
             assert CountingDeque.removes == 1
-            assert len(conn.requests_in) == queued - 1
+            assert len(conn.state.requests_in) == queued - 1
             assert not conn.closed
             await _still_serving(files, seeder, bystander)
 
@@ -769,8 +767,8 @@ def test_silent_seed_is_snubbed_and_its_requests_go_to_an_honest_seed(files: Fil
             await poll(lambda: silent.requests, CLOSE_TIMEOUT, "requests to the silent peer")
             conn = engine_peer(leecher)
             assert conn is not None
-            await poll(lambda: conn.snubbed, 5, "the silent peer to be snubbed")
-            assert len(conn.requests_out) <= 1  # a snubbed peer gets one request at a time
+            await poll(lambda: conn.state.snubbed, 5, "the silent peer to be snubbed")
+            assert len(conn.state.requests_out) <= 1  # a snubbed peer gets one request at a time
             started = time.monotonic()
             t.add_peers([("127.0.0.1", seeder.port)])
             async with asyncio.timeout(15):

@@ -1,0 +1,177 @@
+"""The peers of one torrent: those connected, the addresses we may dial, and those we banned.
+
+Addresses come from trackers (and later PEX and the DHT) and from peers that dialled us; the
+directory decides whom to dial next (within the torrent's connection limit, backing off from
+addresses that fail), which of two crossed connections to one peer survives, and whom to ban
+for corrupt data. Pure: time is a clock passed in, connections are objects that satisfy
+:class:`DirectoryPeer`, and dialling is the caller's job (:meth:`PeerDirectory.to_dial`).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Generic, Protocol, TypeVar
+
+MAX_PEERS_PER_TORRENT = 50
+MAX_CANDIDATES = 2000
+STRIKES_TO_BAN = 3
+RECONNECT_SECONDS = 5.0  # after a connection that worked closes
+MAX_BACKOFF_SECONDS = 300.0
+
+Address = tuple[str, int]
+
+log = logging.getLogger(__name__)
+
+
+class DirectoryPeer(Protocol):
+    @property
+    def peer_id(self) -> bytes | None: ...
+
+    @property
+    def address(self) -> Address | None: ...
+
+    @property
+    def outgoing(self) -> bool: ...
+
+    def close(self, reason: str = "") -> None: ...
+
+    async def closed_wait(self) -> None: ...
+
+
+P = TypeVar("P", bound=DirectoryPeer)
+
+
+@dataclass(slots=True)
+class Candidate:
+    """A peer address we know of."""
+
+    fails: int = 0
+    next_try: float = 0.0
+    connecting: bool = False
+    connected: bool = False
+
+
+class PeerDirectory(Generic[P]):
+    """Connected peers, candidate addresses and bans for one torrent."""
+
+    def __init__(
+        self,
+        our_peer_id: bytes,
+        *,
+        max_peers: int = MAX_PEERS_PER_TORRENT,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.our_peer_id = our_peer_id
+        self.max_peers = max_peers
+        self.clock = clock
+        self.peers: set[P] = set()
+        self.candidates: dict[Address, Candidate] = {}
+        self.banned_ids: set[bytes] = set()
+        self.strikes: dict[bytes, int] = {}
+
+    # -- connections -------------------------------------------------------------------------
+
+    def admit(self, conn: P) -> bool:
+        """A connection finished its handshake: keep it (True) or close it (banned, a
+        duplicate, over the limit)."""
+        pid = conn.peer_id
+        assert pid is not None
+        if pid in self.banned_ids:
+            conn.close("banned peer")
+            return False
+        for other in self.peers:
+            if other.peer_id == pid:
+                # Both sides must keep the same one of two crossed connections: the one
+                # opened by the peer with the lower peer id.
+                we_opened_keeper = self.our_peer_id < pid
+                keep_new = conn.outgoing == we_opened_keeper and other.outgoing != conn.outgoing
+                if keep_new:
+                    other.close("duplicate connection")
+                    break
+                conn.close("duplicate connection")
+                return False
+        if len(self.peers) >= self.max_peers:
+            conn.close("too many peers")
+            return False
+        self.peers.add(conn)
+        if conn.address and conn.outgoing:
+            self.candidates.setdefault(conn.address, Candidate()).connected = True
+        return True
+
+    def remove(self, conn: P) -> bool:
+        """A connection closed; whether it was one of ours."""
+        if conn not in self.peers:
+            return False
+        self.peers.discard(conn)
+        if conn.outgoing and conn.address in self.candidates:
+            self.candidates[conn.address].connected = False
+        return True
+
+    # -- dialling ------------------------------------------------------------------------------
+
+    def add(self, addresses: list[Address]) -> None:
+        for addr in addresses:
+            if addr not in self.candidates and len(self.candidates) < MAX_CANDIDATES:
+                self.candidates[addr] = Candidate()
+
+    def to_dial(self, can_connect: Callable[[], bool], ourselves: Address) -> list[Address]:
+        """Addresses to dial now (marked as connecting), within the limits."""
+        now = self.clock()
+        busy = len(self.peers) + sum(1 for c in self.candidates.values() if c.connecting)
+        connected = {p.address for p in self.peers}
+        out: list[Address] = []
+        for addr, cand in self.candidates.items():
+            if busy >= self.max_peers or not can_connect():
+                break
+            if cand.connecting or cand.connected or addr in connected or cand.next_try > now:
+                continue
+            if addr == ourselves:
+                continue
+            cand.connecting = True
+            busy += 1
+            out.append(addr)
+        return out
+
+    async def dial(self, addr: Address, connect: Callable[[Address], Awaitable[P]]) -> None:
+        """Dial *addr* (one of :meth:`to_dial`) with *connect* and follow the connection until
+        it closes; then the address may be dialled again after a pause or a back-off."""
+        ok = False
+        try:
+            conn = await connect(addr)
+            ok = True
+            await conn.closed_wait()
+        except (OSError, TimeoutError) as exc:
+            log.debug("cannot connect to %s:%d: %s", addr[0], addr[1], exc)
+        finally:
+            self.dialled(addr, ok)
+
+    def dialled(self, addr: Address, ok: bool) -> None:
+        """A dial ended: the connection worked and has closed (*ok*), or it failed."""
+        cand = self.candidates.get(addr)
+        if cand is None:
+            return
+        if ok:
+            cand.fails = 0
+            cand.next_try = self.clock() + RECONNECT_SECONDS
+        else:
+            cand.fails += 1
+            cand.next_try = self.clock() + min(MAX_BACKOFF_SECONDS, 2.0 * 2**cand.fails)
+        cand.connecting = False
+        cand.connected = False
+
+    # -- bans ----------------------------------------------------------------------------------
+
+    def blame(self, contributors: set[bytes]) -> list[P]:
+        """A piece failed its hash check. A peer that alone sent it is banned at once; one of
+        several gets a strike. Returns the connected peers just banned (the caller closes)."""
+        banned = []
+        for pid in contributors:
+            strikes = self.strikes.get(pid, 0) + (STRIKES_TO_BAN if len(contributors) == 1 else 1)
+            self.strikes[pid] = strikes
+            if strikes >= STRIKES_TO_BAN:
+                self.banned_ids.add(pid)
+                banned += [p for p in self.peers if p.peer_id == pid]
+        return banned

@@ -1,0 +1,369 @@
+"""The protocol state of one peer connection (BEP 3, BEP 6, BEP 10), without any I/O.
+
+Bytes go in (:meth:`PeerState.receive`) and the messages the torrent must hear come out, after
+the state has applied what they mean: both sides' choke and interest flags, what the peer has,
+our requests to it (with the ones we withdrew, whose blocks may still arrive) and its requests
+to us (with cancel and reject). Calls that change what we tell the peer return the bytes to
+send. There is no asyncio and no clock here: the caller passes ``now`` where time matters, so
+tests drive a connection's whole life with byte strings and a fake clock.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections import Counter, deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from swarm import wire
+from swarm.errors import ProtocolError
+
+OUR_REQQ = 500  # requests we let a peer queue with us (sent as BEP 10 'reqq')
+MAX_QUEUED_REQUESTS = 2 * OUR_REQQ  # beyond this a peer is flooding us
+DEFAULT_REMOTE_REQQ = 250  # what a peer takes when its extension handshake does not say
+MAX_REMOTE_REQQ = 2000
+STALE_LIMIT = 4096  # withdrawn requests remembered; past this the oldest are forgotten
+RESERVED = wire.make_reserved(fast=True, extended=True)
+
+Block = tuple[int, int, int]  # (piece index, begin, length)
+
+
+@dataclass(frozen=True, slots=True)
+class PeerBitfield:
+    """The peer said all it has at once (a bitfield, have all or have none)."""
+
+    haves: list[bool]
+
+
+class Timer(enum.Enum):
+    """What :meth:`PeerState.timers` found due."""
+
+    IDLE = "idle"  # nothing heard for too long: close
+    KEEPALIVE = "keepalive"  # nothing sent for a while: send a keep-alive
+    SNUBBED = "snubbed"  # our requests went unanswered for too long
+
+
+@dataclass(frozen=True, slots=True)
+class Torrent:
+    """What the state needs to know of the torrent once the handshake named it."""
+
+    info_hash: bytes
+    num_pieces: int
+    piece_length: int
+    total_length: int
+    have: Sequence[bool]  # our pieces, shared with the picker and read live
+    defer: Callable[[int], bool] | None = None  # initial seeding: turn this request away once
+
+
+class PeerState:
+    """One connection's protocol state, both sides of it."""
+
+    def __init__(self, our_peer_id: bytes, *, info_hash: bytes | None = None, now: float = 0.0):
+        self.our_peer_id = our_peer_id
+        self.info_hash = info_hash  # None for an incoming connection until the handshake
+        self.torrent: Torrent | None = None
+        self._parser = wire.Parser(expect_handshake=True)
+        self.peer_id: bytes | None = None
+        self.fast = False
+        self.extended = False
+        self.am_choking = True
+        self.am_interested = False
+        self.peer_choking = True
+        self.peer_interested = False
+        self.peer_has: list[bool] = []
+        self.peer_count = 0  # how many pieces the peer has
+        self.remote_reqq = DEFAULT_REMOTE_REQQ
+        self.listen_port: int | None = None
+        self.client_name: str | None = None
+        self.allowed_fast: set[int] = set()
+        # Our requests to the peer ((index, begin) -> length), and the ones we withdrew.
+        self.requests_out: dict[tuple[int, int], int] = {}
+        self.stale: dict[tuple[int, int], int] = {}
+        # The peer's requests to us, in order, and a count of what the queue holds, so that a
+        # cancel for a block not queued costs no scan (a flood of them would busy the loop).
+        self.requests_in: deque[Block] = deque()
+        self._queued: Counter[Block] = Counter()
+        self.output: list[bytes] = []  # replies made while receiving (rejects): send them
+        self.write_blocked = False  # the peer is not reading what we send (set by the shell)
+        self.snubbed = False
+        self.connected_at = self.last_received = self.last_sent = self.last_block = now
+
+    # -- the handshake ---------------------------------------------------------------------
+
+    def handshake(self) -> bytes:
+        """Our 68-byte handshake for :attr:`info_hash`."""
+        assert self.info_hash is not None
+        return wire.Handshake(RESERVED, self.info_hash, self.our_peer_id).encode()
+
+    @property
+    def attached(self) -> bool:
+        return self.torrent is not None
+
+    def attach(self, torrent: Torrent) -> None:
+        """The peer's handshake named *torrent* and we serve it: messages may flow."""
+        self.info_hash = torrent.info_hash
+        self.torrent = torrent
+        self.peer_has = [False] * torrent.num_pieces
+        self._parser.set_num_pieces(torrent.num_pieces)
+        self._parser.fast = self.fast
+
+    def _check_handshake(self, hs: wire.Handshake) -> None:
+        if self.info_hash is not None and hs.info_hash != self.info_hash:
+            raise ProtocolError("handshake for another torrent")
+        if hs.peer_id == self.our_peer_id:
+            raise ProtocolError("connected to ourselves")
+        self.peer_id = hs.peer_id
+        self.fast = hs.supports_fast
+        self.extended = hs.supports_extended
+
+    # -- receiving -------------------------------------------------------------------------
+
+    def receive(self, data: bytes, now: float) -> list[object]:
+        """Apply *data* and return what the torrent must hear, in order.
+
+        Before :meth:`attach`, at most the peer's :class:`~swarm.wire.Handshake`; whatever
+        followed it is held until the next call (``receive(b"", now)`` after attaching).
+        Then :class:`~swarm.wire.Piece` (only blocks we asked for, of the right length),
+        new :class:`~swarm.wire.Have`, :class:`PeerBitfield`, choke and interest changes,
+        :class:`~swarm.wire.Reject` of our requests, and :class:`~swarm.wire.Request` when one
+        was queued. Raises :class:`ProtocolError` when the peer broke the protocol.
+        """
+        self.last_received = now
+        if self.torrent is None:
+            if self.peer_id is not None:
+                raise ProtocolError("data before the handshake was accepted")
+            got = self._parser.feed(data)
+            if got:
+                self._check_handshake(got[0])
+            return got
+        out: list[object] = []
+        for msg in self._parser.feed(data):
+            kind = type(msg)
+            if kind is wire.Piece:
+                self._on_block(msg, now)
+                out.append(msg)
+            elif kind is wire.Request:
+                if self._on_request(msg.index, msg.begin, msg.length):
+                    out.append(msg)
+            elif kind is wire.Have:
+                index = msg.index
+                if not self.peer_has[index]:
+                    self.peer_has[index] = True
+                    self.peer_count += 1
+                    out.append(msg)
+            elif kind is wire.Cancel:
+                self._on_cancel(msg.index, msg.begin, msg.length)
+            elif kind is wire.Unchoke:
+                self.peer_choking = False
+                out.append(msg)
+            elif kind is wire.Choke:
+                self.peer_choking = True
+                out.append(msg)
+            elif kind is wire.Interested or kind is wire.NotInterested:
+                self.peer_interested = kind is wire.Interested
+                out.append(msg)
+            elif kind is wire.Bitfield or kind is wire.HaveAll or kind is wire.HaveNone:
+                out.append(self._on_bitfield(msg))
+            elif kind is wire.Reject:
+                if self.requests_out.pop((msg.index, msg.begin), None) is not None:
+                    out.append(msg)
+            elif kind is wire.AllowedFast:
+                self.allowed_fast.add(msg.index)
+            elif kind is wire.Extended:
+                self._on_extended(msg)
+            # Keep-alive, port (DHT) and suggest are advisory: nothing to do.
+        return out
+
+    def _on_block(self, msg: wire.Piece, now: float) -> None:
+        key = (msg.index, msg.begin)
+        expected = self.requests_out.pop(key, None)
+        if expected is None:
+            expected = self.stale.pop(key, None)
+            if expected is None:
+                raise ProtocolError(f"a block of piece {msg.index} that we never asked for")
+        if len(msg.block) != expected:
+            raise ProtocolError("a block of the wrong length")
+        self.last_block = now
+        self.snubbed = False
+
+    def _on_bitfield(self, msg: object) -> PeerBitfield:
+        assert self.torrent is not None
+        n = self.torrent.num_pieces
+        if type(msg) is wire.Bitfield:
+            haves = wire.bools_from_bitfield(msg.bits, n)
+        else:
+            haves = [type(msg) is wire.HaveAll] * n
+        # Some clients follow 'have none' with a bitfield: the newest one counts.
+        self.peer_has = haves
+        self.peer_count = sum(haves)
+        return PeerBitfield(haves)
+
+    @property
+    def peer_is_seed(self) -> bool:
+        return self.torrent is not None and self.peer_count == self.torrent.num_pieces
+
+    def _on_extended(self, msg: wire.Extended) -> None:
+        if msg.ext_id != 0:
+            return  # we advertise no extension messages, so none should come; ignore
+        hs = wire.ExtendedHandshake.decode(msg.payload)
+        if hs.reqq:
+            self.remote_reqq = max(1, min(hs.reqq, MAX_REMOTE_REQQ))
+        if hs.p and 0 < hs.p < 65536:
+            self.listen_port = hs.p
+        self.client_name = hs.v
+
+    def _on_request(self, index: int, begin: int, length: int) -> bool:
+        """Queue the peer's request, or reject or drop it; True when it was queued."""
+        t = self.torrent
+        assert t is not None
+        size = (
+            t.piece_length if index < t.num_pieces - 1 else t.total_length - index * t.piece_length
+        )
+        if begin + length > size:
+            raise ProtocolError(f"request past the end of piece {index}")
+        if not t.have[index]:
+            if self.fast:
+                self._reject(index, begin, length)
+                return False
+            raise ProtocolError(f"request for piece {index}, which we do not have")
+        if self.am_choking:
+            if self.fast:
+                self._reject(index, begin, length)
+            return False  # without the fast extension a request while choked is dropped
+        if len(self.requests_in) >= MAX_QUEUED_REQUESTS:
+            raise ProtocolError("request flood")
+        if self.fast and t.defer is not None and t.defer(index):
+            self._reject(index, begin, length)
+            return False
+        key = (index, begin, length)
+        self.requests_in.append(key)
+        self._queued[key] += 1
+        return True
+
+    def _reject(self, index: int, begin: int, length: int) -> None:
+        if self.write_blocked:
+            # Every request earns a reject: a peer that keeps asking but never reads would
+            # have us buffer its rejects without bound.
+            raise ProtocolError("the peer keeps sending requests but does not read our replies")
+        self.output.append(wire.encode(wire.Reject(index, begin, length)))
+
+    def _on_cancel(self, index: int, begin: int, length: int) -> None:
+        key = (index, begin, length)
+        if key not in self._queued:
+            return  # already sent, or never asked: the common case, and the cheap one
+        self._unqueue(key)
+        self.requests_in.remove(key)
+
+    def _unqueue(self, key: Block) -> None:
+        left = self._queued[key] - 1
+        if left:
+            self._queued[key] = left
+        else:
+            del self._queued[key]
+
+    def take_output(self) -> bytes:
+        """The replies made while receiving, once."""
+        data = b"".join(self.output)
+        self.output.clear()
+        return data
+
+    # -- what we tell the peer ---------------------------------------------------------------
+
+    def initial(self, version: str, port: int | None) -> bytes:
+        """What follows the handshake: bitfield (or have all/none), then the BEP 10 handshake."""
+        t = self.torrent
+        assert t is not None
+        num_have = sum(t.have)
+        msgs: list[wire.Message] = []
+        if self.fast and num_have == t.num_pieces:
+            msgs.append(wire.HAVE_ALL)
+        elif self.fast and num_have == 0:
+            msgs.append(wire.HAVE_NONE)
+        elif num_have:
+            msgs.append(wire.Bitfield(wire.bitfield_from_bools(t.have)))
+        if self.extended:
+            ext = wire.ExtendedHandshake(m={}, v=version, p=port or None, reqq=OUR_REQQ)
+            msgs.append(wire.Extended(0, ext.encode()))
+        return b"".join(wire.encode(m) for m in msgs)
+
+    def choke(self) -> bytes:
+        """Choke the peer: its queued requests are dropped (rejected, with BEP 6)."""
+        if self.am_choking:
+            return b""
+        self.am_choking = True
+        data = wire.encode(wire.CHOKE)
+        if self.fast:
+            data += b"".join(wire.encode(wire.Reject(*r)) for r in self.requests_in)
+        self.requests_in.clear()
+        self._queued.clear()
+        return data
+
+    def unchoke(self) -> bytes:
+        if not self.am_choking:
+            return b""
+        self.am_choking = False
+        return wire.encode(wire.UNCHOKE)
+
+    def interested(self, value: bool) -> bytes:
+        if value == self.am_interested:
+            return b""
+        self.am_interested = value
+        return wire.encode(wire.INTERESTED if value else wire.NOT_INTERESTED)
+
+    def request(self, blocks: list[Block]) -> bytes:
+        out = self.requests_out
+        for index, begin, length in blocks:
+            out[(index, begin)] = length
+        return b"".join([wire.encode(wire.Request(i, b, n)) for i, b, n in blocks])
+
+    def cancel(self, index: int, begin: int, length: int) -> bytes:
+        """Withdraw one request; its block may be on its way already and is then welcome."""
+        asked = self.requests_out.pop((index, begin), None)
+        if asked is None:
+            return b""
+        self._remember_stale({(index, begin): asked})
+        return wire.encode(wire.Cancel(index, begin, length))
+
+    def withdraw(self) -> list[Block]:
+        """Forget every request we have out (choke, snub, close) and return them; blocks that
+        still arrive for them are accepted, not taken for unasked-for data."""
+        blocks = [(i, b, n) for (i, b), n in self.requests_out.items()]
+        self._remember_stale(self.requests_out)
+        self.requests_out = {}
+        return blocks
+
+    def _remember_stale(self, requests: dict[tuple[int, int], int]) -> None:
+        if len(self.stale) > STALE_LIMIT:
+            self.stale.clear()
+        self.stale.update(requests)
+
+    # -- the upload queue --------------------------------------------------------------------
+
+    def next_request(self) -> Block | None:
+        """The peer's oldest queued request, taken off the queue; None when there is none."""
+        if not self.requests_in:
+            return None
+        key = self.requests_in.popleft()
+        self._unqueue(key)
+        return key
+
+    def withdrawn(self, blocks: list[Block]) -> bytes:
+        """Blocks taken off the queue that we will not send after all (we choked meanwhile)."""
+        if not self.fast:
+            return b""
+        return b"".join(wire.encode(wire.Reject(*r)) for r in blocks)
+
+    # -- time --------------------------------------------------------------------------------
+
+    def timers(self, now: float, *, idle: float, keepalive: float, snub: float) -> list[Timer]:
+        """What is due at *now*: the connection idle (nothing else then), a keep-alive, the
+        peer snubbing us (once, until it sends a block again)."""
+        if now - self.last_received > idle:
+            return [Timer.IDLE]
+        due = []
+        if now - self.last_sent > keepalive:
+            due.append(Timer.KEEPALIVE)
+        if self.requests_out and now - self.last_block > snub and not self.snubbed:
+            self.snubbed = True
+            due.append(Timer.SNUBBED)
+        return due

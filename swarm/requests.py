@@ -1,0 +1,239 @@
+"""The request policy: which blocks to ask which peer for, and how many at a time.
+
+It counts what each peer has into the picker (rarest first), keeps each peer's queue at the
+right depth, withdraws requests from a peer that chokes, rejects or snubs us and gives them to
+others, cancels the other copies of an end-game block when one arrives, and remembers for a
+moment the pieces a peer rejected (a seed doing initial seeding tells us to get them from
+the swarm). Pure: peers are objects that satisfy :class:`RequestPeer`, time is a clock passed
+in, and the tests drive it without sockets.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from typing import Protocol
+
+from swarm.initial_seeding import InitialSeeding
+from swarm.peer_state import PeerState
+from swarm.picker import BLOCK_SIZE, Block, PiecePicker
+
+REJECT_MEMORY_SECONDS = 2.0  # how long a piece a peer rejected is not asked of it again
+MAX_PENDING_BYTES = 16 << 20  # in-hand pieces awaiting hash and write before we stop asking
+MIN_QUEUE = 4
+QUEUE_SECONDS = 0.25
+SEED = "seed"  # a peer counted as a seed (in picker.seeds), not piece by piece
+
+
+class RequestPeer(Protocol):
+    """What the policy needs of a connection: its protocol state, its rate, three verbs."""
+
+    state: PeerState
+
+    @property
+    def closed(self) -> bool: ...
+
+    @property
+    def download_rate(self) -> float: ...
+
+    def request(self, blocks: list[Block]) -> None: ...
+
+    def cancel(self, index: int, begin: int, length: int) -> None: ...
+
+    def set_interested(self, value: bool) -> None: ...
+
+    def close(self, reason: str = "") -> None: ...
+
+
+def _serving(peer: object) -> bool:
+    """Whether a piece's owner in initial seeding will get it from us: open and unchoked."""
+    return not (peer.closed or peer.state.am_choking)  # type: ignore[attr-defined]
+
+
+class RequestPolicy:
+    """Requests for one torrent's peers, on top of its :class:`PiecePicker`."""
+
+    def __init__(
+        self,
+        picker: PiecePicker,
+        peers: Iterable[RequestPeer],
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.picker = picker
+        self.peers = peers  # live view of the connected peers, for refills
+        self.clock = clock
+        # How each peer is counted in the picker's availability: the list of what it has
+        # (counted piece by piece) or SEED.
+        self._counted: dict[RequestPeer, list[bool] | str] = {}
+        self._rejected: dict[RequestPeer, dict[int, float]] = {}
+        self.seeding = InitialSeeding(picker.num_pieces)
+
+    # -- what peers have ---------------------------------------------------------------------
+
+    def _uncount(self, peer: RequestPeer) -> None:
+        counted = self._counted.pop(peer, None)
+        if counted is SEED:
+            self.picker.seeds -= 1
+        elif isinstance(counted, list):
+            self.picker.peer_bitfield(counted, -1)
+
+    def bitfield(self, peer: RequestPeer, haves: list[bool]) -> None:
+        """The peer said all it has (again: the newest word counts)."""
+        self._uncount(peer)
+        self._counted[peer] = SEED if peer.state.peer_is_seed else haves
+        self.picker.peer_bitfield(haves)
+        if not self._both_seeds(peer):
+            self.update_interest(peer)
+
+    def have(self, peer: RequestPeer, index: int) -> None:
+        """The peer has a new piece (its state has it already)."""
+        state = peer.state
+        self._counted.setdefault(peer, state.peer_has)
+        self.picker.peer_have(index)
+        if state.peer_is_seed:
+            self.picker.peer_became_seed(state.peer_has)
+            self._counted[peer] = SEED
+            if self._both_seeds(peer):
+                return
+        if not state.am_interested and self.picker.wanted(index):
+            peer.set_interested(True)
+        self.fill(peer)
+
+    def _both_seeds(self, peer: RequestPeer) -> bool:
+        if peer.state.peer_is_seed and self.picker.complete:
+            peer.close("both of us are seeds")
+            return True
+        return False
+
+    def download_complete(self) -> None:
+        """Every piece is ours: seeds have nothing for us and we want nothing of anyone."""
+        for peer in list(self.peers):
+            if not self._both_seeds(peer):
+                peer.set_interested(False)
+
+    def update_interest(self, peer: RequestPeer) -> None:
+        want = not self.picker.complete and self.picker.interesting(peer.state.peer_has)
+        peer.set_interested(want)
+        if want:
+            self.fill(peer)
+
+    def lose_interest(self) -> None:
+        """A piece was verified: stop being interested in peers that have nothing else."""
+        for peer in list(self.peers):
+            s = peer.state
+            if s.am_interested and not s.requests_out and not self.picker.interesting(s.peer_has):
+                peer.set_interested(False)
+
+    def peer_gone(self, peer: RequestPeer) -> None:
+        """The peer left: its requests go to the others."""
+        self._uncount(peer)
+        self._rejected.pop(peer, None)
+        self.release(peer)
+        self.seeding.peer_gone(peer)
+        if not any(True for _ in self.peers):
+            # Everyone we sent pieces to is gone: the next peers start a new swarm, and a
+            # seed's initial seeding starts over with them.
+            self.seeding.reset(done=False)
+        self.refill_all()
+
+    # -- initial seeding (as a seed) ---------------------------------------------------------
+
+    def defer(self, peer: RequestPeer, index: int) -> bool:
+        """Whether to turn away *peer*'s request for *index* (see :mod:`swarm.initial_seeding`)."""
+        if not self.picker.complete:
+            return False
+        return self.seeding.defer(peer, index, _serving)
+
+    def blocks_sent(self, blocks: list[Block]) -> None:
+        if self.picker.complete and not self.seeding.done:
+            self.seeding.sent(blocks)
+
+    # -- asking ------------------------------------------------------------------------------
+
+    def queue_depth(self, peer: RequestPeer) -> int:
+        """Requests to keep outstanding: a quarter of a second of the peer's rate (enough to
+        cover round trips up to 250 ms, so the pipe never runs dry), within what the peer
+        accepts. No more: every request queued at an uploader delays the others' requests
+        behind it, and under a rate cap deep queues are what keep the last pieces of a swarm
+        from spreading (the default compare: 0.5 s + 8 blocks 4.9 s, 0.5 s + 2 blocks 4.8 s,
+        0.25 s + 2 blocks 4.6 s, against a 4.0 s bound)."""
+        if peer.state.snubbed:
+            return 1
+        depth = int(peer.download_rate * QUEUE_SECONDS / BLOCK_SIZE) + 2
+        return max(MIN_QUEUE, min(depth, peer.state.remote_reqq))
+
+    def fill(self, peer: RequestPeer) -> None:
+        """Top up the peer's queue of our requests, in batches (fewer, larger writes)."""
+        state = peer.state
+        if peer.closed or state.peer_choking or not state.am_interested or self.picker.complete:
+            return
+        depth = self.queue_depth(peer)
+        outstanding = len(state.requests_out)
+        if outstanding > depth // 2:
+            return
+        if len(self.picker.pending) * self.picker.piece_length > MAX_PENDING_BYTES:
+            return
+        has = state.peer_has
+        if peer in self._rejected:
+            has = self._without_rejected(peer)
+        blocks = self.picker.pick(peer, has, depth - outstanding)
+        if blocks:
+            peer.request(blocks)
+        elif not outstanding and not self.picker.interesting(state.peer_has):
+            peer.set_interested(False)
+
+    def refill_all(self) -> None:
+        for peer in list(self.peers):
+            if not peer.state.peer_choking and peer.state.am_interested:
+                self.fill(peer)
+
+    def _without_rejected(self, peer: RequestPeer) -> list[bool]:
+        """What *peer* has, less the pieces it rejected in the last few seconds."""
+        rejected = self._rejected[peer]
+        cutoff = self.clock() - REJECT_MEMORY_SECONDS
+        for index in [i for i, when in rejected.items() if when < cutoff]:
+            del rejected[index]
+        if not rejected:
+            del self._rejected[peer]
+        has = list(peer.state.peer_has)
+        for index in rejected:
+            has[index] = False
+        return has
+
+    # -- outcomes ----------------------------------------------------------------------------
+
+    def block_arrived(self, peer: RequestPeer, index: int, begin: int, length: int) -> bool:
+        """A block we asked for came: whether it is new (then the other peers it was asked
+        of in end-game get a cancel)."""
+        accepted, others = self.picker.block_received(peer, index, begin)
+        if accepted:
+            for other in others:
+                other.cancel(index, begin, length)  # type: ignore[attr-defined]
+        return accepted
+
+    def release(self, peer: RequestPeer) -> None:
+        """Every request out to *peer* will not be answered (choke, snub, close)."""
+        if peer.state.requests_out:
+            self.picker.release(peer, peer.state.withdraw())
+
+    def unchoked(self, peer: RequestPeer) -> None:
+        self.fill(peer)
+
+    def choked(self, peer: RequestPeer) -> None:
+        """The peer choked us: our requests to it will not be answered."""
+        self.release(peer)
+        self.refill_all()
+
+    def rejected(self, peer: RequestPeer, index: int, begin: int, length: int) -> None:
+        """The peer rejected one of our requests (BEP 6). Do not ask it for the piece again at
+        once: a seed that rejects a piece it has is telling us to get it from the swarm
+        (initial seeding), or it is overloaded."""
+        self._rejected.setdefault(peer, {})[index] = self.clock()
+        self.picker.release(peer, [(index, begin, length)])
+        self.refill_all()
+
+    def snubbed(self, peer: RequestPeer) -> None:
+        """The peer sat on our requests too long: they go to others, it gets one at a time."""
+        self.release(peer)
+        self.refill_all()

@@ -1,0 +1,89 @@
+"""Figures of one torrent for a progress display or a summary line."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Protocol
+
+from swarm.picker import PiecePicker
+
+
+class RateMeter:
+    """Bytes per second over the last few seconds (an exponential moving average)."""
+
+    __slots__ = ("_bytes", "rate", "total")
+
+    def __init__(self) -> None:
+        self._bytes = 0
+        self.rate = 0.0
+        self.total = 0
+
+    def add(self, n: int) -> None:
+        self._bytes += n
+        self.total += n
+
+    def tick(self, dt: float) -> None:
+        if dt > 0:
+            now = self._bytes / dt
+            self.rate = now if now > self.rate else 0.6 * self.rate + 0.4 * now
+        self._bytes = 0
+
+
+class _Peer(Protocol):
+    @property
+    def is_seed(self) -> bool: ...
+
+
+@dataclass(slots=True)
+class TorrentStats:
+    """Figures a progress display shows."""
+
+    have_pieces: int
+    num_pieces: int
+    have_bytes: int
+    total_bytes: int
+    downloaded: int
+    uploaded: int
+    download_rate: float
+    upload_rate: float
+    peers: int
+    seeds: int
+    hash_failures: int
+    banned: int
+    complete: bool
+
+
+class StatsSource(Protocol):
+    """What the figures are read from (a torrent controller)."""
+
+    picker: PiecePicker
+    downloaded: int
+    uploaded: int
+    hash_failures: int
+    rates: tuple[float, float]  # bytes/s down and up
+    banned_ids: set[bytes]
+
+    @property
+    def peers(self) -> Iterable[_Peer]: ...
+
+
+def snapshot(src: StatsSource) -> TorrentStats:
+    """The figures as they stand."""
+    picker = src.picker
+    peers = list(src.peers)
+    return TorrentStats(
+        have_pieces=picker.num_have,
+        num_pieces=picker.num_pieces,
+        have_bytes=picker.have_bytes(),
+        total_bytes=picker.total_length,
+        downloaded=src.downloaded,
+        uploaded=src.uploaded,
+        download_rate=src.rates[0],
+        upload_rate=src.rates[1],
+        peers=len(peers),
+        seeds=sum(1 for p in peers if p.is_seed),
+        hash_failures=src.hash_failures,
+        banned=len(src.banned_ids),
+        complete=picker.complete,
+    )

@@ -1,0 +1,280 @@
+"""The request policy, initial seeding and the peer directory, without sockets: fake peers
+around real :class:`PeerState` objects, a fake clock."""
+
+from __future__ import annotations
+
+import random
+
+from swarm import wire
+from swarm.initial_seeding import InitialSeeding
+from swarm.peer_directory import STRIKES_TO_BAN, PeerDirectory
+from swarm.peer_state import PeerState, Torrent
+from swarm.picker import BLOCK_SIZE, PiecePicker
+from swarm.requests import MIN_QUEUE, REJECT_MEMORY_SECONDS, RequestPolicy
+
+NUM = 8
+PIECE = 2 * BLOCK_SIZE
+IH = b"\x07" * 20
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class FakePeer:
+    """A connection as the policy and the directory see it, recording what it was told."""
+
+    def __init__(
+        self,
+        name: str,
+        have: list[bool] | None = None,
+        *,
+        rate: float = 0.0,
+        outgoing: bool = True,
+        address: tuple[str, int] | None = None,
+    ) -> None:
+        self.peer_id = name.encode().ljust(20, b"-")
+        self.address = address or ("127.0.0.1", 1000 + len(name))
+        self.outgoing = outgoing
+        self.download_rate = rate
+        self.closed = False
+        self.reason = ""
+        self.asked: list[tuple[int, int, int]] = []
+        self.cancelled: list[tuple[int, int, int]] = []
+        self.state = PeerState(b"-SW0100-ourselves000", info_hash=IH)
+        if have is not None:
+            hs = wire.Handshake(wire.make_reserved(), IH, self.peer_id).encode()
+            self.state.receive(hs, 0.0)
+            self.state.attach(Torrent(IH, NUM, PIECE, NUM * PIECE, [False] * NUM))
+            self.state.peer_has = list(have)
+            self.state.peer_count = sum(have)
+            self.state.peer_choking = False
+
+    def request(self, blocks: list[tuple[int, int, int]]) -> None:
+        self.asked += blocks
+        self.state.request(blocks)
+
+    def cancel(self, index: int, begin: int, length: int) -> None:
+        self.cancelled.append((index, begin, length))
+        self.state.cancel(index, begin, length)
+
+    def set_interested(self, value: bool) -> None:
+        self.state.interested(value)
+
+    def close(self, reason: str = "") -> None:
+        self.closed, self.reason = True, reason
+
+    async def closed_wait(self) -> None:
+        return None
+
+    def __repr__(self) -> str:
+        return f"<{self.peer_id!r}>"
+
+
+def policy(*peers: FakePeer, clock: Clock | None = None) -> tuple[RequestPolicy, set[FakePeer]]:
+    picker = PiecePicker(NUM, PIECE, NUM * PIECE, rng=random.Random(1))
+    live = set(peers)
+    return RequestPolicy(picker, live, clock=clock or Clock()), live  # type: ignore[arg-type]
+
+
+ALL = [True] * NUM
+
+
+def test_a_bitfield_counts_the_peer_makes_us_interested_and_asks() -> None:
+    p = FakePeer("a", ALL)
+    rp, _ = policy(p)
+    rp.bitfield(p, ALL)  # type: ignore[arg-type]
+    assert rp.picker.seeds == 1
+    assert p.state.am_interested
+    assert len(p.asked) == MIN_QUEUE  # no rate yet: the least queue
+
+
+def test_queue_depth_follows_the_rate_within_what_the_peer_accepts() -> None:
+    slow, fast = FakePeer("slow", ALL), FakePeer("fast", ALL, rate=100 * BLOCK_SIZE)
+    rp, _ = policy(slow, fast)
+    assert rp.queue_depth(slow) == MIN_QUEUE  # type: ignore[arg-type]
+    assert rp.queue_depth(fast) == 27  # type: ignore[arg-type]  # 0.25 s of 100 blocks/s + 2
+    fast.state.remote_reqq = 10
+    assert rp.queue_depth(fast) == 10  # type: ignore[arg-type]
+    fast.state.snubbed = True
+    assert rp.queue_depth(fast) == 1  # type: ignore[arg-type]
+
+
+def test_asks_in_batches_only_when_half_the_queue_has_drained() -> None:
+    p = FakePeer("a", ALL)
+    rp, _ = policy(p)
+    rp.bitfield(p, ALL)  # type: ignore[arg-type]
+    first = list(p.asked)
+    rp.fill(p)  # type: ignore[arg-type]
+    assert p.asked == first  # 4 out, depth 4: nothing more yet
+    for index, begin, length in first[:3]:
+        p.state.receive(wire.encode(wire.Piece(index, begin, bytes(length))), 1.0)
+        rp.block_arrived(p, index, begin, length)  # type: ignore[arg-type]
+    rp.fill(p)  # type: ignore[arg-type]
+    assert len(p.asked) == 4 + 3
+
+
+def deliver_first_blocks(rp: RequestPolicy, p: FakePeer) -> set[tuple[int, int, int]]:
+    """*p* sends the first block of each piece it was asked for; the rest it still owes."""
+    firsts = [b for b in p.asked if b[1] == 0]
+    for index, begin, length in firsts:
+        p.state.receive(wire.encode(wire.Piece(index, begin, bytes(length))), 1.0)
+        assert rp.block_arrived(p, index, begin, length)  # type: ignore[arg-type]
+    return {b for b in p.asked if b[1] != 0}
+
+
+def test_a_choke_gives_the_blocks_to_another_peer() -> None:
+    a, b = FakePeer("a", ALL), FakePeer("b", ALL)
+    rp, _ = policy(a, b)
+    rp.bitfield(a, ALL)  # type: ignore[arg-type]
+    owed = deliver_first_blocks(rp, a)
+    a.state.peer_choking = True
+    rp.choked(a)  # type: ignore[arg-type]
+    assert a.state.requests_out == {}
+    rp.bitfield(b, ALL)  # type: ignore[arg-type]
+    assert owed and owed <= set(b.asked)  # started pieces are finished first
+
+
+def test_a_rejected_piece_is_not_asked_of_that_peer_for_a_while() -> None:
+    clock = Clock()
+    only = [i == 3 for i in range(NUM)]
+    p = FakePeer("a", only)
+    rp, _ = policy(p, clock=clock)
+    rp.bitfield(p, only)  # type: ignore[arg-type]
+    assert {i for i, _, _ in p.asked} == {3}
+    p.asked.clear()
+    for index, begin, length in list(p.state.requests_out and [(3, 0, BLOCK_SIZE)]):
+        p.state.requests_out.pop((index, begin))
+        rp.rejected(p, index, begin, length)  # type: ignore[arg-type]
+    assert p.asked == []  # the only piece it has was rejected just now
+    clock.now += REJECT_MEMORY_SECONDS + 0.1
+    rp.fill(p)  # type: ignore[arg-type]
+    assert (3, 0, BLOCK_SIZE) in p.asked
+
+
+def test_end_game_block_arriving_cancels_the_other_copies() -> None:
+    a, b = FakePeer("a", ALL), FakePeer("b", ALL)
+    rp, _ = policy(a, b)
+    for i in range(1, NUM):
+        rp.picker.set_have(i)  # piece 0 is the last one missing
+    rp.bitfield(a, ALL)  # type: ignore[arg-type]
+    rp.bitfield(b, ALL)  # type: ignore[arg-type]
+    # Piece 0 has two blocks, both asked of a; in end-game b is asked for them too.
+    assert sorted(a.asked) == sorted(b.asked) == [(0, 0, BLOCK_SIZE), (0, BLOCK_SIZE, BLOCK_SIZE)]
+    b.state.receive(wire.encode(wire.Piece(0, 0, bytes(BLOCK_SIZE))), 1.0)
+    assert rp.block_arrived(b, 0, 0, BLOCK_SIZE)  # type: ignore[arg-type]
+    assert a.cancelled == [(0, 0, BLOCK_SIZE)]
+    assert not rp.block_arrived(a, 0, 0, BLOCK_SIZE)  # type: ignore[arg-type]  # a late copy
+
+
+def test_a_snubbing_peer_loses_its_requests() -> None:
+    a, b = FakePeer("a", ALL), FakePeer("b", ALL)
+    rp, _ = policy(a, b)
+    rp.bitfield(a, ALL)  # type: ignore[arg-type]
+    owed = deliver_first_blocks(rp, a)
+    a.state.snubbed = True
+    rp.snubbed(a)  # type: ignore[arg-type]
+    assert len(a.state.requests_out) <= 1  # one at a time from now on
+    rp.bitfield(b, ALL)  # type: ignore[arg-type]
+    still_a = {(i, begin, n) for (i, begin), n in a.state.requests_out.items()}
+    assert owed and owed <= set(b.asked) | still_a
+
+
+def test_a_peer_leaving_is_uncounted_and_its_blocks_released() -> None:
+    half = [i < NUM // 2 for i in range(NUM)]
+    a = FakePeer("a", half)
+    rp, live = policy(a)
+    rp.bitfield(a, half)  # type: ignore[arg-type]
+    assert rp.picker.availability[:2] == [1, 1]
+    live.discard(a)
+    rp.peer_gone(a)  # type: ignore[arg-type]
+    assert rp.picker.availability == [0] * NUM and rp.picker.partial == {}
+
+
+def test_have_that_completes_a_peer_counts_it_as_a_seed() -> None:
+    almost = [i != 5 for i in range(NUM)]
+    a = FakePeer("a", almost)
+    rp, _ = policy(a)
+    rp.bitfield(a, almost)  # type: ignore[arg-type]
+    a.state.receive(wire.encode(wire.Have(5)), 1.0)
+    rp.have(a, 5)  # type: ignore[arg-type]
+    assert rp.picker.seeds == 1 and rp.picker.availability == [0] * NUM
+
+
+def test_seeds_are_closed_once_we_are_complete() -> None:
+    a, b = FakePeer("a", ALL), FakePeer("b", [False] * NUM)
+    rp, _ = policy(a, b)
+    for i in range(NUM):
+        rp.picker.set_have(i)
+    rp.bitfield(a, ALL)  # type: ignore[arg-type]
+    assert a.closed and a.reason == "both of us are seeds"
+    b.state.interested(True)
+    rp.download_complete()
+    assert not b.closed and not b.state.am_interested
+
+
+# -- initial seeding -------------------------------------------------------------------------
+
+
+def test_initial_seeding_turns_a_second_asker_away_once() -> None:
+    s = InitialSeeding(3)
+    serving = {"a", "b"}
+    assert not s.defer("a", 0, serving.__contains__)  # a owns piece 0
+    assert s.defer("b", 0, serving.__contains__)  # b: get it from a
+    assert not s.defer("b", 0, serving.__contains__)  # but only once
+    serving.discard("a")  # a is choked now: the next asker takes piece 0 over
+    assert not s.defer("c", 0, serving.__contains__)
+    s.sent([(0, 0, 1), (1, 0, 1)])
+    assert not s.done
+    s.sent([(2, 0, 1)])
+    assert s.done and not s.defer("d", 1, serving.__contains__)
+    s.reset(done=False)
+    assert not s.done
+
+
+# -- the peer directory ----------------------------------------------------------------------
+
+
+def test_directory_dials_within_the_limit_and_backs_off() -> None:
+    clock = Clock()
+    d: PeerDirectory[FakePeer] = PeerDirectory(b"-SW0100-ourselves000", max_peers=2, clock=clock)
+    d.add([("127.0.0.1", p) for p in (1, 2, 3)] + [("127.0.0.1", 9)])
+    assert d.to_dial(lambda: True, ("127.0.0.1", 9)) == [("127.0.0.1", 1), ("127.0.0.1", 2)]
+    assert d.to_dial(lambda: True, ("127.0.0.1", 9)) == []  # two dials in flight: the limit
+    d.dialled(("127.0.0.1", 1), ok=False)
+    d.dialled(("127.0.0.1", 2), ok=False)
+    # Both failed: back off; the third is next, never ourselves.
+    assert d.to_dial(lambda: True, ("127.0.0.1", 9)) == [("127.0.0.1", 3)]
+    clock.now += 4.1
+    assert ("127.0.0.1", 1) in d.to_dial(lambda: True, ("127.0.0.1", 9))
+    assert d.to_dial(lambda: False, ("127.0.0.1", 9)) == []  # the session is full
+
+
+def test_directory_keeps_one_of_two_crossed_connections_on_both_sides() -> None:
+    low, high = b"-AA0001-aaaaaaaaaaaa", b"-ZZ0001-zzzzzzzzzzzz"
+    for ours, theirs in ((low, high), (high, low)):
+        d: PeerDirectory[FakePeer] = PeerDirectory(ours)
+        out, inc = FakePeer("x", outgoing=True), FakePeer("x", outgoing=False)
+        out.peer_id = inc.peer_id = theirs
+        assert d.admit(out)
+        kept_new = d.admit(inc)
+        # The survivor is the connection opened by the peer with the lower id.
+        assert kept_new == (theirs < ours)
+        assert (out.closed, inc.closed) == ((True, False) if kept_new else (False, True))
+
+
+def test_directory_bans_a_lone_liar_at_once_and_accomplices_after_strikes() -> None:
+    d: PeerDirectory[FakePeer] = PeerDirectory(b"-SW0100-ourselves000")
+    liar, a, b = FakePeer("liar"), FakePeer("a"), FakePeer("b")
+    for p in (liar, a, b):
+        assert d.admit(p)
+    assert d.blame({liar.peer_id}) == [liar]
+    for _ in range(STRIKES_TO_BAN - 1):
+        assert d.blame({a.peer_id, b.peer_id}) == []
+    assert set(d.blame({a.peer_id, b.peer_id})) == {a, b}
+    again = FakePeer("liar")
+    assert not d.admit(again) and again.reason == "banned peer"
