@@ -14,38 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = [
-    "BLOCK_SIZE",
-    "CHOKE",
-    "HAVE_ALL",
-    "HAVE_NONE",
-    "INTERESTED",
-    "KEEP_ALIVE",
-    "MAX_EXTENDED",
-    "NOT_INTERESTED",
-    "UNCHOKE",
-    "AllowedFast",
-    "Bitfield",
-    "Cancel",
-    "Choke",
-    "Extended",
-    "Have",
-    "HaveAll",
-    "HaveNone",
-    "Interested",
-    "KeepAlive",
-    "Message",
-    "MsgId",
-    "NotInterested",
-    "Piece",
-    "Port",
-    "Reject",
-    "Request",
-    "Suggest",
-    "Unchoke",
-    "encode",
-    "encode_piece_header",
-]
+# The public names are listed once, in swarm.wire's __all__.
 
 BLOCK_SIZE = 16384
 MAX_EXTENDED = 1 << 20
@@ -196,6 +165,23 @@ Message = (
     | AllowedFast
     | Extended
 )
+
+# The messages of each id, for the parser (plain int keys: it looks ids up as ints): the ones
+# without fields, the ones with a piece index alone, and the ones with (index, begin, length).
+SINGLETONS: dict[int, Message] = {
+    0: CHOKE,
+    1: UNCHOKE,
+    2: INTERESTED,
+    3: NOT_INTERESTED,
+    14: HAVE_ALL,
+    15: HAVE_NONE,
+}
+INDEX_MESSAGES: dict[int, type[Have | Suggest | AllowedFast]] = {
+    4: Have,
+    13: Suggest,
+    17: AllowedFast,
+}
+TRIPLE_MESSAGES: dict[int, type[Request | Cancel | Reject]] = {6: Request, 8: Cancel, 16: Reject}
 
 # -- encoding ----------------------------------------------------------------------------
 

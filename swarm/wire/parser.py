@@ -16,26 +16,17 @@ from swarm.wire.bitfield import check_bitfield
 from swarm.wire.handshake import HANDSHAKE_LEN, PROTOCOL, Handshake
 from swarm.wire.messages import (
     BLOCK_SIZE,
-    CHOKE,
-    HAVE_ALL,
-    HAVE_NONE,
-    INTERESTED,
+    INDEX_MESSAGES,
     KEEP_ALIVE,
     MAX_EXTENDED,
-    NOT_INTERESTED,
-    UNCHOKE,
-    AllowedFast,
+    SINGLETONS,
+    TRIPLE_MESSAGES,
     Bitfield,
-    Cancel,
     Extended,
-    Have,
     Message,
     MsgId,
     Piece,
     Port,
-    Reject,
-    Request,
-    Suggest,
 )
 
 __all__ = ["Parser"]
@@ -44,20 +35,6 @@ _U32 = struct.Struct(">I")
 _TWO_U32 = struct.Struct(">II")
 _THREE_U32 = struct.Struct(">III")
 _FAST_IDS = frozenset({13, 14, 15, 16, 17})
-_SINGLETONS: dict[int, Message] = {
-    0: CHOKE,
-    1: UNCHOKE,
-    2: INTERESTED,
-    3: NOT_INTERESTED,
-    14: HAVE_ALL,
-    15: HAVE_NONE,
-}
-_INDEX_TYPES: dict[int, type[Have | Suggest | AllowedFast]] = {
-    4: Have,
-    13: Suggest,
-    17: AllowedFast,
-}
-_TRIPLE_TYPES: dict[int, type[Request | Cancel | Reject]] = {6: Request, 8: Cancel, 16: Reject}
 _NO_INDEX_LIMIT = 1 << 32  # every u32 index is in range while the torrent size is unknown
 
 
@@ -261,19 +238,19 @@ class Parser:
 
     def _decode(self, mid: int, mv: memoryview, body: int, stop: int) -> Message:
         """One message whose id and length are already checked."""
-        index_type = _INDEX_TYPES.get(mid)
+        index_type = INDEX_MESSAGES.get(mid)
         if index_type is not None:
             (index,) = _U32.unpack_from(mv, body)
             self._check_index(index)
             return index_type(index)
-        triple_type = _TRIPLE_TYPES.get(mid)
+        triple_type = TRIPLE_MESSAGES.get(mid)
         if triple_type is not None:
             index, begin, length = _THREE_U32.unpack_from(mv, body)
             self._check_index(index)
             if mid == 6 and not 0 < length <= self._max_block:
                 raise ProtocolError(f"the peer requested a block of {length} bytes")
             return triple_type(index, begin, length)
-        single = _SINGLETONS.get(mid)
+        single = SINGLETONS.get(mid)
         if single is not None:
             return single
         if mid == 5:
