@@ -71,6 +71,8 @@ class Choker:
 class ChokePeer(Protocol):
     """A connection as the choker sees it: its figures and the two verbs."""
 
+    def __hash__(self) -> int: ...
+
     @property
     def peer_interested(self) -> bool: ...
     @property

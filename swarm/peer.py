@@ -12,13 +12,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Protocol
+from typing import Protocol, cast
 
 from swarm import wire
 from swarm.errors import SwarmError
 from swarm.peer_state import (
     MAX_QUEUED_REQUESTS,
     OUR_REQQ,
+    Event,
     PeerBitfield,
     PeerState,
     Timer,
@@ -57,8 +58,11 @@ class PeerHandler(Protocol):
     """The torrent, as one of its connections sees it."""
 
     info_hash: bytes
-    requests: DownloadEvents
-    io: BlockSource
+
+    @property
+    def requests(self) -> DownloadEvents: ...
+    @property
+    def io(self) -> BlockSource: ...
 
     def describe(self, conn: PeerConnection) -> Torrent: ...
     def peer_ready(self, conn: PeerConnection) -> None: ...
@@ -151,13 +155,13 @@ class PeerConnection(asyncio.Protocol):
     # -- asyncio.Protocol --------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]  # uvloop's is no subclass
+        self.transport = tr = cast(asyncio.Transport, transport)  # uvloop's is no subclass
         if self.closed:
             # Closed before the transport existed (refused at the session's connection
             # cap): without this the socket would stay open, uncounted, for ever.
-            transport.abort()
+            tr.abort()
             return
-        transport.set_write_buffer_limits(high=4 << 20, low=1 << 20)  # type: ignore[attr-defined]
+        tr.set_write_buffer_limits(high=4 << 20, low=1 << 20)
         if self.address is None:
             peer = transport.get_extra_info("peername")
             self.address = (peer[0], peer[1]) if peer else ("?", 0)
@@ -186,7 +190,7 @@ class PeerConnection(asyncio.Protocol):
         try:
             if not state.attached:
                 got = state.receive(data, time.monotonic())
-                if not got or not self._accept(got[0]):
+                if not got or type(got[0]) is not wire.Handshake or not self._accept(got[0]):
                     return
                 data = b""
             else:
@@ -242,27 +246,26 @@ class PeerConnection(asyncio.Protocol):
         if not self.closed and self.transport is not None:
             self.transport.resume_reading()
 
-    def _dispatch(self, msg: object) -> None:
+    def _dispatch(self, msg: Event) -> None:
         t = self.torrent
         assert t is not None
-        kind = type(msg)
-        if kind is wire.Piece:
-            self.down.add(len(msg.block))  # type: ignore[attr-defined]
-            t.on_piece(self, msg.index, msg.begin, msg.block)  # type: ignore[attr-defined]
-        elif kind is wire.Request:
+        if type(msg) is wire.Piece:
+            self.down.add(len(msg.block))
+            t.on_piece(self, msg.index, msg.begin, msg.block)
+        elif type(msg) is wire.Request:
             self._wake_upload.set()
-        elif kind is wire.Have:
-            t.requests.have(self, msg.index)  # type: ignore[attr-defined]
-        elif kind is PeerBitfield:
-            t.requests.bitfield(self, msg.haves)  # type: ignore[attr-defined]
-        elif kind is wire.Unchoke:
+        elif type(msg) is wire.Have:
+            t.requests.have(self, msg.index)
+        elif type(msg) is PeerBitfield:
+            t.requests.bitfield(self, msg.haves)
+        elif type(msg) is wire.Unchoke:
             t.requests.unchoked(self)
-        elif kind is wire.Choke:
+        elif type(msg) is wire.Choke:
             t.requests.choked(self)
-        elif kind is wire.Interested or kind is wire.NotInterested:
+        elif type(msg) is wire.Interested or type(msg) is wire.NotInterested:
             t.on_interest(self)
-        elif kind is wire.Reject:
-            t.requests.rejected(self, msg.index, msg.begin, msg.length)  # type: ignore[attr-defined]
+        elif type(msg) is wire.Reject:
+            t.requests.rejected(self, msg.index, msg.begin, msg.length)
 
     # -- sending -------------------------------------------------------------------------
 

@@ -35,6 +35,10 @@ class PeerBitfield:
     haves: list[bool]
 
 
+Event = wire.Message | wire.Handshake | PeerBitfield
+"""What :meth:`PeerState.receive` returns."""
+
+
 class Timer(enum.Enum):
     """What :meth:`PeerState.timers` found due."""
 
@@ -118,7 +122,7 @@ class PeerState:
 
     # -- receiving -------------------------------------------------------------------------
 
-    def receive(self, data: bytes, now: float) -> list[object]:
+    def receive(self, data: bytes, now: float) -> list[Event]:
         """Apply *data* and return what the torrent must hear, in order.
 
         Before :meth:`attach`, at most the peer's :class:`~swarm.wire.Handshake`; whatever
@@ -133,43 +137,49 @@ class PeerState:
             if self.peer_id is not None:
                 raise ProtocolError("data before the handshake was accepted")
             got = self._parser.feed(data)
-            if got:
-                self._check_handshake(got[0])
-            return got
-        out: list[object] = []
+            if not got:
+                return []
+            hs = got[0]
+            assert type(hs) is wire.Handshake  # the parser's first message, alone
+            self._check_handshake(hs)
+            return [hs]
+        out: list[Event] = []
         for msg in self._parser.feed(data):
-            kind = type(msg)
-            if kind is wire.Piece:
+            if type(msg) is wire.Piece:
                 self._on_block(msg, now)
                 out.append(msg)
-            elif kind is wire.Request:
+            elif type(msg) is wire.Request:
                 if self._on_request(msg.index, msg.begin, msg.length):
                     out.append(msg)
-            elif kind is wire.Have:
+            elif type(msg) is wire.Have:
                 index = msg.index
                 if not self.peer_has[index]:
                     self.peer_has[index] = True
                     self.peer_count += 1
                     out.append(msg)
-            elif kind is wire.Cancel:
+            elif type(msg) is wire.Cancel:
                 self._on_cancel(msg.index, msg.begin, msg.length)
-            elif kind is wire.Unchoke:
+            elif type(msg) is wire.Unchoke:
                 self.peer_choking = False
                 out.append(msg)
-            elif kind is wire.Choke:
+            elif type(msg) is wire.Choke:
                 self.peer_choking = True
                 out.append(msg)
-            elif kind is wire.Interested or kind is wire.NotInterested:
-                self.peer_interested = kind is wire.Interested
+            elif type(msg) is wire.Interested or type(msg) is wire.NotInterested:
+                self.peer_interested = type(msg) is wire.Interested
                 out.append(msg)
-            elif kind is wire.Bitfield or kind is wire.HaveAll or kind is wire.HaveNone:
-                out.append(self._on_bitfield(msg))
-            elif kind is wire.Reject:
+            elif type(msg) is wire.Bitfield:
+                out.append(
+                    self._on_bitfield(wire.bools_from_bitfield(msg.bits, len(self.peer_has)))
+                )
+            elif type(msg) is wire.HaveAll or type(msg) is wire.HaveNone:
+                out.append(self._on_bitfield([type(msg) is wire.HaveAll] * len(self.peer_has)))
+            elif type(msg) is wire.Reject:
                 if self.requests_out.pop((msg.index, msg.begin), None) is not None:
                     out.append(msg)
-            elif kind is wire.AllowedFast:
+            elif type(msg) is wire.AllowedFast:
                 self.allowed_fast.add(msg.index)
-            elif kind is wire.Extended:
+            elif type(msg) is wire.Extended:
                 self._on_extended(msg)
             # Keep-alive, port (DHT) and suggest are advisory: nothing to do.
         return out
@@ -186,13 +196,7 @@ class PeerState:
         self.last_block = now
         self.snubbed = False
 
-    def _on_bitfield(self, msg: object) -> PeerBitfield:
-        assert self.torrent is not None
-        n = self.torrent.num_pieces
-        if type(msg) is wire.Bitfield:
-            haves = wire.bools_from_bitfield(msg.bits, n)
-        else:
-            haves = [type(msg) is wire.HaveAll] * n
+    def _on_bitfield(self, haves: list[bool]) -> PeerBitfield:
         # Some clients follow 'have none' with a bitfield: the newest one counts.
         self.peer_has = haves
         self.peer_count = sum(haves)

@@ -134,11 +134,11 @@ class PiecePicker:
                     return out
         # 2. Start new pieces: random at first, then rarest first.
         while len(out) < count:
-            index = self._new_piece(peer_has)
-            if index is None:
+            new = self._new_piece(peer_has)
+            if new is None:
                 break
-            self.partial[index] = _Partial(self._nblocks(index))
-            self._take(index, peer, count, out)
+            self.partial[new] = _Partial(self._nblocks(new))
+            self._take(new, peer, count, out)
         # 3. End-game: nothing left unrequested, ask for blocks others are fetching.
         if len(out) < count and endgame and self.in_endgame:
             self._endgame(peer, peer_has, count, out)

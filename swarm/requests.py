@@ -30,6 +30,8 @@ class RequestPeer(Protocol):
 
     state: PeerState
 
+    def __hash__(self) -> int: ...
+
     @property
     def closed(self) -> bool: ...
 
