@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import random
 
+import pytest
+
 from swarm import wire
 from swarm.initial_seeding import InitialSeeding
 from swarm.peer_directory import STRIKES_TO_BAN, PeerDirectory
@@ -127,16 +129,23 @@ def deliver_first_blocks(rp: RequestPolicy, p: FakePeer) -> set[tuple[int, int, 
     return {b for b in p.asked if b[1] != 0}
 
 
-def test_a_choke_gives_the_blocks_to_another_peer() -> None:
+@pytest.mark.parametrize("how", ["choke", "snub"])
+def test_a_peer_that_chokes_or_snubs_us_loses_its_requests_to_another(how: str) -> None:
     a, b = FakePeer("a", ALL), FakePeer("b", ALL)
     rp, _ = policy(a, b)
     rp.bitfield(a, ALL)  # type: ignore[arg-type]
     owed = deliver_first_blocks(rp, a)
-    a.state.peer_choking = True
-    rp.choked(a)  # type: ignore[arg-type]
-    assert a.state.requests_out == {}
+    if how == "choke":
+        a.state.peer_choking = True
+        rp.choked(a)  # type: ignore[arg-type]
+        assert a.state.requests_out == {}
+    else:
+        a.state.snubbed = True
+        rp.snubbed(a)  # type: ignore[arg-type]
+        assert len(a.state.requests_out) <= 1  # one at a time from now on
     rp.bitfield(b, ALL)  # type: ignore[arg-type]
-    assert owed and owed <= set(b.asked)  # started pieces are finished first
+    still_a = {(i, begin, n) for (i, begin), n in a.state.requests_out.items()}
+    assert owed and owed <= set(b.asked) | still_a  # started pieces are finished first
 
 
 def test_a_rejected_piece_is_not_asked_of_that_peer_for_a_while() -> None:
@@ -145,10 +154,11 @@ def test_a_rejected_piece_is_not_asked_of_that_peer_for_a_while() -> None:
     p = FakePeer("a", only)
     rp, _ = policy(p, clock=clock)
     rp.bitfield(p, only)  # type: ignore[arg-type]
-    assert {i for i, _, _ in p.asked} == {3}
+    asked = list(p.asked)
+    assert {i for i, _, _ in asked} == {3}
     p.asked.clear()
-    for index, begin, length in list(p.state.requests_out and [(3, 0, BLOCK_SIZE)]):
-        p.state.requests_out.pop((index, begin))
+    for index, begin, length in asked:
+        assert p.state.receive(wire.encode(wire.Reject(index, begin, length)), 1.0)
         rp.rejected(p, index, begin, length)  # type: ignore[arg-type]
     assert p.asked == []  # the only piece it has was rejected just now
     clock.now += REJECT_MEMORY_SECONDS + 0.1
@@ -169,19 +179,6 @@ def test_end_game_block_arriving_cancels_the_other_copies() -> None:
     assert rp.block_arrived(b, 0, 0, BLOCK_SIZE)  # type: ignore[arg-type]
     assert a.cancelled == [(0, 0, BLOCK_SIZE)]
     assert not rp.block_arrived(a, 0, 0, BLOCK_SIZE)  # type: ignore[arg-type]  # a late copy
-
-
-def test_a_snubbing_peer_loses_its_requests() -> None:
-    a, b = FakePeer("a", ALL), FakePeer("b", ALL)
-    rp, _ = policy(a, b)
-    rp.bitfield(a, ALL)  # type: ignore[arg-type]
-    owed = deliver_first_blocks(rp, a)
-    a.state.snubbed = True
-    rp.snubbed(a)  # type: ignore[arg-type]
-    assert len(a.state.requests_out) <= 1  # one at a time from now on
-    rp.bitfield(b, ALL)  # type: ignore[arg-type]
-    still_a = {(i, begin, n) for (i, begin), n in a.state.requests_out.items()}
-    assert owed and owed <= set(b.asked) | still_a
 
 
 def test_a_peer_leaving_is_uncounted_and_its_blocks_released() -> None:
