@@ -29,17 +29,11 @@ from pathlib import Path
 from typing import Any
 
 from swarm.create import create_torrent
-from swarm.errors import SwarmError, UsageError
+from swarm.errors import CompareError, UsageError
 
 log = logging.getLogger(__name__)
 
 START_TIMEOUT = 30.0
-
-
-class CompareError(SwarmError):
-    """A part of the experiment failed at run time."""
-
-    exit_code = 1
 
 
 def bounds(

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import os
+import resource
+import select
 import socket
 import subprocess
 import sys
@@ -16,6 +18,7 @@ from click.testing import CliRunner
 
 from swarm import bencoding, metainfo
 from swarm.cli import SETTINGS, cli, main
+from swarm.status import Event, Status, decode
 
 COMMANDS = ["create", "info", "tracker", "seed", "fetch", "serve-central", "compare"]
 
@@ -347,3 +350,121 @@ def test_port_in_use_is_a_runtime_error(tmp_path: Path) -> None:
         assert r.returncode == 1 and "already in use" in r.stderr and "Traceback" not in r.stderr
         r = run("serve-central", str(tmp_path), "--port", str(port))
         assert r.returncode == 1 and "already in use" in r.stderr
+
+
+def test_create_help_starts_without_asyncio_or_the_engine() -> None:
+    # bench/create times `swarm create --help` as start-up: the commands load lazily.
+    code = (
+        "import sys, contextlib, io\n"
+        "from swarm.cli import main\n"
+        "with contextlib.redirect_stdout(io.StringIO()):\n"
+        "    main(['create', '--help'])\n"
+        "heavy = ['asyncio', 'aiohttp', 'rich', 'swarm.session', 'swarm.compare', 'tracker']\n"
+        "print(' '.join(m for m in heavy if m in sys.modules))\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == ""
+
+
+# -- writing the .torrent: bad path (2) against a failure at run time (1) --------------------
+
+
+def _file_size_limit() -> None:
+    resource.setrlimit(resource.RLIMIT_FSIZE, (64, 64))  # Python ignores SIGXFSZ: EFBIG
+
+
+@pytest.mark.parametrize("command", ["create", "seed"])
+def test_no_room_for_the_torrent_is_a_runtime_error(
+    song: Path, tmp_path: Path, command: str
+) -> None:
+    """A .torrent that cannot be written for want of room (a file size limit here; a full
+    disk takes the same path) is a failure at run time, exit 1; it used to exit 2."""
+    out = tmp_path / "song.bin.torrent"
+    args = ["create", song, "-o", out] if command == "create" else ["seed", song, "--port", "0"]
+    r = subprocess.run(
+        [sys.executable, "-m", "swarm", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        preexec_fn=_file_size_limit,
+    )
+    assert r.returncode == 1, r.stderr
+    assert_one_line_error(r.stderr, f"cannot write {out}", "too large")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["song.bin"]  # no .tmp left
+
+
+def test_create_under_a_file_is_bad_input(
+    song: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = song / "x.torrent"  # a path through a regular file: ENOTDIR
+    assert main(["create", str(song), "-o", str(out)]) == 2
+    assert_one_line_error(capsys.readouterr().err, f"cannot write {out}", "Not a directory")
+
+
+# -- the status channel (--status-fd, for swarm compare) ------------------------------------
+
+
+def run_with_status(*args: str | Path) -> tuple[subprocess.CompletedProcess[str], list[Status]]:
+    """``python -m swarm ARGS --status-fd N`` to its end; its status lines."""
+    r, w = os.pipe()
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "swarm", *map(str, args), "--status-fd", str(w)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            pass_fds=(w,),
+        )
+    finally:
+        os.close(w)
+    with os.fdopen(r, "rb") as f:
+        return proc, [decode(line) for line in f]
+
+
+def test_status_fd_reports_the_error_a_command_exits_with(tmp_path: Path) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        r, statuses = run_with_status("tracker", "--port", port, "--no-udp")
+    assert r.returncode == 1
+    message = r.stderr.strip().removeprefix("error: ")
+    assert "already in use" in message
+    assert statuses == [Status(Event.ERROR, message=message, exit_code=1)]
+    r, statuses = run_with_status("seed", tmp_path / "missing")
+    assert r.returncode == 2
+    assert statuses == [
+        Status(Event.ERROR, message=f"{tmp_path / 'missing'}: no such file or folder", exit_code=2)
+    ]
+
+
+def test_status_fd_that_is_not_open_is_bad_input() -> None:
+    r = run("tracker", "--port", "0", "--status-fd", "97")
+    assert r.returncode == 2
+    assert_one_line_error(r.stderr, "--status-fd 97")
+
+
+def test_status_fd_tells_where_the_tracker_listens() -> None:
+    r, w = os.pipe()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "swarm", "tracker", "--port", "0", "--status-fd", str(w)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        pass_fds=(w,),
+    )
+    os.close(w)
+    try:
+        assert select.select([r], [], [], 30)[0], "no status line within 30 s"
+        status = decode(os.read(r, 4096))
+        assert status.event is Event.LISTENING and status.port
+        assert status.urls == (
+            f"http://127.0.0.1:{status.port}/announce",
+            f"udp://127.0.0.1:{status.port}/announce",
+        )
+    finally:
+        proc.terminate()
+        out, _ = proc.communicate(timeout=10)
+        os.close(r)
+    assert out.splitlines()[:2] == list(status.urls)  # the human output is still there

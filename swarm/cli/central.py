@@ -8,8 +8,9 @@ from pathlib import Path
 
 import click
 
-from swarm.cli_peer import run_until_signal
+from swarm.cli.common import report, run_until_signal, status_option
 from swarm.errors import UsageError
+from swarm.status import Event, Status
 
 
 @click.command("serve-central")
@@ -28,6 +29,7 @@ from swarm.errors import UsageError
     metavar="RATE",
     help="Cap on the total upload to all clients (e.g. 1M); unlimited by default.",
 )
+@status_option
 def serve_central_command(path: Path, host: str, port: int, max_upload_rate: str | None) -> None:
     """Serve the file PATH, or every file of the folder PATH, over plain HTTP."""
     from swarm.central.server import CentralServer
@@ -47,6 +49,7 @@ def serve_central_command(path: Path, host: str, port: int, max_upload_rate: str
             for url in server.urls[:20]:
                 click.echo(f"  {url}")
             sys.stdout.flush()
+            report(Status(Event.LISTENING, port=server.port, urls=tuple(server.urls[:20])))
             await stop.wait()
         finally:
             await server.stop()

@@ -6,12 +6,16 @@ import asyncio
 import json
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
-from swarm.cli_peer import run_until_signal
+from swarm.cli.common import SETTINGS, run_until_signal
 from swarm.errors import UsageError
 from swarm.units import format_rate, format_size, parse_rate, parse_size
+
+if TYPE_CHECKING:
+    from swarm.compare import Run
 
 DEFAULT_RATE = "1M"
 DEFAULT_PEERS = "8"
@@ -71,8 +75,7 @@ def compare_command(
     plot_path: Path | None,
 ) -> None:
     """Share one file to N downloaders from a central server and from a swarm; compare."""
-    from swarm import cli
-    from swarm.compare import Experiment, bounds, plot, prepare_path, run_experiment
+    from swarm.compare import Experiment, plot, prepare_path, run_experiment
 
     counts = _peer_counts(peers)
     u_s = parse_rate(upload_rate)
@@ -83,7 +86,7 @@ def compare_command(
         raise UsageError("--peer-upload-rate must be a finite rate")
     d = parse_rate(download_rate) if download_rate else None
     nbytes = parse_size(size) if size else None
-    quiet = cli.SETTINGS.quiet or as_json
+    quiet = SETTINGS.quiet or as_json
 
     def say(text: str) -> None:
         if not quiet:
@@ -127,10 +130,9 @@ def compare_command(
             return 0
 
         raise SystemExit(run_until_signal(main))
-    del bounds
 
 
-def _table(runs: list, name: str, file_size: int, u_s: int, u: int) -> None:
+def _table(runs: list[Run], name: str, file_size: int, u_s: int, u: int) -> None:
     from rich.console import Console
     from rich.table import Table
 

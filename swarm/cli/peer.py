@@ -3,55 +3,33 @@
 from __future__ import annotations
 
 import asyncio
-import signal
 import sys
 import time
-from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import click
 
-from swarm.errors import StorageError, SwarmError, UsageError
+from swarm.cli.common import (
+    Display,
+    echo,
+    eta,
+    report,
+    run_until_signal,
+    status_option,
+    tracker_tiers,
+    write_file,
+)
+from swarm.errors import UsageError
+from swarm.status import Event, Status
 from swarm.units import format_rate, format_size
 
-
-def _cli() -> Any:
-    from swarm import cli
-
-    return cli
+if TYPE_CHECKING:
+    from swarm.metainfo import Torrent
+    from swarm.torrent import TorrentController, TorrentStats
 
 
-def run_until_signal(
-    main: Callable[[asyncio.Event], Awaitable[int | None]], fast_loop: bool = False
-) -> int:
-    """Run *main(stop)* on a fresh event loop; SIGINT and SIGTERM set *stop*."""
-
-    async def runner() -> int | None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        try:
-            return await main(stop)
-        finally:
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                loop.remove_signal_handler(sig)
-
-    with asyncio.Runner(loop_factory=_loop_factory() if fast_loop else None) as r:
-        return r.run(runner()) or 0
-
-
-def _loop_factory() -> Any:
-    """uvloop's event loop where it is installed (much faster sockets), asyncio's otherwise."""
-    try:
-        import uvloop
-    except ImportError:
-        return None
-    return uvloop.new_event_loop
-
-
-def resolve_data_root(path: Path, torrent: Any) -> Path:
+def resolve_data_root(path: Path, torrent: Torrent) -> Path:
     """The folder that holds the torrent's data named torrent.name, given the data's path."""
     if path.name == torrent.name and path.exists():
         return path.parent
@@ -60,53 +38,12 @@ def resolve_data_root(path: Path, torrent: Any) -> Path:
     raise UsageError(f"{path} does not hold the torrent's data ({torrent.name!r})")
 
 
-class Display:
-    """A progress bar on a terminal (percent, rates, peers, ETA); nothing otherwise."""
-
-    def __init__(self, label: str, total: int, enabled: bool) -> None:
-        self.enabled = enabled and sys.stderr.isatty()
-        self._bar: Any = None
-        if self.enabled:
-            from rich.console import Console
-            from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn
-
-            self._bar = Progress(
-                TextColumn("{task.description}"),
-                BarColumn(),
-                TaskProgressColumn(),
-                TextColumn("{task.fields[info]}"),
-                console=Console(stderr=True),
-                transient=True,
-            )
-            self._task = self._bar.add_task(label, total=total, info="")
-            self._bar.start()
-
-    def update(self, done: int, info: str) -> None:
-        if self._bar is not None:
-            self._bar.update(self._task, completed=done, info=info)
-
-    def stop(self) -> None:
-        if self._bar is not None:
-            self._bar.stop()
-            self._bar = None
-
-
-def _eta(left: int, rate: float) -> str:
-    if rate <= 0:
-        return "--:--"
-    s = int(left / rate)
-    return (
-        f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}"
-        if s >= 3600
-        else f"{s // 60:02d}:{s % 60:02d}"
-    )
-
-
-def status_line(st: Any) -> str:
+def status_line(st: TorrentStats) -> str:
+    """The progress bar's text: rates, peers, time left."""
     left = st.total_bytes - st.have_bytes
     return (
         f"down {format_rate(st.download_rate)}  up {format_rate(st.upload_rate)}  "
-        f"peers {st.peers}  eta {_eta(left, st.download_rate)}"
+        f"peers {st.peers}  eta {eta(left, st.download_rate)}"
     )
 
 
@@ -146,6 +83,7 @@ def status_line(st: Any) -> str:
     help="Peers unchoked by tit-for-tat at once (plus one optimistic).",
 )
 @click.option("--no-verify", is_flag=True, help="Trust the data without hashing it first.")
+@status_option
 def seed_command(
     path: Path,
     torrent_path: Path | None,
@@ -162,7 +100,6 @@ def seed_command(
     from swarm.session import Session
     from swarm.units import parse_rate
 
-    cli = _cli()
     rate = parse_rate(max_upload_rate)
     if not path.exists():
         raise UsageError(f"{path}: no such file or folder")
@@ -170,9 +107,8 @@ def seed_command(
     if torrent_path is None:
         torrent_path = path.with_name(path.name + ".torrent")
         if not torrent_path.exists() or trackers:
-            tiers = [[u.strip() for u in t.split(",") if u.strip()] for t in trackers]
-            data = create_torrent(path, trackers=tiers)
-            cli._write_file(torrent_path, data)
+            data = create_torrent(path, trackers=tracker_tiers(trackers))
+            write_file(torrent_path, data)
             made_here = True
     torrent = metainfo.load(torrent_path)
     root = resolve_data_root(path, torrent)
@@ -195,15 +131,17 @@ def seed_command(
             click.echo(f"magnet:    {torrent.magnet()}")
             click.echo(f"seeding on port {session.port}; Ctrl-C to stop")
             sys.stdout.flush()
+            report(Status(Event.LISTENING, port=session.port))
             await _wait_stop(stop, t)
             st = t.stats()
-            cli.echo(f"seeded {format_size(st.uploaded)} to peers")
+            echo(f"seeded {format_size(st.uploaded)} to peers")
         return 0
 
     raise SystemExit(run_until_signal(main))
 
 
-async def _wait_stop(stop: asyncio.Event, t: Any) -> None:
+async def _wait_stop(stop: asyncio.Event, t: TorrentController) -> None:
+    """Until Ctrl-C (or SIGTERM), or until the torrent stops by itself (raising why)."""
     waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(t.stopped.wait())]
     try:
         await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
@@ -262,6 +200,7 @@ async def _wait_stop(stop: asyncio.Event, t: Any) -> None:
     hidden=True,
     help="Print 'ready', then start on a line from stdin (for swarm compare).",
 )
+@status_option
 def fetch_command(
     source: str,
     out_dir: Path,
@@ -285,6 +224,7 @@ def fetch_command(
 
         click.echo("ready")
         sys.stdout.flush()
+        report(Status(Event.READY))
         sys.stdin.readline()
     if source.startswith(("http://", "https://")):
         raise SystemExit(_fetch_http(source, out_dir, torrent_path, down))
@@ -324,7 +264,6 @@ def _fetch_torrent(
     from swarm import metainfo
     from swarm.session import Session
 
-    cli = _cli()
     torrent = metainfo.load(path)
     if out_dir.exists() and not out_dir.is_dir():
         raise UsageError(f"{out_dir} is not a folder")
@@ -336,13 +275,13 @@ def _fetch_torrent(
         ) as session:
             t = await session.add(torrent, out_dir)
             t.add_peers(direct)
-            display = Display(torrent.name, torrent.length, enabled=not cli.SETTINGS.quiet)
+            display = Display(torrent.name, torrent.length)
             try:
                 while not t.complete.is_set():
                     if stop.is_set():
                         display.stop()
                         st = t.stats()
-                        cli.echo(
+                        echo(
                             f"stopped at {100 * st.have_bytes / st.total_bytes:.1f}%;"
                             " run again to resume"
                         )
@@ -350,7 +289,7 @@ def _fetch_torrent(
                     if t.failed is not None:
                         raise t.failed
                     st = t.stats()
-                    display.update(st.have_bytes, status_line(st))
+                    display.update(st.have_bytes, info=status_line(st))
                     try:
                         async with asyncio.timeout(0.5):
                             await t.complete.wait()
@@ -363,8 +302,9 @@ def _fetch_torrent(
                 _summary(torrent.name, t.downloaded, elapsed, t.hash_failures, len(t.banned_ids))
             )
             sys.stdout.flush()
+            _report_done(torrent.name, t.downloaded, elapsed)
             if seed:
-                cli.echo("seeding; Ctrl-C to stop")
+                echo("seeding; Ctrl-C to stop")
                 sys.stdout.flush()
                 await _wait_stop(stop, t)
         return 0
@@ -376,24 +316,17 @@ def _fetch_http(url: str, out_dir: Path, torrent_path: Path | None, down: int | 
     from swarm import metainfo
     from swarm.central.client import http_download
 
-    cli = _cli()
     torrent = metainfo.load(torrent_path) if torrent_path else None
 
     async def main(stop: asyncio.Event) -> int:
-        display = Display(
-            url.rsplit("/", 1)[-1], torrent.length if torrent else 0, enabled=not cli.SETTINGS.quiet
-        )
+        display = Display(url.rsplit("/", 1)[-1], torrent.length if torrent else 0)
         started = time.monotonic()
-        last = [started, 0, 0.0]
+        rate = _Rate(started)
 
         def progress(done: int, total: int) -> None:
-            now = time.monotonic()
-            if now - last[0] >= 0.5:
-                last[2] = (done - last[1]) / (now - last[0])
-                last[0], last[1] = now, done
-            if display._bar is not None and total:
-                display._bar.update(display._task, total=total)
-            display.update(done, f"down {format_rate(last[2])}  eta {_eta(total - done, last[2])}")
+            speed = rate.update(time.monotonic(), done)
+            info = f"down {format_rate(speed)}  eta {eta(total - done, speed)}"
+            display.update(done, total, info)
 
         task = asyncio.ensure_future(
             http_download(
@@ -408,13 +341,33 @@ def _fetch_http(url: str, out_dir: Path, torrent_path: Path | None, down: int | 
             stopper.cancel()
         if not task.done():
             task.cancel()
-            cli.echo("stopped; run again to resume")
+            echo("stopped; run again to resume")
             return 0
         result = task.result()
-        click.echo(_summary(result.path.name, result.bytes, time.monotonic() - started))
+        elapsed = time.monotonic() - started
+        click.echo(_summary(result.path.name, result.bytes, elapsed))
+        sys.stdout.flush()
+        _report_done(result.path.name, result.bytes, elapsed)
         return 0
 
     return run_until_signal(main)
 
 
-__all__ = ["fetch_command", "seed_command", "StorageError", "SwarmError"]
+class _Rate:
+    """A download rate measured over half-second steps."""
+
+    def __init__(self, now: float) -> None:
+        self.since, self.done, self.rate = now, 0, 0.0
+
+    def update(self, now: float, done: int) -> float:
+        if now - self.since >= 0.5:
+            self.rate = (done - self.done) / (now - self.since)
+            self.since, self.done = now, done
+        return self.rate
+
+
+def _report_done(name: str, nbytes: int, seconds: float) -> None:
+    report(Status(Event.DONE, name=name, downloaded=nbytes, seconds=round(seconds, 3)))
+
+
+__all__ = ["fetch_command", "parse_peer", "resolve_data_root", "seed_command"]

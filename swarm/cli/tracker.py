@@ -1,12 +1,69 @@
-"""``swarm tracker``: run the tracker until SIGINT or SIGTERM."""
+"""``swarm tracker``: run the tracker (the top-level :mod:`tracker` package, which knows
+nothing of swarm) until SIGINT or SIGTERM; read an allow list of .torrent files for it."""
 
 from __future__ import annotations
 
 import asyncio
+import importlib
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
+
+from swarm.cli.common import report, run_until_signal, status_option
+from swarm.errors import TrackerStartError, UsageError
+from swarm.status import Event, Status
+
+if TYPE_CHECKING:
+    from tracker.server import Tracker
+
+
+def load_allow_list(path: Path) -> set[bytes]:
+    """The info-hashes of a folder of .torrent files, or of a text file of 40-hex info-hashes
+    one per line (blank lines and ``#`` comments skipped)."""
+    from swarm import metainfo
+
+    allow: set[bytes] = set()
+    if path.is_dir():
+        for p in sorted(path.glob("*.torrent")):
+            allow.add(metainfo.load(p).info_hash)
+        return allow
+    try:
+        lines = path.read_text().splitlines()
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot read: {exc.strerror}") from None
+    for n, line in enumerate(lines, 1):
+        text = line.strip()
+        if not text or text.startswith("#"):
+            continue
+        try:
+            value = bytes.fromhex(text)
+        except ValueError:
+            value = b""
+        if len(value) != 20:
+            raise UsageError(f"{path}:{n}: not a 40-hex info-hash")
+        allow.add(value)
+    return allow
+
+
+def _start_error() -> type[Exception]:
+    """The error :meth:`Tracker.start` raises: ``tracker.errors.StartError`` (or, in a tree
+    from before the tracker stood on its own, ``tracker.server.TrackerStartError``)."""
+    try:
+        module, name = importlib.import_module("tracker.errors"), "StartError"
+    except ImportError:
+        module, name = importlib.import_module("tracker.server"), "TrackerStartError"
+    error: type[Exception] = getattr(module, name)
+    return error
+
+
+async def start_tracker(tracker: Tracker) -> None:
+    """Start *tracker*; a port it cannot listen on is :class:`TrackerStartError` (exit 1)."""
+    try:
+        await tracker.start()
+    except _start_error() as exc:
+        raise TrackerStartError(str(exc)) from None
 
 
 @click.command("tracker")
@@ -57,6 +114,7 @@ import click
     is_flag=True,
     help="Trust the announce's 'ip' parameter (only behind a proxy you run).",
 )
+@status_option
 def tracker_command(
     host: str,
     port: int,
@@ -70,9 +128,7 @@ def tracker_command(
     allow_ip_param: bool,
 ) -> None:
     """Run a BitTorrent tracker (HTTP and UDP) until Ctrl-C."""
-    from swarm.cli_peer import run_until_signal
-    from swarm.errors import UsageError
-    from tracker.server import Tracker, TrackerConfig, load_allow_list
+    from tracker.server import Tracker, TrackerConfig
 
     if no_udp and udp_port is not None:
         raise UsageError("--udp-port and --no-udp cannot be used together")
@@ -91,12 +147,13 @@ def tracker_command(
 
     async def main(stop: asyncio.Event) -> int:
         tracker = Tracker(config)
-        await tracker.start()
+        await start_tracker(tracker)
         try:
             for url in tracker.announce_urls:
                 click.echo(url)
             click.echo(f"stats: http://{host}:{tracker.port}/stats")
             sys.stdout.flush()
+            report(Status(Event.LISTENING, port=tracker.port, urls=tuple(tracker.announce_urls)))
             await stop.wait()
         finally:
             await tracker.stop()

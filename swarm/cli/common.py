@@ -1,0 +1,294 @@
+"""What every ``swarm`` command shares: output settings and logging, result lines, size and rate
+options, writing a file, running until a signal, the status channel and the progress bar.
+
+Light on purpose: ``swarm create`` and ``swarm info`` import this and nothing of asyncio,
+aiohttp or the peer engine (they are imported inside the functions that need them).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import logging
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import click
+
+from swarm.errors import StorageError, SwarmError, UsageError
+from swarm.units import parse_size
+
+if TYPE_CHECKING:
+    import asyncio
+
+    from rich.progress import Progress, TaskID
+
+    from swarm.status import Status, StatusWriter
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class Settings:
+    """Output settings shared by the group and its commands (set by the common options)."""
+
+    verbose = 0
+    quiet = False
+    debug = False
+    status: StatusWriter | None = None  # --status-fd: where machine-readable state goes
+
+
+SETTINGS = Settings()
+
+
+def setup_logging() -> None:
+    level = logging.WARNING
+    if SETTINGS.quiet:
+        level = logging.ERROR
+    if SETTINGS.verbose == 1:
+        level = logging.INFO
+    if SETTINGS.verbose >= 2 or SETTINGS.debug:
+        level = logging.DEBUG
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", force=True)
+
+
+def _set_verbose(ctx: click.Context, param: click.Parameter, value: int) -> int:
+    if value:
+        SETTINGS.verbose = max(SETTINGS.verbose, value)
+        setup_logging()
+    return value
+
+
+def _set_quiet(ctx: click.Context, param: click.Parameter, value: bool) -> bool:
+    if value:
+        SETTINGS.quiet = True
+        setup_logging()
+    return value
+
+
+def _set_debug(ctx: click.Context, param: click.Parameter, value: bool) -> bool:
+    if value:
+        SETTINGS.debug = True
+        setup_logging()
+    return value
+
+
+def common_options(f: F) -> F:
+    """Add -v/-q/--debug to a command; they are handled eagerly and not passed on."""
+    f = click.option(
+        "-v",
+        "--verbose",
+        count=True,
+        expose_value=False,
+        callback=_set_verbose,
+        is_eager=True,
+        help="More log output (repeat for debug level).",
+    )(f)
+    f = click.option(
+        "-q",
+        "--quiet",
+        is_flag=True,
+        expose_value=False,
+        callback=_set_quiet,
+        is_eager=True,
+        help="Print only results and errors.",
+    )(f)
+    f = click.option(
+        "--debug",
+        is_flag=True,
+        expose_value=False,
+        callback=_set_debug,
+        is_eager=True,
+        help="Show Python tracebacks and debug logs.",
+    )(f)
+    return f
+
+
+def echo(message: str = "") -> None:
+    """Print a result line unless --quiet."""
+    if not SETTINGS.quiet:
+        click.echo(message)
+
+
+# -- the status channel (swarm.status) --------------------------------------------------------
+
+
+def _set_status_fd(ctx: click.Context, param: click.Parameter, value: int | None) -> None:
+    if value is not None:
+        from swarm.status import StatusWriter
+
+        SETTINGS.status = StatusWriter(value)
+
+
+def status_option(f: F) -> F:
+    """Add the hidden ``--status-fd N``: write :mod:`swarm.status` lines to file descriptor N."""
+    return click.option(
+        "--status-fd",
+        type=click.IntRange(0),
+        hidden=True,
+        expose_value=False,
+        callback=_set_status_fd,
+        is_eager=True,
+        help="Write JSON status lines to this file descriptor (for swarm compare).",
+    )(f)
+
+
+def report(status: Status) -> None:
+    """Tell the program that started us (``--status-fd``) our state; nothing without one."""
+    if SETTINGS.status is not None:
+        SETTINGS.status.send(status)
+
+
+# -- sizes, rates, trackers -------------------------------------------------------------
+
+
+def size_option(ctx: click.Context, param: click.Parameter, value: str | None) -> int | None:
+    """An option's callback: a size with units (16K, 4M, 1.5G, 1048576) in bytes."""
+    if value is None:
+        return None
+    try:
+        return parse_size(value)
+    except SwarmError as exc:
+        raise click.BadParameter(str(exc), ctx, param) from None
+
+
+def tracker_tiers(options: tuple[str, ...]) -> list[list[str]]:
+    """``-t`` values as announce tiers (BEP 12): one tier per option, commas within a tier."""
+    return [[u.strip() for u in t.split(",") if u.strip()] for t in options]
+
+
+def eta(left: int, rate: float) -> str:
+    """Time left at *rate* bytes per second: ``MM:SS``, ``H:MM:SS``, or ``--:--`` at rest."""
+    if rate <= 0:
+        return "--:--"
+    s = int(left / rate)
+    return (
+        f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}"
+        if s >= 3600
+        else f"{s // 60:02d}:{s % 60:02d}"
+    )
+
+
+# -- files ------------------------------------------------------------------------------------
+
+# The user named a path that cannot be: bad input (exit 2). Any other failure to write (a full
+# disk, a file size limit, a read-only folder, an I/O error) is a failure at run time (exit 1).
+_BAD_PATH = {errno.ENOENT, errno.ENOTDIR, errno.EISDIR, errno.ENAMETOOLONG}
+
+
+def write_file(out: Path, data: bytes) -> None:
+    """Write *data* to *out* whole or not at all (through ``OUT.tmp``, then a rename)."""
+    tmp = out.with_name(out.name + ".tmp")
+    try:
+        tmp.write_bytes(data)
+        tmp.replace(out)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        message = f"cannot write {out}: {exc.strerror or exc}"
+        if exc.errno in _BAD_PATH:
+            raise UsageError(message) from None
+        raise StorageError(message) from None
+
+
+# -- running until a signal ------------------------------------------------------------------
+
+
+def run_until_signal(
+    main: Callable[[asyncio.Event], Awaitable[int | None]], fast_loop: bool = False
+) -> int:
+    """Run *main(stop)* on a fresh event loop; SIGINT and SIGTERM set *stop*. With *fast_loop*,
+    on uvloop's event loop where it is installed (much faster sockets)."""
+    import asyncio
+    import signal
+
+    async def runner() -> int | None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        try:
+            return await main(stop)
+        finally:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(sig)
+
+    with asyncio.Runner(loop_factory=_uvloop_factory() if fast_loop else None) as r:
+        return r.run(runner()) or 0
+
+
+def _uvloop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop.new_event_loop
+
+
+# -- the progress bar --------------------------------------------------------------------------
+
+
+class Display:
+    """A progress bar on stderr, shown only on a terminal and never with --quiet.
+
+    ``transfer=True`` shows bytes, speed and time left (for hashing); otherwise the percent and
+    an info text the caller keeps up to date (rates, peers, ETA)."""
+
+    def __init__(
+        self, label: str, total: int | None = None, *, transfer: bool = False, enabled: bool = True
+    ) -> None:
+        self.shown = enabled and not SETTINGS.quiet and sys.stderr.isatty()
+        self._bar: Progress | None = None
+        self._task: TaskID | None = None
+        if not self.shown:
+            return
+        from rich.console import Console
+        from rich.progress import (
+            BarColumn,
+            DownloadColumn,
+            Progress,
+            ProgressColumn,
+            TaskProgressColumn,
+            TextColumn,
+            TimeRemainingColumn,
+            TransferSpeedColumn,
+        )
+
+        columns: tuple[ProgressColumn, ...]
+        if transfer:
+            columns = (
+                TextColumn("[progress.description]{task.description}"),
+                BarColumn(),
+                DownloadColumn(),
+                TransferSpeedColumn(),
+                TimeRemainingColumn(),
+            )
+        else:
+            columns = (
+                TextColumn("{task.description}"),
+                BarColumn(),
+                TaskProgressColumn(),
+                TextColumn("{task.fields[info]}"),
+            )
+        self._bar = Progress(*columns, console=Console(stderr=True), transient=True)
+        self._task = self._bar.add_task(label, total=total, info="")
+        self._bar.start()
+
+    def update(self, done: int, total: int | None = None, info: str = "") -> None:
+        """*done* of *total* (unchanged when None); *info* for the text column."""
+        if self._bar is not None and self._task is not None:
+            if total:
+                self._bar.update(self._task, total=total)
+            self._bar.update(self._task, completed=done, info=info)
+
+    def stop(self) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+            self._bar = None
+
+    def __enter__(self) -> Display:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -1,0 +1,126 @@
+"""``swarm create`` and ``swarm info``: make a .torrent, show what is inside one.
+
+No asyncio here: these start fast (``bench/create`` times ``swarm create --help``).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from swarm.cli.common import Display, echo, size_option, tracker_tiers, write_file
+from swarm.units import format_size
+
+BIG_FILE = 64 * 1024 * 1024  # hashing shows a progress bar from this size on (or for a folder)
+
+
+@click.command("create")
+@click.argument("path", type=click.Path(path_type=Path))
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(path_type=Path),
+    help="Where to write the .torrent (default: NAME.torrent here).",
+)
+@click.option(
+    "-t",
+    "--tracker",
+    "trackers",
+    multiple=True,
+    metavar="URL",
+    help="Tracker URL; repeat for more tiers, commas for several URLs in one tier.",
+)
+@click.option(
+    "--piece-length",
+    callback=size_option,
+    metavar="SIZE",
+    help="Piece length (power of two, >= 16K); automatic by default.",
+)
+@click.option(
+    "--webseed", "webseeds", multiple=True, metavar="URL", help="Web seed URL (BEP 19); repeatable."
+)
+@click.option("--private", is_flag=True, help="Mark the torrent private (BEP 27).")
+@click.option("--comment", help="A comment stored in the torrent.")
+@click.option("--force", is_flag=True, help="Overwrite an existing output file.")
+def create_command(
+    path: Path,
+    output: Path | None,
+    trackers: tuple[str, ...],
+    piece_length: int | None,
+    webseeds: tuple[str, ...],
+    private: bool,
+    comment: str | None,
+    force: bool,
+) -> None:
+    """Make a .torrent for the file or folder PATH."""
+    from swarm import metainfo
+    from swarm.create import create_torrent
+
+    out = output or Path(Path(path).resolve().name + ".torrent")
+    if out.exists() and not force:
+        raise click.UsageError(f"{out} exists already (use --force to overwrite)")
+    with Display("hashing", transfer=True, enabled=_is_big(path)) as progress:
+        data = create_torrent(
+            path,
+            trackers=tracker_tiers(trackers),
+            piece_length=piece_length,
+            webseeds=list(webseeds),
+            private=private,
+            comment=comment,
+            on_progress=progress.update if progress.shown else None,
+        )
+    write_file(out, data)
+    torrent = metainfo.parse(data)
+    echo(f"torrent:   {out}")
+    echo(f"info-hash: {torrent.info_hash_hex}")
+    echo(f"magnet:    {torrent.magnet()}")
+
+
+def _is_big(path: Path) -> bool:
+    try:
+        if path.is_file():
+            return path.stat().st_size >= BIG_FILE
+        return path.is_dir()
+    except OSError:
+        return False
+
+
+@click.command("info")
+@click.argument("torrent", type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def info_command(torrent: Path, as_json: bool) -> None:
+    """Show what is inside a .torrent file."""
+    from swarm import metainfo
+
+    t = metainfo.load(torrent)
+    summary = t.summary()
+    if as_json:
+        click.echo(json.dumps(summary, ensure_ascii=False))
+        return
+    click.echo(f"name:         {t.name}")
+    click.echo(f"info-hash:    {t.info_hash_hex}")
+    click.echo(f"size:         {format_size(t.length)} ({t.length} bytes)")
+    click.echo(f"pieces:       {t.num_pieces} x {format_size(t.piece_length)}")
+    click.echo(f"private:      {'yes' if t.private else 'no'}")
+    for i, tier in enumerate(t.announce_tiers):
+        click.echo(f"tracker {i:<5d} {' '.join(tier)}")
+    for url in t.url_list:
+        click.echo(f"web seed:     {url}")
+    if t.comment:
+        click.echo(f"comment:      {t.comment}")
+    if t.created_by:
+        click.echo(f"created by:   {t.created_by}")
+    if t.creation_date:
+        import datetime as _dt
+
+        when = _dt.datetime.fromtimestamp(t.creation_date, _dt.UTC)
+        click.echo(f"created:      {when:%Y-%m-%d %H:%M:%S} UTC")
+    files = [f for f in t.files if not f.padding]
+    click.echo(f"files:        {len(files)}")
+    for f in files[:50]:
+        click.echo(f"  {format_size(f.length):>10}  {f.path_str}")
+    if len(files) > 50:
+        click.echo(f"  ... and {len(files) - 50} more")
+    click.echo(f"magnet:       {t.magnet()}")
