@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from swarm.errors import TrackerError
 from tracker import protocol
+from tracker.errors import RequestError
 from tracker.state import AnnounceResult, PeerEntry
 
 IH = bytes(range(20))
@@ -107,7 +107,7 @@ def test_failure_and_scrape() -> None:
     assert hashes == [IH, b"\x02" * 20]
     d = bencodepy.decode(protocol.scrape_response({IH: (3, 7, 2)}))
     assert d == {b"files": {IH: {b"complete": 3, b"downloaded": 7, b"incomplete": 2}}}
-    with pytest.raises(TrackerError):
+    with pytest.raises(RequestError):
         protocol.parse_scrape(q(info_hash=b"short"))
 
 

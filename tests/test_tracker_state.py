@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from swarm.errors import TrackerError
+from tracker.errors import RequestError
 from tracker.state import Announce, Limits, TrackerState
 
 H1, H2 = b"\x01" * 20, b"\x02" * 20
@@ -77,16 +77,16 @@ def test_numwant_is_capped_and_sampled(state: TrackerState) -> None:
 def test_limits_on_torrents_and_peers(clock: Clock) -> None:
     state = TrackerState(interval=60, clock=clock, limits=Limits(max_torrents=1, max_peers=2))
     state.announce(ann(1))
-    with pytest.raises(TrackerError, match="too many torrents"):
+    with pytest.raises(RequestError, match="too many torrents"):
         state.announce(ann(1, h=H2))
     state.announce(ann(2))
-    with pytest.raises(TrackerError, match="too many peers"):
+    with pytest.raises(RequestError, match="too many peers"):
         state.announce(ann(3))
 
 
 def test_allow_list(clock: Clock) -> None:
     state = TrackerState(interval=60, clock=clock, allow={H2})
-    with pytest.raises(TrackerError, match="not allowed"):
+    with pytest.raises(RequestError, match="not allowed"):
         state.announce(ann(1))
     assert state.announce(ann(1, h=H2)).incomplete == 1
 

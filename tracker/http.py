@@ -19,11 +19,12 @@ import html
 import json
 import logging
 import time
+from typing import cast
 
 import httptools
 
-from swarm.errors import TrackerError
 from tracker import protocol
+from tracker.errors import RequestError
 from tracker.state import TrackerState
 
 __all__ = ["HTTPTracker", "HTTPTrackerProtocol"]
@@ -100,7 +101,7 @@ class HTTPTracker:
                 query, remote, allow_ip_param=self.allow_ip_param
             )
             result = self.state.announce(a)
-        except TrackerError as exc:
+        except RequestError as exc:
             return protocol.failure(str(exc))
         return protocol.announce_response(
             result, self.interval, self.min_interval, compact, no_peer_id
@@ -110,7 +111,7 @@ class HTTPTracker:
         """The bencoded answer to a scrape (BEP 48)."""
         try:
             hashes = protocol.parse_scrape(query)
-        except TrackerError as exc:
+        except RequestError as exc:
             return protocol.failure(str(exc))
         return protocol.scrape_response(self.state.scrape(hashes))
 
@@ -170,9 +171,10 @@ class HTTPTrackerProtocol(asyncio.Protocol):
     # asyncio callbacks
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]  # uvloop's is not a subclass
+        # A stream transport (uvloop's is not a subclass of asyncio.Transport, but has its methods)
+        self.transport = t = cast(asyncio.Transport, transport)
         if len(self.handler.connections) >= MAX_CONNECTIONS:
-            transport.abort()
+            t.abort()
             return
         self.handler.connections.add(self)
         peer = transport.get_extra_info("peername")

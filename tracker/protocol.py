@@ -2,7 +2,8 @@
 
 The query string is parsed raw: ``info_hash`` and ``peer_id`` are 20 arbitrary bytes,
 percent-encoded, which a text decoder would mangle. Bad requests raise :class:`RequestError`,
-whose message goes back to the client as a bencoded ``failure reason``.
+whose message goes back to the client as a bencoded ``failure reason``. Compact peers and the
+event names come from :mod:`tracker.codec`, which the tracker client speaks too.
 """
 
 from __future__ import annotations
@@ -10,24 +11,31 @@ from __future__ import annotations
 import functools
 import ipaddress
 import re
-import socket
 import urllib.parse
 from collections.abc import Iterator
 from typing import Any
 
-from fastbencode import bencode as _bencode  # C (Rust) encoder: the hot path
-
-from swarm.errors import TrackerError
+from tracker.bencoding import encode as _bencode
+from tracker.codec import EVENT_NUMBERS, pack_peer
+from tracker.errors import RequestError
 from tracker.state import Announce, AnnounceResult, PeerEntry
+
+__all__ = [
+    "RequestError",
+    "announce_response",
+    "compact_peers",
+    "failure",
+    "normalize_ip",
+    "parse_announce",
+    "parse_scrape",
+    "scrape_response",
+    "unquote",
+]
 
 MAX_QUERY = 4096
 MAX_SCRAPE_HASHES = 100
-EVENTS = {b"": "", b"started": "started", b"completed": "completed", b"stopped": "stopped"}
+EVENTS = {name.encode(): name for name in EVENT_NUMBERS}
 EVENTS[b"paused"] = ""  # BEP 21: an ordinary announce
-
-
-class RequestError(TrackerError):
-    """A malformed announce or scrape; the message is the failure reason."""
 
 
 # A value that is nothing but %XX escapes (how most clients send info_hash and peer_id) is
@@ -139,12 +147,7 @@ def parse_announce(
 
 
 def _pack(p: PeerEntry) -> bytes:
-    try:
-        family = socket.AF_INET6 if ":" in p.ip else socket.AF_INET
-        packed = socket.inet_pton(family, p.ip) + p.port.to_bytes(2, "big")
-    except OSError:
-        packed = b""
-    p.compact = packed
+    packed = p.compact = pack_peer(p.ip, p.port)
     return packed
 
 

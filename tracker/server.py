@@ -16,16 +16,14 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from swarm.errors import SwarmError, UsageError
+from tracker.errors import StartError
 from tracker.http import IDLE_TIMEOUT, HTTPTracker, HTTPTrackerProtocol
 from tracker.state import Limits, TrackerState
 from tracker.udp import UDPServerProtocol, UDPTracker
 
+__all__ = ["StartError", "Tracker", "TrackerConfig"]
+
 log = logging.getLogger(__name__)
-
-
-class TrackerStartError(SwarmError):
-    exit_code = 1
 
 
 @dataclass(slots=True)
@@ -44,7 +42,8 @@ class TrackerConfig:
 
 def load_allow_list(path: Path) -> set[bytes]:
     """A folder of .torrent files, or a text file of 40-hex info-hashes one per line."""
-    from swarm import metainfo
+    from swarm import metainfo  # to leave tracker/: swarm's CLI keeps its own copy
+    from swarm.errors import UsageError
 
     allow: set[bytes] = set()
     if path.is_dir():
@@ -70,6 +69,8 @@ def load_allow_list(path: Path) -> set[bytes]:
 
 
 class Tracker:
+    """One tracker state served over HTTP and (unless ``config.udp`` is off) UDP."""
+
     def __init__(self, config: TrackerConfig) -> None:
         self.config = config
         self.state = TrackerState(
@@ -88,6 +89,8 @@ class Tracker:
         self.udp_port: int | None = None
 
     async def start(self) -> None:
+        """Listen; :class:`~tracker.errors.StartError` (a one-line message) if a port cannot
+        be bound. ``port`` and ``udp_port`` then hold the ports actually bound."""
         loop = asyncio.get_running_loop()
         c = self.config
         try:
@@ -121,10 +124,10 @@ class Tracker:
         self._sweeper = loop.call_later(IDLE_TIMEOUT / 4, self._sweep)
 
     @staticmethod
-    def _bind_error(kind: str, port: int, exc: OSError) -> TrackerStartError:
+    def _bind_error(kind: str, port: int, exc: OSError) -> StartError:
         if exc.errno == errno.EADDRINUSE:
-            return TrackerStartError(f"{kind} port {port} is already in use")
-        return TrackerStartError(f"cannot listen on {kind} port {port}: {exc.strerror}")
+            return StartError(f"{kind} port {port} is already in use")
+        return StartError(f"cannot listen on {kind} port {port}: {exc.strerror}")
 
     @property
     def announce_urls(self) -> list[str]:

@@ -12,7 +12,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from swarm.errors import TrackerError
+from tracker.errors import RequestError
 
 
 @dataclass(slots=True)
@@ -125,13 +125,13 @@ class TrackerState:
         if now >= self._next_sweep:
             self.sweep()
         if self.allow is not None and a.info_hash not in self.allow:
-            raise TrackerError("torrent not allowed on this tracker")
+            raise RequestError("torrent not allowed on this tracker")
         swarm = self.swarms.get(a.info_hash)
         if swarm is None:
             if a.event == "stopped":
                 return AnnounceResult([], 0, 0)
             if len(self.swarms) >= self.limits.max_torrents:
-                raise TrackerError("tracker is full: too many torrents")
+                raise RequestError("tracker is full: too many torrents")
             swarm = self.swarms[a.info_hash] = Swarm()
         old = swarm.peers.get(a.peer_id)
         if a.event == "stopped":
@@ -142,7 +142,7 @@ class TrackerState:
             return AnnounceResult([], swarm.seeders, swarm.leechers)
         if old is None:
             if len(swarm.peers) >= self.limits.max_peers:
-                raise TrackerError("tracker is full: too many peers for this torrent")
+                raise RequestError("tracker is full: too many peers for this torrent")
             entry = PeerEntry(a.peer_id, a.ip, a.port, a.left, a.uploaded, a.downloaded, now)
             swarm.add(entry)
             swarm.seeders += entry.is_seed

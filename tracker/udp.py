@@ -1,8 +1,9 @@
-"""UDP tracker protocol (BEP 15): connect, announce, scrape and error, plus its asyncio shell.
+"""UDP tracker (BEP 15): connect, announce, scrape and error, plus its asyncio shell. The
+packets' forms live in :mod:`tracker.codec`, shared with the tracker client.
 
-Connection ids are an HMAC of the client's address and a one-minute time slot under a random
-secret: not guessable, checked on every request, valid for one to two minutes, and nothing to
-store. Malformed packets are dropped without an answer.
+Connection ids are a keyed hash (BLAKE2b) of the client's address and a one-minute time slot
+under a random secret: not guessable, checked on every request, valid for one to two minutes,
+and nothing to store. Malformed packets are dropped without an answer.
 """
 
 from __future__ import annotations
@@ -11,21 +12,32 @@ import asyncio
 import hashlib
 import logging
 import secrets
-import struct
 from collections.abc import Callable
 from typing import Any
 
-from swarm.errors import TrackerError
+from tracker import codec
+from tracker.codec import PROTOCOL_ID
+from tracker.errors import RequestError
 from tracker.protocol import compact_peers, normalize_ip
 from tracker.state import Announce, TrackerState
 
+__all__ = ["PROTOCOL_ID", "SLOT_SECONDS", "UDPServerProtocol", "UDPTracker"]
+
 log = logging.getLogger(__name__)
 
-PROTOCOL_ID = 0x41727101980
-CONNECT, ANNOUNCE, SCRAPE, ERROR = 0, 1, 2, 3
 SLOT_SECONDS = 60
-EVENTS = {0: "", 1: "completed", 2: "started", 3: "stopped"}
-_ANNOUNCE = struct.Struct(">QII20s20sQQQIIIiH")
+# The hot path compares plain ints and calls bound methods: no enum or attribute look-ups.
+CONNECT = int(codec.Action.CONNECT)
+ANNOUNCE = int(codec.Action.ANNOUNCE)
+SCRAPE = int(codec.Action.SCRAPE)
+EVENTS = codec.EVENT_NAMES
+_HEADER = codec.REQUEST_HEADER.unpack_from
+_HEADER_SIZE = codec.REQUEST_HEADER.size
+_ANNOUNCE = codec.ANNOUNCE_REQUEST.unpack_from
+_ANNOUNCE_SIZE = codec.ANNOUNCE_REQUEST.size
+_ANNOUNCE_REPLY = codec.ANNOUNCE_REPLY.pack
+_CONNECT_REPLY = codec.CONNECT_REPLY.pack
+_error = codec.error_reply
 
 
 class UDPTracker:
@@ -60,25 +72,25 @@ class UDPTracker:
         )
 
     def handle(self, data: bytes, addr: tuple[str, int]) -> bytes | None:
-        if len(data) < 16:
+        if len(data) < _HEADER_SIZE:
             return None
-        conn_id, action, tid = struct.unpack_from(">QII", data)
+        conn_id, action, tid = _HEADER(data)
         if action == CONNECT:
             if conn_id != PROTOCOL_ID:
                 return None
-            return struct.pack(">IIQ", CONNECT, tid, self.connection_id(addr))
-        if action not in (ANNOUNCE, SCRAPE):
+            return _CONNECT_REPLY(CONNECT, tid, self.connection_id(addr))
+        if action != ANNOUNCE and action != SCRAPE:
             return None
-        if action == ANNOUNCE and len(data) < 98:
+        if action == ANNOUNCE and len(data) < _ANNOUNCE_SIZE:
             return None
         if not self.valid(conn_id, addr):
-            return error(tid, "connection id expired or invalid")
+            return _error(tid, "connection id expired or invalid")
         try:
             if action == ANNOUNCE:
                 return self._announce(data, tid, addr)
             return self._scrape(data, tid)
-        except TrackerError as exc:
-            return error(tid, str(exc))
+        except RequestError as exc:
+            return _error(tid, str(exc))
 
     def _announce(self, data: bytes, tid: int, addr: tuple[str, int]) -> bytes | None:
         (
@@ -95,9 +107,9 @@ class UDPTracker:
             _key,
             numwant,
             port,
-        ) = _ANNOUNCE.unpack_from(data)
+        ) = _ANNOUNCE(data)
         if event not in EVENTS or port == 0:
-            return error(tid, "invalid event or port")
+            return _error(tid, "invalid event or port")
         ip = normalize_ip(addr[0])
         result = self.state.announce(
             Announce(
@@ -114,26 +126,20 @@ class UDPTracker:
         )
         v4, v6 = compact_peers(result)  # packed once per peer, cached on its entry
         peers = v6 if ":" in ip else v4  # the requester's family: the socket's family
-        head = struct.pack(
-            ">IIIII", ANNOUNCE, tid, self.interval, result.incomplete, result.complete
+        return (
+            _ANNOUNCE_REPLY(ANNOUNCE, tid, self.interval, result.incomplete, result.complete)
+            + peers
         )
-        return head + peers
 
     def _scrape(self, data: bytes, tid: int) -> bytes | None:
-        body = data[16:]
+        body = data[codec.REQUEST_HEADER.size :]
         if len(body) % 20 or not body:
             return None
-        hashes = [body[i : i + 20] for i in range(0, min(len(body), 74 * 20), 20)]
+        hashes = [
+            body[i : i + 20] for i in range(0, min(len(body), codec.MAX_SCRAPE_HASHES * 20), 20)
+        ]
         files = self.state.scrape(hashes)
-        out = [struct.pack(">II", SCRAPE, tid)]
-        for h in hashes:
-            complete, downloaded, incomplete = files[h]
-            out.append(struct.pack(">III", complete, downloaded, incomplete))
-        return b"".join(out)
-
-
-def error(tid: int, message: str) -> bytes:
-    return struct.pack(">II", ERROR, tid) + message.encode()
+        return codec.scrape_reply(tid, [files[h] for h in hashes])
 
 
 class UDPServerProtocol(asyncio.DatagramProtocol):
