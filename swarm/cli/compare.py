@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 import click
 
 from swarm.cli.common import SETTINGS, run_until_signal
-from swarm.errors import UsageError
+from swarm.errors import StorageError, UsageError
 from swarm.units import format_rate, format_size, parse_rate, parse_size
 
 if TYPE_CHECKING:
@@ -86,6 +86,8 @@ def compare_command(
         raise UsageError("--peer-upload-rate must be a finite rate")
     d = parse_rate(download_rate) if download_rate else None
     nbytes = parse_size(size) if size else None
+    if plot_path and not plot_path.parent.is_dir():
+        raise UsageError(f"--plot {plot_path}: no such folder {plot_path.parent}")
     quiet = SETTINGS.quiet or as_json
 
     def say(text: str) -> None:
@@ -124,7 +126,10 @@ def compare_command(
             else:
                 _table(runs, file.name, file_size, u_s, u)
             if plot_path:
-                plot(runs, plot_path, file_size, u_s)
+                try:
+                    plot(runs, plot_path, file_size, u_s)
+                except OSError as exc:
+                    raise StorageError(f"cannot write {plot_path}: {exc.strerror or exc}") from None
                 if not as_json:
                     click.echo(f"chart: {plot_path}")
             return 0
@@ -147,7 +152,7 @@ def _table(runs: list[Run], name: str, file_size: int, u_s: int, u: int) -> None
             ("central", r.central, r.bound_central),
             ("swarm", r.swarm, r.bound_swarm),
         ):
-            d = res.as_dict()
+            d = res.figures()
             table.add_row(
                 str(r.peers),
                 mode,

@@ -102,3 +102,18 @@ def test_compare_rejects_bad_arguments() -> None:
         )
         assert r.returncode == 2, args
         assert r.stderr.startswith("error: ") and "Traceback" not in r.stderr
+
+
+def test_compare_plot_into_a_missing_folder_is_bad_input_before_anything_runs(
+    tmp_path: Path,
+) -> None:
+    chart = tmp_path / "missing" / "chart.png"
+    r = subprocess.run(
+        [sys.executable, "-m", "swarm", "compare", "--size", "64K", "--plot", str(chart)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert r.returncode == 2, r.stderr
+    assert r.stderr.startswith("error: ") and len(r.stderr.splitlines()) == 1
+    assert str(chart.parent) in r.stderr

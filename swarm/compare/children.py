@@ -1,0 +1,132 @@
+"""The processes ``swarm compare`` starts: ``python -m swarm COMMAND ... --status-fd N``, each
+telling its state through :mod:`swarm.status` lines on a pipe of its own. Their human output
+goes nowhere; the last lines of stderr explain a child that dies without saying why."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import sys
+
+from swarm.errors import CompareError
+from swarm.status import MAX_LINE, Event, Status, decode
+
+STOP_TIMEOUT = 10.0  # seconds from SIGTERM to SIGKILL
+
+
+class Child:
+    """One ``swarm`` child process and the status lines it has sent."""
+
+    def __init__(
+        self,
+        name: str,
+        proc: asyncio.subprocess.Process,
+        status: asyncio.StreamReader,
+        transport: asyncio.ReadTransport,
+    ) -> None:
+        self.name = name
+        self.proc = proc
+        self.statuses: list[Status] = []
+        self.errors: list[str] = []  # the first lines of stderr
+        self._status = status
+        self._transport = transport
+        self._changed = asyncio.Event()
+        self._reader = asyncio.ensure_future(self._read_status())
+        self._stderr = asyncio.ensure_future(self._read_stderr())
+
+    @classmethod
+    async def start(cls, name: str, *args: str, stdin: bool = False) -> Child:
+        """Start ``python -m swarm -q ARGS --status-fd N`` with a pipe's write end as N."""
+        loop = asyncio.get_running_loop()
+        read_fd, write_fd = os.pipe()
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "swarm",
+                "-q",
+                *args,
+                "--status-fd",
+                str(write_fd),
+                pass_fds=(write_fd,),
+                stdin=asyncio.subprocess.PIPE if stdin else asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.DEVNULL,
+                stderr=asyncio.subprocess.PIPE,
+                start_new_session=True,  # Ctrl-C in the terminal reaches compare only
+            )
+        except BaseException:
+            os.close(read_fd)
+            raise
+        finally:
+            os.close(write_fd)  # the child holds it now: end of file when the child is gone
+        status = asyncio.StreamReader(limit=MAX_LINE, loop=loop)
+        transport, _ = await loop.connect_read_pipe(
+            lambda: asyncio.StreamReaderProtocol(status, loop=loop),
+            os.fdopen(read_fd, "rb", buffering=0),
+        )
+        return cls(name, proc, status, transport)
+
+    async def _read_status(self) -> None:
+        try:
+            async for line in self._status:
+                self.statuses.append(decode(line))
+                self._changed.set()
+        finally:
+            self._changed.set()
+
+    async def _read_stderr(self) -> None:
+        assert self.proc.stderr is not None
+        async for raw in self.proc.stderr:
+            line = raw.decode(errors="replace").rstrip("\n")
+            if line and len(self.errors) < 20:
+                self.errors.append(line)
+
+    async def wait_for(self, event: Event, timeout: float) -> Status:
+        """The first status line of *event*; :class:`CompareError` if the child fails first."""
+        seen = 0
+        async with asyncio.timeout(timeout):
+            while True:
+                for status in self.statuses[seen:]:
+                    if status.event is Event.ERROR:
+                        raise CompareError(f"{self.name} stopped: {status.message}")
+                    if status.event is event:
+                        return status
+                seen = len(self.statuses)
+                if self._reader.done():
+                    await self._died()
+                self._changed.clear()
+                await self._changed.wait()
+
+    async def _died(self) -> None:
+        exc = self._reader.exception()
+        if isinstance(exc, CompareError):
+            raise CompareError(f"{self.name}: {exc}")
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(STOP_TIMEOUT):
+                await self._stderr
+                await self.proc.wait()
+        why = self.errors[-1] if self.errors else f"exit code {self.proc.returncode}"
+        raise CompareError(f"{self.name} stopped: {why}")
+
+    def go(self) -> None:
+        """The line on stdin that a ``fetch --start-on-stdin`` waits for."""
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(b"go\n")
+
+    async def stop(self) -> None:
+        """SIGTERM, then SIGKILL if it is still there after :data:`STOP_TIMEOUT`."""
+        if self.proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                self.proc.send_signal(signal.SIGTERM)
+            try:
+                async with asyncio.timeout(STOP_TIMEOUT):
+                    await self.proc.wait()
+            except TimeoutError:
+                self.proc.kill()
+                await self.proc.wait()
+        self._transport.close()
+        for task in (self._reader, self._stderr):
+            task.cancel()
+        await asyncio.gather(self._reader, self._stderr, return_exceptions=True)

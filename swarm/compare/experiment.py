@@ -1,0 +1,207 @@
+"""The experiment: the same file to N downloaders from one central server and from a swarm.
+
+Every part runs as its own process through the same ``swarm`` commands a user would run: a
+tracker, a central server and a seed, both capped at the same upload rate u_s, then N central
+downloaders at once, then N swarm downloaders at once (each capped at upload rate u). Each
+downloader is timed from the moment all are told to go until its copy is complete, and
+every copy is checked (SHA-256 against the original) before its time counts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import random
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiofiles
+
+from swarm.compare.children import Child
+from swarm.compare.results import ModeResult, Run, bounds
+from swarm.create import create_torrent
+from swarm.errors import CompareError, UsageError
+from swarm.status import Event
+
+START_TIMEOUT = 30.0  # seconds a child may take to listen, or to be ready
+
+
+@dataclass(slots=True)
+class Experiment:
+    """Settings of one comparison."""
+
+    path: Path
+    peer_counts: list[int]
+    server_rate: int
+    peer_rate: int
+    d_min: int | None = None
+    timeout: float = 600.0
+    on_event: Callable[[str], None] | None = None
+
+    def say(self, text: str) -> None:
+        if self.on_event:
+            self.on_event(text)
+
+
+async def run_experiment(exp: Experiment) -> list[Run]:
+    """Run the experiment for each N; stops everything it started, whatever happens."""
+    work = Path(tempfile.mkdtemp(prefix="swarm-compare-"))
+    children: list[Child] = []
+    try:
+        size = exp.path.stat().st_size
+        original = await asyncio.to_thread(sha256_file, exp.path)
+        tracker = await Child.start(
+            "tracker", "tracker", "--host", "127.0.0.1", "--port", "0", "--no-udp"
+        )
+        children.append(tracker)
+        announce_url = (await tracker.wait_for(Event.LISTENING, START_TIMEOUT)).urls[0]
+        torrent_file = work / (exp.path.name + ".torrent")
+        data = await asyncio.to_thread(create_torrent, exp.path, trackers=[[announce_url]])
+        await _write(torrent_file, data)
+        rate = str(exp.server_rate)
+        central = await Child.start(
+            "central server",
+            "serve-central",
+            str(exp.path),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--max-upload-rate",
+            rate,
+        )
+        children.append(central)
+        file_url = (await central.wait_for(Event.LISTENING, START_TIMEOUT)).urls[0]
+        seed = await Child.start(
+            "seed",
+            "seed",
+            str(exp.path),
+            "--torrent",
+            str(torrent_file),
+            "--host",
+            "127.0.0.1",
+            "--max-upload-rate",
+            rate,
+            "--no-verify",
+        )
+        children.append(seed)
+        await seed.wait_for(Event.LISTENING, START_TIMEOUT)
+        exp.say(f"tracker, central server and seed are up; file {exp.path.name}, {size} bytes")
+        runs = []
+        for n in exp.peer_counts:
+            d_cs, d_p2p = bounds(size, n, exp.server_rate, exp.peer_rate, exp.d_min)
+            exp.say(f"N={n}: {n} downloaders from the central server (bound {d_cs:.1f} s)")
+            c = await _phase(exp, work / f"central-{n}", n, original, ["fetch", file_url], children)
+            exp.say(f"N={n}: {n} downloaders in the swarm (bound {d_p2p:.1f} s)")
+            swarm_fetch = ["fetch", str(torrent_file), "--host", "127.0.0.1"]
+            swarm_fetch += ["--max-upload-rate", str(exp.peer_rate), "--seed"]
+            s = await _phase(exp, work / f"swarm-{n}", n, original, swarm_fetch, children)
+            runs.append(Run(n, c, s, d_cs, d_p2p))
+        return runs
+    finally:
+        await asyncio.gather(*(c.stop() for c in children), return_exceptions=True)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+async def _phase(
+    exp: Experiment,
+    folder: Path,
+    n: int,
+    original: str,
+    args: list[str],
+    children: list[Child],
+) -> ModeResult:
+    """Start N downloaders, let them go at once, time each to its verified copy."""
+    mine: list[Child] = []
+    try:
+        for i in range(n):
+            out = folder / str(i)
+            out.mkdir(parents=True)
+            extra = [] if exp.d_min is None else ["--max-download-rate", str(exp.d_min)]
+            child = await Child.start(
+                f"downloader {i}", *args, "-o", str(out), "--start-on-stdin", *extra, stdin=True
+            )
+            mine.append(child)
+            children.append(child)
+        for child in mine:
+            await child.wait_for(Event.READY, START_TIMEOUT)
+        t0 = time.monotonic()
+        for child in mine:
+            child.go()
+        times: list[float] = [0.0] * n
+
+        async def one(i: int, child: Child) -> None:
+            await child.wait_for(Event.DONE, exp.timeout)
+            times[i] = time.monotonic() - t0
+            got = await asyncio.to_thread(sha256_file, folder / str(i) / exp.path.name)
+            if got != original:
+                raise CompareError(f"downloader {i}'s copy does not match the original")
+
+        await asyncio.gather(*(one(i, child) for i, child in enumerate(mine)))
+        exp.say(f"  all {n} copies verified; slowest {max(times):.2f} s")
+        return ModeResult(times)
+    finally:
+        await asyncio.gather(*(child.stop() for child in mine), return_exceptions=True)
+        for child in mine:
+            children.remove(child)
+
+
+async def _write(path: Path, data: bytes) -> None:
+    """Write a file of the experiment's own (off the event loop)."""
+    try:
+        async with aiofiles.open(path, "wb") as f:
+            await f.write(data)
+    except OSError as exc:
+        raise CompareError(f"cannot write {path}: {exc.strerror or exc}") from None
+
+
+def synthetic_file(folder: Path, size: int) -> Path:
+    """A file of *size* deterministic pseudo-random bytes."""
+    path = folder / f"synthetic-{size}.bin"
+    rng = random.Random(size)
+    try:
+        with open(path, "wb") as f:
+            left = size
+            while left:
+                n = min(left, 1 << 20)
+                f.write(rng.randbytes(n))
+                left -= n
+    except OSError as exc:
+        raise CompareError(f"cannot write the synthetic file {path}: {exc.strerror}") from None
+    return path
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def default_sample() -> Path | None:
+    """The bundled sample file (in a source checkout)."""
+    here = Path(__file__).resolve().parents[2] / "sample_files" / "ocean-waves.wav"
+    return here if here.is_file() else None
+
+
+def prepare_path(path: Path | None, size: int | None, folder: Path) -> Path:
+    """The file to share: a synthetic one of *size*, *path*, or the bundled sample."""
+    if size is not None:
+        if size <= 0:
+            raise UsageError("--size must be positive")
+        return synthetic_file(folder, size)
+    if path is None:
+        sample = default_sample()
+        if sample is None:
+            raise UsageError("no sample file found: give a PATH or --size")
+        return sample
+    if not path.is_file():
+        raise UsageError(f"{path}: not a file")
+    if path.stat().st_size == 0:
+        raise UsageError(f"{path}: the file is empty")
+    return path
