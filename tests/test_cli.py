@@ -468,3 +468,35 @@ def test_status_fd_tells_where_the_tracker_listens() -> None:
         out, _ = proc.communicate(timeout=10)
         os.close(r)
     assert out.splitlines()[:2] == list(status.urls)  # the human output is still there
+
+
+# -- swarm tracker --allow ----------------------------------------------------------------------
+
+
+def test_allow_list_from_a_folder_of_torrents_or_a_file_of_hashes(
+    song: Path, album: Path, tmp_path: Path
+) -> None:
+    from swarm.cli.tracker import load_allow_list
+
+    folder = tmp_path / "allowed"
+    folder.mkdir()
+    assert main(["create", str(song), "-o", str(folder / "a.torrent"), "-q"]) == 0
+    assert main(["create", str(album), "-o", str(folder / "b.torrent"), "-q"]) == 0
+    (folder / "notes.txt").write_text("not a torrent")
+    hashes = {metainfo.load(folder / n).info_hash for n in ("a.torrent", "b.torrent")}
+    assert load_allow_list(folder) == hashes
+    listing = tmp_path / "allowed.txt"
+    listing.write_text("# allowed\n\n" + "\n".join(f"  {h.hex().upper()}" for h in hashes) + "\n")
+    assert load_allow_list(listing) == hashes
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [("# one bad line\nabc\n", ["allowed.txt:2", "40-hex"]), ("zz" * 20, ["allowed.txt:1"])],
+)
+def test_a_bad_allow_list_is_bad_input(tmp_path: Path, text: str, words: list[str]) -> None:
+    listing = tmp_path / "allowed.txt"
+    listing.write_text(text)
+    r = run("tracker", "--port", "0", "--allow", listing)
+    assert r.returncode == 2
+    assert_one_line_error(r.stderr, *words)

@@ -4,7 +4,6 @@ nothing of swarm) until SIGINT or SIGTERM; read an allow list of .torrent files 
 from __future__ import annotations
 
 import asyncio
-import importlib
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -14,6 +13,7 @@ import click
 from swarm.cli.common import report, run_until_signal, status_option
 from swarm.errors import TrackerStartError, UsageError
 from swarm.status import Event, Status
+from tracker.errors import StartError
 
 if TYPE_CHECKING:
     from tracker.server import Tracker
@@ -47,22 +47,11 @@ def load_allow_list(path: Path) -> set[bytes]:
     return allow
 
 
-def _start_error() -> type[Exception]:
-    """The error :meth:`Tracker.start` raises: ``tracker.errors.StartError`` (or, in a tree
-    from before the tracker stood on its own, ``tracker.server.TrackerStartError``)."""
-    try:
-        module, name = importlib.import_module("tracker.errors"), "StartError"
-    except ImportError:
-        module, name = importlib.import_module("tracker.server"), "TrackerStartError"
-    error: type[Exception] = getattr(module, name)
-    return error
-
-
 async def start_tracker(tracker: Tracker) -> None:
     """Start *tracker*; a port it cannot listen on is :class:`TrackerStartError` (exit 1)."""
     try:
         await tracker.start()
-    except _start_error() as exc:
+    except StartError as exc:
         raise TrackerStartError(str(exc)) from None
 
 
