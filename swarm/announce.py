@@ -1,36 +1,54 @@
-"""Tracker client: HTTP (BEP 3, 23, 7) and UDP (BEP 15) announces, BEP 12 tiers.
+"""Tracker client, one announce at a time: HTTP (BEP 3, 23, 7) and UDP (BEP 15).
 
-The request and response codecs are pure functions; :class:`Announcer` is the asyncio part
-that talks to the trackers, fails over between them, and backs off when they fail.
+The request and response codecs are pure functions; the UDP packets, the event numbers and
+compact peers are the tracker's own codec (:mod:`tracker.codec`), which both ends speak.
+:func:`announce_once` talks to one tracker URL; the loop over tiers, with back-off and
+re-announces, is :class:`swarm.announcer.Announcer`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import logging
-import random
 import secrets
-import struct
 import urllib.parse
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TypeVar
 
 import aiohttp
 import yarl
 
 from swarm import bencoding
-from swarm.errors import MetainfoError, TrackerError
+from swarm.errors import BencodeError, TrackerError, UDPTransactionMismatch
+from tracker import codec
+from tracker.errors import PacketError
+
+__all__ = [
+    "AnnounceRequest",
+    "AnnounceResponse",
+    "Peer",
+    "announce_once",
+    "http_announce",
+    "http_announce_url",
+    "parse_compact_peers",
+    "parse_http_response",
+    "parse_udp_announce",
+    "parse_udp_connect",
+    "udp_announce",
+    "udp_announce_request",
+]
 
 log = logging.getLogger(__name__)
 
-UDP_PROTOCOL_ID = 0x41727101980
-EVENTS = {"": 0, "completed": 1, "started": 2, "stopped": 3}
 Peer = tuple[str, int]
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True, slots=True)
 class AnnounceRequest:
+    """What we tell a tracker: who we are, how far along, and the event (if any)."""
+
     info_hash: bytes
     peer_id: bytes
     port: int
@@ -44,6 +62,8 @@ class AnnounceRequest:
 
 @dataclass(frozen=True, slots=True)
 class AnnounceResponse:
+    """What a tracker answered: when to ask again, peers, and its counts (if it gave them)."""
+
     interval: int
     min_interval: int | None
     peers: list[Peer] = field(default_factory=list)
@@ -75,23 +95,15 @@ def http_announce_url(base: str, req: AnnounceRequest, tracker_id: bytes | None 
     return base + sep + "&".join(f"{k}={v}" for k, v in params)
 
 
-def parse_compact_peers(data: bytes, ipv6: bool = False) -> list[Peer]:
-    """BEP 23 (6 bytes each) or BEP 7 (18 bytes each) compact peers; a ragged tail is dropped."""
-    size = 18 if ipv6 else 6
-    out = []
-    for i in range(0, len(data) - size + 1, size):
-        addr = ipaddress.ip_address(data[i : i + size - 2])
-        (port,) = struct.unpack_from(">H", data, i + size - 2)
-        if port:
-            out.append((str(addr), port))
-    return out
+parse_compact_peers = codec.parse_peers
+"""BEP 23 (6 bytes each) or BEP 7 (18 bytes each) compact peers; a ragged tail is dropped."""
 
 
 def parse_http_response(body: bytes) -> AnnounceResponse:
     """Decode an HTTP tracker's bencoded answer."""
     try:
         d = bencoding.decode(body)
-    except MetainfoError:
+    except BencodeError:
         raise TrackerError("the tracker's answer is not bencoded") from None
     if not isinstance(d, dict):
         raise TrackerError("the tracker's answer is not a dictionary")
@@ -133,53 +145,59 @@ def parse_http_response(body: bytes) -> AnnounceResponse:
 # -- UDP (BEP 15) --------------------------------------------------------------------------
 
 
-def udp_connect_request(transaction_id: int) -> bytes:
-    return struct.pack(">QII", UDP_PROTOCOL_ID, 0, transaction_id)
-
-
 def udp_announce_request(connection_id: int, transaction_id: int, req: AnnounceRequest) -> bytes:
-    return struct.pack(
-        ">QII20s20sQQQIIIiH",
+    return codec.announce_request(
         connection_id,
-        1,
         transaction_id,
-        req.info_hash,
-        req.peer_id,
-        req.downloaded,
-        req.left,
-        req.uploaded,
-        EVENTS.get(req.event, 0),
-        0,
-        req.key & 0xFFFFFFFF,
-        req.numwant,
-        req.port,
+        info_hash=req.info_hash,
+        peer_id=req.peer_id,
+        port=req.port,
+        downloaded=req.downloaded,
+        left=req.left,
+        uploaded=req.uploaded,
+        event=req.event,
+        key=req.key,
+        numwant=req.numwant,
     )
 
 
-def parse_udp_response(data: bytes, action: int, transaction_id: int, ipv6: bool) -> Any:
-    """Check a UDP tracker answer; return the connection id (connect) or a response."""
-    if len(data) < 8:
-        raise TrackerError("the UDP tracker's answer is too short")
-    got_action, tid = struct.unpack_from(">II", data)
+def _check_udp_reply(data: bytes, action: codec.Action, transaction_id: int) -> None:
+    """Raise unless *data* answers our *transaction_id* with *action*: a reply for another
+    transaction is :class:`UDPTransactionMismatch` (to skip), an error reply a refusal."""
+    try:
+        got_action, tid = codec.reply_header(data)
+    except PacketError as exc:
+        raise TrackerError(str(exc)) from None
     if tid != transaction_id:
-        raise TrackerError("the UDP tracker answered another transaction")
-    if got_action == 3:
-        raise TrackerError("the tracker refused: " + data[8:].decode("utf-8", "replace"))
+        raise UDPTransactionMismatch("the UDP tracker answered another transaction")
+    if got_action == codec.Action.ERROR:
+        raise TrackerError("the tracker refused: " + codec.parse_error_reply(data))
     if got_action != action:
         raise TrackerError("the UDP tracker answered with the wrong action")
-    if action == 0:
-        if len(data) < 16:
-            raise TrackerError("the UDP tracker's connect answer is too short")
-        return struct.unpack_from(">Q", data, 8)[0]
-    if len(data) < 20:
-        raise TrackerError("the UDP tracker's announce answer is too short")
-    interval, leechers, seeders = struct.unpack_from(">III", data, 8)
+
+
+def parse_udp_connect(data: bytes, transaction_id: int) -> int:
+    """The connection id from a connect reply to *transaction_id*."""
+    _check_udp_reply(data, codec.Action.CONNECT, transaction_id)
+    try:
+        return codec.parse_connect_reply(data)
+    except PacketError as exc:
+        raise TrackerError(str(exc)) from None
+
+
+def parse_udp_announce(data: bytes, transaction_id: int, ipv6: bool) -> AnnounceResponse:
+    """An announce reply to *transaction_id*; its peers are IPv6 ones when *ipv6*."""
+    _check_udp_reply(data, codec.Action.ANNOUNCE, transaction_id)
+    try:
+        reply = codec.parse_announce_reply(data, ipv6=ipv6)
+    except PacketError as exc:
+        raise TrackerError(str(exc)) from None
     return AnnounceResponse(
-        interval=interval or 1800,
+        interval=reply.interval or 1800,
         min_interval=None,
-        peers=parse_compact_peers(data[20:], ipv6=ipv6),
-        complete=seeders,
-        incomplete=leechers,
+        peers=reply.peers,
+        complete=reply.seeders,
+        incomplete=reply.leechers,
     )
 
 
@@ -187,7 +205,7 @@ class _UDPClient(asyncio.DatagramProtocol):
     def __init__(self) -> None:
         self.queue: asyncio.Queue[bytes] = asyncio.Queue(maxsize=16)
 
-    def datagram_received(self, data: bytes, addr: Any) -> None:
+    def datagram_received(self, data: bytes, addr: tuple[object, ...]) -> None:
         if not self.queue.full():
             self.queue.put_nowait(data)
 
@@ -210,9 +228,14 @@ async def udp_announce(url: str, req: AnnounceRequest, timeout: float = 15.0) ->
     ipv6 = transport.get_extra_info("sockname")[0].count(":") > 1
     try:
         async with asyncio.timeout(timeout):
-            conn_id = await _udp_exchange(transport, proto, 0, udp_connect_request, ipv6)
+            conn_id = await _udp_exchange(
+                transport, proto, codec.connect_request, parse_udp_connect
+            )
             return await _udp_exchange(
-                transport, proto, 1, lambda tid: udp_announce_request(conn_id, tid, req), ipv6
+                transport,
+                proto,
+                lambda tid: udp_announce_request(conn_id, tid, req),
+                lambda data, tid: parse_udp_announce(data, tid, ipv6),
             )
     except TimeoutError:
         raise TrackerError(f"no answer from {url}") from None
@@ -221,8 +244,13 @@ async def udp_announce(url: str, req: AnnounceRequest, timeout: float = 15.0) ->
 
 
 async def _udp_exchange(
-    transport: Any, proto: _UDPClient, action: int, make: Any, ipv6: bool
-) -> Any:
+    transport: asyncio.DatagramTransport,
+    proto: _UDPClient,
+    make: Callable[[int], bytes],
+    parse: Callable[[bytes, int], _T],
+) -> _T:
+    """Send ``make(tid)`` and return ``parse(reply, tid)``, resending after 1, 2, 4, 8 s...;
+    replies to other transactions (a late answer to a resent request) are skipped."""
     wait = 1.0
     while True:
         tid = secrets.randbits(32)
@@ -232,11 +260,9 @@ async def _udp_exchange(
                 while True:
                     data = await proto.queue.get()
                     try:
-                        return parse_udp_response(data, action, tid, ipv6)
-                    except TrackerError as exc:
-                        if "another transaction" in str(exc):
-                            continue
-                        raise
+                        return parse(data, tid)
+                    except UDPTransactionMismatch:
+                        continue
         except TimeoutError:
             wait = min(wait * 2, 8.0)
 
@@ -248,6 +274,7 @@ async def http_announce(
     tracker_id: bytes | None = None,
     timeout: float = 15.0,
 ) -> AnnounceResponse:
+    """One HTTP(S) announce over *session*; :class:`TrackerError` for any failure."""
     full = http_announce_url(url, req, tracker_id)
     try:
         async with asyncio.timeout(timeout):
@@ -274,23 +301,3 @@ async def announce_once(
     if scheme == "udp":
         return await udp_announce(url, req)
     raise TrackerError(f"unsupported tracker URL scheme: {url}")
-
-
-class TierList:
-    """BEP 12 tiers: within a tier try URLs in order (shuffled once); a URL that answers moves
-    to the front of its tier; a tier whose every URL fails passes to the next tier."""
-
-    def __init__(
-        self, tiers: list[list[str]] | tuple[tuple[str, ...], ...], rng: random.Random | None = None
-    ) -> None:
-        rng = rng or random.Random()
-        self.tiers = [list(t) for t in tiers if t]
-        for t in self.tiers:
-            rng.shuffle(t)
-
-    def urls(self) -> list[tuple[int, int, str]]:
-        return [(ti, ui, u) for ti, tier in enumerate(self.tiers) for ui, u in enumerate(tier)]
-
-    def promote(self, tier: int, index: int) -> None:
-        t = self.tiers[tier]
-        t.insert(0, t.pop(index))

@@ -4,6 +4,9 @@ bencode.py does the decoding; this module only makes it strict (lengths and inte
 canonical digits, so hostile input can neither loop nor be read two ways) and exposes where a
 top-level value starts and ends, which the info-hash needs: it is the SHA-1 of the ``info``
 value's bytes exactly as they stand in the file, whatever order its keys are in.
+
+Every refusal is a :class:`~swarm.errors.BencodeError`; a caller that reads something more
+specific (a .torrent file, a peer's extended handshake) turns it into its own error type.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from typing import Any
 import bencodepy
 from bencodepy.decoder import BencodeDecoder
 
-from swarm.errors import MetainfoError
+from swarm.errors import BencodeError
 
 __all__ = ["Raw", "decode", "decode_with_spans", "encode"]
 
@@ -35,7 +38,8 @@ class _StrictDecoder(BencodeDecoder):
         body = digits[1:] if digits[:1] == b"-" else digits
         if not body.isdigit() or not body.isascii():
             raise ValueError("integer is not plain digits")
-        return super().decode_int(x, f, **kwargs)
+        read: tuple[int, int] = super().decode_int(x, f, **kwargs)
+        return read
 
     def decode_string(
         self, x: bytes, f: int, kind: str = "value", **kwargs: Any
@@ -46,7 +50,8 @@ class _StrictDecoder(BencodeDecoder):
             raise ValueError("string length is not plain digits")
         if colon + 1 + int(digits) > len(x):
             raise ValueError("string runs past the end of the data")
-        return super().decode_string(x, f, kind=kind, **kwargs)
+        read: tuple[bytes, int] = super().decode_string(x, f, kind=kind, **kwargs)
+        return read
 
 
 _DECODER = _StrictDecoder()
@@ -55,21 +60,21 @@ _DECODER = _StrictDecoder()
 def decode(data: bytes) -> Any:
     """Decode one bencoded value; byte strings stay ``bytes``, dicts keep their key order.
 
-    Raises :class:`MetainfoError` for anything that is not exactly one valid value.
+    Raises :class:`BencodeError` for anything that is not exactly one valid value.
     """
     if not isinstance(data, bytes | bytearray | memoryview):
-        raise MetainfoError("bencoded data must be bytes")
+        raise BencodeError("bencoded data must be bytes")
     data = bytes(data)
     if not data:
-        raise MetainfoError("not bencoded data: it is empty")
+        raise BencodeError("not bencoded data: it is empty")
     try:
         value, end = _DECODER.decode_func[data[0:1]](data, 0)
     except RecursionError:
-        raise MetainfoError("not valid bencoding: nested too deeply") from None
+        raise BencodeError("not valid bencoding: nested too deeply") from None
     except (IndexError, KeyError, TypeError, ValueError, bencodepy.BencodeDecodeError):
-        raise MetainfoError("not valid bencoding") from None
+        raise BencodeError("not valid bencoding") from None
     if end != len(data):
-        raise MetainfoError(f"not valid bencoding: {len(data) - end} bytes of trailing data")
+        raise BencodeError(f"not valid bencoding: {len(data) - end} bytes of trailing data")
     return value
 
 
@@ -77,7 +82,7 @@ def decode_with_spans(data: bytes) -> tuple[dict[bytes, Any], dict[bytes, tuple[
     """Decode a top-level dictionary and give each key's value span ``(start, end)`` in *data*."""
     value = decode(data)
     if not isinstance(value, dict):
-        raise MetainfoError("not a torrent: the top level is not a dictionary")
+        raise BencodeError("the top level is not a dictionary")
     spans: dict[bytes, tuple[int, int]] = {}
     pos = 1
     while data[pos : pos + 1] != b"e":
@@ -91,6 +96,7 @@ def decode_with_spans(data: bytes) -> tuple[dict[bytes, Any], dict[bytes, tuple[
 def encode(value: Any) -> bytes:
     """Bencode *value* (dict keys sorted as BEP 3 requires; :data:`Raw` written verbatim)."""
     try:
-        return bencodepy.encode(value)
+        data: bytes = bencodepy.encode(value)
     except (KeyError, TypeError) as exc:
-        raise MetainfoError(f"cannot bencode a value of type {exc}") from None
+        raise BencodeError(f"cannot bencode a value of type {exc}") from None
+    return data

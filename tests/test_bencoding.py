@@ -1,4 +1,4 @@
-"""Strict bencoding (BEP 3): one canonical reading or a MetainfoError, and exact value spans."""
+"""Strict bencoding (BEP 3): one canonical reading or a BencodeError, and exact value spans."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from swarm import bencoding
-from swarm.errors import MetainfoError, SwarmError
+from swarm.errors import BencodeError, MetainfoError, SwarmError
 
 
 def raw_dict(items: list[tuple[bytes, bytes]]) -> bytes:
@@ -60,7 +60,7 @@ values = st.recursive(
     ],
 )
 def test_non_canonical_or_broken_input_is_refused(data: bytes) -> None:
-    with pytest.raises(MetainfoError, match="bencod"):
+    with pytest.raises(BencodeError, match="bencod"):
         bencoding.decode(data)
 
 
@@ -68,17 +68,19 @@ def test_non_canonical_or_broken_input_is_refused(data: bytes) -> None:
     ("data", "extra"), [(b"i1ee", 1), (b"le\n", 1), (b"0:0:", 2), (b"d1:ai1eexyz", 3)]
 )
 def test_trailing_data_is_refused_with_its_size(data: bytes, extra: int) -> None:
-    with pytest.raises(MetainfoError, match=f"{extra} bytes of trailing data"):
+    with pytest.raises(BencodeError, match=f"{extra} bytes of trailing data"):
         bencoding.decode(data)
 
 
-def test_metainfo_error_is_a_swarm_error() -> None:
+def test_bencode_error_is_a_swarm_error_apart_from_metainfo_error() -> None:
     with pytest.raises(SwarmError):
         bencoding.decode(b"i03e")
+    assert not issubclass(BencodeError, MetainfoError)
+    assert not issubclass(MetainfoError, BencodeError)
 
 
 def test_text_is_not_bytes() -> None:
-    with pytest.raises(MetainfoError, match="must be bytes"):
+    with pytest.raises(BencodeError, match="must be bytes"):
         bencoding.decode("i1e")  # type: ignore[arg-type]
 
 
@@ -86,7 +88,7 @@ def test_text_is_not_bytes() -> None:
 @pytest.mark.parametrize("opener", [b"l", b"d1:a"])
 def test_deep_nesting_is_refused(depth: int, opener: bytes) -> None:
     data = opener * depth + b"i1e" + b"e" * depth
-    with pytest.raises(MetainfoError):
+    with pytest.raises(BencodeError):
         bencoding.decode(data)
 
 
@@ -130,7 +132,7 @@ def test_encode_sorts_keys_and_writes_raw_verbatim() -> None:
 
 @pytest.mark.parametrize("value", [1.5, None, object()])
 def test_encode_refuses_what_bencoding_cannot_hold(value: object) -> None:
-    with pytest.raises(MetainfoError, match="cannot bencode"):
+    with pytest.raises(BencodeError, match="cannot bencode"):
         bencoding.encode(value)
 
 
@@ -150,21 +152,21 @@ def test_spans_are_exact_on_unsorted_dicts() -> None:
 
 @pytest.mark.parametrize("data", [b"le", b"i1e", b"3:abc"])
 def test_spans_need_a_dictionary(data: bytes) -> None:
-    with pytest.raises(MetainfoError, match="not a dictionary"):
+    with pytest.raises(BencodeError, match="not a dictionary"):
         bencoding.decode_with_spans(data)
 
 
-def test_spans_of_broken_input_raise_metainfo_error() -> None:
-    with pytest.raises(MetainfoError):
+def test_spans_of_broken_input_raise_bencode_error() -> None:
+    with pytest.raises(BencodeError):
         bencoding.decode_with_spans(b"d4:infoi03ee")
 
 
 @settings(max_examples=300, deadline=None)
 @given(st.binary(max_size=200))
-def test_random_bytes_give_a_value_or_a_metainfo_error(data: bytes) -> None:
+def test_random_bytes_give_a_value_or_a_bencode_error(data: bytes) -> None:
     try:
         value = bencoding.decode(data)
-    except MetainfoError:
+    except BencodeError:
         return
     # Whatever was accepted is a real value that survives a round trip.
     assert bencoding.decode(bencoding.encode(value)) == value
@@ -172,12 +174,12 @@ def test_random_bytes_give_a_value_or_a_metainfo_error(data: bytes) -> None:
 
 @settings(max_examples=300, deadline=None)
 @given(st.lists(st.sampled_from(list(b"ildei-0123456789:ax")), max_size=60))
-def test_bencode_alphabet_soup_gives_a_value_or_a_metainfo_error(chars: list[int]) -> None:
+def test_bencode_alphabet_soup_gives_a_value_or_a_bencode_error(chars: list[int]) -> None:
     # Random bytes rarely look like bencoding; these do, so the strict paths get exercised.
     data = bytes(chars)
     try:
         value = bencoding.decode(data)
-    except MetainfoError:
+    except BencodeError:
         return
     assert bencoding.decode(bencoding.encode(value)) == value
 
