@@ -178,7 +178,7 @@ def parse(data: bytes, max_size: int = MAX_TORRENT_SIZE) -> Torrent:
     try:
         meta, spans = bencoding.decode_with_spans(data)
     except BencodeError as exc:
-        raise MetainfoError(str(exc)) from None
+        raise MetainfoError(_bencode_problem(data, exc)) from None
     if b"info" not in meta:
         raise MetainfoError("not a torrent: the 'info' dictionary is missing")
     info = meta[b"info"]
@@ -214,6 +214,19 @@ def parse(data: bytes, max_size: int = MAX_TORRENT_SIZE) -> Torrent:
         creation_date=_optional_int(meta, b"creation date"),
         extra={k: v for k, v in meta.items() if k not in known},
     )
+
+
+def _bencode_problem(data: bytes, exc: BencodeError) -> str:
+    """What is wrong with *data*, which is not a bencoded dictionary: the bencoding's own
+    problem, or that it is well-formed but not a dictionary (so not a torrent)."""
+    if data[:1] != b"d":  # only a dictionary starts with b"d"
+        try:
+            bencoding.decode(data)
+        except BencodeError:
+            pass
+        else:
+            return "not a torrent: the top level is not a dictionary"
+    return str(exc)
 
 
 def _optional_text(meta: dict[bytes, Any], key: bytes) -> str | None:

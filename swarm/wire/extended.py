@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from swarm import bencoding
-from swarm.errors import BencodeError, MetainfoError, ProtocolError
+from swarm.errors import BencodeError, ProtocolError
 
 __all__ = ["ExtendedHandshake"]
 
@@ -53,7 +53,7 @@ class ExtendedHandshake:
         """
         try:
             d = bencoding.decode(bytes(payload))
-        except (BencodeError, MetainfoError) as exc:
+        except BencodeError as exc:
             raise ProtocolError(f"the peer's extended handshake is malformed: {exc}") from None
         if not isinstance(d, dict):
             raise ProtocolError("the peer's extended handshake is not a dictionary")
