@@ -187,8 +187,6 @@ def parse(data: bytes, max_size: int = MAX_TORRENT_SIZE) -> Torrent:
     start, end = spans[b"info"]
     raw_info = data[start:end]
     checked = parse_info(info)
-    tiers = _parse_trackers(meta)
-    url_list = _parse_url_list(meta.get(b"url-list"))
     known = {
         b"info",
         b"announce",
@@ -198,20 +196,20 @@ def parse(data: bytes, max_size: int = MAX_TORRENT_SIZE) -> Torrent:
         b"created by",
         b"creation date",
     }
-    return Torrent(
+    return Torrent(  # the fields in their declared order
         info_hash=hashlib.sha1(raw_info).digest(),
         name=checked.name,
         piece_length=checked.piece_length,
         piece_hashes=checked.piece_hashes,
         files=checked.files,
         multi_file=checked.multi_file,
+        announce_tiers=_parse_trackers(meta),
+        url_list=_parse_url_list(meta.get(b"url-list")),
         private=checked.private,
-        raw_info=raw_info,
-        announce_tiers=tiers,
-        url_list=url_list,
         comment=_optional_text(meta, b"comment"),
         created_by=_optional_text(meta, b"created by"),
         creation_date=_optional_int(meta, b"creation date"),
+        raw_info=raw_info,
         extra={k: v for k, v in meta.items() if k not in known},
     )
 

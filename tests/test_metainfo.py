@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from swarm import bencoding, metainfo
 from swarm.create import create_torrent
-from swarm.errors import BencodeError, MetainfoError, SwarmError, UsageError
+from swarm.errors import MetainfoError, SwarmError, UsageError
 from swarm.units import parse_rate, parse_size
 
 PL = 16384  # the piece length of hand-built torrents
@@ -559,19 +559,6 @@ def test_load_prefixes_parse_errors_with_the_path(tmp_path: Path) -> None:
     bad.write_bytes(b"d4:infod")
     with pytest.raises(MetainfoError, match=r"bad.torrent: not valid bencoding"):
         metainfo.load(bad)
-
-
-def test_a_bencode_error_reaches_the_user_as_a_metainfo_error(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    # bencoding has its own error type (BencodeError); a .torrent's reader sees MetainfoError,
-    # with bencoding's message, whichever of the two the bencoding module raises.
-    def refuse(data: bytes) -> Any:
-        raise BencodeError("not valid bencoding")
-
-    monkeypatch.setattr(bencoding, "decode_with_spans", refuse)
-    with pytest.raises(MetainfoError, match="^not valid bencoding$"):
-        metainfo.parse(torrent())
 
 
 # -- fuzzing -------------------------------------------------------------------------------
