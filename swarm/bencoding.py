@@ -57,7 +57,7 @@ class _StrictDecoder(BencodeDecoder):
 _DECODER = _StrictDecoder()
 
 
-def decode(data: bytes) -> Any:
+def decode(data: bytes | bytearray | memoryview) -> Any:
     """Decode one bencoded value; byte strings stay ``bytes``, dicts keep their key order.
 
     Raises :class:`BencodeError` for anything that is not exactly one valid value.

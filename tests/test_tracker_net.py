@@ -185,6 +185,7 @@ def test_random_garbage_over_udp_leaves_the_tracker_working() -> None:
         t = await started()
         try:
             loop = asyncio.get_running_loop()
+            assert t.udp_port is not None
             transport, _ = await loop.create_datagram_endpoint(
                 asyncio.DatagramProtocol, remote_addr=("127.0.0.1", t.udp_port)
             )
