@@ -1,5 +1,9 @@
 """A small BitTorrent tracker: HTTP (BEP 3, 7, 23, 48) and UDP (BEP 15).
 
-``tracker.state`` holds swarms and peers (pure, clock injected); ``tracker.http`` and
-``tracker.udp`` are thin network shells around it. Nothing here imports the peer engine.
+``tracker.state`` holds swarms and peers (pure, clock injected); ``tracker.protocol`` reads
+HTTP announces and writes the answers; ``tracker.http`` and ``tracker.udp`` are thin network
+shells around them; ``tracker.server`` starts both. ``tracker.codec`` is what a tracker and its
+clients both speak (UDP packets, events, compact peers): swarm's tracker client imports it from
+here. The package stands on its own: it imports nothing from ``swarm`` and has its own errors
+(``tracker.errors``).
 """

@@ -14,7 +14,6 @@ import errno
 import logging
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 from tracker.errors import StartError
 from tracker.http import IDLE_TIMEOUT, HTTPTracker, HTTPTrackerProtocol
@@ -28,6 +27,9 @@ log = logging.getLogger(__name__)
 
 @dataclass(slots=True)
 class TrackerConfig:
+    """How a :class:`Tracker` listens and answers. *allow*: the 20-byte info-hashes it tracks
+    (None: any torrent)."""
+
     host: str = "127.0.0.1"
     port: int = 6969
     udp_port: int | None = None  # None: the same number as the HTTP port
@@ -38,34 +40,6 @@ class TrackerConfig:
     max_peers: int = 10_000
     allow: set[bytes] | None = None
     allow_ip_param: bool = False
-
-
-def load_allow_list(path: Path) -> set[bytes]:
-    """A folder of .torrent files, or a text file of 40-hex info-hashes one per line."""
-    from swarm import metainfo  # to leave tracker/: swarm's CLI keeps its own copy
-    from swarm.errors import UsageError
-
-    allow: set[bytes] = set()
-    if path.is_dir():
-        for p in sorted(path.glob("*.torrent")):
-            allow.add(metainfo.load(p).info_hash)
-        return allow
-    try:
-        lines = path.read_text().splitlines()
-    except OSError as exc:
-        raise UsageError(f"{path}: cannot read: {exc.strerror}") from None
-    for n, line in enumerate(lines, 1):
-        text = line.strip()
-        if not text or text.startswith("#"):
-            continue
-        try:
-            value = bytes.fromhex(text)
-        except ValueError:
-            value = b""
-        if len(value) != 20:
-            raise UsageError(f"{path}:{n}: not a 40-hex info-hash")
-        allow.add(value)
-    return allow
 
 
 class Tracker:

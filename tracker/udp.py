@@ -13,7 +13,7 @@ import hashlib
 import logging
 import secrets
 from collections.abc import Callable
-from typing import Any
+from typing import cast
 
 from tracker import codec
 from tracker.codec import PROTOCOL_ID
@@ -145,14 +145,18 @@ class UDPTracker:
 class UDPServerProtocol(asyncio.DatagramProtocol):
     """The asyncio shell: one datagram in, at most one out."""
 
+    transport: asyncio.DatagramTransport  # set by connection_made, before any datagram
+
     def __init__(self, tracker: UDPTracker) -> None:
         self.tracker = tracker
-        self.transport: Any = None
 
-    def connection_made(self, transport: Any) -> None:
-        self.transport = transport
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's datagram transport is not a subclass of asyncio's, but has its methods
+        self.transport = cast(asyncio.DatagramTransport, transport)
 
-    def datagram_received(self, data: bytes, addr: Any) -> None:
+    def datagram_received(
+        self, data: bytes, addr: tuple[str, int] | tuple[str, int, int, int]
+    ) -> None:  # (host, port) over IPv4, (host, port, flowinfo, scope id) over IPv6
         try:
             reply = self.tracker.handle(data, (addr[0], addr[1]))
         except Exception:  # a bug must never stop the tracker
