@@ -18,6 +18,5 @@ __all__ = ["encode"]
 Bencodable = bytes | int | list[Any] | dict[bytes, Any]
 """What :func:`encode` takes: byte strings, integers, and lists and dicts of them."""
 
-# fastbencode's __init__ imports bencode from its Rust part without listing it in __all__.
-encode: Callable[[Bencodable], bytes] = fastbencode.bencode  # type: ignore[attr-defined]
+encode: Callable[[Bencodable], bytes] = fastbencode.bencode
 """Bencode an answer (dict keys sorted)."""
