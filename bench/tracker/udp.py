@@ -19,7 +19,6 @@ import random
 import shutil
 import signal
 import socket
-import struct
 import subprocess
 import sys
 import tempfile
@@ -31,8 +30,9 @@ sys.path.insert(0, str(HERE))
 
 from run import free_port, info_hash, wait_http  # noqa: E402
 
-PROTOCOL_ID = 0x41727101980
-CONNECT, ANNOUNCE = 0, 1
+from tracker import codec  # noqa: E402  (the packets' forms, as the tracker reads them)
+
+CONNECT, ANNOUNCE = int(codec.Action.CONNECT), int(codec.Action.ANNOUNCE)
 TIMEOUT = 1.0
 
 
@@ -45,25 +45,27 @@ def client(port: int, seconds: float, window: int, seed: int, out: mp.Queue) -> 
     conn_id = None
     for _ in range(10):
         tid = rng.getrandbits(32)
-        sock.send(struct.pack(">QII", PROTOCOL_ID, CONNECT, tid))
+        sock.send(codec.connect_request(tid))
         try:
             data = sock.recv(2048)
         except TimeoutError:
             continue
-        action, got_tid, conn_id = struct.unpack_from(">IIQ", data)
+        action, got_tid = codec.reply_header(data)
         if action == CONNECT and got_tid == tid:
+            conn_id = codec.parse_connect_reply(data)
             break
     if conn_id is None:
         out.put((0, 0, []))
         return
     hashes = [info_hash(i) for i in range(64)]
     pending: dict[int, float] = {}
+    pack = codec.ANNOUNCE_REQUEST.pack  # the generator is Python too: no per-packet keywords
+    reply_header = codec.REPLY_HEADER.unpack_from
 
     def send_one() -> None:
         tid = rng.getrandbits(32)
         peer_id = b"-UD0001-" + rng.getrandbits(96).to_bytes(12, "big")
-        packet = struct.pack(
-            ">QII20s20sQQQIIIiH",
+        packet = pack(
             conn_id,
             ANNOUNCE,
             tid,
@@ -97,7 +99,7 @@ def client(port: int, seconds: float, window: int, seed: int, out: mp.Queue) -> 
             continue
         if len(data) < 8:
             continue
-        action, tid = struct.unpack_from(">II", data)
+        action, tid = reply_header(data)
         sent = pending.pop(tid, None)
         if sent is None:
             continue
