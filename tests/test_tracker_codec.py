@@ -38,57 +38,31 @@ def test_connect_request_and_reply_bytes() -> None:
 
 @settings(max_examples=200, deadline=None)
 @given(
-    conn=u64,
-    tid=u32,
-    down=u64,
-    left=u64,
-    up=u64,
-    event=st.sampled_from(list(codec.EVENT_NUMBERS)),
-    key=st.integers(-(2**31), 2**32 - 1),
-    numwant=st.integers(-1, 2**31 - 1),
-    port=ports,
+    st.tuples(u64, u32),
+    st.tuples(u64, u64, u64),
+    st.sampled_from(list(codec.EVENT_NUMBERS)),
+    st.tuples(st.integers(-(2**31), 2**32 - 1), st.integers(-1, 2**31 - 1), ports),
 )
-def test_announce_request_fields_in_their_places(
-    conn: int,
-    tid: int,
-    down: int,
-    left: int,
-    up: int,
+def test_announce_request_fields_at_their_bep_15_offsets(
+    ids: tuple[int, int],
+    figures: tuple[int, int, int],
     event: str,
-    key: int,
-    numwant: int,
-    port: int,
+    rest: tuple[int, int, int],
 ) -> None:
+    (conn, tid), (down, left, up), (key, numwant, port) = ids, figures, rest
     packet = codec.announce_request(
-        conn,
-        tid,
-        info_hash=IH,
-        peer_id=PID,
-        port=port,
-        downloaded=down,
-        left=left,
-        uploaded=up,
-        event=event,
-        key=key,
-        numwant=numwant,
-    )
-    assert len(packet) == 98
-    fields = codec.ANNOUNCE_REQUEST.unpack_from(packet)
-    assert fields == (
-        conn,
-        codec.Action.ANNOUNCE,
-        tid,
-        IH,
-        PID,
-        down,
-        left,
-        up,
-        codec.EVENT_NUMBERS[event],
-        0,
-        key & 0xFFFFFFFF,
-        numwant,
-        port,
-    )
+        conn, tid, info_hash=IH, peer_id=PID, port=port, downloaded=down, left=left,
+        uploaded=up, event=event, key=key, numwant=numwant,
+    )  # fmt: skip
+
+    def at(start: int, end: int) -> int:
+        return int.from_bytes(packet[start:end], "big")
+
+    assert len(packet) == 98 and packet[16:36] == IH and packet[36:56] == PID
+    assert (at(0, 8), at(8, 12), at(12, 16)) == (conn, codec.Action.ANNOUNCE, tid)
+    assert (at(56, 64), at(64, 72), at(72, 80)) == (down, left, up)
+    assert (at(80, 84), at(84, 88), at(88, 92)) == (codec.EVENT_NUMBERS[event], 0, key % 2**32)
+    assert int.from_bytes(packet[92:96], "big", signed=True) == numwant and at(96, 98) == port
     assert codec.REQUEST_HEADER.unpack_from(packet) == (conn, 1, tid)
 
 
@@ -98,16 +72,11 @@ def test_unknown_event_is_a_regular_announce() -> None:
 
 
 @settings(max_examples=200, deadline=None)
-@given(
-    tid=u32,
-    interval=u32,
-    leechers=u32,
-    seeders=u32,
-    peers=st.lists(st.tuples(ipv4, ports), max_size=30),
-)
+@given(st.tuples(u32, u32, u32, u32), st.lists(st.tuples(ipv4, ports), max_size=30))
 def test_announce_reply_round_trip_ipv4(
-    tid: int, interval: int, leechers: int, seeders: int, peers: list[tuple[str, int]]
+    head: tuple[int, int, int, int], peers: list[tuple[str, int]]
 ) -> None:
+    tid, interval, leechers, seeders = head
     compact = b"".join(codec.pack_peer(ip, port) for ip, port in peers)
     reply = codec.announce_reply(tid, interval, leechers, seeders, compact)
     assert codec.reply_header(reply) == (codec.Action.ANNOUNCE, tid)
