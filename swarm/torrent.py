@@ -3,7 +3,7 @@
 The parts each do one job and know nothing above them: the :class:`~swarm.requests.
 RequestPolicy` (which block to ask whom), the :class:`~swarm.peer_directory.PeerDirectory`
 (who is connected, whom to dial, whom we banned), :class:`~swarm.initial_seeding.
-InitialSeeding`, the :class:`~swarm.choker.Choker`, the :class:`~swarm.announce.Announcer` and
+InitialSeeding`, the :class:`~swarm.choker.Choker`, the :class:`~swarm.announcer.Announcer` and
 :class:`~swarm.piece_io.PieceIO` (pieces to and from disk). Connections report here through
 the :class:`~swarm.peer.PeerHandler` protocol. Timers: a 1 s tick (rates, time-outs,
 keep-alives, dialling, resume data), choking every 10 s, and the announcer's own loop.
