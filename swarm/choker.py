@@ -68,23 +68,27 @@ class Choker:
         return unchoked_count < self.slots + 1
 
 
+class ChokeState(Protocol):
+    """The protocol state of a connection, as far as the choker reads it."""
+
+    peer_interested: bool
+    am_choking: bool
+    connected_at: float
+
+    @property
+    def peer_is_seed(self) -> bool: ...
+
+
 class ChokePeer(Protocol):
-    """A connection as the choker sees it: its figures and the two verbs."""
+    """A connection as the choker sees it: its state, its rates and the two verbs."""
 
     def __hash__(self) -> int: ...
-
     @property
-    def peer_interested(self) -> bool: ...
-    @property
-    def am_choking(self) -> bool: ...
-    @property
-    def is_seed(self) -> bool: ...
+    def state(self) -> ChokeState: ...
     @property
     def download_rate(self) -> float: ...
     @property
     def upload_rate(self) -> float: ...
-    @property
-    def connected_at(self) -> float: ...
     def choke(self) -> None: ...
     def unchoke(self) -> None: ...
 
@@ -95,11 +99,11 @@ def choke_round(choker: Choker, peers: Iterable[ChokePeer], am_seed: bool, now: 
     infos = [
         PeerInfo(
             key=p,
-            interested=p.peer_interested,
+            interested=p.state.peer_interested,
             download_rate=p.download_rate,
             upload_rate=p.upload_rate,
-            connected_for=now - p.connected_at,
-            is_seed=p.is_seed,
+            connected_for=now - p.state.connected_at,
+            is_seed=p.state.peer_is_seed,
         )
         for p in peers
     ]
@@ -113,7 +117,7 @@ def choke_round(choker: Choker, peers: Iterable[ChokePeer], am_seed: bool, now: 
 
 def unchoke_if_free(choker: Choker, peer: ChokePeer, peers: Iterable[ChokePeer]) -> None:
     """A peer became interested: unchoke it now if a slot is free (between rounds)."""
-    if peer.peer_interested and peer.am_choking:
-        unchoked = sum(1 for p in peers if not p.am_choking and p.peer_interested)
+    if peer.state.peer_interested and peer.state.am_choking:
+        unchoked = sum(1 for p in peers if not p.state.am_choking and p.state.peer_interested)
         if choker.has_free_slot(unchoked):
             peer.unchoke()

@@ -132,22 +132,6 @@ class PeerConnection(asyncio.Protocol):
         return self.up.rate
 
     @property
-    def peer_interested(self) -> bool:
-        return self.state.peer_interested
-
-    @property
-    def am_choking(self) -> bool:
-        return self.state.am_choking
-
-    @property
-    def is_seed(self) -> bool:
-        return self.state.peer_is_seed
-
-    @property
-    def connected_at(self) -> float:
-        return self.state.connected_at
-
-    @property
     def write_paused(self) -> bool:
         """The peer is not reading: our send buffer is past its high-water mark."""
         return not self._write_ok.is_set()

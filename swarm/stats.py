@@ -30,9 +30,14 @@ class RateMeter:
         self._bytes = 0
 
 
+class _State(Protocol):
+    @property
+    def peer_is_seed(self) -> bool: ...
+
+
 class _Peer(Protocol):
     @property
-    def is_seed(self) -> bool: ...
+    def state(self) -> _State: ...
 
 
 @dataclass(slots=True)
@@ -82,7 +87,7 @@ def snapshot(src: StatsSource) -> TorrentStats:
         download_rate=src.rates[0],
         upload_rate=src.rates[1],
         peers=len(peers),
-        seeds=sum(1 for p in peers if p.is_seed),
+        seeds=sum(1 for p in peers if p.state.peer_is_seed),
         hash_failures=src.hash_failures,
         banned=len(src.banned_ids),
         complete=picker.complete,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from swarm.choker import Choker, PeerInfo
+from swarm.choker import Choker, PeerInfo, choke_round, unchoke_if_free
 
 
 def peer(
@@ -73,3 +73,44 @@ def test_free_slot_between_rounds() -> None:
     c = Choker(slots=4)
     assert c.has_free_slot(4)
     assert not c.has_free_slot(5)
+
+
+class _State:
+    def __init__(self, interested: bool, seed: bool = False) -> None:
+        self.peer_interested = interested
+        self.am_choking = True
+        self.connected_at = 0.0
+        self.peer_is_seed = seed
+
+
+class _Conn:
+    """A connection as choke_round sees it, recording the verbs."""
+
+    def __init__(self, rate: float, interested: bool = True, seed: bool = False) -> None:
+        self.state = _State(interested, seed)
+        self.download_rate = rate
+        self.upload_rate = 0.0
+
+    def choke(self) -> None:
+        self.state.am_choking = True
+
+    def unchoke(self) -> None:
+        self.state.am_choking = False
+
+
+def test_choke_round_unchokes_the_best_uploaders_and_one_optimistic() -> None:
+    conns = [_Conn(rate=float(r)) for r in range(8)] + [_Conn(99.0, seed=True)]
+    choke_round(Choker(slots=4, rng=random.Random(3)), conns, am_seed=False, now=100.0)
+    unchoked = [c for c in conns if not c.state.am_choking]
+    assert len(unchoked) == 5
+    assert {c.download_rate for c in unchoked} >= {7.0, 6.0, 5.0, 4.0}
+    assert conns[-1].state.am_choking  # a seed wants nothing from us
+
+
+def test_unchoke_if_free_fills_a_free_slot_between_rounds() -> None:
+    choker = Choker(slots=1)
+    a, b, c = _Conn(1.0), _Conn(1.0), _Conn(1.0)
+    unchoke_if_free(choker, a, [a, b, c])
+    unchoke_if_free(choker, b, [a, b, c])  # slots + the optimistic one
+    unchoke_if_free(choker, c, [a, b, c])
+    assert [x.state.am_choking for x in (a, b, c)] == [False, False, True]

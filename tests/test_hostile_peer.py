@@ -531,7 +531,7 @@ def test_requests_while_choked_from_a_peer_that_never_reads_are_closed(files: Fi
             await hostile.handshake(files.torrent.info_hash)  # never interested: choked
             await poll(lambda: engine_peer(seeder), CLOSE_TIMEOUT, "the hostile peer's turn")
             conn = engine_peer(seeder)
-            assert conn is not None and conn.am_choking
+            assert conn is not None and conn.state.am_choking
             chunk = msg(wire.Request(0, 0, BLOCK)) * 30_000  # 510 KB, as many rejects back
             sent = 0
             buffered = 0
