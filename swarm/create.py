@@ -197,6 +197,16 @@ def _finish(
     return result
 
 
+def check_urls(trackers: list[list[str]] | None, webseeds: list[str] | None = None) -> None:
+    """:class:`UsageError` for the first tracker or web seed URL a torrent should not carry
+    (see :func:`swarm.metainfo.check_tracker_url`)."""
+    for tier in trackers or []:
+        for url in tier:
+            metainfo.check_tracker_url(url)
+    for url in webseeds or []:
+        metainfo.check_web_seed_url(url)
+
+
 def create_torrent(
     path: str | Path,
     *,
@@ -210,8 +220,10 @@ def create_torrent(
 ) -> bytes:
     """Build the bytes of a .torrent for the file or folder at *path*.
 
-    *trackers* is a list of tiers (BEP 12); *on_progress(done, total)* reports hashing.
+    *trackers* is a list of tiers (BEP 12); *on_progress(done, total)* reports hashing. A
+    tracker or web seed URL no client could use is :class:`UsageError`, before any hashing.
     """
+    check_urls(trackers, webseeds)
     root = Path(path)
     files = collect_files(root)
     total = sum(f.length for f in files)

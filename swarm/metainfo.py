@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from swarm import bencoding
-from swarm.errors import BencodeError, MetainfoError
+from swarm.errors import BencodeError, MetainfoError, UsageError
 from swarm.info_dict import (
     MAX_FILES,
     MAX_PIECE_LENGTH,
@@ -35,9 +35,12 @@ __all__ = [
     "FileEntry",
     "Torrent",
     "build_metainfo",
+    "check_tracker_url",
+    "check_web_seed_url",
     "load",
     "parse",
     "safe_path_components",
+    "tracker_url_problem",
 ]
 
 MAX_TORRENT_SIZE = 10 * 1024 * 1024
@@ -262,6 +265,64 @@ def _parse_url_list(value: Any) -> tuple[str, ...]:
     if isinstance(value, list):
         return tuple(v.decode("utf-8", "replace") for v in value if isinstance(v, bytes) and v)
     return ()
+
+
+# -- URLs a user gives -----------------------------------------------------------------------
+
+TRACKER_SCHEMES = ("http", "https", "udp")
+WEB_SEED_SCHEMES = ("http", "https")
+
+
+def tracker_url_problem(url: str) -> str | None:
+    """Why *url* cannot be a tracker's announce URL, or None when it can: ``http://``,
+    ``https://`` or ``udp://`` with a host, and for udp a port (BEP 15 has no default port)."""
+    return _url_problem(url, TRACKER_SCHEMES, port_needed=("udp",))
+
+
+def check_tracker_url(url: str) -> str:
+    """*url* if it can be a tracker's announce URL, else :class:`UsageError` (one line)."""
+    problem = tracker_url_problem(url)
+    if problem:
+        raise UsageError(f"bad tracker URL {url!r}: {problem}")
+    return url
+
+
+def check_web_seed_url(url: str) -> str:
+    """*url* if it can be a web seed (BEP 19: ``http://`` or ``https://`` with a host), else
+    :class:`UsageError` (one line)."""
+    problem = _url_problem(url, WEB_SEED_SCHEMES, port_needed=())
+    if problem:
+        raise UsageError(f"bad web seed URL {url!r}: {problem}")
+    return url
+
+
+def _url_problem(url: str, schemes: tuple[str, ...], port_needed: tuple[str, ...]) -> str | None:
+    wanted = ", ".join(s + "://" for s in schemes[:-1]) + f" or {schemes[-1]}://"
+    if not url:
+        return "it is empty"
+    if any(c.isspace() or not c.isprintable() for c in url):
+        return "it holds a space or a control character"
+    scheme, sep, _ = url.partition("://")
+    if not sep or not scheme:
+        return f"not a URL (it must start with {wanted})"
+    if scheme.lower() not in schemes:
+        return f"{scheme}:// is not supported (only {wanted})"
+    bad_port = "the port is not a number from 1 to 65535"
+    try:
+        parts = urllib.parse.urlsplit(url)
+    except ValueError:  # an unclosed [IPv6] address
+        return "bad host"
+    try:
+        port = parts.port
+    except ValueError:
+        return bad_port
+    if not parts.hostname:
+        return "no host"
+    if port == 0:
+        return bad_port
+    if port is None and scheme.lower() in port_needed:
+        return f"a {scheme}:// URL needs a port ({scheme}://HOST:PORT)"
+    return None
 
 
 # -- building ------------------------------------------------------------------------------

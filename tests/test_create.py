@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -259,3 +261,47 @@ def test_any_file_layout_hashes_like_the_concatenation(
     data = b"".join(f.disk_path.read_bytes() for f in files)
     got = hash_pieces(files, 16 * 1024, threads=threads)
     assert got == sha1_pieces(data, 16 * 1024)
+
+
+# -- tracker and web seed URLs (issue 13, item 5) -----------------------------------------
+
+
+def test_bad_urls_are_refused_before_any_hashing(
+    make_file: Callable[..., Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    src = make_file("a.bin", 1000)
+
+    def no_hashing(*args: object, **kwargs: object) -> list[bytes]:
+        raise AssertionError("hashed before the URLs were checked")
+
+    monkeypatch.setattr(create, "hash_pieces", no_hashing)
+    with pytest.raises(UsageError, match="ftp:// is not supported"):
+        create_torrent(src, trackers=[["http://ok/announce"], ["ftp://x/announce"]])
+    with pytest.raises(UsageError, match="bad web seed URL 'notaurl'"):
+        create_torrent(src, trackers=[["http://ok/announce"]], webseeds=["notaurl"])
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["-t", "notaurl"], ["'notaurl'", "http://, https:// or udp://"]),
+        (["-t", "ftp://x/announce"], ["ftp:// is not supported"]),
+        (["-t", "http://ok/announce,udp://no-port"], ["'udp://no-port'", "needs a port"]),
+        (["--webseed", "ftp://x/file"], ["bad web seed URL"]),
+    ],
+)
+def test_create_refuses_a_bad_url_as_a_process(
+    make_file: Callable[..., Path], tmp_path: Path, args: list[str], words: list[str]
+) -> None:
+    src = make_file("a.bin", 1000)
+    out = tmp_path / "a.torrent"
+    r = subprocess.run(
+        [sys.executable, "-m", "swarm", "create", str(src), "-o", str(out), *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert r.returncode == 2, r.stderr
+    assert r.stderr.startswith("error: bad ") and len(r.stderr.splitlines()) == 1, r.stderr
+    assert "Traceback" not in r.stderr and all(w in r.stderr for w in words), r.stderr
+    assert r.stdout == "" and not out.exists()

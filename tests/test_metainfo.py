@@ -672,3 +672,74 @@ def test_parse_rate(text: str | int | None, rate: int | None) -> None:
 def test_parse_rate_refuses_garbage(text: str) -> None:
     with pytest.raises(UsageError):
         parse_rate(text)
+
+
+# -- tracker and web seed URLs a user gives (issue 13, item 5) -----------------------------
+
+GOOD_TRACKERS = [
+    "http://127.0.0.1:6969/announce",
+    "HTTP://tracker.example/announce",
+    "https://tracker.example/announce?passkey=abc",
+    "udp://tracker.example:6969",
+    "udp://[::1]:6969/announce",
+    "http://[::1]:6969/announce",
+]
+BAD_TRACKERS = [
+    ("notaurl", "not a URL"),
+    ("ftp://x/announce", "ftp:// is not supported"),
+    ("magnet:?xt=urn:btih:00", "not a URL"),
+    ("ws://tracker.example/announce", "ws:// is not supported"),
+    ("://tracker.example/announce", "not a URL"),
+    ("http://", "no host"),
+    ("http://:6969/announce", "no host"),
+    ("udp://tracker.example", "needs a port"),
+    ("udp://tracker.example/announce", "needs a port"),
+    ("udp://tracker.example:0", "the port"),
+    ("http://tracker.example:99999/announce", "the port"),
+    ("udp://tracker.example:x", "the port"),
+    ("http://[::1/announce", "bad host"),
+    ("http://tracker example/announce", "space"),
+    ("http://tracker.example/a\nnnounce", "control character"),
+    ("", "empty"),
+]
+
+
+@pytest.mark.parametrize("url", GOOD_TRACKERS)
+def test_a_usable_tracker_url_passes(url: str) -> None:
+    assert metainfo.tracker_url_problem(url) is None
+    assert metainfo.check_tracker_url(url) == url
+
+
+@pytest.mark.parametrize(("url", "problem"), BAD_TRACKERS)
+def test_an_unusable_tracker_url_is_a_one_line_usage_error(url: str, problem: str) -> None:
+    assert problem in (metainfo.tracker_url_problem(url) or "")
+    with pytest.raises(UsageError) as err:
+        metainfo.check_tracker_url(url)
+    message = str(err.value)
+    assert problem in message and repr(url) in message and "\n" not in message
+
+
+@pytest.mark.parametrize(
+    ("url", "problem"),
+    [("http://seed.example/files/", None), ("udp://seed.example:1/", "udp:// is not supported")],
+)
+def test_web_seed_urls_are_http_or_https(url: str, problem: str | None) -> None:
+    if problem is None:
+        assert metainfo.check_web_seed_url(url) == url
+    else:
+        with pytest.raises(UsageError, match=problem):
+            metainfo.check_web_seed_url(url)
+
+
+def test_a_torrent_that_already_carries_a_bad_tracker_url_still_loads() -> None:
+    # Only what a user gives now is checked; a .torrent from elsewhere loads as it is
+    # (the engine skips the URLs it cannot use).
+    raw = metainfo.build_metainfo(
+        name="a.bin",
+        piece_length=PL,
+        piece_hashes=[b"\x11" * 20],
+        length=100,
+        trackers=[["notaurl"], ["ftp://x/announce", "http://t/announce"]],
+    )
+    t = metainfo.parse(raw)
+    assert t.trackers == ["notaurl", "ftp://x/announce", "http://t/announce"]

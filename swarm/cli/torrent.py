@@ -56,15 +56,17 @@ def create_command(
 ) -> None:
     """Make a .torrent for the file or folder PATH."""
     from swarm import metainfo
-    from swarm.create import create_torrent
+    from swarm.create import check_urls, create_torrent
 
+    tiers = tracker_tiers(trackers)
+    check_urls(tiers, list(webseeds))  # before the output file and the hashing
     out = output or Path(Path(path).resolve().name + ".torrent")
     if out.exists() and not force:
         raise click.UsageError(f"{out} exists already (use --force to overwrite)")
     with Display("hashing", transfer=True, enabled=_is_big(path)) as progress:
         data = create_torrent(
             path,
-            trackers=tracker_tiers(trackers),
+            trackers=tiers,
             piece_length=piece_length,
             webseeds=list(webseeds),
             private=private,
