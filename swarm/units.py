@@ -1,4 +1,5 @@
-"""Sizes and rates as people write them: ``16K``, ``4M``, ``1.5GiB``, ``10MiB/s``.
+"""Sizes and rates as people write them: ``16K``, ``4M``, ``1.5GiB``, ``10MiB/s``; counts of
+things (``1 downloader``, ``2 downloaders``).
 
 K, M, G and T are binary (1024-based) with or without ``i`` and ``B``, as in Transmission,
 aria2 and mktorrent. A plain number is bytes.
@@ -59,3 +60,8 @@ def format_size(n: float) -> str:
 def format_rate(bytes_per_second: float) -> str:
     """Render a rate for people: ``12.3 MiB/s``."""
     return format_size(bytes_per_second) + "/s"
+
+
+def counted(n: int, noun: str, plural: str | None = None) -> str:
+    """*n* and *noun*, in the plural unless *n* is 1: ``1 copy``, ``2 copies``."""
+    return f"{n} {noun if n == 1 else plural or noun + 's'}"

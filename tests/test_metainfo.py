@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from swarm import bencoding, metainfo
 from swarm.create import create_torrent
 from swarm.errors import MetainfoError, SwarmError, UsageError
-from swarm.units import parse_rate, parse_size
+from swarm.units import counted, parse_rate, parse_size
 
 PL = 16384  # the piece length of hand-built torrents
 
@@ -743,3 +743,17 @@ def test_a_torrent_that_already_carries_a_bad_tracker_url_still_loads() -> None:
     )
     t = metainfo.parse(raw)
     assert t.trackers == ["notaurl", "ftp://x/announce", "http://t/announce"]
+
+
+@pytest.mark.parametrize(
+    ("n", "words", "text"),
+    [
+        (1, ("downloader",), "1 downloader"),
+        (2, ("downloader",), "2 downloaders"),
+        (0, ("byte",), "0 bytes"),
+        (1, ("copy", "copies"), "1 copy"),
+        (8, ("copy", "copies"), "8 copies"),
+    ],
+)
+def test_counted_uses_the_singular_for_one(n: int, words: tuple[str, ...], text: str) -> None:
+    assert counted(n, *words) == text

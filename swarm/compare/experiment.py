@@ -26,6 +26,7 @@ from swarm.compare.results import ModeResult, Run, bounds
 from swarm.create import create_torrent
 from swarm.errors import CompareError, UsageError
 from swarm.status import Event
+from swarm.units import counted
 
 START_TIMEOUT = 30.0  # seconds a child may take to listen, or to be ready
 
@@ -90,13 +91,16 @@ async def run_experiment(exp: Experiment) -> list[Run]:
         )
         children.append(seed)
         await seed.wait_for(Event.LISTENING, START_TIMEOUT)
-        exp.say(f"tracker, central server and seed are up; file {exp.path.name}, {size} bytes")
+        what = f"{exp.path.name}, {counted(size, 'byte')}"
+        exp.say(f"tracker, central server and seed are up; file {what}")
         runs = []
         for n in exp.peer_counts:
             d_cs, d_p2p = bounds(size, n, exp.server_rate, exp.peer_rate, exp.d_min)
-            exp.say(f"N={n}: {n} downloaders from the central server (bound {d_cs:.1f} s)")
+            exp.say(
+                f"N={n}: {counted(n, 'downloader')} from the central server (bound {d_cs:.1f} s)"
+            )
             c = await _phase(exp, work / f"central-{n}", n, original, ["fetch", file_url], children)
-            exp.say(f"N={n}: {n} downloaders in the swarm (bound {d_p2p:.1f} s)")
+            exp.say(f"N={n}: {counted(n, 'downloader')} in the swarm (bound {d_p2p:.1f} s)")
             swarm_fetch = ["fetch", str(torrent_file), "--host", "127.0.0.1"]
             swarm_fetch += ["--max-upload-rate", str(exp.peer_rate), "--seed"]
             s = await _phase(exp, work / f"swarm-{n}", n, original, swarm_fetch, children)
@@ -142,7 +146,10 @@ async def _phase(
                 raise CompareError(f"downloader {i}'s copy does not match the original")
 
         await asyncio.gather(*(one(i, child) for i, child in enumerate(mine)))
-        exp.say(f"  all {n} copies verified; slowest {max(times):.2f} s")
+        if n == 1:
+            exp.say(f"  the copy verified in {times[0]:.2f} s")
+        else:
+            exp.say(f"  all {n} copies verified; slowest {max(times):.2f} s")
         return ModeResult(times)
     finally:
         await asyncio.gather(*(child.stop() for child in mine), return_exceptions=True)
