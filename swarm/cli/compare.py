@@ -22,11 +22,13 @@ DEFAULT_PEERS = "8"
 
 
 def _peer_counts(text: str) -> list[int]:
+    """``--peers``: one N or a comma-separated list, every item a whole number (an empty item,
+    as in ``1,,2`` or ``1,2,``, is a mistake, not something to skip)."""
     try:
-        counts = [int(x) for x in text.split(",") if x.strip()]
+        counts = [int(x) for x in text.split(",")]
     except ValueError:
         raise UsageError(f"--peers takes a number or a list like 1,2,4,8, not {text!r}") from None
-    if not counts or any(n < 1 or n > 64 for n in counts):
+    if any(n < 1 or n > 64 for n in counts):
         raise UsageError("--peers: each N must be between 1 and 64")
     return counts
 
@@ -51,7 +53,11 @@ def _peer_counts(text: str) -> list[int]:
     help="u: upload cap of each swarm downloader (default: the same as u_s).",
 )
 @click.option(
-    "--download-rate", default=None, help="d: download cap of every downloader (default: none)."
+    "--download-rate",
+    default=None,
+    metavar="RATE",
+    help="d: download cap of every downloader; 0 or none (the default) means no cap, and the "
+    "output says 'no download cap'.",
 )
 @click.option(
     "--size", default=None, help="Use a synthetic file of this size (e.g. 16M) instead of PATH."
@@ -59,7 +65,12 @@ def _peer_counts(text: str) -> list[int]:
 @click.option(
     "--timeout", type=float, default=600.0, show_default=True, help="Seconds a phase may take."
 )
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of the table.")
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Print one JSON object instead of the table (rates in bytes/s; null: no cap).",
+)
 @click.option(
     "--plot", "plot_path", type=click.Path(path_type=Path), help="Draw time against N to this PNG."
 )
@@ -83,7 +94,7 @@ def compare_command(
         raise UsageError("--upload-rate must be a finite rate: the comparison needs a cap")
     u = parse_rate(peer_upload_rate) if peer_upload_rate else u_s
     if u is None:
-        raise UsageError("--peer-upload-rate must be a finite rate")
+        raise UsageError("--peer-upload-rate must be a finite rate: 0 or none would mean no cap")
     d = parse_rate(download_rate) if download_rate else None
     nbytes = parse_size(size) if size else None
     if plot_path and not plot_path.parent.is_dir():
@@ -115,7 +126,7 @@ def compare_command(
             file_size = file.stat().st_size
             if as_json:
                 obj = {
-                    "file": file.name if path or not nbytes else None,
+                    "file": file.name,  # the synthetic file's own name with --size
                     "file_size": file_size,
                     "upload_rate": u_s,
                     "peer_upload_rate": u,
@@ -124,7 +135,7 @@ def compare_command(
                 }
                 click.echo(json.dumps(obj))
             else:
-                _table(runs, file.name, file_size, u_s, u)
+                _table(runs, file.name, file_size, u_s, u, d)
             if plot_path:
                 try:
                     plot(runs, plot_path, file_size, u_s)
@@ -137,7 +148,7 @@ def compare_command(
         raise SystemExit(run_until_signal(main))
 
 
-def _table(runs: list[Run], name: str, file_size: int, u_s: int, u: int) -> None:
+def _table(runs: list[Run], name: str, file_size: int, u_s: int, u: int, d_min: int | None) -> None:
     from rich.console import Console
     from rich.table import Table
 
@@ -173,3 +184,11 @@ def _table(runs: list[Run], name: str, file_size: int, u_s: int, u: int) -> None
         "bounds (Kurose & Ross): D_cs = max(N*F/u_s, F/d_min); "
         "D_p2p = max(F/u_s, F/d_min, N*F/(u_s + N*u)); speedup = central total / swarm total"
     )
+    click.echo(_download_cap(d_min))
+
+
+def _download_cap(d: int | None) -> str:
+    """What ``--download-rate`` came to, in words (0 and none mean no cap)."""
+    if d is None:
+        return "d_min: no download cap (--download-rate not given, 0 or none), so F/d_min = 0"
+    return f"d_min: each downloader downloads at most {format_rate(d)} (--download-rate)"

@@ -37,6 +37,24 @@ def test_bounds_formula() -> None:
     assert d_cs == pytest.approx(40.0) and d_p2p == pytest.approx(40 / 1.4)
 
 
+@pytest.mark.parametrize(
+    ("d_min", "line"),
+    [
+        (None, "d_min: no download cap"),
+        (2 * 2**20, "d_min: each downloader downloads at most 2.0 MiB/s"),
+    ],
+)
+def test_the_table_says_what_download_cap_it_ran_with(
+    d_min: int | None, line: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from swarm.cli.compare import _table
+    from swarm.compare import ModeResult, Run
+
+    run = Run(2, ModeResult([1.0, 2.0]), ModeResult([0.5, 0.6]), 2.0, 0.5)
+    _table([run], "a.bin", 2**20, 2**20, 2**20, d_min)
+    assert line in capsys.readouterr().out
+
+
 def test_compare_json_table_and_chart(tmp_path: Path) -> None:
     chart = tmp_path / "chart.png"
     cmd = [
@@ -59,6 +77,8 @@ def test_compare_json_table_and_chart(tmp_path: Path) -> None:
     assert proc.returncode == 0, err
     obj = json.loads(out)
     assert obj["file_size"] == 512 * 1024 and obj["upload_rate"] == 2 * 2**20
+    assert obj["file"] == "synthetic-524288.bin"  # --size names its file (it was null)
+    assert obj["download_rate"] is None
     assert [r["peers"] for r in obj["runs"]] == [1, 2]
     for r in obj["runs"]:
         assert len(r["central"]["times"]) == r["peers"] == len(r["swarm"]["times"])
@@ -77,11 +97,13 @@ def test_compare_table(tmp_path: Path) -> None:
             "swarm",
             "compare",
             "--peers",
-            "2",
+            "1,2",
             "--size",
             "256K",
             "--upload-rate",
             "4M",
+            "--download-rate",
+            "0",
         ],
         capture_output=True,
         text=True,
@@ -90,6 +112,14 @@ def test_compare_table(tmp_path: Path) -> None:
     assert out.returncode == 0, out.stderr
     assert "central" in out.stdout and "swarm" in out.stdout and "speedup" in out.stdout
     assert "D_p2p" in out.stdout
+    # --download-rate 0 means no cap, and the output says so
+    assert "d_min: no download cap" in out.stdout
+    # one downloader is one, not "1 downloaders", and its copy is not "all 1 copies"
+    assert "N=1: 1 downloader from the central server" in out.stderr
+    assert "N=1: 1 downloader in the swarm" in out.stderr
+    assert "the copy verified in" in out.stderr and "all 1 copies" not in out.stderr
+    assert "N=2: 2 downloaders in the swarm" in out.stderr and "all 2 copies" in out.stderr
+    assert "262144 bytes" in out.stderr
 
 
 def test_compare_rejects_bad_arguments() -> None:
@@ -102,6 +132,30 @@ def test_compare_rejects_bad_arguments() -> None:
         )
         assert r.returncode == 2, args
         assert r.stderr.startswith("error: ") and "Traceback" not in r.stderr
+
+
+@pytest.mark.parametrize("peers", ["1,,2", "1,2,", ",2", ""])
+def test_compare_refuses_an_empty_item_in_peers(peers: str) -> None:
+    r = subprocess.run(
+        [sys.executable, "-m", "swarm", "compare", "--size", "64K", "--peers", peers],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert r.returncode == 2, r.stderr
+    assert r.stderr.startswith("error: --peers") and len(r.stderr.splitlines()) == 1, r.stderr
+    assert repr(peers) in r.stderr
+
+
+def test_compare_help_says_what_download_rate_0_means() -> None:
+    r = subprocess.run(
+        [sys.executable, "-m", "swarm", "compare", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert r.returncode == 0
+    assert "0 or none (the default) means no cap" in " ".join(r.stdout.split())
 
 
 def test_compare_plot_into_a_missing_folder_is_bad_input_before_anything_runs(
