@@ -190,7 +190,7 @@ class Child:
             self.problem(f"printed {run.tracebacks} traceback(s)", run)
         if run.signalled is None:
             self.problem(f"exited on its own with {rc}", run)
-        elif rc not in (0, -run.signalled) and not run.killed_after_grace:
+        elif rc not in (0, 128 + run.signalled, -run.signalled) and not run.killed_after_grace:
             self.problem(f"exited with {rc} after {signal.Signals(run.signalled).name}", run)
         self.run = None
         return run
@@ -294,12 +294,12 @@ class Soak:
         self.seed = self.child(
             "seed",
             ["seed", str(self.data), "--torrent", str(self.torrent), "--host", "127.0.0.1",
-             *rate, "-v"],
+             "--port", "0", *rate, "-v"],
         )  # fmt: skip
         self.liar = self.child(
             "liar",
             ["seed", str(self.work / "liar" / self.name), "--torrent", str(self.torrent),
-             "--host", "127.0.0.1", "--no-verify", *rate, "-v"],
+             "--host", "127.0.0.1", "--port", "0", "--no-verify", *rate, "-v"],
         )  # fmt: skip
         for c in (self.seed, self.liar):
             run = c.start()
@@ -308,8 +308,8 @@ class Soak:
             folder = self.work / "leechers" / f"{i:02d}"
             c = self.child(
                 f"leecher{i:02d}",
-                ["fetch", str(self.torrent), "-o", str(folder), "--host", "127.0.0.1", *rate,
-                 "-v"],
+                ["fetch", str(self.torrent), "-o", str(folder), "--host", "127.0.0.1",
+                 "--port", "0", *rate, "-v"],
             )  # fmt: skip
             self.slots.append(Slot(i, c, folder))
         for s in self.slots:

@@ -51,6 +51,8 @@ def swarm_pair(data: Path, torrent: Path, out: Path) -> dict[str, float]:
             str(torrent),
             "--host",
             "127.0.0.1",
+            "--port",
+            "0",
             "--no-verify",
         ],
         stdout=subprocess.PIPE,
@@ -76,6 +78,8 @@ def swarm_pair(data: Path, torrent: Path, out: Path) -> dict[str, float]:
             "--no-seed",
             "--host",
             "127.0.0.1",
+            "--port",
+            "0",
             "--peer",
             f"127.0.0.1:{port}",
         ]

@@ -85,6 +85,8 @@ async def run_experiment(exp: Experiment) -> list[Run]:
             str(torrent_file),
             "--host",
             "127.0.0.1",
+            "--port",
+            "0",
             "--max-upload-rate",
             rate,
             "--no-verify",
@@ -101,7 +103,7 @@ async def run_experiment(exp: Experiment) -> list[Run]:
             )
             c = await _phase(exp, work / f"central-{n}", n, original, ["fetch", file_url], children)
             exp.say(f"N={n}: {counted(n, 'downloader')} in the swarm (bound {d_p2p:.1f} s)")
-            swarm_fetch = ["fetch", str(torrent_file), "--host", "127.0.0.1"]
+            swarm_fetch = ["fetch", str(torrent_file), "--host", "127.0.0.1", "--port", "0"]
             swarm_fetch += ["--max-upload-rate", str(exp.peer_rate), "--seed"]
             s = await _phase(exp, work / f"swarm-{n}", n, original, swarm_fetch, children)
             runs.append(Run(n, c, s, d_cs, d_p2p))
