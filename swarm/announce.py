@@ -20,7 +20,7 @@ import aiohttp
 import yarl
 
 from swarm import bencoding
-from swarm.errors import BencodeError, TrackerError, UDPTransactionMismatch
+from swarm.errors import BencodeError, TrackerError, TrackerURLError, UDPTransactionMismatch
 from tracker import codec
 from tracker.errors import PacketError
 
@@ -217,7 +217,7 @@ async def udp_announce(url: str, req: AnnounceRequest, timeout: float = 15.0) ->
     """One BEP 15 announce: connect, then announce, each retried on a short time-out."""
     parsed = urllib.parse.urlsplit(url)
     if not parsed.hostname or not parsed.port:
-        raise TrackerError(f"bad UDP tracker URL: {url}")
+        raise TrackerURLError(f"bad UDP tracker URL: {url}")
     loop = asyncio.get_running_loop()
     try:
         transport, proto = await loop.create_datagram_endpoint(
@@ -295,9 +295,12 @@ async def announce_once(
     session: aiohttp.ClientSession, url: str, req: AnnounceRequest, tracker_id: bytes | None = None
 ) -> AnnounceResponse:
     """Announce to one tracker URL (http, https or udp)."""
-    scheme = urllib.parse.urlsplit(url).scheme.lower()
+    parts = urllib.parse.urlsplit(url)
+    scheme = parts.scheme.lower()
+    if scheme in ("http", "https", "udp") and not parts.hostname:
+        raise TrackerURLError(f"no host in tracker URL: {url}")
     if scheme in ("http", "https"):
         return await http_announce(session, url, req, tracker_id)
     if scheme == "udp":
         return await udp_announce(url, req)
-    raise TrackerError(f"unsupported tracker URL scheme: {url}")
+    raise TrackerURLError(f"unsupported tracker URL scheme: {url}")

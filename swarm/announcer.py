@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable, Sequence
 import aiohttp
 
 from swarm.announce import AnnounceRequest, AnnounceResponse, Peer, announce_once
-from swarm.errors import SwarmError, TrackerError
+from swarm.errors import SwarmError, TrackerError, TrackerURLError
 
 __all__ = ["Announcer", "AnnounceOnce", "TierList", "backoff", "next_wait"]
 
@@ -114,6 +114,13 @@ class Announcer:
         """Announces in a row that found no tracker."""
         self.next_announce: float | None = None
         """When (on *clock*) the loop next announces, unless :meth:`completed` comes first."""
+        self.unusable: set[str] = set()
+        """URLs no announce can use (a bad scheme or address): said once, then skipped."""
+
+    @property
+    def usable(self) -> bool:
+        """Whether any tracker URL may yet answer (False with no tracker at all)."""
+        return any(url not in self.unusable for _, _, url in self.tiers.urls())
 
     async def run(self) -> None:
         """Announce until cancelled. One aiohttp session serves every HTTP tracker."""
@@ -125,6 +132,8 @@ class Announcer:
                 try:
                     resp = await self._announce_tiers(http, event)
                 except TrackerError as exc:
+                    if not self.usable:
+                        return  # each unusable URL was named once; nothing left to try
                     self.fails += 1
                     wait = backoff(self.fails)
                     log.warning("tracker: %s (retrying in %.0f s)", exc, wait)
@@ -168,15 +177,22 @@ class Announcer:
         req = self._request(event)
         errors = []
         for ti, ui, url in self.tiers.urls():
+            if url in self.unusable:
+                continue
             try:
                 resp = await self._announce_once(http, url, req)
+            except TrackerURLError as exc:
+                log.warning("tracker: %s (not tried again)", exc)
+                self.unusable.add(url)
+                errors.append(str(exc))
+                continue
             except TrackerError as exc:
                 errors.append(str(exc))
                 continue
             self.tiers.promote(ti, ui)
             self.last_url = url
             return resp
-        raise TrackerError("; ".join(errors) or "no tracker")
+        raise TrackerError("; ".join(errors) or "no usable tracker")
 
     async def _wait(self, seconds: float) -> None:
         """Sleep *seconds*, or less if :meth:`completed` is called meanwhile."""

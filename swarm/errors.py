@@ -39,6 +39,10 @@ class TrackerError(SwarmError):
     exit_code = 1
 
 
+class TrackerURLError(TrackerError):
+    """A tracker URL that no announce can use (an unknown scheme, no host, no UDP port)."""
+
+
 class UDPTransactionMismatch(TrackerError):
     """A UDP tracker datagram for another transaction (BEP 15): skipped, not a failure."""
 
@@ -53,6 +57,12 @@ class StorageError(SwarmError):
     """Data on disk is missing, does not match the torrent, or cannot be written."""
 
     exit_code = 1
+
+
+class ExistingDataError(StorageError):
+    """Files at the torrent's names hold other data, and the user asked not to overwrite it."""
+
+    exit_code = 2
 
 
 class SessionError(SwarmError):

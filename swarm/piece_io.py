@@ -13,10 +13,11 @@ import hashlib
 from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
-from swarm.errors import StorageError, SwarmError
+from swarm.errors import ExistingDataError, StorageError, SwarmError
 from swarm.metainfo import Torrent
 from swarm.storage import Storage
 
@@ -25,6 +26,20 @@ CACHE_BYTES = 32 << 20  # pieces kept in memory for uploading
 DISK_THREADS = 2
 
 R = TypeVar("R")
+
+
+@dataclass(frozen=True, slots=True)
+class Existing:
+    """Files found at the torrent's real names when a download opened, and how they checked."""
+
+    paths: list[Path]
+    differ: int  # pieces of those files that did not match the torrent
+    total: int  # pieces of those files
+    complete_size: bool  # every file there at its full size: a finished download, damaged
+
+    def describe(self) -> str:
+        more = f" (and {len(self.paths) - 1} more files)" if len(self.paths) > 1 else ""
+        return f"{self.paths[0]}{more} exists and {self.differ} of {self.total} pieces differ"
 
 
 class PieceIO:
@@ -38,6 +53,7 @@ class PieceIO:
         self._contributors: dict[int, set[bytes]] = {}
         self._cache: OrderedDict[int, asyncio.Future[bytes]] = OrderedDict()
         self._cache_bytes = 0
+        self.existing: Existing | None = None
         self._resume_dirty = False
         self._resume_at = 0.0
 
@@ -47,11 +63,18 @@ class PieceIO:
     # -- opening and closing -----------------------------------------------------------------
 
     async def open(
-        self, *, seed: bool, verify: bool, on_check: Callable[[int, int], None] | None
+        self,
+        *,
+        seed: bool,
+        verify: bool,
+        overwrite: bool = True,
+        on_check: Callable[[int, int], None] | None = None,
     ) -> list[bool]:
         """Open the data and say which pieces are present. *seed*: the files must be complete
-        at their real names (verified unless *verify* is False). Otherwise prepare a download,
-        resuming what is there (from resume data, else by checking every piece)."""
+        at their real names (verified unless *verify* is False). Otherwise prepare a download:
+        files at the real names are checked as they stand (:attr:`existing`; with *overwrite*
+        False, ExistingDataError if they hold other data), our own .part files resume from
+        resume data or a check, and files with bad pieces are reopened for writing."""
         st = self.storage
         n = self.torrent.num_pieces
         if seed:
@@ -65,14 +88,37 @@ class PieceIO:
                         "torrent: refusing to seed data that is not the torrent's"
                     )
             return [True] * n
-        existed = any(p.exists() or p.with_name(p.name + ".part").exists() for p in st.final_paths)
-        await self._run(st.open_for_download)
+        finals = {i for i, p in enumerate(st.final_paths) if p.is_file()}
+        parts = {i for i in range(len(st.final_paths)) if st.part_path(i).is_file()}
         found: list[bool] | None = None
-        if existed:
-            found = await self._run(st.load_resume)
+        if finals:
+            # Files at the real names are not ours to trust (a finished download since
+            # damaged, or a user's own file): check them as they stand before anything moves.
+            found = await self._run(st.inspect, on_check)
+            self.existing = self._existing(found, finals, overwrite)
+        await self._run(st.open_for_download)
+        if finals & parts or (parts and not finals):
+            # Our own .part files: resume data if it still matches, else a check.
+            found = None if finals else await self._run(st.load_resume)
             if found is None:
                 found = await self._run(st.check_all, on_check)
-        return found or [False] * n
+        found = found or [False] * n
+        if not all(found):
+            await self._run(st.reopen_for_repair)
+        return found
+
+    def _existing(self, found: list[bool], finals: set[int], overwrite: bool) -> Existing:
+        st = self.storage
+        touched = st.pieces_of_files(finals)
+        differ = sum(1 for i in touched if not found[i])
+        paths = [st.final_paths[i] for i in sorted(finals)]
+        complete_size = len(finals) == len(st.final_paths) and all(
+            p.stat().st_size == f.length for p, f in zip(paths, self.torrent.files, strict=True)
+        )
+        existing = Existing(paths, differ, len(touched), complete_size)
+        if differ and not overwrite:
+            raise ExistingDataError(f"{existing.describe()}: not overwriting it (--no-overwrite)")
+        return existing
 
     async def finalize(self) -> None:
         """Every piece is verified: the files take their real names; resume data goes."""
@@ -86,6 +132,11 @@ class PieceIO:
             self._resume_dirty = False
             self._resume_at = now + RESUME_SAVE_SECONDS
             await self._run(self.storage.save_resume, list(have))
+
+    def abandon(self) -> None:
+        """Opening failed: let go of the threads and files without waiting."""
+        self._pool.shutdown(wait=False)
+        self.storage.close()
 
     async def close(self, have: list[bool], complete: bool) -> None:
         """Let the writes already handed to the pool finish, save resume data, close files."""

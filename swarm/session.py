@@ -52,9 +52,11 @@ class Session:
         peer_id: bytes | None = None,
         rng: random.Random | None = None,
         handshake_timeout: float = HANDSHAKE_TIMEOUT,
+        port_attempts: int = 1,
     ) -> None:
         self.host = host
         self._requested_port = port
+        self._port_attempts = port_attempts
         self.port = 0
         self.peer_id = peer_id or make_peer_id()
         self.key = secrets.randbits(32)
@@ -75,18 +77,28 @@ class Session:
         await self.close()
 
     async def start(self) -> None:
-        """Open the listening socket (port 0: any free port)."""
+        """Open the listening socket: the port asked for, or the next free one of
+        *port_attempts* ports from it (port 0: any free port)."""
         loop = asyncio.get_running_loop()
-        try:
-            self._server = await loop.create_server(
-                self._incoming, self.host, self._requested_port, reuse_address=True, backlog=128
+        first = self._requested_port
+        attempts = 1 if first == 0 else max(1, min(self._port_attempts, 65536 - first))
+        for port in range(first, first + attempts):
+            try:
+                self._server = await loop.create_server(
+                    self._incoming, self.host, port, reuse_address=True, backlog=128
+                )
+                break
+            except OSError as exc:
+                if exc.errno != errno.EADDRINUSE:
+                    raise SessionError(
+                        f"cannot listen on {self.host}:{port}: {exc.strerror}"
+                    ) from None
+        else:
+            ports = (
+                f"ports {first}-{first + attempts - 1} are" if attempts > 1 else f"port {first} is"
             )
-        except OSError as exc:
-            if exc.errno == errno.EADDRINUSE:
-                raise SessionError(f"port {self._requested_port} is already in use") from None
-            raise SessionError(
-                f"cannot listen on {self.host}:{self._requested_port}: {exc.strerror}"
-            ) from None
+            raise SessionError(f"{ports} already in use")
+        assert self._server is not None
         self.port = self._server.sockets[0].getsockname()[1]
         log.info("listening for peers on %s:%d", self.host, self.port)
 
@@ -133,15 +145,22 @@ class Session:
         *,
         seed: bool = False,
         verify: bool = True,
+        overwrite: bool = True,
         on_check: Any = None,
         **options: Any,
     ) -> TorrentController:
         """Add a torrent: *seed* the complete data found under *root* (checked against the
-        torrent unless *verify* is False), or download into *root*, resuming what is there."""
+        torrent unless *verify* is False), or download into *root*, resuming what is there.
+        Files already at the torrent's names are checked first and their good pieces kept;
+        with *overwrite* False, files that hold other data raise ExistingDataError."""
         if torrent.info_hash in self.torrents:
             raise SwarmError(f"{torrent.name} is in this session already")
         controller = TorrentController(self, torrent, Path(root), rng=self.rng, **options)
-        await controller.open(seed=seed, verify=verify, on_check=on_check)
+        try:
+            await controller.open(seed=seed, verify=verify, overwrite=overwrite, on_check=on_check)
+        except BaseException:
+            controller.io.abandon()
+            raise
         self.torrents[torrent.info_hash] = controller
         controller.start()
         return controller

@@ -48,8 +48,9 @@ class TorrentStats:
     num_pieces: int
     have_bytes: int
     total_bytes: int
-    downloaded: int
+    downloaded: int  # every payload byte received
     uploaded: int
+    wasted: int  # received but not in the file: duplicates, pieces that failed their hash
     download_rate: float
     upload_rate: float
     peers: int
@@ -65,6 +66,7 @@ class StatsSource(Protocol):
     picker: PiecePicker
     downloaded: int
     uploaded: int
+    wasted: int
     hash_failures: int
     rates: tuple[float, float]  # bytes/s down and up
     banned_ids: set[bytes]
@@ -84,6 +86,7 @@ def snapshot(src: StatsSource) -> TorrentStats:
         total_bytes=picker.total_length,
         downloaded=src.downloaded,
         uploaded=src.uploaded,
+        wasted=src.wasted,
         download_rate=src.rates[0],
         upload_rate=src.rates[1],
         peers=len(peers),

@@ -55,6 +55,7 @@ class Storage:
         self.complete_on_disk = False  # files carry their real names
         self.writable = False
         self._piece_spans: dict[int, list[Span]] = {}
+        self._inspecting: list[Path] | None = None  # the paths read by inspect()
 
     # -- layout --------------------------------------------------------------------------
 
@@ -77,8 +78,50 @@ class Storage:
         return out
 
     def path_for(self, index: int) -> Path:
+        if self._inspecting is not None:
+            return self._inspecting[index]
         p = self.final_paths[index]
         return p if self.complete_on_disk else p.with_name(p.name + PART)
+
+    def part_path(self, index: int) -> Path:
+        p = self.final_paths[index]
+        return p.with_name(p.name + PART)
+
+    # -- what is there before we touch anything --------------------------------------------
+
+    def inspect(self, on_progress: Callable[[int, int], None] | None = None) -> list[bool]:
+        """Check every piece against the files as they stand (each at its real name if it is
+        there, else its .part), read-only, before anything is renamed, created or cut."""
+        self.close()
+        self._inspecting = [
+            p if p.is_file() or not self.part_path(i).is_file() else self.part_path(i)
+            for i, p in enumerate(self.final_paths)
+        ]
+        self.writable, self.complete_on_disk = False, False
+        try:
+            return self.check_all(on_progress)
+        finally:
+            self.close()
+            self._inspecting = None
+
+    def pieces_of_files(self, files: set[int]) -> list[int]:
+        """The pieces that hold bytes of any of the files numbered in *files*."""
+        t = self.torrent
+        return [i for i in range(t.num_pieces) if any(s.file_index in files for s in self.spans(i))]
+
+    def reopen_for_repair(self) -> None:
+        """Files complete in size but with bad pieces go back to their .part names, writable,
+        so the bad pieces can be fetched again (a repair, or a file that was not ours)."""
+        if not self.complete_on_disk:
+            return
+        self.close()
+        try:
+            for i, p in enumerate(self.final_paths):
+                p.replace(self.part_path(i))
+        except OSError as exc:
+            raise StorageError(f"cannot rename {exc.filename}: {_strerror(exc)}") from None
+        self.complete_on_disk = False
+        self.writable = True
 
     # -- opening -------------------------------------------------------------------------
 

@@ -23,13 +23,13 @@ from swarm import wire
 from swarm.announce import AnnounceRequest
 from swarm.announcer import Announcer
 from swarm.choker import ROUND_SECONDS, Choker, choke_round, unchoke_if_free
-from swarm.errors import SwarmError
+from swarm.errors import SwarmError, TrackerError
 from swarm.metainfo import Torrent
 from swarm.peer import PeerConnection
 from swarm.peer_directory import MAX_PEERS_PER_TORRENT, Address, PeerDirectory
 from swarm.peer_state import Torrent as TorrentView
 from swarm.picker import PiecePicker
-from swarm.piece_io import PieceIO
+from swarm.piece_io import Existing, PieceIO
 from swarm.requests import RequestPolicy
 from swarm.stats import TorrentStats, snapshot
 from swarm.tasks import TaskOwner
@@ -39,6 +39,7 @@ __all__ = ["TorrentController", "TorrentHost", "TorrentStats"]
 log = logging.getLogger(__name__)
 
 SNUB_SECONDS = 60.0
+NO_SOURCE_SECONDS = 30.0
 
 
 class TorrentHost(Protocol):
@@ -91,19 +92,26 @@ class TorrentController:
         self.complete = asyncio.Event()
         self.failed: SwarmError | None = None
         self.stopped = asyncio.Event()
-        self.downloaded = self.uploaded = self.hash_failures = 0
+        self.downloaded = self.uploaded = self.wasted = self.hash_failures = self.started_with = 0
+        self.existing: Existing | None = None  # files found at the real names (see PieceIO)
+        self.no_source_seconds = NO_SOURCE_SECONDS
+        self._alone_since: float | None = None
         self.rates = (0.0, 0.0)  # bytes/s down and up, over the last second
         self.banned_ids = self.directory.banned_ids
         self.tasks = TaskOwner(self._fail)
 
     # -- life cycle ----------------------------------------------------------------------
 
-    async def open(self, *, seed: bool, verify: bool = True, on_check: Any = None) -> None:
+    async def open(
+        self, *, seed: bool, verify: bool = True, overwrite: bool = True, on_check: Any = None
+    ) -> None:
         """Open the data: see :meth:`~swarm.piece_io.PieceIO.open`."""
-        have = await self.io.open(seed=seed, verify=verify, on_check=on_check)
+        have = await self.io.open(seed=seed, verify=verify, overwrite=overwrite, on_check=on_check)
+        self.existing = self.io.existing
         for i, h in enumerate(have):
             if h:
                 self.picker.set_have(i)
+        self.started_with = self.picker.num_have
         if self.picker.complete:
             await self._finish()
         log.info(
@@ -160,6 +168,8 @@ class TorrentController:
             if self.picker.piece_full(index):
                 self.picker.start_verify(index)
                 self.tasks.spawn(self._verify_and_write(index))
+        else:
+            self.wasted += len(block)  # a second copy (end-game) or a piece already done
         self.requests.fill(conn)
 
     def on_blocks_sent(self, blocks: list[tuple[int, int, int]], size: int) -> None:
@@ -180,6 +190,7 @@ class TorrentController:
                 await self._finish()
             return
         self.hash_failures += 1
+        self.wasted += self.torrent.piece_size(index)
         self.picker.piece_failed(index)
         log.info("piece %d failed its hash check", index)
         for p in self.directory.blame(contributors):
@@ -213,6 +224,7 @@ class TorrentController:
                     self.requests.fill(p)
             self.rates = (down, up)
             self._connect_more()
+            self._check_sources(now)
             if not self.picker.complete:
                 await self.io.save_resume(self.picker.have, now)
 
@@ -220,6 +232,21 @@ class TorrentController:
         while True:
             choke_round(self.choker, self.peers, self.picker.complete, time.monotonic())
             await asyncio.sleep(ROUND_SECONDS)
+
+    def _check_sources(self, now: float) -> None:
+        """A download with no peer, no address to dial and no usable tracker has nowhere to
+        get data from: after *no_source_seconds* of that, it fails rather than wait forever."""
+        if (
+            self.picker.complete
+            or self.peers
+            or self.directory.candidates
+            or (self.torrent.announce_tiers and self.announcer.usable)
+        ):
+            self._alone_since = None
+        elif self._alone_since is None:
+            self._alone_since = now
+        elif now - self._alone_since >= self.no_source_seconds:
+            self._fail(TrackerError("no usable tracker and no peer to download from"))
 
     # -- peers to dial ---------------------------------------------------------------------
 

@@ -16,7 +16,7 @@ import pytest
 from swarm import announcer as announcer_module
 from swarm.announce import AnnounceRequest, AnnounceResponse, Peer
 from swarm.announcer import Announcer, TierList, backoff, next_wait
-from swarm.errors import TrackerError
+from swarm.errors import TrackerError, TrackerURLError
 
 IH = bytes(range(20))
 PID = b"-SW0001-" + b"p" * 12
@@ -376,8 +376,24 @@ async def test_stopped_is_bounded_in_time_and_its_failure_is_quiet() -> None:
 
 
 @scenario
-async def test_no_trackers_is_a_failure_with_a_message() -> None:
+async def test_no_trackers_ends_the_loop_at_once() -> None:
     rig = Rig([], {})
-    async with rig.running():
-        assert await rig.slept() == 5
+    assert not rig.announcer.usable
+    async with asyncio.timeout(STEP):
+        await rig.announcer.run()  # nothing to try: it returns rather than backing off
     assert rig.trackers.calls == []
+
+
+@scenario
+async def test_an_unusable_url_is_named_once_and_skipped_then_the_loop_ends() -> None:
+    bad, good = "ftp://x/announce", "http://t/announce"
+    rig = Rig([[bad], [good]], {bad: [TrackerURLError("unsupported")], good: [ok()]})
+    async with rig.running():
+        assert await rig.call(2) == (good, "started")
+        await rig.slept()
+        assert await rig.call(3) == (good, "")
+    assert rig.trackers.urls().count(bad) == 1 and rig.announcer.usable
+    rig2 = Rig([[bad]], {bad: [TrackerURLError("unsupported")]})
+    async with asyncio.timeout(STEP):
+        await rig2.announcer.run()  # its only URL is unusable: the loop ends
+    assert rig2.trackers.urls() == [bad] and not rig2.announcer.usable

@@ -118,10 +118,14 @@ def test_corrupt_peer_is_banned_and_the_download_completes(tmp_path: Path) -> No
             t.add_peers([("127.0.0.1", liar.port)])
             await poll(lambda: t.banned_ids, 20, "the liar to be banned")
             assert t.hash_failures >= 1
+            # Every byte of a piece that failed its hash check was wasted.
+            assert t.stats().wasted >= t.hash_failures * 32 * 1024
             assert liar.peer_id in t.banned_ids
             t.add_peers([("127.0.0.1", honest.port)])
             await wait_all([t.complete], 30)
             assert all(p.peer_id != liar.peer_id for p in t.peers)
+            st = t.stats()
+            assert st.downloaded - st.wasted == torrent.length  # the file's bytes, apart
 
     asyncio.run(main())
     assert sha256(tmp_path / "out" / src.name) == sha256(src)
