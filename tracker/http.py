@@ -19,6 +19,7 @@ import html
 import json
 import logging
 import time
+from collections.abc import Mapping
 from typing import cast
 
 import httptools
@@ -62,12 +63,18 @@ class HTTPTracker:
     """
 
     def __init__(
-        self, state: TrackerState, interval: int, min_interval: int, allow_ip_param: bool = False
+        self,
+        state: TrackerState,
+        interval: int,
+        min_interval: int,
+        allow_ip_param: bool = False,
+        names: Mapping[bytes, str] | None = None,
     ) -> None:
         self.state = state
         self.interval = interval
         self.min_interval = min_interval
         self.allow_ip_param = allow_ip_param
+        self.names: Mapping[bytes, str] = names or {}  # info-hash -> the torrent's name
         self.connections: set[HTTPTrackerProtocol] = set()
 
     def respond(self, target: bytes, remote: str) -> tuple[int, bytes, bytes]:
@@ -116,22 +123,33 @@ class HTTPTracker:
         return protocol.scrape_response(self.state.scrape(hashes))
 
     def page(self) -> str:
-        """A small HTML overview: totals, then each torrent's swarm (the first 500)."""
+        """A small HTML overview: totals, then each torrent's swarm (the first 500), named
+        where the tracker was told the torrent's name (``names``)."""
         st = self.state.stats()
         rows = [
-            f"<tr><td><code>{info_hash.hex()}</code></td><td>{swarm.seeders}</td>"
+            f'<tr><td class="name">{html.escape(self.names.get(info_hash, ""))}</td>'
+            f"<td><code>{info_hash.hex()}</code></td><td>{swarm.seeders}</td>"
             f"<td>{swarm.leechers}</td><td>{swarm.completed}</td></tr>"
             for info_hash, swarm in list(self.state.swarms.items())[:500]
         ]
-        body = "\n".join(rows) or '<tr><td colspan="4">no torrents yet</td></tr>'
+        body = "\n".join(rows) or '<tr><td colspan="5">no torrents yet</td></tr>'
+        totals = ", ".join(
+            _counted(int(st[key]), noun)
+            for key, noun in (
+                ("torrents", "torrent"),
+                ("seeders", "seeder"),
+                ("leechers", "leecher"),
+                ("completed", "completed download"),
+            )
+        )
         return f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>swarm tracker</title>
 <style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse}}
-td,th{{border:1px solid #ccc;padding:.3em .8em;text-align:right}}</style></head>
+td,th{{border:1px solid #ccc;padding:.3em .8em;text-align:right}}
+td.name{{text-align:left}}</style></head>
 <body><h1>swarm tracker</h1>
-<p>{st["torrents"]} torrents, {st["seeders"]} seeders, {st["leechers"]} leechers,
-{st["completed"]} completed downloads, {st["announces_per_second"]} announces/s.</p>
-<table><tr><th>info-hash</th><th>seeders</th><th>leechers</th><th>completed</th></tr>
+<p>{totals}, {st["announces_per_second"]} announces/s.</p>
+<table><tr><th>name</th><th>info-hash</th><th>seeders</th><th>leechers</th><th>completed</th></tr>
 {body}
 </table><p>{html.escape("announce: /announce  scrape: /scrape  stats: /stats")}</p></body></html>
 """
@@ -140,6 +158,10 @@ td,th{{border:1px solid #ccc;padding:.3em .8em;text-align:right}}</style></head>
         """Close keep-alive connections that have been idle longer than :data:`IDLE_TIMEOUT`."""
         for conn in [c for c in self.connections if now - c.last_active > IDLE_TIMEOUT]:
             conn.close()
+
+
+def _counted(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 class HTTPTrackerProtocol(asyncio.Protocol):

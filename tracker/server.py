@@ -13,7 +13,7 @@ import asyncio
 import errno
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from tracker.errors import StartError
 from tracker.http import IDLE_TIMEOUT, HTTPTracker, HTTPTrackerProtocol
@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 @dataclass(slots=True)
 class TrackerConfig:
     """How a :class:`Tracker` listens and answers. *allow*: the 20-byte info-hashes it tracks
-    (None: any torrent)."""
+    (None: any torrent). *names*: a torrent's name by its info-hash, for the HTML page."""
 
     host: str = "127.0.0.1"
     port: int = 6969
@@ -40,6 +40,7 @@ class TrackerConfig:
     max_peers: int = 10_000
     allow: set[bytes] | None = None
     allow_ip_param: bool = False
+    names: dict[bytes, str] = field(default_factory=dict)
 
 
 class Tracker:
@@ -54,7 +55,7 @@ class Tracker:
             clock=time.monotonic,
         )
         self.http = HTTPTracker(
-            self.state, config.interval, config.min_interval, config.allow_ip_param
+            self.state, config.interval, config.min_interval, config.allow_ip_param, config.names
         )
         self._server: asyncio.base_events.Server | None = None
         self._sweeper: asyncio.TimerHandle | None = None

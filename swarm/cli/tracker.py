@@ -22,13 +22,21 @@ if TYPE_CHECKING:
 def load_allow_list(path: Path) -> set[bytes]:
     """The info-hashes of a folder of .torrent files, or of a text file of 40-hex info-hashes
     one per line (blank lines and ``#`` comments skipped)."""
+    return load_allow(path)[0]
+
+
+def load_allow(path: Path) -> tuple[set[bytes], dict[bytes, str]]:
+    """:func:`load_allow_list`'s info-hashes, and the name of each torrent the list names
+    (a folder of .torrent files names them all; a file of info-hashes none)."""
     from swarm import metainfo
 
-    allow: set[bytes] = set()
     if path.is_dir():
+        names = {}
         for p in sorted(path.glob("*.torrent")):
-            allow.add(metainfo.load(p).info_hash)
-        return allow
+            t = metainfo.load(p)
+            names[t.info_hash] = t.name
+        return set(names), names
+    allow: set[bytes] = set()
     try:
         lines = path.read_text().splitlines()
     except OSError as exc:
@@ -44,7 +52,7 @@ def load_allow_list(path: Path) -> set[bytes]:
         if len(value) != 20:
             raise UsageError(f"{path}:{n}: not a 40-hex info-hash")
         allow.add(value)
-    return allow
+    return allow, {}
 
 
 async def start_tracker(tracker: Tracker) -> None:
@@ -88,7 +96,8 @@ async def start_tracker(tracker: Tracker) -> None:
 @click.option(
     "--allow",
     type=click.Path(path_type=Path, exists=True),
-    help="Allow only these torrents: a folder of .torrent files or a file of hex info-hashes.",
+    help="Allow only these torrents: a folder of .torrent files (the page at / shows their "
+    "names) or a file of hex info-hashes.",
 )
 @click.option("--max-torrents", type=click.IntRange(1), default=100_000, show_default=True)
 @click.option(
@@ -121,6 +130,7 @@ def tracker_command(
 
     if no_udp and udp_port is not None:
         raise UsageError("--udp-port and --no-udp cannot be used together")
+    allowed, names = load_allow(allow) if allow else (None, {})
     config = TrackerConfig(
         host=host,
         port=port,
@@ -130,8 +140,9 @@ def tracker_command(
         min_interval=min(min_interval, interval),
         max_torrents=max_torrents,
         max_peers=max_peers,
-        allow=load_allow_list(allow) if allow else None,
+        allow=allowed,
         allow_ip_param=allow_ip_param,
+        names=names,  # shown on the tracker's page
     )
 
     async def main(stop: asyncio.Event) -> int:
