@@ -77,7 +77,16 @@ def assert_one_line_error(stderr: str | list[str], *words: str) -> str:
 
 def start_seed(procs: Callable[..., Proc], src: Path, torrent: Path, rate: str) -> Proc:
     seed = procs(
-        "seed", src, "--torrent", torrent, "--host", "127.0.0.1", "--max-upload-rate", rate
+        "seed",
+        src,
+        "--torrent",
+        torrent,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "0",
+        "--max-upload-rate",
+        rate,
     )
     seed.wait_line(lambda s: s.startswith("seeding on port"))
     return seed
@@ -121,6 +130,8 @@ def test_tracker_killed_and_restarted_mid_download(
             tmp_path / f"l{i}",
             "--host",
             "127.0.0.1",
+            "--port",
+            "0",
             "--max-upload-rate",
             "256K",
         )
@@ -196,7 +207,18 @@ def test_full_disk_is_a_one_line_runtime_error(
     src, torrent = make(tmp_path, tracker, 3 * 1024 * 1024)
     start_seed(procs, src, torrent, "0")
     with tmpfs(tmp_path / "small", "size=1M") as out:
-        r = run("fetch", torrent, "-o", out, "--no-seed", "--host", "127.0.0.1", timeout=60)
+        r = run(
+            "fetch",
+            torrent,
+            "-o",
+            out,
+            "--no-seed",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+            timeout=60,
+        )
         assert r.returncode == 1, r.stderr
         assert_one_line_error(r.stderr, "no space left", f"{src.name}.part")
         assert_nothing_presented_as_complete(out, src.name)
@@ -227,6 +249,8 @@ def test_file_size_limit_is_a_one_line_runtime_error(
         "--no-seed",
         "--host",
         "127.0.0.1",
+        "--port",
+        "0",
         timeout=60,
         preexec_fn=_limit_file_size,
     )
@@ -245,7 +269,18 @@ def test_read_only_output_folder_is_a_one_line_runtime_error(
     # that cannot be written is a failure at run time: exit 1.
     src, torrent = make(tmp_path, tracker, 256 * 1024)
     with tmpfs(tmp_path / "ro", "ro,size=1M") as out:
-        r = run("fetch", torrent, "-o", out, "--no-seed", "--host", "127.0.0.1", timeout=60)
+        r = run(
+            "fetch",
+            torrent,
+            "-o",
+            out,
+            "--no-seed",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+            timeout=60,
+        )
         assert r.returncode == 1, r.stderr
         assert_one_line_error(r.stderr, "read-only")
         assert list(out.iterdir()) == []
@@ -258,7 +293,7 @@ def test_fetch_into_a_regular_file_is_bad_input(tmp_path: Path, tracker: str) ->
     src, torrent = make(tmp_path, tracker, 64 * 1024)
     target = tmp_path / "not-a-folder"
     target.write_bytes(b"keep me")
-    r = run("fetch", torrent, "-o", target, "--no-seed", "--host", "127.0.0.1")
+    r = run("fetch", torrent, "-o", target, "--no-seed", "--host", "127.0.0.1", "--port", "0")
     assert r.returncode == 2, r.stderr
     assert_one_line_error(r.stderr, "not a folder")
     assert target.read_bytes() == b"keep me"
@@ -271,7 +306,7 @@ def test_seed_a_folder_that_does_not_hold_the_file_is_bad_input(
     folder = tmp_path / "elsewhere"
     folder.mkdir()
     (folder / "other.bin").write_bytes(b"x")
-    r = run("seed", folder, "--torrent", torrent, "--host", "127.0.0.1")
+    r = run("seed", folder, "--torrent", torrent, "--host", "127.0.0.1", "--port", "0")
     assert r.returncode == 2, r.stderr
     assert_one_line_error(r.stderr, "movie.bin")
 
@@ -281,7 +316,7 @@ def test_seed_a_folder_where_the_torrent_has_a_single_file(tmp_path: Path, track
     folder = tmp_path / "other" / src.name  # a folder named like the torrent's single file
     folder.mkdir(parents=True)
     (folder / "inside.bin").write_bytes(src.read_bytes())
-    r = run("seed", folder, "--torrent", torrent, "--host", "127.0.0.1")
+    r = run("seed", folder, "--torrent", torrent, "--host", "127.0.0.1", "--port", "0")
     # The data the user pointed at is not the torrent's: like data that does not match, exit 1.
     assert r.returncode == 1, r.stderr
     assert_one_line_error(r.stderr, "not a regular file")
@@ -313,7 +348,7 @@ def test_kill_9_at_a_point_then_fetch_again_resumes(
     start_seed(procs, src, torrent, "1M")
     out = tmp_path / "out"
     part = out / (src.name + ".part")
-    args = ("fetch", torrent, "-o", out, "--no-seed", "--host", "127.0.0.1")
+    args = ("fetch", torrent, "-o", out, "--no-seed", "--host", "127.0.0.1", "--port", "0")
     first = procs(*args)
     want = max(1, int(fraction * n))
     if fraction == 0:

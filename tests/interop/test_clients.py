@@ -43,7 +43,7 @@ def make_torrent(src: Path, urls: list[str], out: Path) -> Path:
 
 
 def swarm_seed(procs: Callable[..., Proc], src: Path, torrent: Path) -> Proc:
-    seed = procs("seed", src, "--torrent", torrent, "--host", "127.0.0.1")
+    seed = procs("seed", src, "--torrent", torrent, "--host", "127.0.0.1", "--port", "0")
     seed.wait_line(lambda s: s.startswith("seeding on port"))
     return seed
 
@@ -93,7 +93,7 @@ def test_swarm_fetch_from_libtorrent_seed(
     seed = procs(*libtorrent, "seed", torrent, payload.parent, raw=True)
     seed.wait_line(lambda s: s.startswith("seeding"), timeout=60)
     out = tmp_path / "out"
-    fetch = procs("fetch", torrent, "-o", out, "--no-seed", "--host", "127.0.0.1")
+    fetch = procs("fetch", torrent, "-o", out, "--no-seed", "--host", "127.0.0.1", "--port", "0")
     assert fetch.wait_exit(timeout=120) == 0
     assert digest(out / payload.name) == digest(payload)
 
@@ -153,7 +153,8 @@ def test_mixed_swarm(
     swarm_seed(procs, payload, torrent)
     want = digest(payload)
     ours = [
-        procs("fetch", torrent, "-o", tmp_path / f"sw{i}", "--host", "127.0.0.1") for i in range(2)
+        procs("fetch", torrent, "-o", tmp_path / f"sw{i}", "--host", "127.0.0.1", "--port", "0")
+        for i in range(2)
     ]
     lts = []
     for i in range(2):
