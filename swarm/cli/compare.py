@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -63,7 +64,11 @@ def _peer_counts(text: str) -> list[int]:
     "--size", default=None, help="Use a synthetic file of this size (e.g. 16M) instead of PATH."
 )
 @click.option(
-    "--timeout", type=float, default=600.0, show_default=True, help="Seconds a phase may take."
+    "--timeout",
+    type=click.FloatRange(0, min_open=True),
+    default=600.0,
+    show_default=True,
+    help="Seconds a phase may take.",
 )
 @click.option(
     "--json",
@@ -89,6 +94,8 @@ def compare_command(
     from swarm.compare import Experiment, plot, prepare_path, run_experiment
 
     counts = _peer_counts(peers)
+    if not math.isfinite(timeout):
+        raise UsageError(f"--timeout must be a number of seconds, not {timeout}")
     u_s = parse_rate(upload_rate)
     if u_s is None:
         raise UsageError("--upload-rate must be a finite rate: the comparison needs a cap")
@@ -97,6 +104,8 @@ def compare_command(
         raise UsageError("--peer-upload-rate must be a finite rate: 0 or none would mean no cap")
     d = parse_rate(download_rate) if download_rate else None
     nbytes = parse_size(size) if size else None
+    if path is not None and size is not None:
+        raise UsageError("give PATH or --size, not both")
     if plot_path and not plot_path.parent.is_dir():
         raise UsageError(f"--plot {plot_path}: no such folder {plot_path.parent}")
     quiet = SETTINGS.quiet or as_json

@@ -147,6 +147,29 @@ def test_compare_refuses_an_empty_item_in_peers(peers: str) -> None:
     assert repr(peers) in r.stderr
 
 
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["--timeout", "0"], ["--timeout"]),
+        (["--timeout", "-1"], ["--timeout"]),
+        (["--timeout", "nan"], ["--timeout"]),
+        (["any-file.wav"], ["PATH or --size"]),
+    ],
+)
+def test_compare_refuses_before_anything_runs(args: list[str], words: list[str]) -> None:
+    # a timeout of 0, below 0 or nan ran everything, then failed as "unexpected failure:
+    # TimeoutError" (exit 1); PATH beside --size was silently ignored
+    r = subprocess.run(
+        [sys.executable, "-m", "swarm", "compare", "--size", "64K", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert r.returncode == 2, r.stderr
+    assert r.stderr.startswith("error: ") and len(r.stderr.splitlines()) == 1, r.stderr
+    assert all(w in r.stderr for w in words), r.stderr
+
+
 def test_compare_help_says_what_download_rate_0_means() -> None:
     r = subprocess.run(
         [sys.executable, "-m", "swarm", "compare", "--help"],
