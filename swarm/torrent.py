@@ -188,6 +188,9 @@ class TorrentController:
             self.requests.lose_interest()
             if self.picker.complete:
                 await self._finish()
+            else:
+                # The piece left the write queue: requests held back by its bound may go.
+                self.requests.refill_all()
             return
         self.hash_failures += 1
         self.wasted += self.torrent.piece_size(index)
