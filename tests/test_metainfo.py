@@ -757,3 +757,27 @@ def test_a_torrent_that_already_carries_a_bad_tracker_url_still_loads() -> None:
 )
 def test_counted_uses_the_singular_for_one(n: int, words: tuple[str, ...], text: str) -> None:
     assert counted(n, *words) == text
+
+
+def test_info_names_a_tracker_url_no_client_can_use(tmp_path: Path) -> None:
+    raw = metainfo.build_metainfo(
+        name="a.bin",
+        piece_length=PL,
+        piece_hashes=[b"\x11" * 20],
+        length=100,
+        trackers=[["ftp://x/announce", "http://t/announce"]],
+    )
+    path = tmp_path / "a.torrent"
+    path.write_bytes(raw)
+    r = subprocess.run(
+        [sys.executable, "-m", "swarm", "info", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert r.returncode == 0, r.stderr
+    assert "tracker 0     ftp://x/announce http://t/announce" in r.stdout
+    unusable = [line for line in r.stdout.splitlines() if line.startswith("unusable:")]
+    assert unusable == [
+        "unusable:     ftp://x/announce: ftp:// is not supported (only http://, https:// or udp://)"
+    ]

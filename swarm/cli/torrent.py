@@ -108,6 +108,10 @@ def info_command(torrent: Path, as_json: bool) -> None:
     click.echo(f"private:      {'yes' if t.private else 'no'}")
     for i, tier in enumerate(t.announce_tiers):
         click.echo(f"tracker {i:<5d} {' '.join(tier)}")
+    for url in t.trackers:
+        problem = metainfo.tracker_url_problem(url)
+        if problem:  # a client skips it: say so here, where the user looks
+            click.echo(f"unusable:     {url}: {problem}")
     for url in t.url_list:
         click.echo(f"web seed:     {url}")
     if t.comment:
