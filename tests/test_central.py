@@ -22,7 +22,15 @@ from hypothesis import strategies as st
 
 from swarm import metainfo
 from swarm.central.client import http_download, name_from_url
-from swarm.central.protocol import make_etag, parse_range, plan_response, split_request_path
+from swarm.central.protocol import (
+    Answer,
+    content_range,
+    make_etag,
+    parse_range,
+    plan_response,
+    read_answer,
+    split_request_path,
+)
 from swarm.central.server import CentralServer
 from swarm.errors import CentralError, NotFoundError, StorageError, SwarmError, UsageError
 
@@ -129,6 +137,73 @@ def test_client_refuses_names_that_are_not_plain(url: str) -> None:
     with pytest.raises(UsageError):
         name_from_url(url)
     assert name_from_url("http://h/dir/my%20file.bin?q=1") == "my file.bin"
+
+
+# -- pure: how the download client reads an answer --------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("status", "headers", "have", "want"),
+    [
+        (200, {"Content-Length": "1000"}, 0, Answer("write", 0, 1000, 1000)),
+        (200, {}, 0, Answer("write", 0, None, None)),  # the body ends with the connection
+        (200, {"Content-Length": "1000"}, 400, Answer("write", 0, 1000, 1000)),  # file changed
+        (206, {"Content-Range": "bytes 400-999/1000"}, 400, Answer("write", 400, 1000, 600)),
+        (206, {"Content-Range": "bytes 400-499/1000"}, 400, Answer("write", 400, 1000, 100)),
+        (206, {"Content-Range": "bytes 0-999/1000"}, 400, Answer("write", 0, 1000, 1000)),
+        (416, {"Content-Range": "bytes */1000"}, 1000, Answer("whole", 1000, 1000)),
+    ],
+)
+def test_read_answer_usable(status: int, headers: dict[str, str], have: int, want: Answer) -> None:
+    assert read_answer("u", status, "", headers, have) == want
+
+
+@pytest.mark.parametrize(
+    ("status", "headers"),
+    [
+        (206, {}),
+        (206, {"Content-Range": "bytes 500-999/1000"}),  # a gap after the .part
+        (206, {"Content-Range": "bytes 0-99/1000"}),  # ends before the bytes asked for
+        (206, {"Content-Range": "bytes 400-5000/1000"}),  # past the file's end
+        (206, {"Content-Range": "bytes 400-999/*"}),  # no length to resume against
+        (206, {"Content-Range": "bytes 400-999/1000", "Content-Length": "10"}),
+        (206, {"Content-Range": "bytes 999-400/1000"}),
+        (416, {"Content-Range": "bytes */5000"}),  # longer than the .part: it changed
+        (416, {}),
+    ],
+)
+def test_read_answer_restarts_on_a_range_it_cannot_splice_in(
+    status: int, headers: dict[str, str]
+) -> None:
+    answer = read_answer("u", status, "", headers, 400)
+    assert answer.action == "restart" and answer.why
+
+
+@pytest.mark.parametrize(
+    ("status", "headers", "have", "error", "words"),
+    [
+        (404, {}, 0, NotFoundError, "u: not found on the server (HTTP 404)"),
+        (410, {}, 400, NotFoundError, "(HTTP 410)"),
+        (500, {}, 0, CentralError, "u: the server answered HTTP 500 Oops"),
+        (206, {"Content-Range": "bytes 0-9/10"}, 0, CentralError, "206 Oops to a request for"),
+        (416, {"Content-Range": "bytes */10"}, 0, CentralError, "HTTP 416"),
+        (302, {}, 0, CentralError, "HTTP 302"),  # a redirect with no Location
+        (200, {"Content-Encoding": "gzip"}, 0, CentralError, "(Content-Encoding: gzip)"),
+    ],
+)
+def test_read_answer_errors(
+    status: int, headers: dict[str, str], have: int, error: type[SwarmError], words: str
+) -> None:
+    with pytest.raises(error) as info:
+        read_answer("u", status, "Oops", headers, have)
+    assert words in str(info.value) and type(info.value) is error
+
+
+@given(st.text(max_size=40))
+def test_content_range_is_ordered_or_none(header: str) -> None:
+    span = content_range(header)
+    if span is not None and span[0] is not None and span[1] is not None:
+        assert span[0] <= span[1]
 
 
 # -- the server on a socket -----------------------------------------------------------------
@@ -475,7 +550,7 @@ def test_corrupt_server_file_fails_verification(served: Path, tmp_path: Path) ->
                 await http_download(s.url + "data.bin", out, torrent=torrent)
 
     run(main)
-    assert list(out.iterdir()) == []  # neither a complete-looking file nor one to resume
+    assert not out.exists()  # neither a complete-looking file nor one to resume (nor a folder)
 
 
 def test_download_errors_are_one_line_swarm_errors(served: Path, tmp_path: Path) -> None:

@@ -6,6 +6,13 @@ run is resumed with ``Range: bytes=N-``; the server's ETag, kept beside it in
 ``NAME.part.etag``, goes out as ``If-Range`` so that a file changed on the server is fetched
 again from the start (a 200 answer) instead of being spliced onto stale bytes.
 
+Nothing is made on disk, not even the output folder, until the server has answered with a
+body to write (:func:`~swarm.central.protocol.read_answer` reads the answer from its status
+and headers; :class:`~swarm.central.partfile.PartFile` is the disk side). The length is
+checked against the torrent from that first answer, and a failed run leaves nothing behind
+but a ``.part`` with bytes to resume. Redirects are followed here, not by aiohttp, so that
+each way they go wrong (a loop, a ``Location`` that is not http) is one plain sentence.
+
 The body's writes run on one worker thread per download, in order, a few megabytes ahead of
 the network at most, so the event loop never waits for the disk and the disk never waits for
 the loop. (aiofiles' file objects, with one write in flight on a shared file position, took
@@ -17,26 +24,32 @@ the loop. (aiofiles' file objects, with one write in flight on a shared file pos
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
-import re
 import time
-import urllib.parse
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-import aiofiles
-import aiofiles.os
 import aiohttp
+import yarl
+from aiohttp import hdrs
 
-from swarm.create import SourceFile, hash_pieces
-from swarm.errors import CentralError, NotFoundError, StorageError, UsageError
+from swarm.central.partfile import (
+    PartFile,
+    name_from_url,
+    output_paths,
+    pwrite_all,
+    verify_against,
+)
+from swarm.central.protocol import Answer, read_answer
+from swarm.errors import CentralError, StorageError, SwarmError, UsageError
 from swarm.metainfo import Torrent
 from swarm.ratelimit import RateLimiter
 
-__all__ = ["DownloadResult", "http_download", "name_from_url", "verify_against"]
+__all__ = ["DownloadResult", "http_download", "name_from_url", "output_paths", "verify_against"]
 
 log = logging.getLogger(__name__)
 
@@ -44,8 +57,11 @@ WRITE_SIZE = 1 << 20  # bytes gathered per disk write
 WRITES_AHEAD = 4  # writes queued on the worker thread before the network waits for the disk
 READ_BUFFER = 4 << 20  # aiohttp's per-response buffer; its 64 KiB default stalls the socket
 PROGRESS_INTERVAL = 0.1  # seconds between on_progress calls
-_CONTENT_RANGE_RE = re.compile(r"^bytes (?:(\d+)-(\d+)|\*)/(\d+)$")
-_ETAG_RE = re.compile(r'^"[\x21\x23-\x7e]{0,200}"$')  # a strong entity tag, and a sane one
+MAX_REDIRECTS = 10
+CONNECT_TIMEOUT, READ_TIMEOUT = 15, 60  # seconds
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
+# What OpenSSL says when the other end answers a TLS hello in plain HTTP ("HTTP/1.1 400").
+_PLAIN_HTTP_TLS_REASONS = {"WRONG_VERSION_NUMBER", "RECORD_LAYER_FAILURE", "PACKET_LENGTH_TOO_LONG"}
 
 
 @dataclass(slots=True, frozen=True)
@@ -59,37 +75,6 @@ class DownloadResult:
     resumed_from: int
 
 
-def name_from_url(url: str) -> str:
-    """The file name an http(s) URL's path ends with, percent-decoded; a
-    :class:`UsageError` unless it is a plain name (no separator, NUL, ``.`` or ``..``)."""
-    parts = urllib.parse.urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise UsageError(f"{url}: not an http:// or https:// URL")
-    path = parts.path
-    try:
-        name = urllib.parse.unquote(path.rsplit("/", 1)[-1], errors="strict")
-    except UnicodeDecodeError:
-        name = ""
-    if name in ("", ".", "..") or any(c in name for c in "/\\\x00") or len(name) > 250:
-        raise UsageError(f"{url}: the URL does not end in a usable file name")
-    return name
-
-
-def verify_against(path: Path, torrent: Torrent) -> None:
-    """Raise :class:`StorageError` unless *path* has the single-file torrent's length and
-    piece hashes (SHA-1 over consecutive piece_length slices)."""
-    size = path.stat().st_size
-    if size != torrent.length:
-        raise StorageError(f"{path.name}: {size} bytes, but the torrent says {torrent.length}")
-    hashes = hash_pieces([SourceFile(path, (path.name,), size)], torrent.piece_length)
-    bad = sum(1 for a, b in zip(hashes, torrent.piece_hashes, strict=True) if a != b)
-    if bad:
-        raise StorageError(
-            f"{path.name}: {bad} of {len(hashes)} pieces do not match the torrent;"
-            " the download was discarded"
-        )
-
-
 async def http_download(
     url: str,
     out_dir: Path,
@@ -101,120 +86,190 @@ async def http_download(
     """Download *url* into *out_dir* under the URL's file name, resuming a ``.part`` file
     left there, verifying against the single-file *torrent* if given. *on_progress(done,
     total)* is called every 100 ms or so (total is 0 while unknown)."""
-    name = name_from_url(url)
     if torrent is not None and len(torrent.files) != 1:
         raise UsageError("an HTTP download can be checked only against a single-file torrent")
-    out_dir = Path(out_dir)
-    final, part, etag_file = out_dir / name, out_dir / f"{name}.part", out_dir / f"{name}.part.etag"
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
-    except OSError as exc:
-        raise StorageError(f"cannot write {part}: {exc.strerror or exc}") from None
+    final, part_path = output_paths(url, out_dir)
+    part = PartFile(part_path)
+    have = part.size()
+    etag = await part.read_etag() if have else None
+    job = _Download(url, part, torrent, RateLimiter(max_download_rate), on_progress)
     started = time.monotonic()
     try:
-        have = os.fstat(fd).st_size
-        etag = await _read_etag(etag_file) if have else None
-        job = _Download(url, fd, etag_file, RateLimiter(max_download_rate), on_progress)
-        resumed_from, total = await job.run(have, etag)
-    finally:
-        os.close(fd)
-    size = part.stat().st_size
-    if size != total:
-        raise CentralError(f"{url}: the download stopped at {size} of {total} bytes; run again")
-    if torrent is not None:
         try:
-            await asyncio.get_running_loop().run_in_executor(None, verify_against, part, torrent)
-        except StorageError:
-            # Bad bytes must neither look complete nor be resumed by the next run.
-            await _unlink(part)
-            await _unlink(etag_file)
-            raise
-    await aiofiles.os.replace(part, final)
-    await _unlink(etag_file)
+            resumed_from, total = await job.run(have, etag)
+        finally:
+            part.close()
+        size = part.size()
+        if size != total:
+            raise CentralError(f"{url}: the download stopped at {size} of {total} bytes; run again")
+        if torrent is not None:
+            try:
+                loop = asyncio.get_running_loop()
+                await loop.run_in_executor(None, verify_against, part.path, torrent)
+            except StorageError:
+                await part.discard()  # neither complete-looking nor to be resumed
+                raise
+        await part.finish(final)
+    except BaseException:
+        part.clean_up()
+        raise
     return DownloadResult(final, job.received, time.monotonic() - started, resumed_from)
 
 
 class _Download:
-    """One run of a download into an open ``.part`` file."""
+    """One run of a download into a ``.part`` file, opened (and its folder made) only when
+    the server answers with a body to write."""
 
     def __init__(
         self,
         url: str,
-        fd: int,
-        etag_file: Path,
+        part: PartFile,
+        torrent: Torrent | None,
         limiter: RateLimiter,
         on_progress: Callable[[int, int], None] | None,
     ) -> None:
         self.url = url
-        self.fd = fd
-        self.etag_file = etag_file
+        self.part = part
+        self.torrent = torrent
         self.limiter = limiter
         self.on_progress = on_progress
         self.received = 0
+        self.etag: str | None = None
 
     async def run(self, have: int, etag: str | None) -> tuple[int, int]:
         """Fetch what is missing; return (offset resumed from, total length)."""
-        timeout = aiohttp.ClientTimeout(total=None, sock_connect=15, sock_read=60)
+        timeout = aiohttp.ClientTimeout(
+            total=None, sock_connect=CONNECT_TIMEOUT, sock_read=READ_TIMEOUT
+        )
+        # A fresh connection per request: a download makes a few at most (redirects, the
+        # rest of a short range), and a kept-alive one the server has since closed would
+        # fail the next request for nothing.
+        connector = aiohttp.TCPConnector(force_close=True)
+        self.etag = etag
         try:
             async with aiohttp.ClientSession(
-                timeout=timeout, auto_decompress=False, read_bufsize=READ_BUFFER
+                connector=connector,
+                timeout=timeout,
+                auto_decompress=False,
+                read_bufsize=READ_BUFFER,
             ) as http:
-                # A second round only when the server refuses to resume (the file changed).
-                for _ in range(2):
-                    outcome = await self._request(http, have, etag)
-                    if outcome is not None:
-                        return outcome
-                    have, etag = 0, None
+                return await self._rounds(http, have)
+        except aiohttp.ClientSSLError as exc:
+            raise _tls_error(self.url, exc) from None
         except aiohttp.ClientConnectorError as exc:
-            reason = exc.os_error.strerror or str(exc.os_error)
+            err = exc.os_error
+            reason = os.strerror(err.errno) if err.errno else str(err)
             raise CentralError(
                 f"{self.url}: cannot connect to {exc.host}:{exc.port} ({reason})"
+            ) from None
+        except aiohttp.ServerDisconnectedError:
+            raise CentralError(
+                f"{self.url}: the server closed the connection without an answer"
             ) from None
         except aiohttp.ClientPayloadError:
             raise CentralError(
                 f"{self.url}: the server closed the connection mid-file; run again to resume"
             ) from None
-        except (aiohttp.ClientError, TimeoutError) as exc:
+        except (aiohttp.ServerTimeoutError, TimeoutError):
+            raise CentralError(
+                f"{self.url}: the server sent nothing for {READ_TIMEOUT} s; run again to resume"
+            ) from None
+        except aiohttp.ClientError as exc:
             raise CentralError(f"{self.url}: {type(exc).__name__}: {exc}".rstrip(": ")) from None
-        raise CentralError(f"{self.url}: the server will not resume the download")
 
-    async def _request(
-        self, http: aiohttp.ClientSession, have: int, etag: str | None
-    ) -> tuple[int, int] | None:
-        headers = {"Accept-Encoding": "identity"}
+    async def _rounds(self, http: aiohttp.ClientSession, have: int) -> tuple[int, int]:
+        start: int | None = None
+        restarted = False
+        while True:
+            answer, end = await self._request(http, have)
+            if answer.action == "restart":
+                if restarted:
+                    raise CentralError(f"{self.url}: the server will not resume ({answer.why})")
+                log.info("%s: asking for the whole file: the server sent %s", self.url, answer.why)
+                restarted, have, self.etag = True, 0, None
+                continue
+            start = answer.first if start is None else start
+            total = next(n for n in (answer.total, self._expect, end) if n is not None)
+            if end >= total:
+                return start, total
+            if answer.length is None or end != answer.first + answer.length:
+                raise CentralError(
+                    f"{self.url}: the download stopped at {end} of {total} bytes; run again"
+                )
+            have = end  # the server sent less than the range asked for (RFC 9110 allows it)
+
+    @property
+    def _expect(self) -> int | None:
+        """The file's length as the torrent gives it (None without a torrent)."""
+        return self.torrent.length if self.torrent is not None else None
+
+    async def _request(self, http: aiohttp.ClientSession, have: int) -> tuple[Answer, int]:
+        """Ask for the bytes from *have* on; write what comes; (the answer, end offset)."""
+        headers: dict[str, str] = {hdrs.ACCEPT_ENCODING: "identity"}
         if have:
-            headers["Range"] = f"bytes={have}-"
-            if etag:
-                headers["If-Range"] = etag
-        async with http.get(self.url, headers=headers) as resp:
-            content_range = _CONTENT_RANGE_RE.match(resp.headers.get("Content-Range", ""))
-            if resp.status == 404:
-                raise NotFoundError(f"{self.url}: not found on the server (HTTP 404)")
-            if resp.status == 416 and have:
-                # Nothing left to fetch, if the file is as long as what we have.
-                if content_range and int(content_range.group(3)) == have:
-                    return have, have
-                return None
-            if resp.status == 206 and have and content_range:
-                first, _, total = (int(g) if g else 0 for g in content_range.groups())
-                if first != have:
-                    return None
-                start = have
-            elif resp.status == 200:
-                start = 0
-                total = resp.content_length if resp.content_length is not None else -1
-                os.ftruncate(self.fd, 0)
+            headers[hdrs.RANGE] = f"bytes={have}-"
+            if self.etag:
+                headers[hdrs.IF_RANGE] = self.etag
+        async with self._get(http, headers) as resp:
+            answer = read_answer(self.url, resp.status, resp.reason or "", resp.headers, have)
+            if answer.action == "restart":
+                return answer, have
+            self._check_length(answer.total)
+            if answer.action == "whole":
+                return answer, have
+            fd = self.part.open(truncate=answer.first == 0)
+            if answer.first == 0:
+                self.etag = await self.part.save_etag(resp.headers.get(hdrs.ETAG))
+            # The body ends where its length says; without one (it ends with the connection),
+            # at the file's length, or the torrent's, checked as the bytes come.
+            if answer.length is not None:
+                limit: int | None = answer.first + answer.length
             else:
-                raise CentralError(f"{self.url}: the server answered HTTP {resp.status}")
-            new_etag = resp.headers.get("ETag")
-            if start == 0:
-                await self._save_etag(new_etag)
-            end = await self._receive(resp, start, total)
-            return start, end if total < 0 else total
+                limit = answer.total if answer.total is not None else self._expect
+            by_torrent = answer.total is None and answer.length is None and limit is not None
+            total = answer.total if answer.total is not None else self._expect
+            end = await self._receive(resp, fd, answer.first, limit, by_torrent, total or 0)
+            return answer, end
 
-    async def _receive(self, resp: aiohttp.ClientResponse, offset: int, total: int) -> int:
-        """Write the body at *offset* onwards; return the offset after its last byte."""
+    @contextlib.asynccontextmanager
+    async def _get(
+        self, http: aiohttp.ClientSession, headers: dict[str, str]
+    ) -> AsyncIterator[aiohttp.ClientResponse]:
+        """GET the URL, following up to MAX_REDIRECTS redirects; the final response."""
+        url = yarl.URL(self.url)
+        for _ in range(MAX_REDIRECTS + 1):
+            async with http.get(url, headers=headers, allow_redirects=False) as resp:
+                location = resp.headers.get(hdrs.LOCATION)
+                if resp.status not in _REDIRECTS or location is None:
+                    yield resp
+                    return
+            try:
+                url = resp.url.join(yarl.URL(location))
+            except ValueError:
+                url = yarl.URL()
+            if url.scheme not in ("http", "https") or not url.host:
+                raise CentralError(f"{self.url}: redirected to {location}, not an http(s) URL")
+        raise CentralError(f"{self.url}: redirected more than {MAX_REDIRECTS} times")
+
+    def _check_length(self, total: int | None) -> None:
+        if self.torrent is not None and total is not None and total != self.torrent.length:
+            raise UsageError(
+                f"{self.url}: the server's file is {total} bytes, the torrent's"
+                f" {self.torrent.name} {self.torrent.length}: --torrent is not this URL's torrent"
+            )
+
+    async def _receive(
+        self,
+        resp: aiohttp.ClientResponse,
+        fd: int,
+        offset: int,
+        limit: int | None,
+        by_torrent: bool,
+        total: int,
+    ) -> int:
+        """Write the body at *offset* onwards, never past *limit* (a limit the torrent set
+        when *by_torrent*); return the offset after its last byte. *total* (0: unknown) is
+        for on_progress."""
         pending: list[Future[None]] = []
         buffer: list[bytes] = []
         buffered = 0
@@ -222,13 +277,18 @@ class _Download:
         with ThreadPoolExecutor(1, thread_name_prefix="http-write") as disk:
             try:
                 async for chunk in resp.content.iter_any():
+                    if limit is not None and offset + buffered + len(chunk) > limit:
+                        # The bytes up to the limit are good ones: kept below, like any cut.
+                        buffer.append(chunk[: limit - offset - buffered])
+                        buffered = limit - offset
+                        raise self._too_long(limit, by_torrent)
                     await self.limiter.throttle(len(chunk))
                     buffer.append(chunk)
                     buffered += len(chunk)
                     self.received += len(chunk)
                     if buffered < WRITE_SIZE:
                         continue
-                    pending.append(disk.submit(_pwrite_all, self.fd, buffer, offset))
+                    pending.append(disk.submit(pwrite_all, fd, buffer, offset))
                     offset += buffered
                     buffer = []  # the queued write owns the old list
                     buffered = 0
@@ -237,56 +297,48 @@ class _Download:
                     now = time.monotonic()
                     if self.on_progress is not None and now - last_report >= PROGRESS_INTERVAL:
                         last_report = now
-                        self.on_progress(offset, max(total, 0))
+                        self.on_progress(offset, total)
                 if buffered:
-                    pending.append(disk.submit(_pwrite_all, self.fd, buffer, offset))
+                    pending.append(disk.submit(pwrite_all, fd, buffer, offset))
                     offset += buffered
+                    buffered = 0
                 for fut in pending:
                     await asyncio.wrap_future(fut)
             except OSError as exc:
                 raise StorageError(f"cannot write the download: {exc.strerror or exc}") from None
+            except BaseException:
+                # Cut short (a dropped connection, Ctrl-C): what came is good; keep it to resume.
+                if buffered:
+                    disk.submit(pwrite_all, fd, buffer, offset)
+                raise
             # Leaving the executor waits for writes still queued (also when cancelled): the
             # .part file then ends exactly where its last byte was written, ready to resume.
         if self.on_progress is not None:
-            self.on_progress(offset, max(total, 0))
+            self.on_progress(offset, total)
         return offset
 
-    async def _save_etag(self, etag: str | None) -> None:
-        try:
-            if etag and _ETAG_RE.match(etag):
-                async with aiofiles.open(self.etag_file, "w") as f:
-                    await f.write(etag + "\n")
-            else:
-                await _unlink(self.etag_file)
-        except OSError as exc:
-            log.debug("cannot keep the ETag in %s: %s", self.etag_file, exc)
+    def _too_long(self, limit: int, by_torrent: bool) -> SwarmError:
+        if by_torrent and self.torrent is not None:
+            return UsageError(
+                f"{self.url}: the server sends more than the {limit} bytes of the torrent's"
+                f" {self.torrent.name}: --torrent is not this URL's torrent"
+            )
+        return CentralError(f"{self.url}: the server sent more bytes than it announced")
 
 
-def _pwrite_all(fd: int, chunks: list[bytes], offset: int) -> None:
-    """Write *chunks* one after another at *offset* (gathered: no copy into one buffer)."""
-    views = [memoryview(c) for c in chunks]
-    while views:
-        n = os.pwritev(fd, views[:1024], offset)  # IOV_MAX is 1024 on Linux
-        offset += n
-        while views and n >= len(views[0]):
-            n -= len(views[0])
-            views.pop(0)
-        if n:
-            views[0] = views[0][n:]
-
-
-async def _read_etag(path: Path) -> str | None:
-    try:
-        async with aiofiles.open(path) as f:
-            etag = (await f.read()).strip()
-    except (OSError, UnicodeDecodeError):
-        return None
-    return etag if _ETAG_RE.match(etag) else None
-
-
-async def _unlink(path: Path) -> None:
-    """Remove *path* if it is there (``Path.unlink(missing_ok=True)``, off the event loop)."""
-    try:
-        await aiofiles.os.unlink(path)
-    except FileNotFoundError:
-        pass
+def _tls_error(url: str, exc: aiohttp.ClientSSLError) -> SwarmError:
+    """One line for a failed TLS handshake; bad input (exit 2) when the server plainly
+    answered in plain HTTP, so that the URL's https:// is the mistake."""
+    where = f"{exc.host}:{exc.port}"
+    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
+        err: BaseException = exc.certificate_error
+    else:
+        err = exc.os_error
+    reason = getattr(err, "reason", None) or ""
+    if reason in _PLAIN_HTTP_TLS_REASONS:
+        plain = "http://" + url.split("://", 1)[1]
+        return UsageError(
+            f"{url}: the server at {where} does not speak TLS (plain HTTP?): try {plain}"
+        )
+    detail = getattr(err, "verify_message", None) or reason.replace("_", " ").lower() or err
+    return CentralError(f"{url}: no TLS connection to {where} ({detail})")

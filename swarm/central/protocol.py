@@ -7,6 +7,11 @@ allows); ETag, Last-Modified, If-None-Match and If-Range. The raw request path i
 ``/`` before it is percent-decoded, and a segment that is empty, ``.``, ``..``, hidden, or
 decodes to something holding ``/``, ``\\`` or NUL names nothing. No sockets here: the server
 in :mod:`swarm.central.server` asks, then sends.
+
+The client's side is here too: :func:`read_answer` says what a response to ``GET`` (with
+``Range: bytes=HAVE-`` when resuming) means for the ``.part`` file, from its status and headers
+alone, before a byte of the body is read: write the body at an offset, the file is already
+whole, or ask again for the whole file because the range answered is not one to splice in.
 """
 
 from __future__ import annotations
@@ -20,16 +25,21 @@ from typing import Literal
 
 from aiohttp import hdrs
 
+from swarm.errors import CentralError, NotFoundError
+
 __all__ = [
+    "Answer",
     "Plan",
     "make_etag",
     "parse_range",
     "plan_response",
     "quote_path",
+    "read_answer",
     "split_request_path",
 ]
 
 _RANGE_RE = re.compile(r"^\s*bytes\s*=\s*(\d*)\s*-\s*(\d*)\s*$", re.IGNORECASE)
+_CONTENT_RANGE_RE = re.compile(r"^\s*bytes\s+(?:(\d+)-(\d+)|\*)/(\d+|\*)\s*$", re.IGNORECASE)
 
 
 def parse_range(value: str | None, size: int) -> tuple[int, int] | Literal[False] | None:
@@ -152,3 +162,80 @@ def quote_path(parts: tuple[str, ...]) -> str:
     """The percent-encoded URL path of segments *parts* (the reverse of
     :func:`split_request_path`, without the leading ``/``)."""
     return "/".join(urllib.parse.quote(p, safe="") for p in parts)
+
+
+# -- the client's side ----------------------------------------------------------------------
+
+
+@dataclass(slots=True, frozen=True)
+class Answer:
+    """What a response means for a download that has *have* bytes: ``write`` the body at
+    *first* (a body of *length* bytes, None until it ends) into a file of *total* bytes (None
+    while unknown); the file is already ``whole`` (*total* bytes); or ``restart``: ask again
+    for the whole file, without a range (*why* says what was wrong with this one)."""
+
+    action: Literal["write", "whole", "restart"]
+    first: int = 0
+    total: int | None = None
+    length: int | None = None
+    why: str = ""
+
+
+def content_range(value: str | None) -> tuple[int | None, int | None, int | None] | None:
+    """``bytes FIRST-LAST/TOTAL`` (RFC 9110 §14.4) as (first, last, total), None for each part
+    given as ``*``; None if the header is absent or malformed (last before first included)."""
+    match = _CONTENT_RANGE_RE.match(value or "")
+    if match is None:
+        return None
+    first, last, total = (None if g in (None, "*") else int(g) for g in match.groups())
+    if first is not None and last is not None and last < first:
+        return None
+    return first, last, total
+
+
+def read_answer(
+    url: str, status: int, reason: str, headers: Mapping[str, str], have: int
+) -> Answer:
+    """Read the status and headers of the answer to ``GET url`` that asked for
+    ``bytes=HAVE-`` (no Range at all when *have* is 0). Raises :class:`NotFoundError` (404,
+    410) or :class:`CentralError` for an answer that cannot be used at all."""
+    if status in (404, 410):
+        raise NotFoundError(f"{url}: not found on the server (HTTP {status})")
+    encoding = headers.get(hdrs.CONTENT_ENCODING, "identity").strip().lower()
+    if status in (200, 206) and encoding not in ("", "identity"):
+        raise CentralError(
+            f"{url}: the server sent the file encoded (Content-Encoding: {encoding}),"
+            " though asked for it as it is"
+        )
+    length = _content_length(headers.get(hdrs.CONTENT_LENGTH))
+    if status == 200:
+        return Answer("write", 0, length, length)
+    span = content_range(headers.get(hdrs.CONTENT_RANGE))
+    if status == 416 and have:
+        if span is not None and span[2] == have:
+            return Answer("whole", have, have)
+        return Answer("restart", why="the file is not as long as the .part: it changed")
+    if status == 206 and have:
+        first, last, total = span if span is not None else (None, None, None)
+        if first is None or last is None or total is None:
+            why = f"a 206 without a usable Content-Range ({headers.get(hdrs.CONTENT_RANGE)!r})"
+        elif not first <= have <= last:
+            why = f"bytes {first}-{last} where bytes {have}- were asked for"
+        elif last >= total:
+            why = f"a Content-Range past the end of the file ({headers[hdrs.CONTENT_RANGE]})"
+        elif length is not None and length != last - first + 1:
+            why = f"{length} bytes for the {last - first + 1} of its Content-Range"
+        else:
+            # Bytes before *have* are the same file's (If-Range held): rewriting them is harmless.
+            return Answer("write", first, total, last - first + 1)
+        return Answer("restart", why=why)
+    detail = f"HTTP {status} {reason}".rstrip()
+    if status == 206:
+        detail += " to a request for the whole file"
+    raise CentralError(f"{url}: the server answered {detail}")
+
+
+def _content_length(value: str | None) -> int | None:
+    if value is None or not value.strip().isdigit():
+        return None
+    return int(value)
