@@ -3,10 +3,12 @@ tracebacks, --help everywhere. In process (main() and click's runner) and as rea
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import resource
 import select
+import signal
 import socket
 import subprocess
 import sys
@@ -500,3 +502,104 @@ def test_a_bad_allow_list_is_bad_input(tmp_path: Path, text: str, words: list[st
     r = run("tracker", "--port", "0", "--allow", listing)
     assert r.returncode == 2
     assert_one_line_error(r.stderr, *words)
+
+
+# -- how seed and fetch end (issue 13): exit codes, lines, the port ------------------------------
+
+
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_an_interrupted_command_exits_128_plus_the_signal(sig: int, code: int) -> None:
+    from swarm.cli.common import INTERRUPTED, run_until_signal
+
+    async def interrupted(stop: asyncio.Event) -> int:
+        os.kill(os.getpid(), sig)
+        async with asyncio.timeout(10):
+            await stop.wait()
+        return INTERRUPTED
+
+    async def stopped_normally(stop: asyncio.Event) -> int:
+        os.kill(os.getpid(), sig)
+        async with asyncio.timeout(10):
+            await stop.wait()
+        return 0
+
+    assert run_until_signal(interrupted) == code
+    assert run_until_signal(stopped_normally) == 0
+
+
+def test_the_done_line_counts_the_files_bytes_apart_from_the_rest() -> None:
+    from swarm.cli.fetch import summary
+
+    assert summary("a.bin", 1_048_576, 2.0, uploaded=3 << 20) == (
+        "done: a.bin: 1048576 bytes in 2.00 s (512.0 KiB/s); uploaded 3.0 MiB"
+    )
+    line = summary(
+        "a.bin", 65_536, 1.0, uploaded=0, wasted=49_152, repaired=1, hash_failures=1, banned=1
+    )
+    assert line == (
+        "done: a.bin: 65536 bytes in 1.00 s (64.0 KiB/s); uploaded 0 B; 48.0 KiB wasted "
+        "(duplicate or corrupt blocks); 1 damaged piece repaired; 1 piece failed its hash "
+        "check, 1 peer banned"
+    )
+    assert "; 12 pieces of the file that was there overwritten" in summary(
+        "a.bin", 1, 1.0, overwritten=12
+    )
+    assert summary("a.bin", 10, 0.5) == "done: a.bin: 10 bytes in 0.50 s (20 B/s)"  # HTTP
+
+
+def test_what_a_download_says_about_the_files_it_finds() -> None:
+    from swarm.cli.fetch import existing_line, resuming_line
+    from swarm.piece_io import Existing
+
+    one = [Path("out/a.wav")]
+    assert existing_line(Existing(one, 12, 256, complete_size=False)) == (
+        "out/a.wav exists and 12 of 256 pieces differ: it will be overwritten; "
+        "--no-overwrite to stop"
+    )
+    assert existing_line(Existing(one, 256, 256, complete_size=True)) == (
+        "out/a.wav exists and 256 of 256 pieces differ: it will be overwritten; "
+        "--no-overwrite to stop"
+    )  # the right size, but nothing of it is the torrent's: not a damaged download
+    assert existing_line(Existing(one, 1, 256, complete_size=True)) == (
+        "out/a.wav: 1 of 256 pieces damaged; repairing"
+    )
+    assert existing_line(Existing(one, 0, 256, complete_size=True)) is None
+    three = [Path("out/d/1"), Path("out/d/2"), Path("out/d/3")]
+    assert existing_line(Existing(three, 2, 9, complete_size=False)) == (
+        "out/d/1 and 2 other files exist and 2 of 9 pieces differ: they will be overwritten; "
+        "--no-overwrite to stop"
+    )
+    assert resuming_line(161, 256) == "resuming: 161 of 256 pieces already here"
+    assert resuming_line(0, 256) is None and resuming_line(256, 256) is None
+
+
+def test_seed_and_fetch_listen_on_6881_by_default(capsys: pytest.CaptureFixture[str]) -> None:
+    from swarm.cli.peer import listen_port
+
+    assert listen_port(None) == (6881, 10)  # 6881, or the next free one up to 6890
+    assert listen_port(7000) == (7000, 1)  # a port the user names is that port
+    assert listen_port(0) == (0, 1)
+    for command in ("seed", "fetch"):
+        assert main([command, "--help"]) == 0
+        assert "6881, or the next free one up to 6890" in " ".join(capsys.readouterr().out.split())
+    assert main(["fetch", "--help"]) == 0
+    assert "--no-overwrite" in capsys.readouterr().out
+
+
+def test_a_fetch_with_no_source_fails_with_one_line(
+    song: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No tracker and no --peer: the fetch gives up on its own (after 30 s; 0.5 s here) with
+    one error line and exit 1, where it used to wait for ever."""
+    import swarm.torrent
+
+    monkeypatch.setattr(swarm.torrent, "NO_SOURCE_SECONDS", 0.5)
+    torrent = tmp_path / "song.torrent"
+    assert main(["create", str(song), "-o", str(torrent), "-q"]) == 0
+    capsys.readouterr()
+    out = tmp_path / "out"
+    assert main(["fetch", str(torrent), "-o", str(out), "--host", "127.0.0.1", "--port", "0"]) == 1
+    captured = capsys.readouterr()
+    assert_one_line_error(captured.err, "no usable tracker and no peer")
+    assert not any(line.startswith("done:") for line in captured.out.splitlines())
+    assert not (out / "song.bin").exists()

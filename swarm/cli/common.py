@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from rich.progress import Progress, TaskID
 
     from swarm.status import Status, StatusWriter
+    from swarm.torrent import TorrentController
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -194,20 +195,34 @@ def write_file(out: Path, data: bytes) -> None:
 
 # -- running until a signal ------------------------------------------------------------------
 
+# What a command's *main* returns when a signal cut its work short (a download not finished):
+# :func:`run_until_signal` turns it into 128 + the signal's number, as shells report a command
+# killed by a signal: 130 for SIGINT (Ctrl-C), 143 for SIGTERM. A command whose work is to run
+# until it is stopped (seed, tracker, serve-central) returns 0 instead: that is its normal end.
+INTERRUPTED = -1
+
 
 def run_until_signal(
     main: Callable[[asyncio.Event], Awaitable[int | None]], fast_loop: bool = False
 ) -> int:
-    """Run *main(stop)* on a fresh event loop; SIGINT and SIGTERM set *stop*. With *fast_loop*,
-    on uvloop's event loop where it is installed (much faster sockets)."""
+    """Run *main(stop)* on a fresh event loop; SIGINT and SIGTERM set *stop*. *main* returns
+    an exit code, or :data:`INTERRUPTED` (exit 130 for SIGINT, 143 for SIGTERM). With
+    *fast_loop*, on uvloop's event loop where it is installed (much faster sockets)."""
     import asyncio
     import signal
+
+    received: list[int] = []
 
     async def runner() -> int | None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
+
+        def on_signal(sig: int) -> None:
+            received.append(sig)
+            stop.set()
+
         for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
+            loop.add_signal_handler(sig, on_signal, sig)
         try:
             return await main(stop)
         finally:
@@ -215,7 +230,24 @@ def run_until_signal(
                 loop.remove_signal_handler(sig)
 
     with asyncio.Runner(loop_factory=_uvloop_factory() if fast_loop else None) as r:
-        return r.run(runner()) or 0
+        code = r.run(runner()) or 0
+    if code == INTERRUPTED:
+        return 128 + (received[0] if received else signal.SIGINT)
+    return code
+
+
+async def wait_stop(stop: asyncio.Event, t: TorrentController) -> None:
+    """Until Ctrl-C (or SIGTERM), or until the torrent stops by itself (raising why)."""
+    import asyncio
+
+    waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(t.stopped.wait())]
+    try:
+        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for w in waiters:
+            w.cancel()
+    if t.failed is not None:
+        raise t.failed
 
 
 def _uvloop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:

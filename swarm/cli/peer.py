@@ -1,32 +1,57 @@
-"""``swarm seed`` and ``swarm fetch``: thin commands over :class:`swarm.session.Session`."""
+"""``swarm seed`` and ``swarm fetch``: thin commands over :class:`swarm.session.Session` (what a
+fetch does once its options are read is in :mod:`swarm.cli.fetch`).
+
+Both listen for peers on port 6881 by default, or the next free one up to 6890, as
+BitTorrent clients do, so that an address given to a peer stays good from one run to the
+next; ``--port N`` is exactly N (exit 1 if it is taken), ``--port 0`` any free port.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import sys
-import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from swarm.cli.common import (
-    Display,
     echo,
-    eta,
     report,
     run_until_signal,
     status_option,
     tracker_tiers,
-    write_file,
+    wait_stop,
 )
-from swarm.errors import UsageError
+from swarm.cli.fetch import fetch_http, fetch_torrent
+from swarm.errors import StorageError, UsageError
 from swarm.status import Event, Status
-from swarm.units import format_rate, format_size
+from swarm.units import format_size
 
 if TYPE_CHECKING:
     from swarm.metainfo import Torrent
-    from swarm.torrent import TorrentController, TorrentStats
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+DEFAULT_PORT = 6881
+PORT_ATTEMPTS = 10  # 6881..6890
+
+
+def port_option(f: F) -> F:
+    """``--port``: 6881 or the next free one up to 6890 when not given; N exactly; 0 any."""
+    return click.option(
+        "--port",
+        type=click.IntRange(0, 65535),
+        default=None,
+        help=f"Port to listen on for peers [default: {DEFAULT_PORT}, or the next free one up "
+        f"to {DEFAULT_PORT + PORT_ATTEMPTS - 1}]; 0: any free port.",
+    )(f)
+
+
+def listen_port(port: int | None) -> tuple[int, int]:
+    """(port, attempts) for the session: a port the user named is that port or nothing."""
+    return (DEFAULT_PORT, PORT_ATTEMPTS) if port is None else (port, 1)
 
 
 def resolve_data_root(path: Path, torrent: Torrent) -> Path:
@@ -38,13 +63,7 @@ def resolve_data_root(path: Path, torrent: Torrent) -> Path:
     raise UsageError(f"{path} does not hold the torrent's data ({torrent.name!r})")
 
 
-def status_line(st: TorrentStats) -> str:
-    """The progress bar's text: rates, peers, time left."""
-    left = st.total_bytes - st.have_bytes
-    return (
-        f"down {format_rate(st.download_rate)}  up {format_rate(st.upload_rate)}  "
-        f"peers {st.peers}  eta {eta(left, st.download_rate)}"
-    )
+# -- seed ---------------------------------------------------------------------------------------
 
 
 @click.command("seed")
@@ -64,11 +83,14 @@ def status_line(st: TorrentStats) -> str:
     help="Tracker URL for a torrent made here; repeatable.",
 )
 @click.option(
-    "--host", default="0.0.0.0", show_default=True, help="Address to listen on for peers."
+    "--force",
+    is_flag=True,
+    help="Make the .torrent again from PATH even if it exists (as create --force does).",
 )
 @click.option(
-    "--port", type=click.IntRange(0, 65535), default=0, help="Port to listen on (0: any free port)."
+    "--host", default="0.0.0.0", show_default=True, help="Address to listen on for peers."
 )
+@port_option
 @click.option(
     "--max-upload-rate",
     default=None,
@@ -88,68 +110,111 @@ def seed_command(
     path: Path,
     torrent_path: Path | None,
     trackers: tuple[str, ...],
+    force: bool,
     host: str,
-    port: int,
+    port: int | None,
     max_upload_rate: str | None,
     unchoke_slots: int,
     no_verify: bool,
 ) -> None:
-    """Serve the file or folder PATH to peers until Ctrl-C."""
+    """Serve the file or folder PATH to peers until Ctrl-C (or SIGTERM): both end it with exit
+    code 0."""
     from swarm import metainfo
-    from swarm.create import create_torrent
     from swarm.session import Session
     from swarm.units import parse_rate
 
     rate = parse_rate(max_upload_rate)
     if not path.exists():
         raise UsageError(f"{path}: no such file or folder")
-    made_here = False
-    if torrent_path is None:
-        torrent_path = path.with_name(path.name + ".torrent")
-        if not torrent_path.exists() or trackers:
-            data = create_torrent(path, trackers=tracker_tiers(trackers))
-            write_file(torrent_path, data)
-            made_here = True
-    torrent = metainfo.load(torrent_path)
+    torrent_file, made_here = seed_torrent_file(path, torrent_path, trackers, force)
+    torrent = metainfo.load(torrent_file)
     root = resolve_data_root(path, torrent)
     if not torrent.announce_tiers:
         click.echo(
             "warning: the torrent names no tracker; peers must find this seed themselves", err=True
         )
+    port, attempts = listen_port(port)
 
     async def main(stop: asyncio.Event) -> int:
-        async with Session(host=host, port=port, max_upload_rate=rate) as session:
-            t = await session.add(
-                torrent,
-                root,
-                seed=True,
-                verify=not (made_here or no_verify),
-                unchoke_slots=unchoke_slots,
-            )
-            click.echo(f"torrent:   {torrent_path}")
+        async with Session(
+            host=host, port=port, port_attempts=attempts, max_upload_rate=rate
+        ) as session:
+            try:
+                t = await session.add(
+                    torrent,
+                    root,
+                    seed=True,
+                    verify=not (made_here or no_verify),
+                    unchoke_slots=unchoke_slots,
+                )
+            except StorageError as exc:
+                if made_here or torrent_path is not None or "do not match" not in str(exc):
+                    raise
+                # PATH.torrent was there already, made from other bytes than PATH holds now.
+                raise StorageError(f"{exc}; --force makes {torrent_file} again") from None
+            click.echo(f"torrent:   {torrent_file}")
             click.echo(f"info-hash: {torrent.info_hash_hex}")
             click.echo(f"magnet:    {torrent.magnet()}")
             click.echo(f"seeding on port {session.port}; Ctrl-C to stop")
             sys.stdout.flush()
             report(Status(Event.LISTENING, port=session.port))
-            await _wait_stop(stop, t)
-            st = t.stats()
-            echo(f"seeded {format_size(st.uploaded)} to peers")
+            await wait_stop(stop, t)
+            echo(f"seeded {format_size(t.stats().uploaded)} to peers")
         return 0
 
     raise SystemExit(run_until_signal(main))
 
 
-async def _wait_stop(stop: asyncio.Event, t: TorrentController) -> None:
-    """Until Ctrl-C (or SIGTERM), or until the torrent stops by itself (raising why)."""
-    waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(t.stopped.wait())]
+def seed_torrent_file(
+    path: Path, torrent_path: Path | None, trackers: tuple[str, ...], force: bool
+) -> tuple[Path, bool]:
+    """The .torrent to seed PATH with, and whether it was made just now.
+
+    As ``create`` does, an existing .torrent is rewritten only with ``--force``: one that the
+    options contradict (other trackers with ``-t``; for PATH.torrent, other files than PATH
+    has) is a usage error; one they agree with is used as it is.
+    """
+    from swarm import metainfo
+    from swarm.cli.common import write_file
+    from swarm.create import create_torrent
+
+    target = torrent_path or path.with_name(path.name + ".torrent")
+    tiers = tracker_tiers(trackers)
+    if target.exists() and not force:
+        existing = metainfo.load(target)
+        if tiers and [list(t) for t in existing.announce_tiers] != tiers:
+            raise UsageError(
+                f"{target} exists and names other trackers than -t: --force to make it again "
+                "with these, or leave out -t to use it as it is"
+            )
+        if torrent_path is None and not _same_files(existing, path):
+            raise UsageError(
+                f"{target} exists and was made for other files than {path} holds now: "
+                "--force to make it again"
+            )
+        return target, False
+    if torrent_path is not None and not target.exists() and not force:
+        metainfo.load(target)  # the user's file is missing: say so (exit 2)
+    write_file(target, create_torrent(path, trackers=tiers))
+    return target, True
+
+
+def _same_files(torrent: Torrent, path: Path) -> bool:
+    """Whether the files in *path* have the torrent's names and sizes (hashing comes later)."""
+    from swarm.create import collect_files
+
+    if torrent.name != path.resolve().name:
+        return False
     try:
-        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for w in waiters:
-            w.cancel()
-    if t.failed is not None:
-        raise t.failed
+        found = [(f.path, f.length) for f in collect_files(path)]
+    except UsageError:
+        return False
+    if not torrent.multi_file:
+        return len(found) == 1 and found[0][1] == torrent.length and path.is_file()
+    return path.is_dir() and found == [(f.path, f.length) for f in torrent.files if not f.padding]
+
+
+# -- fetch --------------------------------------------------------------------------------------
 
 
 @click.command("fetch")
@@ -170,11 +235,16 @@ async def _wait_stop(stop: asyncio.Event, t: TorrentController) -> None:
     help="With an http:// SOURCE: verify the download against this torrent.",
 )
 @click.option(
-    "--host", default="0.0.0.0", show_default=True, help="Address to listen on for peers."
+    "--no-overwrite",
+    is_flag=True,
+    help="Stop (exit 2) rather than write over a file of the torrent's name found in the "
+    "output folder whose pieces differ from the torrent's (by default it is checked, pieces "
+    "that match are kept and the others overwritten).",
 )
 @click.option(
-    "--port", type=click.IntRange(0, 65535), default=0, help="Port to listen on (0: any free port)."
+    "--host", default="0.0.0.0", show_default=True, help="Address to listen on for peers."
 )
+@port_option
 @click.option(
     "--max-download-rate", default=None, metavar="RATE", help="Download cap; unlimited by default."
 )
@@ -205,15 +275,19 @@ def fetch_command(
     source: str,
     out_dir: Path,
     torrent_path: Path | None,
+    no_overwrite: bool,
     host: str,
-    port: int,
+    port: int | None,
     max_download_rate: str | None,
     max_upload_rate: str | None,
     seed: bool,
     peers: tuple[str, ...],
     start_on_stdin: bool,
 ) -> None:
-    """Download SOURCE (a .torrent file, or an http:// URL of a central server) into a folder."""
+    """Download SOURCE (a .torrent file, or an http:// URL of a central server) into a folder.
+
+    Exit code 0 once every piece is verified (and after seeding, when Ctrl-C ends it); 130
+    (Ctrl-C) or 143 (SIGTERM) when stopped before that: run it again to resume."""
     from swarm.units import parse_rate
 
     down, up = parse_rate(max_download_rate), parse_rate(max_upload_rate)
@@ -227,9 +301,23 @@ def fetch_command(
         report(Status(Event.READY))
         sys.stdin.readline()
     if source.startswith(("http://", "https://")):
-        raise SystemExit(_fetch_http(source, out_dir, torrent_path, down))
+        raise SystemExit(fetch_http(source, out_dir, torrent_path, down))
     direct = [parse_peer(p) for p in peers]
-    raise SystemExit(_fetch_torrent(Path(source), out_dir, host, port, down, up, seed, direct))
+    port, attempts = listen_port(port)
+    raise SystemExit(
+        fetch_torrent(
+            Path(source),
+            out_dir,
+            host=host,
+            port=port,
+            port_attempts=attempts,
+            down=down,
+            up=up,
+            seed=seed,
+            overwrite=not no_overwrite,
+            direct=direct,
+        )
+    )
 
 
 def parse_peer(text: str) -> tuple[str, int]:
@@ -241,133 +329,13 @@ def parse_peer(text: str) -> tuple[str, int]:
     return host, int(port)
 
 
-def _summary(
-    name: str, nbytes: int, seconds: float, hash_failures: int = 0, banned: int = 0
-) -> str:
-    rate = nbytes / seconds if seconds > 0 else 0.0
-    line = f"done: {name}: {nbytes} bytes in {seconds:.2f} s ({format_rate(rate)})"
-    if hash_failures or banned:
-        line += f"; {hash_failures} pieces failed their hash check, {banned} peers banned"
-    return line
-
-
-def _fetch_torrent(
-    path: Path,
-    out_dir: Path,
-    host: str,
-    port: int,
-    down: int | None,
-    up: int | None,
-    seed: bool,
-    direct: list[tuple[str, int]],
-) -> int:
-    from swarm import metainfo
-    from swarm.session import Session
-
-    torrent = metainfo.load(path)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise UsageError(f"{out_dir} is not a folder")
-
-    async def main(stop: asyncio.Event) -> int:
-        started = time.monotonic()
-        async with Session(
-            host=host, port=port, max_upload_rate=up, max_download_rate=down
-        ) as session:
-            t = await session.add(torrent, out_dir)
-            t.add_peers(direct)
-            display = Display(torrent.name, torrent.length)
-            try:
-                while not t.complete.is_set():
-                    if stop.is_set():
-                        display.stop()
-                        st = t.stats()
-                        echo(
-                            f"stopped at {100 * st.have_bytes / st.total_bytes:.1f}%;"
-                            " run again to resume"
-                        )
-                        return 0
-                    if t.failed is not None:
-                        raise t.failed
-                    st = t.stats()
-                    display.update(st.have_bytes, info=status_line(st))
-                    try:
-                        async with asyncio.timeout(0.5):
-                            await t.complete.wait()
-                    except TimeoutError:
-                        pass
-            finally:
-                display.stop()
-            elapsed = time.monotonic() - started
-            click.echo(
-                _summary(torrent.name, t.downloaded, elapsed, t.hash_failures, len(t.banned_ids))
-            )
-            sys.stdout.flush()
-            _report_done(torrent.name, t.downloaded, elapsed)
-            if seed:
-                echo("seeding; Ctrl-C to stop")
-                sys.stdout.flush()
-                await _wait_stop(stop, t)
-        return 0
-
-    return run_until_signal(main)
-
-
-def _fetch_http(url: str, out_dir: Path, torrent_path: Path | None, down: int | None) -> int:
-    from swarm import metainfo
-    from swarm.central.client import http_download
-
-    torrent = metainfo.load(torrent_path) if torrent_path else None
-
-    async def main(stop: asyncio.Event) -> int:
-        display = Display(url.rsplit("/", 1)[-1], torrent.length if torrent else 0)
-        started = time.monotonic()
-        rate = _Rate(started)
-
-        def progress(done: int, total: int) -> None:
-            speed = rate.update(time.monotonic(), done)
-            info = f"down {format_rate(speed)}  eta {eta(total - done, speed)}"
-            display.update(done, total, info)
-
-        task = asyncio.ensure_future(
-            http_download(
-                url, out_dir, torrent=torrent, max_download_rate=down, on_progress=progress
-            )
-        )
-        stopper = asyncio.ensure_future(stop.wait())
-        try:
-            await asyncio.wait([task, stopper], return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            display.stop()
-            stopper.cancel()
-        if not task.done():
-            task.cancel()
-            echo("stopped; run again to resume")
-            return 0
-        result = task.result()
-        elapsed = time.monotonic() - started
-        click.echo(_summary(result.path.name, result.bytes, elapsed))
-        sys.stdout.flush()
-        _report_done(result.path.name, result.bytes, elapsed)
-        return 0
-
-    return run_until_signal(main)
-
-
-class _Rate:
-    """A download rate measured over half-second steps."""
-
-    def __init__(self, now: float) -> None:
-        self.since, self.done, self.rate = now, 0, 0.0
-
-    def update(self, now: float, done: int) -> float:
-        if now - self.since >= 0.5:
-            self.rate = (done - self.done) / (now - self.since)
-            self.since, self.done = now, done
-        return self.rate
-
-
-def _report_done(name: str, nbytes: int, seconds: float) -> None:
-    report(Status(Event.DONE, name=name, downloaded=nbytes, seconds=round(seconds, 3)))
-
-
-__all__ = ["fetch_command", "parse_peer", "resolve_data_root", "seed_command"]
+__all__ = [
+    "DEFAULT_PORT",
+    "PORT_ATTEMPTS",
+    "fetch_command",
+    "listen_port",
+    "parse_peer",
+    "resolve_data_root",
+    "seed_command",
+    "seed_torrent_file",
+]
