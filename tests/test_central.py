@@ -32,7 +32,14 @@ from swarm.central.protocol import (
     split_request_path,
 )
 from swarm.central.server import CentralServer
-from swarm.errors import CentralError, NotFoundError, StorageError, SwarmError, UsageError
+from swarm.errors import (
+    CentralError,
+    ExistingDataError,
+    NotFoundError,
+    StorageError,
+    SwarmError,
+    UsageError,
+)
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -573,3 +580,47 @@ def test_download_errors_are_one_line_swarm_errors(served: Path, tmp_path: Path)
     # A refused or missing download leaves nothing that looks like a file.
     assert not (tmp_path / "a" / "nothing.bin").exists()
     assert not (tmp_path / "b" / "x.bin").exists()
+
+
+def test_a_file_already_at_the_name_is_checked_before_it_is_overwritten(
+    served: Path, tmp_path: Path
+) -> None:
+    src = served / "data.bin"
+    torrent = single_file_torrent(src)
+    out = tmp_path / "out"
+    out.mkdir()
+    there = out / "data.bin"
+    there.write_bytes(src.read_bytes())
+    damaged = bytearray(src.read_bytes())
+    damaged[5] ^= 1
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        nowhere = f"http://127.0.0.1:{probe.getsockname()[1]}/data.bin"
+    notices: list[str] = []
+
+    async def main() -> None:
+        # The torrent's file, whole: nothing to fetch, no server asked.
+        r = await http_download(nowhere, out, torrent=torrent)
+        assert (r.already_complete, r.bytes, r.resumed_from) == (True, 0, SIZE)
+        there.write_bytes(damaged)
+        with pytest.raises(ExistingDataError) as kept:
+            await http_download(nowhere, out, torrent=torrent, overwrite=False)
+        assert str(kept.value) == (
+            f"{there} exists and 1 of 62 pieces differ: not overwriting it (--no-overwrite)"
+        )
+        assert kept.value.exit_code == 2 and there.read_bytes() == damaged
+        async with CentralServer(served, port=0) as s:
+            r = await http_download(
+                s.url + "data.bin", out, torrent=torrent, on_existing=notices.append
+            )
+            assert r.bytes == SIZE and not r.already_complete
+            # Without a torrent there is nothing to check it against: said, and fetched.
+            r = await http_download(s.url + "data.bin", out, on_existing=notices.append)
+            assert r.bytes == SIZE
+
+    run(main)
+    assert there.read_bytes() == src.read_bytes()
+    assert notices == [
+        f"{there} exists and 1 of 62 pieces differ: it will be overwritten; --no-overwrite to stop",
+        f"{there} exists: it will be overwritten; --no-overwrite to stop",
+    ]

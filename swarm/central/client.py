@@ -39,13 +39,14 @@ from aiohttp import hdrs
 
 from swarm.central.partfile import (
     PartFile,
+    check_existing,
     name_from_url,
     output_paths,
     pwrite_all,
     verify_against,
 )
 from swarm.central.protocol import Answer, read_answer
-from swarm.errors import CentralError, StorageError, SwarmError, UsageError
+from swarm.errors import CentralError, ExistingDataError, StorageError, SwarmError, UsageError
 from swarm.metainfo import Torrent
 from swarm.ratelimit import RateLimiter
 
@@ -67,12 +68,14 @@ _PLAIN_HTTP_TLS_REASONS = {"WRONG_VERSION_NUMBER", "RECORD_LAYER_FAILURE", "PACK
 @dataclass(slots=True, frozen=True)
 class DownloadResult:
     """A finished download: where the file is, the bytes moved in this run, the run's
-    duration, and the offset it resumed from (0 for a fresh start)."""
+    duration, the offset it resumed from (0 for a fresh start), and whether the file was
+    already there and whole."""
 
     path: Path
     bytes: int
     seconds: float
     resumed_from: int
+    already_complete: bool = False  # the file was there, the torrent's: nothing was fetched
 
 
 async def http_download(
@@ -82,18 +85,36 @@ async def http_download(
     torrent: Torrent | None = None,
     max_download_rate: int | None = None,
     on_progress: Callable[[int, int], None] | None = None,
+    overwrite: bool = True,
+    on_existing: Callable[[str], None] | None = None,
 ) -> DownloadResult:
     """Download *url* into *out_dir* under the URL's file name, resuming a ``.part`` file
     left there, verifying against the single-file *torrent* if given. *on_progress(done,
-    total)* is called every 100 ms or so (total is 0 while unknown)."""
+    total)* is called every 100 ms or so (total is 0 while unknown).
+
+    A file already at the URL's name is checked against the torrent first: if it is the
+    torrent's, nothing is fetched (``already_complete``). Otherwise *on_existing* gets the one
+    line to show before it is overwritten, or, with *overwrite* False, it is kept and
+    :class:`ExistingDataError` (exit 2) raised; all before any connection."""
     if torrent is not None and len(torrent.files) != 1:
         raise UsageError("an HTTP download can be checked only against a single-file torrent")
     final, part_path = output_paths(url, out_dir)
+    started = time.monotonic()
+    if final.is_file():
+        found = await asyncio.get_running_loop().run_in_executor(
+            None, check_existing, final, torrent
+        )
+        if found is None:
+            size = final.stat().st_size
+            return DownloadResult(final, 0, time.monotonic() - started, size, True)
+        if not overwrite:
+            raise ExistingDataError(f"{found}: not overwriting it (--no-overwrite)")
+        if on_existing is not None:
+            on_existing(f"{found}: it will be overwritten; --no-overwrite to stop")
     part = PartFile(part_path)
     have = part.size()
     etag = await part.read_etag() if have else None
     job = _Download(url, part, torrent, RateLimiter(max_download_rate), on_progress)
-    started = time.monotonic()
     try:
         try:
             resumed_from, total = await job.run(have, etag)

@@ -27,7 +27,14 @@ from swarm.create import SourceFile, hash_pieces
 from swarm.errors import StorageError, UsageError
 from swarm.metainfo import Torrent
 
-__all__ = ["PartFile", "name_from_url", "output_paths", "pwrite_all", "verify_against"]
+__all__ = [
+    "PartFile",
+    "check_existing",
+    "name_from_url",
+    "output_paths",
+    "pwrite_all",
+    "verify_against",
+]
 
 log = logging.getLogger(__name__)
 
@@ -75,13 +82,30 @@ def verify_against(path: Path, torrent: Torrent) -> None:
     size = path.stat().st_size
     if size != torrent.length:
         raise StorageError(f"{path.name}: {size} bytes, but the torrent says {torrent.length}")
-    hashes = hash_pieces([SourceFile(path, (path.name,), size)], torrent.piece_length)
-    bad = sum(1 for a, b in zip(hashes, torrent.piece_hashes, strict=True) if a != b)
+    bad = _bad_pieces(path, size, torrent)
     if bad:
         raise StorageError(
-            f"{path.name}: {bad} of {len(hashes)} pieces do not match the torrent;"
+            f"{path.name}: {bad} of {torrent.num_pieces} pieces do not match the torrent;"
             " the download was discarded"
         )
+
+
+def check_existing(final: Path, torrent: Torrent | None) -> str | None:
+    """What a file already at the download's name is, said before it is overwritten: ``OUT
+    exists and 12 of 256 pieces differ`` (or ``exists``, without a torrent to check it
+    against); None when it is the torrent's file, whole (the download is already done)."""
+    size = final.stat().st_size
+    if torrent is None:
+        return f"{final} exists"
+    if size != torrent.length:
+        return f"{final} exists and is {size} bytes, not the torrent's {torrent.length}"
+    bad = _bad_pieces(final, size, torrent)
+    return f"{final} exists and {bad} of {torrent.num_pieces} pieces differ" if bad else None
+
+
+def _bad_pieces(path: Path, size: int, torrent: Torrent) -> int:
+    hashes = hash_pieces([SourceFile(path, (path.name,), size)], torrent.piece_length)
+    return sum(1 for a, b in zip(hashes, torrent.piece_hashes, strict=True) if a != b)
 
 
 class PartFile:

@@ -424,3 +424,14 @@ def test_redirects_are_followed_and_a_loop_is_one_line(
     assert r.returncode == 1
     assert one_line_error(r).endswith("redirected to ftp://x/file.bin, not an http(s) URL")
     assert not (tmp_path / "out2").exists()
+
+
+def test_a_file_already_there_and_whole_is_not_fetched_again(tmp_path: Path, data: bytes) -> None:
+    """Checked against --torrent before any connection (the URL's port is closed)."""
+    torrent = torrent_of(tmp_path, "file.bin", data)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "file.bin").write_bytes(data)
+    r = fetch(f"http://127.0.0.1:{closed_port()}/file.bin", "-o", out, "--torrent", torrent)
+    assert r.returncode == 0 and r.stderr == "", r.stderr
+    assert tree(out) == ["file.bin"] and (out / "file.bin").read_bytes() == data
