@@ -228,8 +228,11 @@ def _summary_of(t: TorrentController, st: TorrentStats, elapsed: float) -> str:
 # -- an HTTP server -----------------------------------------------------------------------------
 
 
-def fetch_http(url: str, out_dir: Path, torrent_path: Path | None, down: int | None) -> int:
-    """Download *url* from a central server into *out_dir*; the exit code."""
+def fetch_http(
+    url: str, out_dir: Path, torrent_path: Path | None, down: int | None, overwrite: bool = True
+) -> int:
+    """Download *url* from a central server into *out_dir*; the exit code. A file already at
+    the URL's name is checked against the torrent first, as for a torrent source."""
     from swarm import metainfo
     from swarm.central.client import http_download
     from swarm.cli.common import run_until_signal
@@ -248,7 +251,13 @@ def fetch_http(url: str, out_dir: Path, torrent_path: Path | None, down: int | N
 
         task = asyncio.ensure_future(
             http_download(
-                url, out_dir, torrent=torrent, max_download_rate=down, on_progress=progress
+                url,
+                out_dir,
+                torrent=torrent,
+                max_download_rate=down,
+                on_progress=progress,
+                overwrite=overwrite,
+                on_existing=echo,
             )
         )
         stopper = asyncio.ensure_future(stop.wait())
@@ -263,7 +272,10 @@ def fetch_http(url: str, out_dir: Path, torrent_path: Path | None, down: int | N
             return INTERRUPTED
         result = task.result()
         elapsed = time.monotonic() - started
-        click.echo(summary(result.path.name, result.bytes, elapsed))
+        if result.already_complete:
+            click.echo(f"done: {result.path.name}: already complete")
+        else:
+            click.echo(summary(result.path.name, result.bytes, elapsed))
         sys.stdout.flush()
         _report_done(result.path.name, result.bytes, elapsed)
         return 0

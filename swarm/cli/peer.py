@@ -237,9 +237,9 @@ def _same_files(torrent: Torrent, path: Path) -> bool:
 @click.option(
     "--no-overwrite",
     is_flag=True,
-    help="Stop (exit 2) rather than write over a file of the torrent's name found in the "
-    "output folder whose pieces differ from the torrent's (by default it is checked, pieces "
-    "that match are kept and the others overwritten).",
+    help="Stop (exit 2) rather than write over a file found in the output folder under the "
+    "download's name that is not the torrent's (by default it is checked against the torrent, "
+    "what matches is kept and the rest overwritten, after one line that says so).",
 )
 @click.option(
     "--host", default="0.0.0.0", show_default=True, help="Address to listen on for peers."
@@ -301,7 +301,7 @@ def fetch_command(
         report(Status(Event.READY))
         sys.stdin.readline()
     if source.startswith(("http://", "https://")):
-        raise SystemExit(fetch_http(source, out_dir, torrent_path, down))
+        raise SystemExit(fetch_http(source, out_dir, torrent_path, down, not no_overwrite))
     direct = [parse_peer(p) for p in peers]
     port, attempts = listen_port(port)
     raise SystemExit(

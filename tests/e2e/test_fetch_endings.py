@@ -290,3 +290,32 @@ def test_seed_and_fetch_listen_on_6881_or_the_next_free_port(
     line = fetch.wait_line(lambda s: s.startswith("seeding on port"))
     fetch_port = int(line.split()[3].rstrip(";"))
     assert fetch_port in port_6881_taken and fetch_port != port
+
+
+def test_an_http_fetch_checks_a_file_in_its_way_too(
+    tmp_path: Path, procs: Callable[..., Proc], tracker: str
+) -> None:
+    src, torrent = make(tmp_path, tracker, 4 * PIECE)
+    server = procs("serve-central", src, "--host", "127.0.0.1", "--port", "0")
+    url = server.wait_line(lambda s: s.strip().startswith("http://") and "movie" in s).strip()
+    out = tmp_path / "out"
+    out.mkdir()
+    mine = out / "movie.bin"
+    mine.write_bytes(src.read_bytes()[:-1] + b"!")  # the last piece differs
+    r = run("fetch", url, "-o", out, "--torrent", torrent, "--no-overwrite")
+    assert r.returncode == 2 and len(r.stderr.splitlines()) == 1, r.stderr
+    assert f"{mine} exists and 1 of 4 pieces differ" in r.stderr
+    assert mine.read_bytes() != src.read_bytes()
+
+    r = run("fetch", url, "-o", out, "--torrent", torrent)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[0] == (
+        f"{mine} exists and 1 of 4 pieces differ: it will be overwritten; --no-overwrite to stop"
+    )
+    assert lines[-1].startswith("done: movie.bin: 131072 bytes in ")
+    assert digest(mine) == digest(src)
+
+    r = run("fetch", url, "-o", out, "--torrent", torrent)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines() == ["done: movie.bin: already complete"]
