@@ -59,22 +59,16 @@ def closed_port() -> int:
 
 @pytest.fixture
 def data() -> bytes:
-    return random.Random(13).randbytes(SIZE)
-
-
-def serve(procs: Callable[..., Proc], root: Path, **files: bytes) -> str:
-    """A ``swarm serve-central`` of the folder *root* holding *files*; its base URL."""
-    root.mkdir()
-    for name, content in files.items():
-        (root / name.replace("_", ".")).write_bytes(content)
-    p = procs("serve-central", root, "--host", "127.0.0.1", "--port", "0")
-    return p.wait_line(lambda s: s.startswith("serving ")).split(" at ")[1]
+    return random.Random(13).randbytes(SIZE)  # file.bin
 
 
 @pytest.fixture
 def central(tmp_path: Path, procs: Callable[..., Proc], data: bytes) -> str:
     """A ``swarm serve-central`` of a folder holding file.bin (*data*); its base URL."""
-    return serve(procs, tmp_path / "pub", file_bin=data)
+    (tmp_path / "pub").mkdir()
+    (tmp_path / "pub" / "file.bin").write_bytes(data)
+    p = procs("serve-central", tmp_path / "pub", "--host", "127.0.0.1", "--port", "0")
+    return p.wait_line(lambda s: s.startswith("serving ")).split(" at ")[1]
 
 
 def torrent_of(tmp_path: Path, name: str, content: bytes) -> Path:
@@ -251,60 +245,42 @@ def test_output_that_is_a_file_is_the_same_usage_error_as_for_a_torrent(tmp_path
     assert (tmp_path / "taken").read_bytes() == b"mine"
 
 
+@pytest.mark.parametrize("answer", ["200", "206", "200-no-length"])
 def test_a_torrent_of_another_length_fails_on_the_first_response(
-    tmp_path: Path, scripted: Callable[[Script], ScriptedServer], data: bytes
+    tmp_path: Path, scripted: Callable[[Script], ScriptedServer], data: bytes, answer: str
 ) -> None:
-    """The server announces 300000 bytes, sends 1000 and then nothing: the wrong --torrent is
-    found from the headers, not after a download that would never end."""
-    server = scripted(
-        lambda req: [head("200 OK", Content_Length=SIZE), data[first_byte(req) :][:1000], HOLD]
-    )
+    """The server answers for a 300000-byte file and then sends nothing more (the download
+    would never end): the wrong --torrent (5000 bytes) is found from the headers: a 200's
+    Content-Length, a resumed 206's Content-Range; without a length, as soon as the body
+    passes the torrent's. A .part keeps what it had, or the server's bytes up to the limit."""
+    heads = {
+        "200": head("200 OK", Content_Length=SIZE),
+        "206": head("206 Partial Content", Content_Range=f"bytes 1000-{SIZE - 1}/{SIZE}"),
+        "200-no-length": head("200 OK", Connection="close"),
+    }
+    sent = data[1000:] if answer == "206" else data
+    server = scripted(lambda req: [heads[answer], sent[: 1000 if answer == "200" else SIZE], HOLD])
     wrong = torrent_of(tmp_path, "file.bin", data[:5000])
     out = tmp_path / "out"
-    r = fetch(server.url + "file.bin", "-o", out, "--torrent", wrong)
-    message = one_line_error(r)
-    assert r.returncode == 2, message
-    assert "300000 bytes" in message and "5000" in message and "--torrent" in message
-    assert tree(out) == []
-
-    # Resuming: the 206's Content-Range gives the length; the .part's bytes stay for later.
-    server206 = scripted(
-        lambda req: [
-            head("206 Partial Content", Content_Range=f"bytes 1000-{SIZE - 1}/{SIZE}"),
-            HOLD,
-        ]
-    )
-    out.mkdir()
-    (out / "file.bin.part").write_bytes(data[:1000])
-    r = fetch(server206.url + "file.bin", "-o", out, "--torrent", wrong)
-    assert r.returncode == 2 and "300000 bytes" in one_line_error(r)
-    assert (out / "file.bin.part").read_bytes() == data[:1000]
-
-
-def test_a_body_longer_than_the_torrent_fails_as_soon_as_it_passes_the_length(
-    tmp_path: Path, scripted: Callable[[Script], ScriptedServer], data: bytes
-) -> None:
-    """No Content-Length (the body ends when the connection does): the torrent's length is the
-    limit, checked as the bytes come. The bytes up to it are the server's, kept to resume."""
-    server = scripted(lambda req: [head("200 OK", Connection="close"), data, HOLD])
-    wrong = torrent_of(tmp_path, "file.bin", data[:5000])
-    out = tmp_path / "out"
+    if answer == "206":
+        out.mkdir()
+        (out / "file.bin.part").write_bytes(data[:1000])
     r = fetch(server.url + "file.bin", "-o", out, "--torrent", wrong)
     message = one_line_error(r)
     assert r.returncode == 2 and "5000" in message and "--torrent" in message, message
-    assert tree(out) == ["file.bin.part"] and (out / "file.bin.part").read_bytes() == data[:5000]
+    assert ("300000 bytes" in message) == (answer != "200-no-length")
+    kept = {"200": b"", "206": data[:1000], "200-no-length": data[:5000]}[answer]
+    assert tree(out) == (["file.bin.part"] if kept else [])
+    assert not kept or (out / "file.bin.part").read_bytes() == kept
 
 
 def test_a_multi_file_torrent_is_refused_before_any_connection(tmp_path: Path) -> None:
-    folder = tmp_path / "album"
-    folder.mkdir()
-    (folder / "a.bin").write_bytes(b"a" * 100)
-    (folder / "b.bin").write_bytes(b"b" * 100)
+    for name in ("a.bin", "b.bin"):
+        torrent_of(tmp_path, name, name.encode() * 50)  # both in tmp_path/torrents
     torrent = tmp_path / "album.torrent"
-    torrent.write_bytes(create_torrent(folder))
-    r = fetch(
-        f"http://127.0.0.1:{closed_port()}/a.bin", "-o", tmp_path / "out", "--torrent", torrent
-    )
+    torrent.write_bytes(create_torrent(tmp_path / "torrents"))
+    url = f"http://127.0.0.1:{closed_port()}/a.bin"
+    r = fetch(url, "-o", tmp_path / "out", "--torrent", torrent)
     assert r.returncode == 2 and "single-file torrent" in one_line_error(r)
     assert not (tmp_path / "out").exists()
 
@@ -315,9 +291,8 @@ def test_a_multi_file_torrent_is_refused_before_any_connection(tmp_path: Path) -
 def test_a_body_cut_short_keeps_its_bytes_for_the_next_run(
     tmp_path: Path, scripted: Callable[[Script], ScriptedServer], procs: Callable[..., Proc]
 ) -> None:
-    """The server announces 4 MiB and hangs up after 2.5 MiB: the bytes that came stay in the
-    .part (those the client had read; aiohttp drops what it had not yet handed over) and the
-    next run fetches only the rest."""
+    """4 MiB announced, a hang-up after 2.5: the bytes that came stay in the .part (those read;
+    aiohttp drops what it had not handed over yet), and the next run asks only for the rest."""
     big = random.Random(4).randbytes(4 << 20)
     cut = scripted(lambda req: [head("200 OK", Content_Length=len(big)), big[: 5 << 19], HOLD])
     out = tmp_path / "out"
@@ -347,49 +322,36 @@ def test_a_body_cut_short_keeps_its_bytes_for_the_next_run(
     assert r.returncode == 1 and tree(out) == ["big.bin"]
 
 
-def test_a_range_that_is_not_the_one_asked_for_is_not_spliced_in(
-    tmp_path: Path, scripted: Callable[[Script], ScriptedServer], data: bytes
+@pytest.mark.parametrize(
+    ("answer", "asked"), [("past-the-end", [1000, 0]), ("short", [1000, 101_000, 201_000])]
+)
+def test_a_range_other_than_asked_for_is_never_spliced_in(
+    tmp_path: Path,
+    scripted: Callable[[Script], ScriptedServer],
+    data: bytes,
+    answer: str,
+    asked: list[int],
 ) -> None:
-    """A 206 whose Content-Range runs past the file's end: the client asks for the whole file
-    again instead of writing those bytes into the .part."""
+    """A 206 past the file's end: ask for the whole file (not write it into the .part). A
+    shorter one than asked (RFC 9110 allows it): ask for the rest (not stop, "run again")."""
 
-    def answer(req: Request) -> list[bytes | None]:
-        if "range" in req.headers:
-            body = data[1000:]
-            bad = f"bytes 1000-{SIZE + 5000}/{SIZE}"
-            return [head("206 Partial Content", Content_Range=bad, Content_Length=len(body)), body]
-        return [head("200 OK", Content_Length=SIZE), data]
+    def ranges(req: Request) -> list[bytes | None]:
+        first = first_byte(req)
+        if not first:
+            return [head("200 OK", Content_Length=SIZE), data]
+        last = SIZE + 5000 if answer == "past-the-end" else min(first + 99_999, SIZE - 1)
+        body = data[first : last + 1]
+        crange = f"bytes {first}-{last}/{SIZE}"
+        return [head("206 Partial Content", Content_Range=crange, Content_Length=len(body)), body]
 
-    server = scripted(answer)
+    server = scripted(ranges)
     out = tmp_path / "out"
     out.mkdir()
     (out / "file.bin.part").write_bytes(data[:1000])
     r = fetch(server.url + "file.bin", "-o", out)
     assert r.returncode == 0, r.stderr
     assert tree(out) == ["file.bin"] and (out / "file.bin").read_bytes() == data
-    assert [first_byte(q) for q in server.requests] == [1000, 0]
-
-
-def test_a_shorter_range_than_asked_is_followed_by_a_request_for_the_rest(
-    tmp_path: Path, scripted: Callable[[Script], ScriptedServer], data: bytes
-) -> None:
-    """RFC 9110 lets a server send less than the range asked; the client asks again."""
-
-    def answer(req: Request) -> list[bytes | None]:
-        first = first_byte(req)
-        last = min(first + 99_999, SIZE - 1)
-        crange = f"bytes {first}-{last}/{SIZE}"
-        body = data[first : last + 1]
-        return [head("206 Partial Content", Content_Range=crange, Content_Length=len(body)), body]
-
-    server = scripted(answer)
-    out = tmp_path / "out"
-    out.mkdir()
-    (out / "file.bin.part").write_bytes(data[:50_000])
-    r = fetch(server.url + "file.bin", "-o", out)
-    assert r.returncode == 0, r.stderr
-    assert (out / "file.bin").read_bytes() == data
-    assert [first_byte(q) for q in server.requests] == [50_000, 150_000, 250_000]
+    assert [first_byte(q) for q in server.requests] == asked
 
 
 def test_a_compressed_body_is_not_saved_as_the_file(
