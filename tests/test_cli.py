@@ -603,3 +603,16 @@ def test_a_fetch_with_no_source_fails_with_one_line(
     assert_one_line_error(captured.err, "no usable tracker and no peer")
     assert not any(line.startswith("done:") for line in captured.out.splitlines())
     assert not (out / "song.bin").exists()
+
+
+@pytest.mark.parametrize(
+    ("tracker", "said"),
+    [("notaurl", "bad tracker URL 'notaurl'"), ("http://a/x,,udp://b:1", "an empty tracker URL")],
+)
+def test_seed_checks_its_tracker_urls_like_create(tmp_path: Path, tracker: str, said: str) -> None:
+    data = tmp_path / "d.bin"
+    data.write_bytes(b"x" * 1000)
+    done = run("seed", data, "-t", tracker, "--port", "0")
+    assert done.returncode == 2
+    assert done.stderr.count("\n") == 1 and said in done.stderr
+    assert not (tmp_path / "d.bin.torrent").exists()

@@ -6,7 +6,8 @@ One module per command group: :mod:`~swarm.cli.torrent` (create, info), :mod:`~s
 
 Every command takes ``-v/--verbose``, ``-q/--quiet`` and ``--debug``. A :class:`SwarmError`
 becomes ``error: <message>`` on stderr with its exit code (2 for a user's bad input, 1 for a
-failure at run time); a Python traceback is shown only with ``--debug``.
+failure at run time); a download or an experiment cut short by SIGINT or SIGTERM exits 130
+or 143, as shells do. A Python traceback is shown only with ``--debug``.
 """
 
 from __future__ import annotations

@@ -155,8 +155,17 @@ def size_option(ctx: click.Context, param: click.Parameter, value: str | None) -
 
 
 def tracker_tiers(options: tuple[str, ...]) -> list[list[str]]:
-    """``-t`` values as announce tiers (BEP 12): one tier per option, commas within a tier."""
-    return [[u.strip() for u in t.split(",") if u.strip()] for t in options]
+    """``-t`` values as announce tiers (BEP 12): one tier per option, commas within a tier;
+    a URL no client could use is :class:`UsageError` (exit 2, one line)."""
+    from swarm.metainfo import check_tracker_url  # lazy: create --help stays light
+
+    tiers = []
+    for option in options:
+        urls = [u.strip() for u in option.split(",")]
+        if not all(urls):
+            raise UsageError(f"-t {option!r}: an empty tracker URL (commas separate URLs)")
+        tiers.append([check_tracker_url(u) for u in urls])
+    return tiers
 
 
 def eta(left: int, rate: float) -> str:

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from swarm.cli.common import SETTINGS, run_until_signal
+from swarm.cli.common import INTERRUPTED, SETTINGS, run_until_signal
 from swarm.errors import StorageError, UsageError
 from swarm.units import format_rate, format_size, parse_rate, parse_size
 
@@ -130,7 +130,7 @@ def compare_command(
                 except asyncio.CancelledError:
                     pass
                 click.echo("error: interrupted; everything started was stopped", err=True)
-                return 130
+                return INTERRUPTED  # 130 for SIGINT, 143 for SIGTERM
             runs = task.result()
             file_size = file.stat().st_size
             if as_json:

@@ -27,12 +27,14 @@ if TYPE_CHECKING:
     from swarm.torrent import TorrentController, TorrentStats
 
 
-def status_line(st: TorrentStats) -> str:
-    """The progress bar's text: rates, peers, time left."""
+def status_line(st: TorrentStats, down: float | None = None) -> str:
+    """The progress bar's text: rates, peers, time left. *down*: the download rate the bar
+    measured itself (default: the engine's, which reads 0 until its first 1 s tick)."""
+    down = st.download_rate if down is None else down
     left = st.total_bytes - st.have_bytes
     return (
-        f"down {format_rate(st.download_rate)}  up {format_rate(st.upload_rate)}  "
-        f"peers {st.peers}  eta {eta(left, st.download_rate)}"
+        f"down {format_rate(down)}  up {format_rate(st.upload_rate)}  "
+        f"peers {st.peers}  eta {eta(left, down)}"
     )
 
 
@@ -187,6 +189,7 @@ def _say_what_is_there(t: TorrentController) -> None:
 async def _download(t: TorrentController, stop: asyncio.Event) -> bool:
     """Until every piece is verified (True) or a signal came first (False, said so)."""
     display = Display(t.torrent.name, t.torrent.length)
+    rate = _Rate(time.monotonic(), t.stats().downloaded)
     try:
         while not t.complete.is_set():
             if stop.is_set():
@@ -197,7 +200,8 @@ async def _download(t: TorrentController, stop: asyncio.Event) -> bool:
             if t.failed is not None:
                 raise t.failed
             st = t.stats()
-            display.update(st.have_bytes, info=status_line(st))
+            down = rate.update(time.monotonic(), st.downloaded)
+            display.update(st.have_bytes, info=status_line(st, down))
             try:
                 async with asyncio.timeout(0.5):
                     await t.complete.wait()
@@ -286,8 +290,8 @@ def fetch_http(
 class _Rate:
     """A download rate measured over half-second steps."""
 
-    def __init__(self, now: float) -> None:
-        self.since, self.done, self.rate = now, 0, 0.0
+    def __init__(self, now: float, done: int = 0) -> None:
+        self.since, self.done, self.rate = now, done, 0.0
 
     def update(self, now: float, done: int) -> float:
         if now - self.since >= 0.5:
