@@ -21,7 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from swarm.errors import StorageError
+from swarm.errors import StorageError, UsageError
 from swarm.metainfo import Torrent
 
 log = logging.getLogger(__name__)
@@ -36,6 +36,17 @@ class Span:
     file_index: int
     file_offset: int
     length: int
+
+
+def check_folder(out_dir: Path) -> None:
+    """:class:`UsageError` (``X is not a folder``) when *out_dir*, or the nearest of its
+    parents that exists, is not a folder: the user's path cannot be an output folder. Checked
+    before anything is created."""
+    there = Path(out_dir)
+    while there != there.parent and not os.path.lexists(there):
+        there = there.parent
+    if not there.is_dir():
+        raise UsageError(f"{there} is not a folder")
 
 
 def _strerror(exc: OSError) -> str:

@@ -26,6 +26,7 @@ import aiofiles.os
 from swarm.create import SourceFile, hash_pieces
 from swarm.errors import StorageError, UsageError
 from swarm.metainfo import Torrent
+from swarm.storage import check_folder
 
 __all__ = [
     "PartFile",
@@ -64,11 +65,7 @@ def output_paths(url: str, out_dir: Path) -> tuple[Path, Path]:
     any connection and without creating anything."""
     name = name_from_url(url)
     out_dir = Path(out_dir)
-    there = out_dir
-    while there != there.parent and not os.path.lexists(there):
-        there = there.parent
-    if not there.is_dir():
-        raise UsageError(f"{there} is not a folder")
+    check_folder(out_dir)
     final, part = out_dir / name, out_dir / f"{name}.part"
     for path in (final, part):
         if path.is_dir():

@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING
 import click
 
 from swarm.cli.common import INTERRUPTED, Display, echo, eta, report, wait_stop
-from swarm.errors import UsageError
 from swarm.status import Event, Status
 from swarm.units import counted, format_rate, format_size
 
@@ -139,10 +138,10 @@ def fetch_torrent(
     from swarm import metainfo
     from swarm.cli.common import run_until_signal
     from swarm.session import Session
+    from swarm.storage import check_folder
 
     torrent = metainfo.load(path)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise UsageError(f"{out_dir} is not a folder")
+    check_folder(out_dir)
 
     async def main(stop: asyncio.Event) -> int:
         started = time.monotonic()

@@ -237,9 +237,10 @@ def test_output_that_is_a_file_is_the_same_usage_error_as_for_a_torrent(tmp_path
     torrent = torrent_of(tmp_path, "file.bin", b"x" * 1000)
     # No server is there: the mistake is found before any connection is tried.
     url = f"http://127.0.0.1:{closed_port()}/file.bin"
-    by_torrent = fetch(torrent, "-o", "taken", cwd=tmp_path)
-    assert by_torrent.returncode == 2 and one_line_error(by_torrent) == "taken is not a folder"
     for out in ("taken", "taken/sub"):
+        by_torrent = fetch(torrent, "-o", out, cwd=tmp_path)
+        assert by_torrent.returncode == 2
+        assert one_line_error(by_torrent) == "taken is not a folder"
         by_url = fetch(url, "-o", out, cwd=tmp_path)
         assert by_url.returncode == 2 and one_line_error(by_url) == "taken is not a folder"
     assert (tmp_path / "taken").read_bytes() == b"mine"
