@@ -86,18 +86,23 @@ class Child:
     async def wait_for(self, event: Event, timeout: float) -> Status:
         """The first status line of *event*; :class:`CompareError` if the child fails first."""
         seen = 0
-        async with asyncio.timeout(timeout):
-            while True:
-                for status in self.statuses[seen:]:
-                    if status.event is Event.ERROR:
-                        raise CompareError(f"{self.name} stopped: {status.message}")
-                    if status.event is event:
-                        return status
-                seen = len(self.statuses)
-                if self._reader.done():
-                    await self._died()
-                self._changed.clear()
-                await self._changed.wait()
+        try:
+            async with asyncio.timeout(timeout):
+                while True:
+                    for status in self.statuses[seen:]:
+                        if status.event is Event.ERROR:
+                            raise CompareError(f"{self.name} stopped: {status.message}")
+                        if status.event is event:
+                            return status
+                    seen = len(self.statuses)
+                    if self._reader.done():
+                        await self._died()
+                    self._changed.clear()
+                    await self._changed.wait()
+        except TimeoutError:
+            raise CompareError(
+                f"{self.name}: no {event.value} within {timeout:g} s (--timeout)"
+            ) from None
 
     async def _died(self) -> None:
         exc = self._reader.exception()

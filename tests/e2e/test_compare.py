@@ -170,6 +170,23 @@ def test_compare_refuses_before_anything_runs(args: list[str], words: list[str])
     assert all(w in r.stderr for w in words), r.stderr
 
 
+def test_a_phase_that_runs_out_of_time_is_one_line(tmp_path: Path) -> None:
+    # 1 MiB at 64 KiB/s takes 16 s: a 2 s --timeout ends the run. It used to print
+    # "unexpected failure: TimeoutError:" with an empty message.
+    r = subprocess.run(
+        [sys.executable, "-m", "swarm", "compare", "--size", "1M", "--upload-rate", "64K"]
+        + ["--peers", "1", "--timeout", "2"],
+        capture_output=True,
+        text=True,
+        timeout=90,
+        cwd=tmp_path,
+    )
+    assert r.returncode == 1, r.stderr
+    errors = [line for line in r.stderr.splitlines() if line.startswith("error:")]
+    assert errors == ["error: downloader 0: no done within 2 s (--timeout)"], r.stderr
+    assert "Traceback" not in r.stderr and "unexpected" not in r.stderr
+
+
 def test_compare_help_says_what_download_rate_0_means() -> None:
     r = subprocess.run(
         [sys.executable, "-m", "swarm", "compare", "--help"],
