@@ -1,65 +1,71 @@
-"""libtorrent seed -> libtorrent leecher on loopback (run by /usr/bin/python3).
+"""libtorrent's side of bench/throughput: a seed or a leecher, one process each, as swarm's are.
 
-    lt_pair.py T.torrent DATA_DIR OUT_DIR   -> prints one JSON line:
-        {"seconds", "seed_cpu", "leech_cpu"}
+    lt_pair.py seed T.torrent DATA_DIR
+        checks DATA_DIR against the torrent, announces, prints "seeding PORT", then seeds until
+        SIGTERM (it then tells the tracker it stopped and exits 0)
+    lt_pair.py leech T.torrent OUT_DIR HOST:PORT [TIMEOUT]
+        downloads from HOST:PORT and the torrent's tracker, fsyncs its files, exits 0 (1 on a
+        time-out, default 600 s)
 
-Seed and leecher are separate processes (like swarm's), each a libtorrent session.
+Runs under /usr/bin/python3 (Debian's python3-libtorrent). libtorrent is set up as its users set
+it up to move data fast, by `lt_helper.settings()` in tests/interop/lt_helper.py (one set of
+settings for the interop tests and this bench): `lt.high_performance_seed()`, uTP off both ways
+(swarm speaks TCP only, so this is TCP against TCP), `aio_threads` and `hashing_threads` 2 (2
+cores), `max_queued_disk_bytes` 16 MiB, DHT/LSD/UPnP/NAT-PMP off,
+`allow_multiple_connections_per_ip`, listening on 127.0.0.1; peers on 127.0.0.1 are in
+libtorrent's local peer class, which has no rate limit. The seed's data is checked before it says
+it is seeding (so before run.py starts the clock); the leecher leaves only once its file is on the
+disk (`lt_helper.flush`: flush_cache, then fsync), as `swarm fetch` does. run.py times the leecher
+process from its start to its exit and takes its CPU time from the kernel (wait4), as for swarm.
 """
 
-import json
 import os
-import resource
-import subprocess
+import signal
 import sys
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "..", "tests", "interop"))
 
-
-def child_seed(torrent, data_dir):
-    import lt_helper
-
-    lt_helper.cmd_seed(torrent, data_dir)
+import libtorrent as lt  # noqa: E402
+import lt_helper  # noqa: E402
 
 
-def main(torrent, data_dir, out_dir):
-    seed = subprocess.Popen(
-        [sys.executable, __file__, "--seed", torrent, data_dir], stdout=subprocess.PIPE, text=True
-    )
+def seed(torrent, data_dir):
+    # SIGTERM ends the loop below, so the session is closed and the tracker hears "stopped".
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    ses = lt_helper.session()
+    h = lt_helper.add(ses, torrent, data_dir)
+    h.force_recheck()
+    deadline = time.monotonic() + 300
+    while not h.status().is_seeding:
+        if time.monotonic() > deadline:
+            print("error: data did not check out", flush=True)
+            sys.exit(1)
+        time.sleep(0.02)
+    h.force_reannounce()
+    print(f"seeding {ses.listen_port()}", flush=True)
     try:
-        line = seed.stdout.readline()
-        port = int(line.split()[1])
-        import libtorrent as lt
-        import lt_helper
-
-        ses = lt_helper.session()
-        ses.apply_settings({"cache_size": 1024})
-        r0 = resource.getrusage(resource.RUSAGE_SELF)
-        h = lt_helper.add(ses, torrent, out_dir)
-        # Count from the first connection, so libtorrent's start-up delay is not charged.
-        h.connect_peer(("127.0.0.1", port))
-        while h.status().num_peers == 0:
-            time.sleep(0.005)
-        t0 = time.monotonic()
-        while not h.status().is_seeding:
-            time.sleep(0.01)
-        seconds = time.monotonic() - t0
-        r1 = resource.getrusage(resource.RUSAGE_SELF)
-        leech_cpu = (r1.ru_utime + r1.ru_stime) - (r0.ru_utime + r0.ru_stime)
-        with open(f"/proc/{seed.pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        tick = os.sysconf("SC_CLK_TCK")
-        seed_cpu = (int(fields[11]) + int(fields[12])) / tick
-        del lt
-        print(json.dumps({"seconds": seconds, "seed_cpu": seed_cpu, "leech_cpu": leech_cpu}))
+        while True:
+            time.sleep(1)
     finally:
-        seed.kill()
-        seed.wait()
+        del h, ses
+
+
+def leech(torrent, out_dir, peer, timeout="600"):
+    deadline = time.monotonic() + float(timeout)
+    ses = lt_helper.session()
+    h = lt_helper.add(ses, torrent, out_dir)
+    host, port = peer.rsplit(":", 1)
+    h.connect_peer((host, int(port)))
+    while not h.status().is_seeding:
+        if time.monotonic() > deadline:
+            print(f"error: timed out at {h.status().progress:.3f}", flush=True)
+            sys.exit(1)
+        lt_helper.wait_alert(ses, lt.torrent_finished_alert, min(deadline, time.monotonic() + 0.5))
+    lt_helper.flush(ses, h, max(1.0, deadline - time.monotonic()))
 
 
 if __name__ == "__main__":
-    if sys.argv[1] == "--seed":
-        child_seed(sys.argv[2], sys.argv[3])
-    else:
-        main(*sys.argv[1:4])
+    cmd, *args = sys.argv[1:]
+    {"seed": seed, "leech": leech}[cmd](*args)
