@@ -3,7 +3,9 @@ bounded by a deadline, stopped by PID."""
 
 from __future__ import annotations
 
+import hashlib
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -99,3 +101,32 @@ class Proc:
                 os.kill(self.pid, signal.SIGKILL)
                 return self.wait_exit(timeout)
         return self.popen.returncode
+
+
+def swarm_run(*args: object, timeout: float = 60, **kw: object) -> subprocess.CompletedProcess[str]:
+    """``python -m swarm ARGS`` to its end (bounded by *timeout*), output captured."""
+    return subprocess.run(
+        [sys.executable, "-m", "swarm", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+        **kw,  # type: ignore[arg-type]
+    )
+
+
+def digest(path: Path) -> str:
+    """SHA-256 of a file's bytes, to compare a copy with its original."""
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def make_movie(tmp_path: Path, tracker: str, size: int, piece: str = "32K") -> tuple[Path, Path]:
+    """``src/movie.bin`` of *size* pseudo-random bytes under *tmp_path* and its .torrent for
+    *tracker* (pieces of *piece*), made by ``swarm create``."""
+    src = tmp_path / "src" / "movie.bin"
+    src.parent.mkdir(exist_ok=True)
+    src.write_bytes(random.Random(size).randbytes(size))
+    torrent = tmp_path / "movie.torrent"
+    r = swarm_run("-q", "create", src, "-o", torrent, "-t", tracker, "--piece-length", piece)
+    assert r.returncode == 0, r.stderr
+    return src, torrent

@@ -7,52 +7,24 @@ failure at run time, 2 for bad input) and never presents partial data under its 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
-import random
 import resource
 import signal
 import socket
 import subprocess
-import sys
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from procutil import Proc, free_port, wait_for
+from procutil import Proc, digest, free_port, wait_for
+from procutil import make_movie as make
+from procutil import swarm_run as run
 
 pytestmark = pytest.mark.e2e
 
 PIECE = 32 * 1024
-
-
-def digest(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def make(tmp_path: Path, tracker: str, size: int) -> tuple[Path, Path]:
-    """A file of *size* pseudo-random bytes and its .torrent (32 KiB pieces) for *tracker*."""
-    src = tmp_path / "src" / "movie.bin"
-    src.parent.mkdir(exist_ok=True)
-    src.write_bytes(random.Random(size).randbytes(size))
-    torrent = tmp_path / "movie.torrent"
-    r = run("-q", "create", src, "-o", torrent, "-t", tracker, "--piece-length", "32K")
-    assert r.returncode == 0, r.stderr
-    return src, torrent
-
-
-def run(*args: object, timeout: float = 60, **kw: object) -> subprocess.CompletedProcess[str]:
-    """Run ``python -m swarm ARGS`` to its end (bounded by *timeout*)."""
-    return subprocess.run(
-        [sys.executable, "-m", "swarm", *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        stdin=subprocess.DEVNULL,
-        **kw,  # type: ignore[arg-type]
-    )
 
 
 def pieces_on_disk(part: Path) -> int:
