@@ -130,3 +130,28 @@ def make_movie(tmp_path: Path, tracker: str, size: int, piece: str = "32K") -> t
     r = swarm_run("-q", "create", src, "-o", torrent, "-t", tracker, "--piece-length", piece)
     assert r.returncode == 0, r.stderr
     return src, torrent
+
+
+def seed_port(seed: Proc) -> int:
+    """The port a ``swarm seed`` process listens on, from its ``seeding on port N`` line."""
+    line = seed.wait_line(lambda s: s.startswith("seeding on port"))
+    return int(line.split()[3].rstrip(";"))
+
+
+def start_seed(procs: Callable[..., Proc], src: Path, torrent: Path, rate: str = "0") -> Proc:
+    """A ``swarm seed`` of *src* on an OS-chosen port (upload capped at *rate*), once it
+    seeds; :func:`seed_port` gives its port."""
+    seed = procs(
+        "seed",
+        src,
+        "--torrent",
+        torrent,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "0",
+        "--max-upload-rate",
+        rate,
+    )
+    seed_port(seed)
+    return seed

@@ -34,17 +34,7 @@ import lt_helper  # noqa: E402
 def seed(torrent, data_dir):
     # SIGTERM ends the loop below, so the session is closed and the tracker hears "stopped".
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    ses = lt_helper.session()
-    h = lt_helper.add(ses, torrent, data_dir)
-    h.force_recheck()
-    deadline = time.monotonic() + 300
-    while not h.status().is_seeding:
-        if time.monotonic() > deadline:
-            print("error: data did not check out", flush=True)
-            sys.exit(1)
-        time.sleep(0.02)
-    h.force_reannounce()
-    print(f"seeding {ses.listen_port()}", flush=True)
+    ses, h = lt_helper.start_seed(torrent, data_dir, timeout=300.0)
     try:
         while True:
             time.sleep(1)

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from procutil import Proc, digest, free_port, wait_for
+from procutil import Proc, digest, free_port, start_seed, wait_for
 from procutil import make_movie as make
 from procutil import swarm_run as run
 
@@ -45,23 +45,6 @@ def assert_one_line_error(stderr: str | list[str], *words: str) -> str:
     for w in words:
         assert w.lower() in lines[0].lower(), (w, text)
     return lines[0]
-
-
-def start_seed(procs: Callable[..., Proc], src: Path, torrent: Path, rate: str) -> Proc:
-    seed = procs(
-        "seed",
-        src,
-        "--torrent",
-        torrent,
-        "--host",
-        "127.0.0.1",
-        "--port",
-        "0",
-        "--max-upload-rate",
-        rate,
-    )
-    seed.wait_line(lambda s: s.startswith("seeding on port"))
-    return seed
 
 
 def start_tracker(procs: Callable[..., Proc], port: int) -> Proc:

@@ -13,35 +13,13 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from procutil import Proc, digest, wait_for
+from procutil import Proc, digest, seed_port, start_seed, wait_for
 from procutil import make_movie as make
 from procutil import swarm_run as run
 
 pytestmark = pytest.mark.e2e
 
 PIECE = 32 * 1024
-
-
-def seed_port(seed: Proc) -> int:
-    line = seed.wait_line(lambda s: s.startswith("seeding on port"))
-    return int(line.split()[3].rstrip(";"))
-
-
-def start_seed(procs: Callable[..., Proc], src: Path, torrent: Path, rate: str = "0") -> int:
-    """A seed of *src* on an OS-chosen port (its upload capped at *rate*); its port."""
-    seed = procs(
-        "seed",
-        src,
-        "--torrent",
-        torrent,
-        "--host",
-        "127.0.0.1",
-        "--port",
-        "0",
-        "--max-upload-rate",
-        rate,
-    )
-    return seed_port(seed)
 
 
 def fetch_args(torrent: Path, out: Path, port: int, *extra: str) -> list[object]:
@@ -86,7 +64,7 @@ def test_an_interrupted_download_exits_128_plus_the_signal_and_resumes(
     tmp_path: Path, procs: Callable[..., Proc], tracker: str, sig: int, code: int
 ) -> None:
     src, torrent = make(tmp_path, tracker, 16 * PIECE)
-    slow = start_seed(procs, src, torrent, rate="64K")
+    slow = seed_port(start_seed(procs, src, torrent, rate="64K"))
     out = tmp_path / "out"
     first = procs(*fetch_args(torrent, out, slow, "--no-seed"))
     wait_for(lambda: pieces_on_disk(out / "movie.bin.part") >= 2, 30, "two pieces on disk")
@@ -98,7 +76,7 @@ def test_an_interrupted_download_exits_128_plus_the_signal_and_resumes(
     assert not any(s.startswith("done:") for s in first.out)
     assert not (out / "movie.bin").exists() and first.err == []
 
-    fast = start_seed(procs, src, torrent)
+    fast = seed_port(start_seed(procs, src, torrent))
     second = procs(*fetch_args(torrent, out, fast, "--no-seed"))
     assert second.wait_exit(timeout=60) == 0, second.err
     assert digest(out / "movie.bin") == digest(src)
@@ -112,7 +90,7 @@ def test_a_fetch_of_a_complete_download_says_already_complete(
     tmp_path: Path, procs: Callable[..., Proc], tracker: str
 ) -> None:
     src, torrent = make(tmp_path, tracker, 4 * PIECE + 100)
-    port = start_seed(procs, src, torrent)
+    port = seed_port(start_seed(procs, src, torrent))
     out = tmp_path / "out"
     assert run(*fetch_args(torrent, out, port, "--no-seed", "-q")).returncode == 0
     r = run(*fetch_args(torrent, out, port, "--no-seed"))
@@ -125,7 +103,7 @@ def test_ctrl_c_while_seeding_after_the_download_exits_0_with_the_totals(
     tmp_path: Path, procs: Callable[..., Proc], tracker: str
 ) -> None:
     src, torrent = make(tmp_path, tracker, 8 * PIECE)
-    port = start_seed(procs, src, torrent)
+    port = seed_port(start_seed(procs, src, torrent))
     fetch = procs(*fetch_args(torrent, tmp_path / "out", port))
     line = fetch.wait_line(lambda s: s.startswith("seeding on port"))
     assert re.fullmatch(r"seeding on port [1-9]\d*; Ctrl-C to stop", line)
@@ -176,7 +154,7 @@ def test_a_damaged_complete_download_is_repaired(
     tmp_path: Path, procs: Callable[..., Proc], tracker: str
 ) -> None:
     src, torrent = make(tmp_path, tracker, 8 * PIECE + 5)
-    port = start_seed(procs, src, torrent)
+    port = seed_port(start_seed(procs, src, torrent))
     out = tmp_path / "out"
     assert run(*fetch_args(torrent, out, port, "--no-seed", "-q")).returncode == 0
     with open(out / "movie.bin", "r+b") as f:
@@ -194,7 +172,7 @@ def test_a_file_that_is_not_the_torrents_is_overwritten_after_one_line(
     tmp_path: Path, procs: Callable[..., Proc], tracker: str
 ) -> None:
     src, torrent = make(tmp_path, tracker, 8 * PIECE)
-    port = start_seed(procs, src, torrent)
+    port = seed_port(start_seed(procs, src, torrent))
     out = tmp_path / "out"
     out.mkdir()
     mine = out / "movie.bin"

@@ -132,18 +132,25 @@ def flush(ses, h, timeout=60.0):
             os.close(fd)
 
 
-def cmd_seed(torrent, data_dir):
+def start_seed(torrent, data_dir, timeout=120.0):
+    """A session seeding *torrent* from *data_dir*, its data checked and announced; prints
+    "seeding PORT" (exits 1 if the data does not check out within *timeout*)."""
     ses = session()
     h = add(ses, torrent, data_dir)
     h.force_recheck()
-    deadline = time.time() + 120
+    deadline = time.monotonic() + timeout
     while not h.status().is_seeding:
-        if time.time() > deadline:
+        if time.monotonic() > deadline:
             print("error: data did not check out", flush=True)
             sys.exit(1)
-        time.sleep(0.05)
+        time.sleep(0.02)
     h.force_reannounce()
     print(f"seeding {ses.listen_port()}", flush=True)
+    return ses, h
+
+
+def cmd_seed(torrent, data_dir):
+    ses, h = start_seed(torrent, data_dir)
     while True:
         time.sleep(1)
 
