@@ -172,7 +172,7 @@ def fetch_torrent(
                 echo(totals_line(t.stats(), time.monotonic() - started))
         return 0
 
-    return run_until_signal(main)
+    return run_until_signal(main, fast_loop=True)
 
 
 def _say_what_is_there(t: TorrentController) -> None:
@@ -283,7 +283,7 @@ def fetch_http(
         _report_done(result.path.name, result.bytes, elapsed)
         return 0
 
-    return run_until_signal(main)
+    return run_until_signal(main, fast_loop=True)
 
 
 class _Rate:

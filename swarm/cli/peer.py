@@ -162,7 +162,7 @@ def seed_command(
             echo(f"seeded {format_size(t.stats().uploaded)} to peers")
         return 0
 
-    raise SystemExit(run_until_signal(main))
+    raise SystemExit(run_until_signal(main, fast_loop=True))
 
 
 def seed_torrent_file(
