@@ -45,6 +45,7 @@ class DownloadEvents(Protocol):
     def choked(self, conn: PeerConnection) -> None: ...
     def unchoked(self, conn: PeerConnection) -> None: ...
     def rejected(self, conn: PeerConnection, index: int, begin: int, length: int) -> None: ...
+    def fill(self, conn: PeerConnection) -> None: ...
 
 
 class BlockSource(Protocol):
@@ -67,7 +68,9 @@ class PeerHandler(Protocol):
     def describe(self, conn: PeerConnection) -> Torrent: ...
     def peer_ready(self, conn: PeerConnection) -> None: ...
     def peer_closed(self, conn: PeerConnection) -> None: ...
-    def on_piece(self, conn: PeerConnection, index: int, begin: int, block: bytes) -> None: ...
+    def on_piece(
+        self, conn: PeerConnection, index: int, begin: int, block: bytes | memoryview
+    ) -> None: ...
     def on_interest(self, conn: PeerConnection) -> None: ...
     def on_blocks_sent(self, blocks: list[tuple[int, int, int]], size: int) -> None: ...
 
@@ -179,10 +182,18 @@ class PeerConnection(asyncio.Protocol):
                 data = b""
             else:
                 self._throttle_download(len(data))
+            blocks = 0
             for msg in state.receive(data, time.monotonic()):
+                if type(msg) is wire.Piece:
+                    blocks += 1
                 self._dispatch(msg)
                 if self.closed:
                     return
+            if blocks:
+                # One top-up of our requests for every block of this read, not one each.
+                t = self.torrent
+                assert t is not None
+                t.requests.fill(self)
             if state.output:
                 self._write(state.take_output())
         except SwarmError as exc:

@@ -23,6 +23,7 @@ from swarm.storage import Storage
 
 RESUME_SAVE_SECONDS = 10.0
 CACHE_BYTES = 32 << 20  # pieces kept in memory for uploading
+SPARE_BYTES = 32 << 20  # piece buffers kept for reuse once written
 DISK_THREADS = 2
 
 R = TypeVar("R")
@@ -50,6 +51,8 @@ class PieceIO:
         self.storage = Storage(torrent, root)
         self._pool = ThreadPoolExecutor(max_workers=DISK_THREADS, thread_name_prefix="disk")
         self._buffers: dict[int, bytearray] = {}
+        self._spare: list[bytearray] = []  # written pieces' buffers, reused for new pieces
+        self._spare_max = max(1, SPARE_BYTES // torrent.piece_length)
         self._contributors: dict[int, set[bytes]] = {}
         self._cache: OrderedDict[int, asyncio.Future[bytes]] = OrderedDict()
         self._cache_bytes = 0
@@ -147,10 +150,12 @@ class PieceIO:
 
     # -- downloading -------------------------------------------------------------------------
 
-    def add_block(self, index: int, begin: int, block: bytes, contributor: bytes) -> None:
+    def add_block(
+        self, index: int, begin: int, block: bytes | memoryview, contributor: bytes
+    ) -> None:
         buf = self._buffers.get(index)
         if buf is None:
-            buf = self._buffers[index] = bytearray(self.torrent.piece_size(index))
+            buf = self._buffers[index] = self._new_buffer(self.torrent.piece_size(index))
         buf[begin : begin + len(block)] = block
         self._contributors.setdefault(index, set()).add(contributor)
 
@@ -158,11 +163,20 @@ class PieceIO:
         """Hash the assembled piece and write it if it matches: (ok, the peers who sent it)."""
         data = self._buffers.pop(index)
         ok = await self._run(self._check_and_write, index, data)
+        if len(data) == self.torrent.piece_length and len(self._spare) < self._spare_max:
+            self._spare.append(data)  # hashed and written: nothing else holds it
         contributors = self._contributors.pop(index, set())
         if ok:
             self._drop_cached(index)
             self._resume_dirty = True
         return bool(ok), contributors
+
+    def _new_buffer(self, size: int) -> bytearray:
+        """A buffer for a piece of *size* bytes: a written piece's, if one is spare (its old
+        bytes are all overwritten before the piece is hashed: every block arrives first)."""
+        if size == self.torrent.piece_length and self._spare:
+            return self._spare.pop()
+        return bytearray(size)
 
     def _check_and_write(self, index: int, data: bytearray) -> bool:
         if hashlib.sha1(data).digest() != self.torrent.piece_hashes[index]:

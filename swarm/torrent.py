@@ -161,7 +161,11 @@ class TorrentController:
     def on_interest(self, conn: PeerConnection) -> None:
         unchoke_if_free(self.choker, conn, self.peers)
 
-    def on_piece(self, conn: PeerConnection, index: int, begin: int, block: bytes) -> None:
+    def on_piece(
+        self, conn: PeerConnection, index: int, begin: int, block: bytes | memoryview
+    ) -> None:
+        """A block we asked *conn* for. (The connection tops up its requests once it has
+        handled all that one read brought.)"""
         self.downloaded += len(block)
         if self.requests.block_arrived(conn, index, begin, len(block)):
             self.io.add_block(index, begin, block, conn.peer_id or b"")
@@ -170,7 +174,6 @@ class TorrentController:
                 self.tasks.spawn(self._verify_and_write(index))
         else:
             self.wasted += len(block)  # a second copy (end-game) or a piece already done
-        self.requests.fill(conn)
 
     def on_blocks_sent(self, blocks: list[tuple[int, int, int]], size: int) -> None:
         self.uploaded += size

@@ -88,7 +88,7 @@ class Request:
 class Piece:
     index: int
     begin: int
-    block: bytes
+    block: bytes | memoryview  # a view into the bytes received, when parsed in place
 
 
 @dataclass(frozen=True, slots=True)

@@ -173,18 +173,23 @@ class Parser:
             buf += view[taken : taken + need]
             taken += need
             with memoryview(buf) as held:
-                used = self._parse(held, 0, len(buf), out)
+                used = self._parse(held, 0, len(buf), out, copy=True)
             if used:
                 del buf[:used]
         if taken < n:
-            used = self._parse(view, taken, n, out)
+            # *data* is not ours to keep if it is mutable: blocks are copied out of it then.
+            used = self._parse(view, taken, n, out, copy=not isinstance(data, bytes))
             if used < n:
                 buf += view[used:]
         self._need = _missing(buf) if buf else 0
         return out
 
-    def _parse(self, mv: memoryview, pos: int, end: int, out: list[Message | Handshake]) -> int:
-        """Append the complete messages in ``mv[pos:end]`` to *out*; return where they end."""
+    def _parse(
+        self, mv: memoryview, pos: int, end: int, out: list[Message | Handshake], *, copy: bool
+    ) -> int:
+        """Append the complete messages in ``mv[pos:end]`` to *out*; return where they end.
+        A PIECE's block is a view into *mv* (no copy) unless *copy*: *mv* is our own buffer,
+        which changes after this call."""
         unpack_u32 = _U32.unpack_from
         unpack_two = _TWO_U32.unpack_from
         append = out.append
@@ -211,7 +216,8 @@ class Parser:
                 index, begin = unpack_two(mv, pos + 5)
                 if index >= index_limit:
                     raise ProtocolError(f"the peer sent a block of piece {index}, out of range")
-                append(Piece(index, begin, mv[pos + 13 : stop].tobytes()))
+                block = mv[pos + 13 : stop]
+                append(Piece(index, begin, block.tobytes() if copy else block))
                 pos = stop
                 continue
             self._check_header(mid, length)
