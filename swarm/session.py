@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from swarm import __version__
+from swarm.choker import default_slots
 from swarm.errors import SessionError, SwarmError
 from swarm.metainfo import Torrent
 from swarm.peer import PeerConnection
@@ -155,6 +156,8 @@ class Session:
         with *overwrite* False, files that hold other data raise ExistingDataError."""
         if torrent.info_hash in self.torrents:
             raise SwarmError(f"{torrent.name} is in this session already")
+        if options.get("unchoke_slots") is None:
+            options["unchoke_slots"] = default_slots(not self.upload_limiter.unlimited)
         controller = TorrentController(self, torrent, Path(root), rng=self.rng, **options)
         try:
             await controller.open(seed=seed, verify=verify, overwrite=overwrite, on_check=on_check)

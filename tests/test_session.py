@@ -272,3 +272,19 @@ def test_the_engine_runs_on_uvloop(tmp_path: Path) -> None:
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         runner.run(main())
     assert sha256(tmp_path / "out" / src.name) == sha256(src)
+
+
+def test_unchoke_slots_follow_the_upload_cap_unless_given(tmp_path: Path) -> None:
+    src = make_data(tmp_path / "src", 64 * 1024)
+    torrent = metainfo.parse(create_torrent(src, piece_length=16 * 1024))
+
+    async def slots(**options: object) -> int:
+        cap = options.pop("cap", None)
+        async with Session(host="127.0.0.1", max_upload_rate=cap) as s:  # type: ignore[arg-type]
+            t = await s.add(torrent, src.parent, seed=True, **options)
+            return t.choker.slots
+
+    async def main() -> list[int]:
+        return [await slots(), await slots(cap=1 << 20), await slots(unchoke_slots=3)]
+
+    assert asyncio.run(main()) == [8, 4, 3]

@@ -100,9 +100,9 @@ def resolve_data_root(path: Path, torrent: Torrent) -> Path:
 @click.option(
     "--unchoke-slots",
     type=click.IntRange(1, 100),
-    default=4,
-    show_default=True,
-    help="Peers unchoked by tit-for-tat at once (plus one optimistic).",
+    default=None,
+    help="Peers unchoked by tit-for-tat at once (plus one optimistic) [default: 8, or 4 "
+    "with --max-upload-rate].",
 )
 @click.option("--no-verify", is_flag=True, help="Trust the data without hashing it first.")
 @status_option
@@ -114,7 +114,7 @@ def seed_command(
     host: str,
     port: int | None,
     max_upload_rate: str | None,
-    unchoke_slots: int,
+    unchoke_slots: int | None,
     no_verify: bool,
 ) -> None:
     """Serve the file or folder PATH to peers until Ctrl-C (or SIGTERM): both end it with exit
