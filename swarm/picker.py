@@ -3,6 +3,19 @@
 Pure and deterministic (the random source is passed in). The picker knows how many peers have
 each piece, which pieces we have, and which 16 KiB blocks are requested from whom. Peers are
 any hashable key.
+
+Cost. The *free* pieces (we lack them; not started, not being hashed) sit in one list ordered
+by availability, in buckets (libtorrent's layout). A have, a bitfield bit or a peer leaving moves
+a piece one bucket by one swap, O(1); a piece entering or leaving the free list costs O(buckets),
+at most the peer count. A new piece for a peer comes from walking the buckets from the rarest
+up to the first holding a piece the peer has: O(1) for a seed (the common case: the first
+random probe hits); about 1/d probes or chunk reads for a peer holding a share d of a bucket;
+worst case, a sparse peer whose rarest wanted piece sits above many free pieces it lacks,
+O(those pieces), read in C-speed chunks. Bucket 0 (pieces no counted peer has: only seeds, or
+nobody) is skipped for a ``peer_has`` list counted with :meth:`peer_bitfield`, every piece of
+which is counted. :meth:`interesting` reads the list from the rarest end to the first hit, O(1)
+for a seed, O(pieces we lack) at worst. Started pieces with blocks nobody was asked for are
+kept apart, so :meth:`pick` sorts only those and :attr:`in_endgame` is O(1).
 """
 
 from __future__ import annotations
@@ -10,9 +23,13 @@ from __future__ import annotations
 import random
 from collections.abc import Hashable, Iterable
 from dataclasses import dataclass, field
+from itertools import chain, compress
 
 BLOCK_SIZE = 16 * 1024
 RANDOM_FIRST = 4  # pieces picked at random before rarest-first takes over
+PROBES = 4  # random tries in a bucket before reading it in order from a random point
+_CHUNK = 32  # first chunk read when scanning a bucket; doubles up to _CHUNK_MAX
+_CHUNK_MAX = 4096
 
 Block = tuple[int, int, int]  # (piece index, begin, length)
 
@@ -30,9 +47,14 @@ class _Partial:
             if b not in self.received and b not in self.requested:
                 yield b
 
+    def open(self) -> bool:
+        """Whether some block is neither in hand nor asked of anyone (the two are apart)."""
+        return len(self.received) + len(self.requested) < self.nblocks
+
 
 class PiecePicker:
-    """Block selection for one torrent."""
+    """Block selection for one torrent. Others read ``availability``, ``seeds``, ``have``,
+    ``num_have``, ``partial`` and ``pending``; change them only through the methods."""
 
     def __init__(
         self,
@@ -53,6 +75,14 @@ class PiecePicker:
         self.partial: dict[int, _Partial] = {}
         self.pending: set[int] = set()  # all blocks in hand, being hashed and written
         self.seeds = 0  # peers that have everything; counted apart to keep updates O(1)
+        # Free pieces ordered by availability: bucket a is _order[_start[a]:_start[a + 1]],
+        # and _start[-1] == len(_order). _pos[i] is i's place in _order, -1 if not free.
+        self._order = list(range(num_pieces))
+        self._pos = list(range(num_pieces))
+        self._start = [0, num_pieces]
+        self._open: set[int] = set()  # partial pieces with a block nobody was asked for
+        # Lists counted piece by piece, by identity (holding them keeps their ids), and times.
+        self._counted: dict[int, tuple[list[bool], int]] = {}
 
     # -- what peers and we have ----------------------------------------------------------
 
@@ -60,6 +90,7 @@ class PiecePicker:
         if self.have[index] != value:
             self.have[index] = value
             self.num_have += 1 if value else -1
+            self._sync(index)
 
     @property
     def complete(self) -> bool:
@@ -87,27 +118,142 @@ class PiecePicker:
         return min(self.block_size, self.piece_size(index) - block * self.block_size)
 
     def peer_bitfield(self, haves: list[bool], delta: int = 1) -> None:
-        """A peer's bitfield arrived (delta=1) or the peer left (delta=-1)."""
+        """A peer's bitfield arrived (delta=1) or the peer left (delta=-1).
+
+        A list counted piece by piece is known by identity: :meth:`pick` trusts every piece it
+        has is counted, so keep it in step with :meth:`peer_have` and uncount the same list."""
         if all(haves):
             self.seeds += delta
             return
-        avail = self.availability
-        for i, h in enumerate(haves):
-            if h:
-                avail[i] += delta
+        self._count_list(haves, delta)
+        step = self._up if delta > 0 else self._down
+        for i in list(compress(range(len(haves)), haves)) * abs(delta):
+            step(i)
 
     def peer_became_seed(self, haves: list[bool]) -> None:
         """A peer that was counted piece by piece now has everything: its pieces leave the
         availability counts and it counts as a seed. (Not through :meth:`peer_bitfield`, which
         would take a full bitfield for a seed leaving.)"""
-        avail = self.availability
-        for i, h in enumerate(haves):
-            if h:
-                avail[i] -= 1
+        self._count_list(haves, -1)
+        for i in compress(range(len(haves)), haves):
+            self._down(i)
         self.seeds += 1
 
     def peer_have(self, index: int) -> None:
-        self.availability[index] += 1
+        self._up(index)
+
+    def _count_list(self, haves: list[bool], delta: int) -> None:
+        key = id(haves)  # a list uncounted unknown was counted by peer_have alone: ignored
+        n = self._counted[key][1] + delta if key in self._counted else max(delta, 0)
+        if n > 0:
+            self._counted[key] = (haves, n)
+        else:
+            self._counted.pop(key, None)
+
+    def _all_counted(self, peer_has: list[bool]) -> bool:
+        """Whether every piece *peer_has* has is in availability (none sits in bucket 0)."""
+        return id(peer_has) in self._counted  # held there, so the id is not reused
+
+    # -- the ordered free list -----------------------------------------------------------
+
+    def _up(self, i: int) -> None:
+        a = self.availability[i]
+        self.availability[i] = a + 1
+        p = self._pos[i]
+        if p < 0 or a < 0:  # not free, or below zero (a caller's slip: sorts as zero)
+            return
+        order, start = self._order, self._start
+        if a + 2 == len(start):
+            start.append(start[-1])
+        last = start[a + 1] - 1
+        j = order[last]
+        order[p], order[last] = j, i
+        self._pos[j], self._pos[i] = p, last
+        start[a + 1] = last
+
+    def _down(self, i: int) -> None:
+        a = self.availability[i]
+        self.availability[i] = a - 1
+        p = self._pos[i]
+        if p < 0 or a <= 0:
+            return
+        order, start = self._order, self._start
+        first = start[a]
+        j = order[first]
+        order[p], order[first] = j, i
+        self._pos[j], self._pos[i] = p, first
+        start[a] = first + 1
+        self._trim()
+
+    def _trim(self) -> None:
+        while len(self._start) > 2 and self._start[-2] == self._start[-1]:
+            self._start.pop()
+
+    def _sync(self, i: int) -> None:
+        """Put piece *i* in the free list or take it out, as its state now says."""
+        free = not self.have[i] and i not in self.partial and i not in self.pending
+        if free != (self._pos[i] >= 0):
+            (self._insert if free else self._remove)(i)
+
+    def _insert(self, i: int) -> None:
+        order, pos, start = self._order, self._pos, self._start
+        k = max(self.availability[i], 0)
+        while len(start) - 2 < k:
+            start.append(start[-1])
+        order.append(i)
+        hole = len(order) - 1
+        start[-1] = len(order)
+        # The hole travels down from the end: each bucket above k gives it its first piece.
+        for b in range(len(start) - 2, k, -1):
+            s = start[b]
+            if s != hole:
+                j = order[s]
+                order[hole], pos[j] = j, hole
+                hole = s
+            start[b] = s + 1
+        order[hole], pos[i] = i, hole
+
+    def _remove(self, i: int) -> None:
+        order, pos, start = self._order, self._pos, self._start
+        k = max(self.availability[i], 0)
+        hole = pos[i]
+        # The hole travels up to the end: each bucket from k gives its last piece to it.
+        for b in range(k, len(start) - 1):
+            last = start[b + 1] - 1
+            if last != hole:
+                j = order[last]
+                order[hole], pos[j] = j, hole
+                hole = last
+            start[b + 1] = last
+        order.pop()
+        pos[i] = -1
+        self._trim()
+
+    def _scan(self, peer_has: list[bool], lo: int, hi: int) -> int | None:
+        """The first piece in _order[lo:hi] the peer has, read in growing chunks."""
+        order, get, step = self._order, peer_has.__getitem__, _CHUNK
+        while lo < hi:
+            mid = min(hi, lo + step)
+            found = next(filter(get, order[lo:mid]), None)
+            if found is not None:
+                return found
+            lo, step = mid, min(step * 2, _CHUNK_MAX)
+        return None
+
+    def _choose(self, peer_has: list[bool], lo: int, hi: int) -> int | None:
+        """A random piece of _order[lo:hi] the peer has: uniform if a probe hits (always for a
+        seed), else the first after a random point (likelier after a run it lacks)."""
+        n = hi - lo
+        if n <= 0:
+            return None
+        order, rand = self._order, self.rng.randrange
+        for _ in range(min(PROBES, n)):
+            i = order[lo + rand(n)]
+            if peer_has[i]:
+                return i
+        mid = lo + rand(n)
+        found = self._scan(peer_has, mid, hi)
+        return found if found is not None else self._scan(peer_has, lo, mid)
 
     # -- picking -------------------------------------------------------------------------
 
@@ -116,8 +262,13 @@ class PiecePicker:
 
     def interesting(self, peer_has: list[bool]) -> bool:
         """Whether a peer has anything we still want."""
+        if len(peer_has) < self.num_pieces:  # not the torrent's shape (yet): compare as is
+            return any(p and not h for p, h in zip(peer_has, self.have, strict=False))
+        lo = self._start[1] if self._all_counted(peer_has) else 0
+        if self._scan(peer_has, lo, len(self._order)) is not None:
+            return True
         have = self.have
-        return any(p and not h for p, h in zip(peer_has, have, strict=False))
+        return any(peer_has[i] and not have[i] for i in chain(self.partial, self.pending))
 
     def pick(
         self, peer: Hashable, peer_has: list[bool], count: int, endgame: bool = True
@@ -126,8 +277,8 @@ class PiecePicker:
         out: list[Block] = []
         if count <= 0:
             return out
-        # 1. Finish pieces that are started, most-complete first.
-        for index in sorted(self.partial, key=self._partial_order):
+        # 1. Finish pieces that are started, most-complete first (those with blocks unasked).
+        for index in sorted(self._open, key=self._partial_order):
             if peer_has[index]:
                 self._take(index, peer, count, out)
                 if len(out) >= count:
@@ -138,6 +289,7 @@ class PiecePicker:
             if new is None:
                 break
             self.partial[new] = _Partial(self._nblocks(new))
+            self._remove(new)
             self._take(new, peer, count, out)
         # 3. End-game: nothing left unrequested, ask for blocks others are fetching.
         if len(out) < count and endgame and self.in_endgame:
@@ -154,24 +306,23 @@ class PiecePicker:
             p.requested[b] = {peer}
             out.append((index, b * self.block_size, self.block_length(index, b)))
             if len(out) >= count:
-                return
+                break
+        self._mark_open(index, p)
+
+    def _mark_open(self, index: int, p: _Partial) -> None:
+        (self._open.add if p.open() else self._open.discard)(index)
 
     def _new_piece(self, peer_has: list[bool]) -> int | None:
-        partial = self.partial
-        candidates = [
-            i
-            for i in range(self.num_pieces)
-            if peer_has[i] and not self.have[i] and i not in partial and i not in self.pending
-        ]
-        if not candidates:
-            return None
+        start = self._start
+        first = 1 if self._all_counted(peer_has) else 0
         if self.num_have < RANDOM_FIRST:
             # Random first pieces spread the swarm and let us trade sooner.
-            return self.rng.choice(candidates)
-        avail = self.availability
-        rarest = min(avail[i] for i in candidates)
-        best = [i for i in candidates if avail[i] == rarest]
-        return self.rng.choice(best)
+            return self._choose(peer_has, start[first], start[-1])
+        for b in range(first, len(start) - 1):
+            found = self._choose(peer_has, start[b], start[b + 1])
+            if found is not None:
+                return found
+        return None
 
     def _endgame(self, peer: Hashable, peer_has: list[bool], count: int, out: list[Block]) -> None:
         for index, p in self.partial.items():
@@ -187,9 +338,8 @@ class PiecePicker:
     @property
     def in_endgame(self) -> bool:
         """No block is left that nobody has been asked for."""
-        if self.num_have + len(self.pending) + len(self.partial) < self.num_pieces:
-            return False
-        return all(not any(True for _ in p.unrequested()) for p in self.partial.values())
+        started = self.num_have + len(self.pending) + len(self.partial)
+        return started >= self.num_pieces and not self._open
 
     # -- outcomes ------------------------------------------------------------------------
 
@@ -205,6 +355,7 @@ class PiecePicker:
         peers = p.requested.pop(b, set())
         p.received.add(b)
         peers.discard(peer)
+        self._mark_open(index, p)
         return True, peers
 
     def piece_full(self, index: int) -> bool:
@@ -214,6 +365,7 @@ class PiecePicker:
     def start_verify(self, index: int) -> None:
         """Every block is in hand: the piece goes to hashing."""
         del self.partial[index]
+        self._open.discard(index)
         self.pending.add(index)
 
     def piece_verified(self, index: int) -> None:
@@ -224,6 +376,8 @@ class PiecePicker:
         """The hash did not match: every block must be fetched again."""
         self.pending.discard(index)
         self.partial.pop(index, None)
+        self._open.discard(index)
+        self._sync(index)
 
     def release(self, peer: Hashable, blocks: Iterable[Block]) -> None:
         """Blocks asked of *peer* that will not come (choke, reject, disconnect, snub)."""
@@ -240,3 +394,7 @@ class PiecePicker:
                 del p.requested[b]
             if not p.requested and not p.received:
                 del self.partial[index]
+                self._open.discard(index)
+                self._sync(index)
+            else:
+                self._mark_open(index, p)
