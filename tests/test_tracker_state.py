@@ -5,7 +5,10 @@ from __future__ import annotations
 import random
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from tracker import protocol
 from tracker.errors import RequestError
 from tracker.state import Announce, Limits, TrackerState
 
@@ -98,3 +101,37 @@ def test_stats_and_rate(state: TrackerState, clock: Clock) -> None:
     st = state.stats()
     assert st["torrents"] == 1 and st["leechers"] == 20 and st["announces"] == 20
     assert st["announces_per_second"] == 2.0
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(0, 40),  # peer
+            st.sampled_from(["10.0.0.1", "10.0.0.2", "::1", "bad address"]),
+            st.integers(1, 3),  # port
+            st.sampled_from([0, 5]),  # left
+            st.sampled_from(["", "started", "stopped", "completed"]),
+            st.integers(0, 60),  # numwant
+        ),
+        max_size=120,
+    )
+)
+def test_compact_announces_give_the_same_peers_as_announce(
+    steps: list[tuple[int, str, int, int, str, int]],
+) -> None:
+    # two states fed the same announces with the same random draws: one answers with
+    # entries, the other in compact form; the peers must be the same ones, in order
+    plain = TrackerState(interval=60, clock=lambda: 5.0, rng=random.Random(7))
+    fast = TrackerState(interval=60, clock=lambda: 5.0, rng=random.Random(7))
+    for peer, ip, port, left, event, numwant in steps:
+        a = Announce(H1, bytes([peer]) * 20, ip, port, left=left, event=event, numwant=numwant)
+        r = plain.announce(a)
+        c = fast.announce_compact(a)
+        v4, v6 = protocol.compact_peers(r)
+        assert (c.peers, c.peers6) == (v4, v6)
+        assert (c.complete, c.incomplete) == (r.complete, r.incomplete)
+    assert plain.stats() == fast.stats()
+    for s in fast.swarms.values():
+        assert s.compacts == [p.compact for p in s.order]
+        assert s.v6 == sum(len(p.compact) == 18 for p in s.order)

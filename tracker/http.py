@@ -28,7 +28,7 @@ from tracker import protocol
 from tracker.errors import RequestError
 from tracker.state import TrackerState
 
-__all__ = ["HTTPTracker", "HTTPTrackerProtocol"]
+__all__ = ["HTTPTracker", "HTTPTrackerProtocol", "answer_bytes"]
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +54,20 @@ def _head(status: int, content_type: bytes, length: int, keep_alive: bool) -> by
         length,
         b"" if keep_alive else b"Connection: close\r\n",
     )
+
+
+_OK_BENCODED = {
+    keep: b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n%sContent-Length: "
+    % (b"" if keep else b"Connection: close\r\n")
+    for keep in (False, True)
+}
+
+
+def answer_bytes(status: int, content_type: bytes, body: bytes, keep_alive: bool) -> bytes:
+    """The whole answer: status line, headers and *body*."""
+    if status == 200 and content_type is _BENCODED:  # every announce: no formatting
+        return b"".join((_OK_BENCODED[keep_alive], str(len(body)).encode(), b"\r\n\r\n", body))
+    return _head(status, content_type, len(body), keep_alive) + body
 
 
 class HTTPTracker:
@@ -107,6 +121,9 @@ class HTTPTracker:
             a, compact, no_peer_id = protocol.parse_announce(
                 query, remote, allow_ip_param=self.allow_ip_param
             )
+            if compact:
+                packed = self.state.announce_compact(a)
+                return protocol.compact_response(packed, self.interval, self.min_interval)
             result = self.state.announce(a)
         except RequestError as exc:
             return protocol.failure(str(exc))
@@ -255,8 +272,10 @@ class HTTPTrackerProtocol(asyncio.Protocol):
         else:
             target = self.target[0] if len(self.target) == 1 else b"".join(self.target)
             status, ctype, body = self.handler.respond(target, self.remote)
-        head = _head(status, ctype, len(body), keep_alive)
-        transport.write(head if method == b"HEAD" else head + body)
+        if method == b"HEAD":
+            transport.write(_head(status, ctype, len(body), keep_alive))
+        else:
+            transport.write(answer_bytes(status, ctype, body, keep_alive))
         if not keep_alive:
             transport.close()
 

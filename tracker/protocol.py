@@ -18,12 +18,13 @@ from typing import Any
 from tracker.bencoding import encode as _bencode
 from tracker.codec import EVENT_NUMBERS, pack_peer
 from tracker.errors import RequestError
-from tracker.state import Announce, AnnounceResult, PeerEntry
+from tracker.state import Announce, AnnounceResult, CompactResult
 
 __all__ = [
     "RequestError",
     "announce_response",
     "compact_peers",
+    "compact_response",
     "failure",
     "normalize_ip",
     "parse_announce",
@@ -38,8 +39,11 @@ EVENTS = {name.encode(): name for name in EVENT_NUMBERS}
 EVENTS[b"paused"] = ""  # BEP 21: an ordinary announce
 
 
-# A value that is nothing but %XX escapes (how most clients send info_hash and peer_id) is
-# decoded with one C-level check and bytes.fromhex; anything else goes to urllib.
+# Percent-decoding in C. A value that is nothing but %XX escapes (how most clients send
+# info_hash) is one regex check and bytes.fromhex; in any other, "%" becomes "\\x" and the
+# codec for Python's escapes does the rest (bytes stay bytes through latin-1). A value with a
+# backslash of its own, or a "%" not followed by two hex digits, goes to urllib, which leaves
+# a broken escape as it is.
 _ALL_ESCAPED = re.compile(rb"(?:%[0-9A-Fa-f]{2})+").fullmatch
 _unquote = urllib.parse.unquote_to_bytes
 
@@ -50,7 +54,13 @@ def unquote(value: bytes) -> bytes:
         return value
     if _ALL_ESCAPED(value):
         return bytes.fromhex(value.replace(b"%", b"").decode("ascii"))
-    return _unquote(value.replace(b"+", b" "))
+    value = value.replace(b"+", b" ")
+    if 92 not in value:
+        try:
+            return value.replace(b"%", b"\\x").decode("unicode_escape").encode("latin-1")
+        except UnicodeDecodeError:
+            pass
+    return _unquote(value)
 
 
 def _fields(query: bytes) -> Iterator[tuple[bytes, bytes]]:
@@ -121,7 +131,8 @@ def parse_announce(
     port = _int(q, b"port")
     if not 0 < port < 65536:
         raise RequestError("invalid port")
-    event = EVENTS.get(unquote(q.get(b"event", b"")))
+    raw = q.get(b"event")
+    event = "" if raw is None else EVENTS.get(unquote(raw))
     if event is None:
         raise RequestError("invalid event")
     ip = remote_ip
@@ -130,30 +141,27 @@ def parse_announce(
             ip = str(ipaddress.ip_address(unquote(q[b"ip"]).decode("ascii")))
         except (ValueError, UnicodeDecodeError):
             raise RequestError("invalid ip") from None
-    announce = Announce(
-        info_hash=info_hash,
-        peer_id=peer_id,
-        ip=normalize_ip(ip),
-        port=port,
-        uploaded=_int(q, b"uploaded", 0),
-        downloaded=_int(q, b"downloaded", 0),
-        left=_int(q, b"left", 0),
-        event=event,
-        numwant=_int(q, b"numwant", 50, hi=1 << 31),
+    announce = Announce(  # positional: info_hash, peer_id, ip, port, up, down, left, ...
+        info_hash,
+        peer_id,
+        normalize_ip(ip),
+        port,
+        _int(q, b"uploaded", 0),
+        _int(q, b"downloaded", 0),
+        _int(q, b"left", 0),
+        event,
+        _int(q, b"numwant", 50, hi=1 << 31),
     )
-    compact = unquote(q.get(b"compact", b"1")) != b"0"
-    no_peer_id = unquote(q.get(b"no_peer_id", b"0")) == b"1"
+    raw = q.get(b"compact")
+    compact = raw is None or raw == b"1" or unquote(raw) != b"0"
+    raw = q.get(b"no_peer_id")
+    no_peer_id = raw is not None and unquote(raw) == b"1"
     return announce, compact, no_peer_id
-
-
-def _pack(p: PeerEntry) -> bytes:
-    packed = p.compact = pack_peer(p.ip, p.port)
-    return packed
 
 
 def compact_peers(result: AnnounceResult) -> tuple[bytes, bytes]:
     """BEP 23 (IPv4, 6 bytes each) and BEP 7 (IPv6, 18 bytes each) peer strings."""
-    packed = [p.compact or _pack(p) for p in result.peers]
+    packed = [p.compact or pack_peer(p.ip, p.port) for p in result.peers]
     joined = b"".join(packed)
     if len(joined) == 6 * len(packed):  # the usual case: every peer is IPv4
         return joined, b""
@@ -183,6 +191,20 @@ def announce_response(
                 entry[b"peer id"] = p.peer_id
             peers.append(entry)
         d[b"peers"] = peers
+    return _bencode(d)
+
+
+def compact_response(result: CompactResult, interval: int, min_interval: int) -> bytes:
+    """The answer to a compact announce (BEP 23, and BEP 7's ``peers6`` when there are any)."""
+    d: dict[bytes, Any] = {
+        b"interval": interval,
+        b"min interval": min_interval,
+        b"complete": result.complete,
+        b"incomplete": result.incomplete,
+        b"peers": result.peers,
+    }
+    if result.peers6:
+        d[b"peers6"] = result.peers6
     return _bencode(d)
 
 

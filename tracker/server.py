@@ -12,11 +12,13 @@ from __future__ import annotations
 import asyncio
 import errno
 import logging
+import socket
 import time
 from dataclasses import dataclass, field
 
 from tracker.errors import StartError
-from tracker.http import IDLE_TIMEOUT, HTTPTracker, HTTPTrackerProtocol
+from tracker.http import IDLE_TIMEOUT, HTTPTracker
+from tracker.listener import Listener
 from tracker.state import Limits, TrackerState
 from tracker.udp import UDPServerProtocol, UDPTracker
 
@@ -57,7 +59,7 @@ class Tracker:
         self.http = HTTPTracker(
             self.state, config.interval, config.min_interval, config.allow_ip_param, config.names
         )
-        self._server: asyncio.base_events.Server | None = None
+        self._listeners: list[Listener] = []
         self._sweeper: asyncio.TimerHandle | None = None
         self._udp: asyncio.DatagramTransport | None = None
         self.port = 0
@@ -69,16 +71,11 @@ class Tracker:
         loop = asyncio.get_running_loop()
         c = self.config
         try:
-            self._server = await loop.create_server(
-                lambda: HTTPTrackerProtocol(self.http),
-                c.host,
-                c.port,
-                reuse_address=True,
-                backlog=1024,
-            )
+            socks = await self._listen(c.host, c.port)
         except OSError as exc:
             raise self._bind_error("TCP", c.port, exc) from None
-        self.port = self._server.sockets[0].getsockname()[1]
+        self.port = socks[0].getsockname()[1]
+        self._listeners = [Listener(self.http, sock) for sock in socks]
         self._sweep()
         if c.udp:
             udp_port = self.port if c.udp_port is None else c.udp_port
@@ -92,6 +89,32 @@ class Tracker:
                 raise self._bind_error("UDP", udp_port, exc) from None
             self._udp = transport
             self.udp_port = transport.get_extra_info("sockname")[1]
+
+    @staticmethod
+    async def _listen(host: str, port: int) -> list[socket.socket]:
+        """Listening TCP sockets on every address *host* names (as ``loop.create_server``
+        binds them); with port 0, the first one's port for the others."""
+        loop = asyncio.get_running_loop()
+        infos = await loop.getaddrinfo(
+            host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )
+        socks: list[socket.socket] = []
+        try:
+            for family, kind, proto, _, addr in dict.fromkeys(infos):
+                sock = socket.socket(family, kind, proto)
+                socks.append(sock)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                if family == socket.AF_INET6:
+                    sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+                if port == 0 and len(socks) > 1:
+                    addr = (addr[0], socks[0].getsockname()[1], *addr[2:])
+                sock.bind(addr)
+                sock.listen(1024)
+        except OSError:
+            for sock in socks:
+                sock.close()
+            raise
+        return socks
 
     def _sweep(self) -> None:
         loop = asyncio.get_running_loop()
@@ -120,9 +143,9 @@ class Tracker:
         if self._sweeper is not None:
             self._sweeper.cancel()
             self._sweeper = None
-        if self._server is not None:
-            self._server.close()  # stop accepting, then end the open connections
-            for conn in list(self.http.connections):
-                conn.close()
-            await self._server.wait_closed()
-            self._server = None
+        listeners, self._listeners = self._listeners, []
+        for listener in listeners:  # stop accepting, then end the open connections
+            await listener.close()
+        for conn in list(self.http.connections):
+            conn.close()
+        await asyncio.sleep(0)  # the closed connections' connection_lost callbacks

@@ -6,12 +6,14 @@ drive time. Memory is bounded by limits on torrents and peers per torrent.
 
 from __future__ import annotations
 
+import functools
 import random
 import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from tracker.codec import pack_peer
 from tracker.errors import RequestError
 
 
@@ -25,7 +27,7 @@ class PeerEntry:
     downloaded: int
     last_seen: float
     slot: int = -1  # index in Swarm.order
-    compact: bytes | None = None  # BEP 23/7 form, filled in by the protocol layer once
+    compact: bytes = b""  # BEP 23/7 form (b"" for an address that has none)
 
     @property
     def is_seed(self) -> bool:
@@ -36,6 +38,9 @@ class PeerEntry:
 class Swarm:
     peers: dict[bytes, PeerEntry] = field(default_factory=dict)
     order: list[PeerEntry] = field(default_factory=list)  # for O(1) random sampling
+    # order's compact forms, slot for slot: a compact answer is a slice of it and one join
+    compacts: list[bytes] = field(default_factory=list)
+    v6: int = 0  # peers with an IPv6 compact form (while 0, compacts are all 6 bytes or b"")
     seeders: int = 0
     completed: int = 0
 
@@ -46,20 +51,38 @@ class Swarm:
     def add(self, entry: PeerEntry) -> None:
         entry.slot = len(self.order)
         self.order.append(entry)
+        self.compacts.append(entry.compact)
+        self.v6 += len(entry.compact) == 18
         self.peers[entry.peer_id] = entry
 
     def remove(self, peer_id: bytes) -> PeerEntry:
         entry = self.peers.pop(peer_id)
         last = self.order.pop()
+        self.compacts.pop()
         if last is not entry:
             last.slot = entry.slot
             self.order[entry.slot] = last
+            self.compacts[entry.slot] = last.compact
+        self.v6 -= len(entry.compact) == 18
         return entry
 
+    def readdress(self, entry: PeerEntry, ip: str, port: int) -> None:
+        """A known peer announces from another address or port."""
+        self.v6 -= len(entry.compact) == 18
+        entry.ip, entry.port, entry.compact = ip, port, _compact(ip, port)
+        self.compacts[entry.slot] = entry.compact
+        self.v6 += len(entry.compact) == 18
 
-@dataclass(frozen=True, slots=True)
+
+@functools.lru_cache(maxsize=8192)
+def _compact(ip: str, port: int) -> bytes:
+    return pack_peer(ip, port)
+
+
+@dataclass(slots=True)
 class Announce:
-    """One announce, already validated."""
+    """One announce, already validated. (Not frozen: one is built for every announce, and a
+    frozen dataclass pays an ``object.__setattr__`` call per field to build it.)"""
 
     info_hash: bytes
     peer_id: bytes
@@ -75,6 +98,16 @@ class Announce:
 @dataclass(frozen=True, slots=True)
 class AnnounceResult:
     peers: list[PeerEntry]
+    complete: int
+    incomplete: int
+
+
+@dataclass(frozen=True, slots=True)
+class CompactResult:
+    """An announce's answer in compact form: BEP 23 (IPv4) and BEP 7 (IPv6) peer strings."""
+
+    peers: bytes
+    peers6: bytes
     complete: int
     incomplete: int
 
@@ -113,15 +146,60 @@ class TrackerState:
         return 2 * self.interval + 60
 
     def announce(self, a: Announce) -> AnnounceResult:
+        """Record *a*; the counts and up to ``numwant`` other peers (none after a stop)."""
+        swarm, entry = self._update(a)
+        if swarm is None:
+            return AnnounceResult([], 0, 0)
+        if entry is None:
+            return AnnounceResult([], swarm.seeders, swarm.leechers)
+        numwant = max(0, min(a.numwant, self.limits.max_numwant))
+        return AnnounceResult(self._pick(swarm, entry, numwant), swarm.seeders, swarm.leechers)
+
+    def announce_compact(self, a: Announce) -> CompactResult:
+        """:meth:`announce` with the peers in compact form, the same peers for the same
+        random draws, built from slices of the swarm's compact forms."""
+        swarm, entry = self._update(a)
+        if swarm is None:
+            return CompactResult(b"", b"", 0, 0)
+        if entry is None:
+            return CompactResult(b"", b"", swarm.seeders, swarm.leechers)
+        numwant = max(0, min(a.numwant, self.limits.max_numwant))
+        order = swarm.order
+        n = len(order)
+        if swarm.v6 or not entry.left or n <= numwant + 1 or numwant == 0:
+            packed = [p.compact for p in self._pick(swarm, entry, numwant)]
+            joined = b"".join(packed)
+            if len(joined) == 6 * len(packed):
+                return CompactResult(joined, b"", swarm.seeders, swarm.leechers)
+            v4 = b"".join([c for c in packed if len(c) == 6])
+            v6 = b"".join([c for c in packed if len(c) == 18])
+            return CompactResult(v4, v6, swarm.seeders, swarm.leechers)
+        # _pick's window (the same draw), cut from the compact forms in C
+        k = numwant + 1
+        start = self.rng.randrange(n)
+        end = start + k
+        compacts = swarm.compacts
+        if end <= n:
+            window = compacts[start:end]
+        else:
+            window = compacts[start:] + compacts[: end - n]
+        pos = entry.slot - start if entry.slot >= start else entry.slot + n - start
+        del window[pos if pos < k else -1]  # the announcer itself, or the one too many
+        return CompactResult(b"".join(window), b"", swarm.seeders, swarm.leechers)
+
+    def _update(self, a: Announce) -> tuple[Swarm | None, PeerEntry | None]:
+        """Record *a*: its swarm (None if a stop for an unknown torrent) and its entry (None
+        after a stop)."""
         now = self.clock()
         self.announces += 1
         sec = int(now)
-        if self._recent and self._recent[-1][0] == sec:
-            self._recent[-1][1] += 1
+        recent = self._recent
+        if recent and recent[-1][0] == sec:
+            recent[-1][1] += 1
         else:
-            self._recent.append([sec, 1])
-            if len(self._recent) > 64:
-                self._recent.popleft()
+            recent.append([sec, 1])
+            if len(recent) > 64:
+                recent.popleft()
         if now >= self._next_sweep:
             self.sweep()
         if self.allow is not None and a.info_hash not in self.allow:
@@ -129,7 +207,7 @@ class TrackerState:
         swarm = self.swarms.get(a.info_hash)
         if swarm is None:
             if a.event == "stopped":
-                return AnnounceResult([], 0, 0)
+                return None, None
             if len(self.swarms) >= self.limits.max_torrents:
                 raise RequestError("tracker is full: too many torrents")
             swarm = self.swarms[a.info_hash] = Swarm()
@@ -139,25 +217,38 @@ class TrackerState:
                 self._remove(swarm, a.peer_id)
                 if not swarm.peers:
                     del self.swarms[a.info_hash]
-            return AnnounceResult([], swarm.seeders, swarm.leechers)
+            return swarm, None
         if old is None:
             if len(swarm.peers) >= self.limits.max_peers:
                 raise RequestError("tracker is full: too many peers for this torrent")
-            entry = PeerEntry(a.peer_id, a.ip, a.port, a.left, a.uploaded, a.downloaded, now)
+            entry = PeerEntry(
+                a.peer_id,
+                a.ip,
+                a.port,
+                a.left,
+                a.uploaded,
+                a.downloaded,
+                now,
+                -1,
+                _compact(a.ip, a.port),
+            )
             swarm.add(entry)
-            swarm.seeders += entry.is_seed
+            swarm.seeders += not a.left
         else:
-            was_seed = old.is_seed
-            if (old.ip, old.port) != (a.ip, a.port):
-                old.compact = None
-            old.ip, old.port, old.left = a.ip, a.port, a.left
-            old.uploaded, old.downloaded, old.last_seen = a.uploaded, a.downloaded, now
-            swarm.seeders += old.is_seed - was_seed
+            was_seed = not old.left
+            if old.port != a.port or old.ip != a.ip:
+                swarm.readdress(old, a.ip, a.port)
+            old.left, old.uploaded, old.downloaded, old.last_seen = (
+                a.left,
+                a.uploaded,
+                a.downloaded,
+                now,
+            )
+            swarm.seeders += (not a.left) - was_seed
             entry = old
         if a.event == "completed":
             swarm.completed += 1
-        numwant = max(0, min(a.numwant, self.limits.max_numwant))
-        return AnnounceResult(self._pick(swarm, entry, numwant), swarm.seeders, swarm.leechers)
+        return swarm, entry
 
     def _pick(self, swarm: Swarm, me: PeerEntry, numwant: int) -> list[PeerEntry]:
         """Up to *numwant* other peers at random; a seed is given no seeds."""

@@ -18,7 +18,7 @@ from typing import cast
 from tracker import codec
 from tracker.codec import PROTOCOL_ID
 from tracker.errors import RequestError
-from tracker.protocol import compact_peers, normalize_ip
+from tracker.protocol import normalize_ip
 from tracker.state import Announce, TrackerState
 
 __all__ = ["PROTOCOL_ID", "SLOT_SECONDS", "UDPServerProtocol", "UDPTracker"]
@@ -26,6 +26,8 @@ __all__ = ["PROTOCOL_ID", "SLOT_SECONDS", "UDPServerProtocol", "UDPTracker"]
 log = logging.getLogger(__name__)
 
 SLOT_SECONDS = 60
+MAX_REMEMBERED = 65_536
+"""Addresses whose valid connection ids are kept, computed once per time slot."""
 # The hot path compares plain ints and calls bound methods: no enum or attribute look-ups.
 CONNECT = int(codec.Action.CONNECT)
 ANNOUNCE = int(codec.Action.ANNOUNCE)
@@ -51,9 +53,14 @@ class UDPTracker:
         secret: bytes | None = None,
     ) -> None:
         self.state = state
+        self.announce = state.announce_compact
         self.interval = interval
         self.clock = clock
         self.secret = secret or secrets.token_bytes(32)
+        # address -> (slot, its id in that slot, its id in the slot before): the ids valid
+        # now, so that checking one is a dict look-up, not two keyed hashes
+        self._valid: dict[tuple[str, int], tuple[int, int, int]] = {}
+        self._valid_slot = -1
 
     def connection_id(self, addr: tuple[str, int], slot: int | None = None) -> int:
         """A keyed hash (BLAKE2b with a random secret) of the address and the time slot."""
@@ -67,9 +74,17 @@ class UDPTracker:
         slot = int(self.clock() // SLOT_SECONDS)
         # Not secret-dependent timing worth guarding: the id is 64 bits of a keyed hash, and
         # a guess is checked against the right value, not a prefix of it.
-        return conn_id == self.connection_id(addr, slot) or conn_id == self.connection_id(
-            addr, slot - 1
-        )
+        known = self._valid.get(addr)
+        if known is None or known[0] != slot:
+            if slot != self._valid_slot or len(self._valid) >= MAX_REMEMBERED:
+                self._valid.clear()  # the ids of another slot, or too many addresses
+                self._valid_slot = slot
+            known = self._valid[addr] = (
+                slot,
+                self.connection_id(addr, slot),
+                self.connection_id(addr, slot - 1),
+            )
+        return conn_id == known[1] or conn_id == known[2]
 
     def handle(self, data: bytes, addr: tuple[str, int]) -> bytes | None:
         if len(data) < _HEADER_SIZE:
@@ -111,21 +126,22 @@ class UDPTracker:
         if event not in EVENTS or port == 0:
             return _error(tid, "invalid event or port")
         ip = normalize_ip(addr[0])
-        result = self.state.announce(
+        result = self.announce(
+            # positional, in the order of Announce's fields: info_hash, peer_id, ip, port,
+            # uploaded, downloaded, left, event, numwant
             Announce(
-                info_hash=info_hash,
-                peer_id=peer_id,
-                ip=ip,
-                port=port,
-                uploaded=uploaded,
-                downloaded=downloaded,
-                left=left,
-                event=EVENTS[event],
-                numwant=50 if numwant < 0 else numwant,
+                info_hash,
+                peer_id,
+                ip,
+                port,
+                uploaded,
+                downloaded,
+                left,
+                EVENTS[event],
+                50 if numwant < 0 else numwant,
             )
         )
-        v4, v6 = compact_peers(result)  # packed once per peer, cached on its entry
-        peers = v6 if ":" in ip else v4  # the requester's family: the socket's family
+        peers = result.peers6 if ":" in ip else result.peers  # the socket's family
         return (
             _ANNOUNCE_REPLY(ANNOUNCE, tid, self.interval, result.incomplete, result.complete)
             + peers
@@ -158,7 +174,7 @@ class UDPServerProtocol(asyncio.DatagramProtocol):
         self, data: bytes, addr: tuple[str, int] | tuple[str, int, int, int]
     ) -> None:  # (host, port) over IPv4, (host, port, flowinfo, scope id) over IPv6
         try:
-            reply = self.tracker.handle(data, (addr[0], addr[1]))
+            reply = self.tracker.handle(data, addr if len(addr) == 2 else (addr[0], addr[1]))
         except Exception:  # a bug must never stop the tracker
             log.exception("UDP request failed")
             return

@@ -1,6 +1,6 @@
 """UDP announces per second (BEP 15): `swarm tracker` against opentracker, same run, same load.
 
-    python bench/tracker/udp.py [--seconds 10] [--clients 2] [--window 32]
+    python bench/tracker/udp.py [--seconds 10] [--runs 3] [--clients 2] [--window 32]
 
 There is no Debian UDP-tracker load tool, so the load generator is here: --clients processes,
 each with one socket that gets a connection id and then keeps --window announces in flight
@@ -8,6 +8,10 @@ each with one socket that gets a connection id and then keeps --window announces
 64 info-hashes as the HTTP benchmark. It is Python, so it shares the 2 cores with the tracker
 under test and may itself be the limit for a tracker in C: the ratio is a lower bound for
 opentracker's lead. Lost packets are counted (a request unanswered for a second) and resent.
+Only announce answers count (an error packet, such as opentracker's refusal of a torrent it
+has not whitelisted, does not). The runs are interleaved and the figures are medians; the CPU
+each side used is shown in cores (the tracker's from /proc, the generator's from the kernel's
+accounting of its reaped processes).
 """
 
 from __future__ import annotations
@@ -17,18 +21,17 @@ import multiprocessing as mp
 import os
 import random
 import shutil
-import signal
 import socket
-import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from run import free_port, info_hash, wait_http  # noqa: E402
+from procs import Server, children_cpu, info_hash, median_row  # noqa: E402
 
 from tracker import codec  # noqa: E402  (the packets' forms, as the tracker reads them)
 
@@ -128,20 +131,12 @@ def load(port: int, seconds: float, clients: int, window: int) -> dict[str, floa
     return {"rps": answers / seconds, "p99_ms": p99, "lost": sum(r[1] for r in results)}
 
 
-def stop(p: subprocess.Popen[bytes]) -> None:
-    if p.poll() is None:
-        p.send_signal(signal.SIGTERM)
-        try:
-            p.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            p.kill()
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     ap.add_argument("--seconds", type=float, default=10)
+    ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--clients", type=int, default=2)
     ap.add_argument("--window", type=int, default=32)
     args = ap.parse_args()
@@ -149,40 +144,51 @@ def main() -> None:
         raise SystemExit("opentracker is not installed (Debian package opentracker)")
     args.seconds = min(args.seconds, 120)
     work = Path(tempfile.mkdtemp(prefix="swarm-bench-udp-"))
+    rows: dict[str, Callable[[], Server]] = {
+        "swarm": lambda: Server.swarm(udp=True),
+        "opentracker": lambda: Server.opentracker(work),
+    }
+    results: dict[str, list[dict[str, float]]] = {name: [] for name in rows}
     try:
-        port = free_port()
-        ours = subprocess.Popen(
-            [sys.executable, "-m", "swarm", "-q", "tracker", "--port", str(port)],
-            stdout=subprocess.DEVNULL,
-        )
-        try:
-            wait_http(f"http://127.0.0.1:{port}/stats")
-            r_ours = load(port, args.seconds, args.clients, args.window)
-        finally:
-            stop(ours)
-        oport = free_port()
-        whitelist = work / "whitelist"
-        whitelist.write_text("".join(info_hash(i).hex() + "\n" for i in range(64)))
-        conf = work / "opentracker.conf"
-        conf.write_text(f"listen.tcp_udp 127.0.0.1:{oport}\naccess.whitelist {whitelist}\n")
-        theirs = subprocess.Popen(
-            ["opentracker", "-f", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-        )
-        try:
-            wait_http(f"http://127.0.0.1:{oport}/stats")
-            r_theirs = load(oport, args.seconds, args.clients, args.window)
-        finally:
-            stop(theirs)
+        for run in range(args.runs):
+            order = list(rows) if run % 2 == 0 else list(reversed(rows))
+            for name in order:
+                server = rows[name]()
+                try:
+                    cpu0, gen0 = server.cpu(), children_cpu()
+                    r = load(server.port, args.seconds, args.clients, args.window)
+                    cpu1, gen1 = server.cpu(), children_cpu()
+                finally:
+                    server.stop()
+                r["server_cores"] = (cpu1 - cpu0) / args.seconds
+                r["gen_cores"] = (gen1 - gen0) / args.seconds
+                results[name].append(r)
+                print(
+                    f"run {run + 1} {name:12} {r['rps']:8.0f}/s p99 {r['p99_ms']:6.2f} ms"
+                    f" lost {r['lost']:.0f} cores: tracker {r['server_cores']:.2f}"
+                    f" generator {r['gen_cores']:.2f}",
+                    flush=True,
+                )
     finally:
         shutil.rmtree(work, ignore_errors=True)
     print(
-        f"UDP load: {args.seconds:.0f} s, {args.clients} client processes, {args.window} in"
-        f" flight each; 64 torrents, a new peer_id per announce ({os.cpu_count()} CPUs)"
+        f"\nUDP load: {args.seconds:.0f} s x {args.runs} runs (medians), {args.clients} client"
+        f" processes, {args.window} in flight each; 64 torrents, a new peer_id per announce,"
+        f" numwant=50 ({os.cpu_count()} CPUs)"
     )
-    print(f"{'':14} {'announces/s':>12} {'p99 ms':>8} {'lost':>6}")
-    for name, r in (("swarm tracker", r_ours), ("opentracker", r_theirs)):
-        print(f"{name:14} {r['rps']:12.0f} {r['p99_ms']:8.2f} {r['lost']:6d}")
-    print(f"ratio swarm/opentracker: {r_ours['rps'] / r_theirs['rps']:.2f}x")
+    print(
+        f"{'':12} {'announces/s':>12} {'(range)':>15} {'p99 ms':>7} {'lost':>6}"
+        f" {'tracker cores':>13} {'generator cores':>15}"
+    )
+    med = {name: median_row(rs) for name, rs in results.items()}
+    for name, m in med.items():
+        rng = f"{m['rps_lo']:.0f}-{m['rps_hi']:.0f}"
+        print(
+            f"{name:12} {m['rps']:12.0f} {rng:>15} {m['p99_ms']:7.2f} {m['lost']:6.0f}"
+            f" {m['server_cores']:13.2f} {m['gen_cores']:15.2f}"
+        )
+    ratio = med["swarm"]["rps"] / med["opentracker"]["rps"]
+    print(f"ratio swarm/opentracker: {ratio:.2f}x (target >= 0.6x)")
 
 
 if __name__ == "__main__":
