@@ -16,10 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-import aiohttp
-import yarl
-
-from swarm import bencoding
+from swarm import bencoding, http_get
 from swarm.errors import BencodeError, TrackerError, TrackerURLError, UDPTransactionMismatch
 from tracker import codec
 from tracker.errors import PacketError
@@ -43,6 +40,9 @@ log = logging.getLogger(__name__)
 
 Peer = tuple[str, int]
 _T = TypeVar("_T")
+
+MAX_ANSWER = 1 << 20
+"""Most bytes an HTTP tracker's answer may take."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -268,31 +268,21 @@ async def _udp_exchange(
 
 
 async def http_announce(
-    session: aiohttp.ClientSession,
-    url: str,
-    req: AnnounceRequest,
-    tracker_id: bytes | None = None,
-    timeout: float = 15.0,
+    url: str, req: AnnounceRequest, tracker_id: bytes | None = None, timeout: float = 15.0
 ) -> AnnounceResponse:
-    """One HTTP(S) announce over *session*; :class:`TrackerError` for any failure."""
+    """One HTTP(S) announce (:mod:`swarm.http_get`); :class:`TrackerError` for any failure."""
     full = http_announce_url(url, req, tracker_id)
     try:
-        async with asyncio.timeout(timeout):
-            async with session.get(yarl.URL(full, encoded=True)) as resp:
-                body = await resp.content.read(1 << 20)
-                if resp.status != 200:
-                    raise TrackerError(f"{url} answered HTTP {resp.status}")
-    except TimeoutError:
-        raise TrackerError(f"no answer from {url}") from None
-    except aiohttp.ClientError as exc:
-        raise TrackerError(f"cannot reach {url}: {exc}") from None
-    except (OSError, ValueError) as exc:
-        raise TrackerError(f"cannot reach {url}: {exc}") from None
-    return parse_http_response(body)
+        resp = await http_get.get(full, timeout=timeout, max_body=MAX_ANSWER)
+    except http_get.HTTPGetError as exc:
+        raise TrackerError(f"{url}: {exc}") from None
+    if resp.status != 200:
+        raise TrackerError(f"{url} answered HTTP {resp.status} {resp.reason}".rstrip())
+    return parse_http_response(resp.body)
 
 
 async def announce_once(
-    session: aiohttp.ClientSession, url: str, req: AnnounceRequest, tracker_id: bytes | None = None
+    url: str, req: AnnounceRequest, tracker_id: bytes | None = None
 ) -> AnnounceResponse:
     """Announce to one tracker URL (http, https or udp)."""
     parts = urllib.parse.urlsplit(url)
@@ -300,7 +290,7 @@ async def announce_once(
     if scheme in ("http", "https", "udp") and not parts.hostname:
         raise TrackerURLError(f"no host in tracker URL: {url}")
     if scheme in ("http", "https"):
-        return await http_announce(session, url, req, tracker_id)
+        return await http_announce(url, req, tracker_id)
     if scheme == "udp":
         return await udp_announce(url, req)
     raise TrackerURLError(f"unsupported tracker URL scheme: {url}")

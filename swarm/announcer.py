@@ -16,8 +16,6 @@ import random
 import time
 from collections.abc import Awaitable, Callable, Sequence
 
-import aiohttp
-
 from swarm.announce import AnnounceRequest, AnnounceResponse, Peer, announce_once
 from swarm.errors import SwarmError, TrackerError, TrackerURLError
 
@@ -25,7 +23,7 @@ __all__ = ["Announcer", "AnnounceOnce", "TierList", "backoff", "next_wait"]
 
 log = logging.getLogger(__name__)
 
-AnnounceOnce = Callable[[aiohttp.ClientSession, str, AnnounceRequest], Awaitable[AnnounceResponse]]
+AnnounceOnce = Callable[[str, AnnounceRequest], Awaitable[AnnounceResponse]]
 """One announce to one tracker URL; :class:`TrackerError` if it fails."""
 
 SOON_SECONDS = 30.0
@@ -35,7 +33,6 @@ FLOOR_SECONDS = 5.0
 MAX_BACKOFF_SECONDS = 300.0
 STOP_TIMEOUT = 3.0
 """Longest the ``stopped`` announce may hold up a torrent's stop."""
-HTTP_TIMEOUT = 20.0
 
 
 class TierList:
@@ -123,37 +120,35 @@ class Announcer:
         return any(url not in self.unusable for _, _, url in self.tiers.urls())
 
     async def run(self) -> None:
-        """Announce until cancelled. One aiohttp session serves every HTTP tracker."""
+        """Announce until cancelled."""
         event = "started"
         completed_sent = self._complete()
-        timeout = aiohttp.ClientTimeout(total=HTTP_TIMEOUT)
-        async with aiohttp.ClientSession(timeout=timeout) as http:
-            while True:
-                try:
-                    resp = await self._announce_tiers(http, event)
-                except TrackerError as exc:
-                    if not self.usable:
-                        return  # each unusable URL was named once; nothing left to try
-                    self.fails += 1
-                    wait = backoff(self.fails)
-                    log.warning("tracker: %s (retrying in %.0f s)", exc, wait)
-                else:
-                    self.fails = 0
-                    if event == "completed":
-                        completed_sent = True
-                    event = ""
-                    self._on_peers(resp.peers)
-                    wait = next_wait(resp, self._want_peers_soon())
-                self._wake.clear()
-                if self._completed and not completed_sent:
-                    event = "completed"
-                    if not self.fails:
-                        continue  # tell the tracker at once (after a failure: back off first)
-                self.next_announce = self._clock() + wait
-                await self._wait(wait)
-                self.next_announce = None
-                if self._completed and not completed_sent:
-                    event = "completed"
+        while True:
+            try:
+                resp = await self._announce_tiers(event)
+            except TrackerError as exc:
+                if not self.usable:
+                    return  # each unusable URL was named once; nothing left to try
+                self.fails += 1
+                wait = backoff(self.fails)
+                log.warning("tracker: %s (retrying in %.0f s)", exc, wait)
+            else:
+                self.fails = 0
+                if event == "completed":
+                    completed_sent = True
+                event = ""
+                self._on_peers(resp.peers)
+                wait = next_wait(resp, self._want_peers_soon())
+            self._wake.clear()
+            if self._completed and not completed_sent:
+                event = "completed"
+                if not self.fails:
+                    continue  # tell the tracker at once (after a failure: back off first)
+            self.next_announce = self._clock() + wait
+            await self._wait(wait)
+            self.next_announce = None
+            if self._completed and not completed_sent:
+                event = "completed"
 
     def completed(self) -> None:
         """The download has just completed: announce ``completed`` now (once)."""
@@ -167,12 +162,11 @@ class Announcer:
             return
         try:
             async with asyncio.timeout(STOP_TIMEOUT):
-                async with aiohttp.ClientSession() as http:
-                    await self._announce_once(http, self.last_url, self._request("stopped"))
+                await self._announce_once(self.last_url, self._request("stopped"))
         except (TimeoutError, SwarmError, OSError) as exc:
             log.debug("tracker: the stopped announce failed: %s", exc)
 
-    async def _announce_tiers(self, http: aiohttp.ClientSession, event: str) -> AnnounceResponse:
+    async def _announce_tiers(self, event: str) -> AnnounceResponse:
         """Announce *event* to the first tracker that answers, in tier order (BEP 12)."""
         req = self._request(event)
         errors = []
@@ -180,7 +174,7 @@ class Announcer:
             if url in self.unusable:
                 continue
             try:
-                resp = await self._announce_once(http, url, req)
+                resp = await self._announce_once(url, req)
             except TrackerURLError as exc:
                 log.warning("tracker: %s (not tried again)", exc)
                 self.unusable.add(url)

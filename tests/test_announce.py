@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 import urllib.parse
+from collections.abc import Coroutine
+from typing import Any, TypeVar
 
 import bencodepy
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from scripted_http import answer, ok, redirect, routes, serve
 
 from swarm import announce
 from swarm.errors import TrackerError, UDPTransactionMismatch
 from tracker import codec
+
+T = TypeVar("T")
 
 IH = bytes(range(20))
 PID = b"-SW0001-" + b"\x00\xff" * 6
@@ -154,3 +160,77 @@ def test_udp_exchange_skips_replies_to_other_transactions() -> None:
             )
 
     assert asyncio.run(main()) == 42
+
+
+# -- HTTP announces on real sockets (127.0.0.1, port 0) -------------------------------------
+
+
+def run(coro: Coroutine[Any, Any, T]) -> T:
+    async def bounded() -> T:
+        async with asyncio.timeout(30):
+            return await coro
+
+    return asyncio.run(bounded())
+
+
+ANSWER = bencodepy.encode({b"interval": 120, b"peers": codec.pack_peer("10.0.0.9", 7)})
+
+
+def test_http_announce_sends_the_request_and_reads_the_peers() -> None:
+    async def main() -> None:
+        full = announce.http_announce_url("/t/announce", REQ)
+        table = {full: ok(ANSWER), announce.http_announce_url("/go", REQ): redirect(302, full)}
+        async with serve(routes(table)) as server:
+            r = await announce.announce_once(server.url("/t/announce"), REQ)
+            assert (r.interval, r.peers) == (120, [("10.0.0.9", 7)])
+            r = await announce.announce_once(server.url("/go"), REQ)  # redirected
+            assert r.peers == [("10.0.0.9", 7)]
+        query = server.heads[0].split(b" ")[1].decode().partition("?")[2]
+        fields = dict(part.split("=", 1) for part in query.split("&"))
+        assert urllib.parse.unquote_to_bytes(fields["info_hash"]) == IH
+        assert urllib.parse.unquote_to_bytes(fields["peer_id"]) == PID
+
+    run(main())
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n", "answered HTTP 404 Not Found$"),
+        (b"HTTP/1.1 500 Oops\r\nContent-Length: 3\r\n\r\nbad", "answered HTTP 500 Oops$"),
+        (ok(b"d8:intervali1e5:peers" + b"%d:" % (1 << 20) + b"x" * (1 << 20) + b"e"), "1 MiB"),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\nd8:inter", "in the middle"),
+        (b"<html>busy</html>", "not HTTP"),
+        (ok(b"<html>busy</html>"), "not bencoded"),
+        (ok(b"d14:failure reason4:fulle"), "refused: full"),
+    ],
+)
+def test_http_announces_that_fail(data: bytes, message: str) -> None:
+    async def main() -> None:
+        async with serve(answer(data)) as server:
+            await announce.announce_once(server.url("/announce"), REQ)
+
+    with pytest.raises(TrackerError, match=message) as info:
+        run(main())
+    assert "\n" not in str(info.value)
+
+
+def test_an_http_tracker_that_never_answers_is_given_up_on_time() -> None:
+    async def silent(head: bytes, writer: asyncio.StreamWriter) -> None:
+        await asyncio.Event().wait()  # cancelled when the server stops
+
+    async def main() -> None:
+        async with serve(silent) as server:
+            url = server.url("/announce")
+            with pytest.raises(TrackerError, match=f"^{url}: no answer within 0.1 s$"):
+                await announce.http_announce(url, REQ, timeout=0.1)
+
+    run(main())
+
+
+def test_an_http_tracker_that_is_down() -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))  # never listening: connecting is refused
+        url = f"http://127.0.0.1:{s.getsockname()[1]}/announce"
+        with pytest.raises(TrackerError, match="refused the connection"):
+            run(announce.announce_once(url, REQ))

@@ -10,13 +10,15 @@ import random
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 
-import aiohttp
+import bencodepy
 import pytest
+from scripted_http import serve
 
 from swarm import announcer as announcer_module
-from swarm.announce import AnnounceRequest, AnnounceResponse, Peer
-from swarm.announcer import Announcer, TierList, backoff, next_wait
+from swarm.announce import AnnounceRequest, AnnounceResponse, Peer, announce_once
+from swarm.announcer import AnnounceOnce, Announcer, TierList, backoff, next_wait
 from swarm.errors import TrackerError, TrackerURLError
+from tracker import codec
 
 IH = bytes(range(20))
 PID = b"-SW0001-" + b"p" * 12
@@ -51,9 +53,7 @@ class FakeTrackers:
         self.calls: list[tuple[str, str, int]] = []  # (url, event, left)
         self.called = asyncio.Event()
 
-    async def __call__(
-        self, http: aiohttp.ClientSession, url: str, req: AnnounceRequest
-    ) -> AnnounceResponse:
+    async def __call__(self, url: str, req: AnnounceRequest) -> AnnounceResponse:
         self.calls.append((url, req.event, req.left))
         self.called.set()
         outcomes = self.script[url]
@@ -96,6 +96,7 @@ class Rig:
         *,
         complete: bool = False,
         want_peers_soon: bool = False,
+        announce_once: AnnounceOnce | None = None,
     ) -> None:
         self.time = FakeTime()
         self.trackers = FakeTrackers(script)
@@ -109,7 +110,7 @@ class Rig:
             want_peers_soon=lambda: self.want_peers_soon,
             rng=random.Random(7),
             complete=lambda: complete,
-            announce_once=self.trackers,
+            announce_once=announce_once or self.trackers,
             clock=self.time.clock,
             sleep=self.time.sleep,
         )
@@ -397,3 +398,23 @@ async def test_an_unusable_url_is_named_once_and_skipped_then_the_loop_ends() ->
     async with asyncio.timeout(STEP):
         await rig2.announcer.run()  # its only URL is unusable: the loop ends
     assert rig2.trackers.urls() == [bad] and not rig2.announcer.usable
+
+
+@scenario
+async def test_the_default_announce_over_http_to_a_real_server() -> None:
+    events: list[bytes] = []
+    answer = bencodepy.encode({b"interval": 900, b"peers": codec.pack_peer("10.0.0.3", 9)})
+
+    async def tracker(head: bytes, writer: asyncio.StreamWriter) -> None:
+        query = head.split(b" ")[1].partition(b"?")[2]
+        events.append(dict(p.split(b"=", 1) for p in query.split(b"&")).get(b"event", b""))
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(answer), answer))
+
+    async with serve(tracker) as server:
+        rig = Rig([[server.url("/announce")]], {}, announce_once=announce_once)
+        async with rig.running():
+            assert await rig.slept() == 900
+            await rig.sleep_started()
+        await rig.announcer.stop()
+    assert events == [b"started", b"", b"stopped"]
+    assert rig.peers == [("10.0.0.3", 9)] * 2

@@ -5,6 +5,8 @@ inside a function or under TYPE_CHECKING counts as much as one at the top."""
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -122,3 +124,26 @@ def test_the_torrent_controller_is_short() -> None:
     )
     assert cls.end_lineno is not None
     assert cls.end_lineno - cls.lineno + 1 < MAX_CONTROLLER_LINES
+
+
+def test_the_peer_engine_starts_without_aiohttp() -> None:
+    """``swarm fetch`` and ``swarm seed`` start in a fraction of a second less without aiohttp
+    (issue 14): only the central server and its client import it."""
+    code = (
+        "import sys\n"
+        "import swarm.session, swarm.storage, swarm.metainfo, swarm.cli.peer\n"
+        "from swarm.cli import main\n"
+        "for argv in (['fetch', '--help'], ['seed', '--help']):\n"
+        "    assert main(argv) == 0\n"
+        "heavy = ('aiohttp', 'yarl', 'multidict')\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in heavy))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert out.stdout.splitlines()[-1] == "[]"

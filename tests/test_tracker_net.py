@@ -42,11 +42,10 @@ def test_http_announce_round_trip_with_our_client() -> None:
         t = await started()
         try:
             url = t.announce_urls[0]
-            async with aiohttp.ClientSession() as http:
-                await announce.http_announce(http, url, req(1))
-                r = await announce.http_announce(http, url, req(2))
-                assert r.peers == [("127.0.0.1", 6001)]
-                assert (r.interval, r.min_interval, r.incomplete) == (60, 5, 2)
+            await announce.http_announce(url, req(1))
+            r = await announce.http_announce(url, req(2))
+            assert r.peers == [("127.0.0.1", 6001)]
+            assert (r.interval, r.min_interval, r.incomplete) == (60, 5, 2)
         finally:
             await t.stop()
 
@@ -88,8 +87,8 @@ def test_scrape_stats_page_and_404() -> None:
             url = t.announce_urls[0]
             base = url.rsplit("/", 1)[0]
             async with aiohttp.ClientSession() as http:
-                await announce.http_announce(http, url, req(1, left=0))
-                await announce.http_announce(http, url, req(2))
+                await announce.http_announce(url, req(1, left=0))
+                await announce.http_announce(url, req(2))
                 ih = urllib.parse.quote_from_bytes(IH, safe="")
                 async with http.get(yarl.URL(f"{base}/scrape?info_hash={ih}", encoded=True)) as r:
                     files = bencodepy.decode(await r.read())[b"files"]
@@ -112,15 +111,11 @@ def test_many_concurrent_clients() -> None:
         t = await started()
         try:
             url = t.announce_urls[0]
-            conn = aiohttp.TCPConnector(limit=200)
-            async with aiohttp.ClientSession(connector=conn) as http:
-                reqs = [
-                    announce.AnnounceRequest(IH, i.to_bytes(20, "big"), 1000 + i, left=1)
-                    for i in range(300)
-                ]
-                results = await asyncio.gather(
-                    *(announce.http_announce(http, url, r) for r in reqs)
-                )
+            reqs = [
+                announce.AnnounceRequest(IH, i.to_bytes(20, "big"), 1000 + i, left=1)
+                for i in range(300)
+            ]
+            results = await asyncio.gather(*(announce.http_announce(url, r) for r in reqs))
             assert all(r.interval == 60 for r in results)
             assert t.state.swarms[IH].leechers == 300
         finally:
