@@ -74,9 +74,15 @@ class Swarm:
         self.v6 += len(entry.compact) == 18
 
 
-@functools.lru_cache(maxsize=8192)
 def _compact(ip: str, port: int) -> bytes:
-    return pack_peer(ip, port)
+    """A peer's BEP 23/7 form: its address packed once per address, then the port added."""
+    address = _packed_address(ip)
+    return address + port.to_bytes(2, "big") if address else b""
+
+
+@functools.lru_cache(maxsize=8192)
+def _packed_address(ip: str) -> bytes:
+    return pack_peer(ip, 1)[:-2]
 
 
 @dataclass(slots=True)
