@@ -16,12 +16,12 @@ from typing import Protocol
 
 from swarm.initial_seeding import InitialSeeding
 from swarm.peer_state import PeerState
-from swarm.picker import BLOCK_SIZE, Block, PiecePicker
+from swarm.picker import Block, PiecePicker
+from swarm.pipeline import INITIAL_DEPTH, Pipeline
 
 REJECT_MEMORY_SECONDS = 2.0  # how long a piece a peer rejected is not asked of it again
 MAX_PENDING_BYTES = 16 << 20  # in-hand pieces awaiting hash and write before we stop asking
-MIN_QUEUE = 4
-QUEUE_SECONDS = 0.25
+MIN_QUEUE = INITIAL_DEPTH
 SEED = "seed"  # a peer counted as a seed (in picker.seeds), not piece by piece
 
 
@@ -69,6 +69,7 @@ class RequestPolicy:
         # (counted piece by piece) or SEED.
         self._counted: dict[RequestPeer, list[bool] | str] = {}
         self._rejected: dict[RequestPeer, dict[int, float]] = {}
+        self._pipes: dict[RequestPeer, Pipeline] = {}  # each peer's measured rate and delay
         self.seeding = InitialSeeding(picker.num_pieces)
 
     # -- what peers have ---------------------------------------------------------------------
@@ -132,6 +133,7 @@ class RequestPolicy:
         self._uncount(peer)
         self._rejected.pop(peer, None)
         self.release(peer)
+        self._pipes.pop(peer, None)
         self.seeding.peer_gone(peer)
         if not any(True for _ in self.peers):
             # Everyone we sent pieces to is gone: the next peers start a new swarm, and a
@@ -153,16 +155,23 @@ class RequestPolicy:
 
     # -- asking ------------------------------------------------------------------------------
 
+    def pipeline(self, peer: RequestPeer) -> Pipeline:
+        """The peer's request pipeline: its measured rate and delay (see :mod:`swarm.pipeline`)."""
+        pipe = self._pipes.get(peer)
+        if pipe is None:
+            pipe = self._pipes[peer] = Pipeline(self.clock())
+        return pipe
+
     def queue_depth(self, peer: RequestPeer) -> int:
-        """Requests to keep outstanding: a quarter of a second of the peer's rate (enough to
-        cover round trips up to 250 ms, so the pipe never runs dry), within what the peer
-        accepts. No more: every request queued at an uploader delays the others' requests
-        behind it, and under a rate cap deep queues are what keep the last pieces of a swarm
-        from spreading (the default compare: 0.5 s + 8 blocks 4.9 s, 0.5 s + 2 blocks 4.8 s,
-        0.25 s + 2 blocks 4.6 s, against a 4.0 s bound)."""
+        """Requests to keep outstanding: the peer's bandwidth-delay product and a margin,
+        grown by slow start (:mod:`swarm.pipeline`), within what the peer accepts; one at a
+        time to a peer that snubs us. No deeper than that: every request queued at an uploader
+        delays the others' requests behind it, and under a rate cap deep queues are what keep
+        the last pieces of a swarm from spreading (the default compare: 0.5 s + 8 blocks 4.9 s,
+        0.5 s + 2 blocks 4.8 s, 0.25 s + 2 blocks 4.6 s, against a 4.0 s bound)."""
         if peer.state.snubbed:
             return 1
-        depth = int(peer.download_rate * QUEUE_SECONDS / BLOCK_SIZE) + 2
+        depth = self.pipeline(peer).depth(self.clock())
         return max(MIN_QUEUE, min(depth, peer.state.remote_reqq))
 
     def fill(self, peer: RequestPeer) -> None:
@@ -182,6 +191,7 @@ class RequestPolicy:
         blocks = self.picker.pick(peer, has, depth - outstanding)
         if blocks:
             peer.request(blocks)
+            self.pipeline(peer).sent(blocks, self.clock())
         elif not outstanding and not self.picker.interesting(state.peer_has):
             peer.set_interested(False)
 
@@ -208,16 +218,24 @@ class RequestPolicy:
     def block_arrived(self, peer: RequestPeer, index: int, begin: int, length: int) -> bool:
         """A block we asked for came: whether it is new (then the other peers it was asked
         of in end-game get a cancel)."""
+        self.pipeline(peer).arrived(index, begin, length, self.clock())
         accepted, others = self.picker.block_received(peer, index, begin)
         if accepted:
             for other in others:
                 other.cancel(index, begin, length)  # type: ignore[attr-defined]
+                pipe = self._pipes.get(other)  # type: ignore[call-overload]
+                if pipe is not None:
+                    pipe.forget([(index, begin, length)])
         return accepted
 
     def release(self, peer: RequestPeer) -> None:
         """Every request out to *peer* will not be answered (choke, snub, close)."""
         if peer.state.requests_out:
-            self.picker.release(peer, peer.state.withdraw())
+            blocks = peer.state.withdraw()
+            self.picker.release(peer, blocks)
+            pipe = self._pipes.get(peer)
+            if pipe is not None:
+                pipe.forget(blocks)
 
     def unchoked(self, peer: RequestPeer) -> None:
         self.fill(peer)
@@ -233,6 +251,7 @@ class RequestPolicy:
         (initial seeding), or it is overloaded."""
         self._rejected.setdefault(peer, {})[index] = self.clock()
         self.picker.release(peer, [(index, begin, length)])
+        self.pipeline(peer).forget([(index, begin, length)])
         self.refill_all()
 
     def snubbed(self, peer: RequestPeer) -> None:

@@ -95,15 +95,43 @@ def test_a_bitfield_counts_the_peer_makes_us_interested_and_asks() -> None:
     assert len(p.asked) == MIN_QUEUE  # no rate yet: the least queue
 
 
-def test_queue_depth_follows_the_rate_within_what_the_peer_accepts() -> None:
-    slow, fast = FakePeer("slow", ALL), FakePeer("fast", ALL, rate=100 * BLOCK_SIZE)
-    rp, _ = policy(slow, fast)
-    assert rp.queue_depth(slow) == MIN_QUEUE  # type: ignore[arg-type]
-    assert rp.queue_depth(fast) == 27  # type: ignore[arg-type]  # 0.25 s of 100 blocks/s + 2
-    fast.state.remote_reqq = 10
-    assert rp.queue_depth(fast) == 10  # type: ignore[arg-type]
-    fast.state.snubbed = True
-    assert rp.queue_depth(fast) == 1  # type: ignore[arg-type]
+def test_queue_depth_follows_the_measured_pipeline_within_what_the_peer_accepts() -> None:
+    clock = Clock()
+    p = FakePeer("a", ALL)
+    rp, _ = policy(p, clock=clock)
+    assert rp.queue_depth(p) == MIN_QUEUE  # type: ignore[arg-type]  # nothing measured yet
+    pipe = rp.pipeline(p)  # type: ignore[arg-type]
+    # 400 blocks/s after a 0.2 s wait: 2 x (80 blocks of delay) + 100 of margin + 2.
+    pipe.sent([(i, 0, BLOCK_SIZE) for i in range(200)], clock.now)
+    for i in range(200):
+        pipe.arrived(i, 0, BLOCK_SIZE, clock.now + 0.2 + i / 400)
+    clock.now += 0.7
+    assert 200 <= rp.queue_depth(p) <= 250  # type: ignore[arg-type]
+    p.state.remote_reqq = 10
+    assert rp.queue_depth(p) == 10  # type: ignore[arg-type]
+    p.state.snubbed = True
+    assert rp.queue_depth(p) == 1  # type: ignore[arg-type]
+
+
+def test_the_policy_times_its_requests_and_forgets_withdrawn_ones() -> None:
+    clock = Clock()
+    p = FakePeer("a", ALL)
+    rp, live = policy(p, clock=clock)
+    rp.bitfield(p, ALL)  # type: ignore[arg-type]
+    first, *rest = p.asked
+    clock.now += 0.3
+    p.state.receive(wire.encode(wire.Piece(first[0], first[1], bytes(first[2]))), 1.0)
+    rp.block_arrived(p, *first)  # type: ignore[arg-type]
+    assert rp.pipeline(p).delay == pytest.approx(0.3)  # type: ignore[arg-type]
+    p.state.peer_choking = True
+    rp.choked(p)  # type: ignore[arg-type]
+    clock.now += 2.0
+    late = rest[-1]
+    rp.block_arrived(p, *late)  # type: ignore[arg-type]  # withdrawn at the choke: no sample
+    assert rp.pipeline(p).delay < 0.3  # type: ignore[arg-type]
+    live.discard(p)
+    rp.peer_gone(p)  # type: ignore[arg-type]
+    assert p not in rp._pipes
 
 
 def test_asks_in_batches_only_when_half_the_queue_has_drained() -> None:
