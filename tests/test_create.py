@@ -263,6 +263,65 @@ def test_any_file_layout_hashes_like_the_concatenation(
     assert got == sha1_pieces(data, 16 * 1024)
 
 
+def test_an_error_in_a_hashing_thread_is_raised_not_left_as_a_blank_hash(
+    tree: tuple[Path, bytes], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root, _ = tree
+    files = collect_files(root)
+    calls = 0
+    real_sha1 = hashlib.sha1
+
+    def failing_sha1(data: bytes) -> hashlib._Hash:
+        nonlocal calls
+        calls += 1
+        if calls == 3:
+            raise OSError(5, "Input/output error")
+        return real_sha1(data)
+
+    monkeypatch.setattr(create.hashlib, "sha1", failing_sha1)
+    with pytest.raises(OSError, match="Input/output error"):
+        hash_pieces(files, 16 * KiB, threads=2)
+
+
+@pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="needs /proc (Linux)")
+def test_the_files_are_unmapped_after_hashing(make_file: Callable[..., Path]) -> None:
+    src = make_file("mapped-then-not.bin", 3 * MiB + 5)
+    want = sha1_pieces(src.read_bytes(), 256 * KiB)
+    with create.Hashing(collect_files(src), 256 * KiB, threads=2) as job:
+        assert src.name in Path("/proc/self/maps").read_text()
+        assert job.wait() == want
+    assert src.name not in Path("/proc/self/maps").read_text()
+
+
+def test_create_loads_the_metainfo_code_only_once_hashing_runs(
+    make_file: Callable[..., Path], tmp_path: Path
+) -> None:
+    # bench/create: swarm create imports bencoding and metainfo while the pieces hash, and
+    # its --help needs neither (nor json, nor concurrent.futures).
+    src = make_file("a.bin", 100_000)
+    code = (
+        "import sys, contextlib, io\n"
+        "from swarm import create\n"
+        "from swarm.cli import main\n"
+        "start = create.Hashing.__init__\n"
+        "seen = []\n"
+        "def spy(self, *a, **k):\n"
+        "    seen.append('swarm.metainfo' in sys.modules)\n"
+        "    start(self, *a, **k)\n"
+        "create.Hashing.__init__ = spy\n"
+        "with contextlib.redirect_stdout(io.StringIO()):\n"
+        "    main(['create', '--help'])\n"
+        "light = ['swarm.metainfo', 'swarm.bencoding', 'json', 'concurrent.futures']\n"
+        "print(' '.join(m for m in light if m in sys.modules))\n"
+        f"code = main(['-q', 'create', {str(src)!r}, '-o', {str(tmp_path / 'a.torrent')!r}])\n"
+        "print(code, seen, 'swarm.metainfo' in sys.modules)\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines() == ["", "0 [False] True"], r.stdout
+    assert metainfo.load(tmp_path / "a.torrent").name == "a.bin"
+
+
 # -- tracker and web seed URLs (issue 13, item 5) -----------------------------------------
 
 
@@ -271,10 +330,10 @@ def test_bad_urls_are_refused_before_any_hashing(
 ) -> None:
     src = make_file("a.bin", 1000)
 
-    def no_hashing(*args: object, **kwargs: object) -> list[bytes]:
+    def no_hashing(*args: object, **kwargs: object) -> None:
         raise AssertionError("hashed before the URLs were checked")
 
-    monkeypatch.setattr(create, "hash_pieces", no_hashing)
+    monkeypatch.setattr(create, "Hashing", no_hashing)
     with pytest.raises(UsageError, match="ftp:// is not supported"):
         create_torrent(src, trackers=[["http://ok/announce"], ["ftp://x/announce"]])
     with pytest.raises(UsageError, match="bad web seed URL 'notaurl'"):

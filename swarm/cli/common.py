@@ -157,6 +157,8 @@ def size_option(ctx: click.Context, param: click.Parameter, value: str | None) -
 def tracker_tiers(options: tuple[str, ...]) -> list[list[str]]:
     """``-t`` values as announce tiers (BEP 12): one tier per option, commas within a tier;
     a URL no client could use is :class:`UsageError` (exit 2, one line)."""
+    if not options:
+        return []  # and swarm create imports metainfo later, while it hashes
     from swarm.metainfo import check_tracker_url  # lazy: create --help stays light
 
     tiers = []

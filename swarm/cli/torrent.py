@@ -5,7 +5,6 @@ No asyncio here: these start fast (``bench/create`` times ``swarm create --help`
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import click
@@ -55,7 +54,6 @@ def create_command(
     force: bool,
 ) -> None:
     """Make a .torrent for the file or folder PATH."""
-    from swarm import metainfo
     from swarm.create import check_urls, create_torrent
 
     tiers = tracker_tiers(trackers)
@@ -74,6 +72,8 @@ def create_command(
             on_progress=progress.update if progress.shown else None,
         )
     write_file(out, data)
+    from swarm import metainfo  # loaded by create_torrent (while it hashed): no cost here
+
     torrent = metainfo.parse(data)
     echo(f"torrent:   {out}")
     echo(f"info-hash: {torrent.info_hash_hex}")
@@ -94,6 +94,8 @@ def _is_big(path: Path) -> bool:
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def info_command(torrent: Path, as_json: bool) -> None:
     """Show what is inside a .torrent file."""
+    import json
+
     from swarm import metainfo
 
     t = metainfo.load(torrent)
