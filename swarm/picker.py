@@ -1,21 +1,19 @@
 """Which block to ask a peer for next: rarest first, finishing started pieces, end-game.
 
-Pure and deterministic (the random source is passed in). The picker knows how many peers have
-each piece, which pieces we have, and which 16 KiB blocks are requested from whom. Peers are
-any hashable key.
+Pure and deterministic (the random source is passed in); peers are any hashable key. It knows
+how many peers have each piece, which pieces we have, and which 16 KiB blocks are asked of whom.
 
 Cost. The *free* pieces (we lack them; not started, not being hashed) sit in one list ordered
-by availability, in buckets (libtorrent's layout). A have, a bitfield bit or a peer leaving moves
-a piece one bucket by one swap, O(1); a piece entering or leaving the free list costs O(buckets),
-at most the peer count. A new piece for a peer comes from walking the buckets from the rarest
-up to the first holding a piece the peer has: O(1) for a seed (the common case: the first
-random probe hits); about 1/d probes or chunk reads for a peer holding a share d of a bucket;
-worst case, a sparse peer whose rarest wanted piece sits above many free pieces it lacks,
-O(those pieces), read in C-speed chunks. Bucket 0 (pieces no counted peer has: only seeds, or
-nobody) is skipped for a ``peer_has`` list counted with :meth:`peer_bitfield`, every piece of
-which is counted. :meth:`interesting` reads the list from the rarest end to the first hit, O(1)
-for a seed, O(pieces we lack) at worst. Started pieces with blocks nobody was asked for are
-kept apart, so :meth:`pick` sorts only those and :attr:`in_endgame` is O(1).
+by availability, in buckets (libtorrent's layout), each bucket in random order. A have, a
+bitfield bit or a peer leaving moves a piece one bucket in O(1); a piece entering or leaving the
+list costs O(buckets) (at most the peer count). A new piece comes from the rarest bucket holding
+a piece the peer has: O(1) for a seed (the common case: the first random probe hits); about 1/d
+reads for a peer with a share d of that bucket; worst, a sparse peer whose rarest wanted piece
+lies above many free pieces it lacks: O(those), read in C-speed chunks. Bucket 0 (pieces that no
+counted peer has) is skipped for a ``peer_has`` list counted by :meth:`peer_bitfield`.
+:meth:`interesting` reads the list to the first hit: O(1) for a seed, O(pieces we lack) at
+worst. Started pieces with blocks nobody was asked for are kept apart: :meth:`pick` sorts only
+those and :attr:`in_endgame` is O(1).
 """
 
 from __future__ import annotations
@@ -81,7 +79,8 @@ class PiecePicker:
         self._pos = list(range(num_pieces))
         self._start = [0, num_pieces]
         self._open: set[int] = set()  # partial pieces with a block nobody was asked for
-        # Lists counted piece by piece, by identity (holding them keeps their ids), and times.
+        # Lists counted piece by piece, by identity (held here, so no id is reused), and times:
+        # every piece such a list has is counted, so none of them is in bucket 0.
         self._counted: dict[int, tuple[list[bool], int]] = {}
 
     # -- what peers and we have ----------------------------------------------------------
@@ -131,9 +130,8 @@ class PiecePicker:
             step(i)
 
     def peer_became_seed(self, haves: list[bool]) -> None:
-        """A peer that was counted piece by piece now has everything: its pieces leave the
-        availability counts and it counts as a seed. (Not through :meth:`peer_bitfield`, which
-        would take a full bitfield for a seed leaving.)"""
+        """A peer counted piece by piece now has everything: its pieces leave the counts and it
+        counts as a seed (not :meth:`peer_bitfield`, which takes a full one for a seed leaving)."""
         self._count_list(haves, -1)
         for i in compress(range(len(haves)), haves):
             self._down(i)
@@ -144,15 +142,9 @@ class PiecePicker:
 
     def _count_list(self, haves: list[bool], delta: int) -> None:
         key = id(haves)  # a list uncounted unknown was counted by peer_have alone: ignored
-        n = self._counted[key][1] + delta if key in self._counted else max(delta, 0)
+        n = self._counted.pop(key, (haves, 0))[1] + delta
         if n > 0:
             self._counted[key] = (haves, n)
-        else:
-            self._counted.pop(key, None)
-
-    def _all_counted(self, peer_has: list[bool]) -> bool:
-        """Whether every piece *peer_has* has is in availability (none sits in bucket 0)."""
-        return id(peer_has) in self._counted  # held there, so the id is not reused
 
     # -- the ordered free list -----------------------------------------------------------
 
@@ -162,14 +154,12 @@ class PiecePicker:
         p = self._pos[i]
         if p < 0 or a < 0:  # not free, or below zero (a caller's slip: sorts as zero)
             return
-        order, start = self._order, self._start
+        start = self._start
         if a + 2 == len(start):
             start.append(start[-1])
-        last = start[a + 1] - 1
-        j = order[last]
-        order[p], order[last] = j, i
-        self._pos[j], self._pos[i] = p, last
-        start[a + 1] = last
+        start[a + 1] -= 1  # the bucket above takes the last slot of a
+        self._swap(p, start[a + 1])
+        self._scatter(start[a + 1], start[a + 1], start[a + 2])
 
     def _down(self, i: int) -> None:
         a = self.availability[i]
@@ -177,13 +167,21 @@ class PiecePicker:
         p = self._pos[i]
         if p < 0 or a <= 0:
             return
-        order, start = self._order, self._start
-        first = start[a]
-        j = order[first]
-        order[p], order[first] = j, i
-        self._pos[j], self._pos[i] = p, first
-        start[a] = first + 1
+        start = self._start
+        start[a] += 1  # the bucket below takes the first slot of a
+        self._swap(p, start[a] - 1)
+        self._scatter(start[a] - 1, start[a - 1], start[a])
         self._trim()
+
+    def _swap(self, p: int, q: int) -> None:
+        order, pos = self._order, self._pos
+        i, j = order[p], order[q]
+        order[p], order[q], pos[i], pos[j] = j, i, q, p
+
+    def _scatter(self, p: int, lo: int, hi: int) -> None:
+        """Swap _order[p] with a random piece of _order[lo:hi]: a bucket keeps no runs of one
+        peer's pieces (as counting a bitfield leaves) for a scan to read through."""
+        self._swap(p, lo + int(self.rng.random() * (hi - lo)))
 
     def _trim(self) -> None:
         while len(self._start) > 2 and self._start[-2] == self._start[-1]:
@@ -212,6 +210,7 @@ class PiecePicker:
                 hole = s
             start[b] = s + 1
         order[hole], pos[i] = i, hole
+        self._scatter(hole, start[k], hole + 1)
 
     def _remove(self, i: int) -> None:
         order, pos, start = self._order, self._pos, self._start
@@ -264,7 +263,7 @@ class PiecePicker:
         """Whether a peer has anything we still want."""
         if len(peer_has) < self.num_pieces:  # not the torrent's shape (yet): compare as is
             return any(p and not h for p, h in zip(peer_has, self.have, strict=False))
-        lo = self._start[1] if self._all_counted(peer_has) else 0
+        lo = self._start[1] if id(peer_has) in self._counted else 0
         if self._scan(peer_has, lo, len(self._order)) is not None:
             return True
         have = self.have
@@ -314,7 +313,7 @@ class PiecePicker:
 
     def _new_piece(self, peer_has: list[bool]) -> int | None:
         start = self._start
-        first = 1 if self._all_counted(peer_has) else 0
+        first = 1 if id(peer_has) in self._counted else 0
         if self.num_have < RANDOM_FIRST:
             # Random first pieces spread the swarm and let us trade sooner.
             return self._choose(peer_has, start[first], start[-1])
