@@ -80,18 +80,16 @@ def _target(url: str) -> _Target:
         parts = urllib.parse.urlsplit(url)
         port = parts.port
     except ValueError as exc:
-        raise HTTPGetError(f"bad URL {url!r}: {exc}") from None
+        raise HTTPGetError(f"bad URL ({exc})") from None
     scheme = parts.scheme.lower()
     if scheme not in ("http", "https"):
-        raise HTTPGetError(f"not an http(s) URL: {url!r}")
-    host = parts.hostname or ""
-    if not host.isascii():
-        try:
-            host = host.encode("idna").decode("ascii")
-        except UnicodeError:
-            raise HTTPGetError(f"bad host name in {url!r}") from None
+        raise HTTPGetError("not an http(s) URL")
+    try:  # also what the resolver would refuse: empty labels, labels over 63 characters
+        host = (parts.hostname or "").encode("idna").decode("ascii")
+    except UnicodeError:
+        raise HTTPGetError("bad host name") from None
     if not host or any(c <= " " or c in "\x7f/\\" for c in host):
-        raise HTTPGetError(f"bad host name in {url!r}")
+        raise HTTPGetError("bad host name")
     https = scheme == "https"
     default = 443 if https else 80
     port = default if port is None else port
@@ -188,8 +186,10 @@ def _size(n: int) -> str:
     return f"{n >> 20} MiB" if n >= 1 << 20 and not n & ((1 << 20) - 1) else f"{n} bytes"
 
 
-def _describe(exc: OSError, target: _Target) -> str:
+def _describe(exc: OSError | ValueError, target: _Target) -> str:
     where = f"{target.host}:{target.port}"
+    if isinstance(exc, UnicodeError):  # from the resolver: an empty or too long label
+        return f"bad host name {target.host}"
     if isinstance(exc, ssl.SSLCertVerificationError):
         return f"TLS with {where} failed: {exc.verify_message or exc.reason}"
     if isinstance(exc, ssl.SSLError):
@@ -200,7 +200,8 @@ def _describe(exc: OSError, target: _Target) -> str:
         return f"{where} refused the connection"
     if isinstance(exc, ConnectionResetError):
         return f"{where} reset the connection"
-    return f"cannot talk to {where} ({exc.strerror or exc or type(exc).__name__})"
+    detail = exc.strerror if isinstance(exc, OSError) else None
+    return f"cannot talk to {where} ({detail or exc or type(exc).__name__})"
 
 
 async def _once(target: _Target, answer: _Answer, ssl_context: ssl.SSLContext | None) -> None:
@@ -211,7 +212,7 @@ async def _once(target: _Target, answer: _Answer, ssl_context: ssl.SSLContext | 
         reader, writer = await asyncio.open_connection(
             target.host, target.port, ssl=context, server_hostname=target.host if context else None
         )
-    except OSError as exc:
+    except (OSError, ValueError) as exc:
         raise HTTPGetError(_describe(exc, target)) from None
     try:
         writer.write(target.request)
@@ -234,6 +235,22 @@ async def _once(target: _Target, answer: _Answer, ssl_context: ssl.SSLContext | 
                 await writer.wait_closed()
 
 
+def _redirect(url: str, location: bytes) -> tuple[str, _Target]:
+    """Where a Location header (absolute or relative to *url*) sends us, and the request."""
+    try:
+        text = location.decode("utf-8").strip()
+    except UnicodeDecodeError:
+        text = location.decode("latin-1").strip()
+    try:
+        new = urllib.parse.urljoin(url, text)
+    except ValueError as exc:
+        raise HTTPGetError(f"redirected to {text!r}: bad URL ({exc})") from None
+    try:
+        return new, _target(new)
+    except HTTPGetError as exc:
+        raise HTTPGetError(f"redirected to {text!r}: {exc}") from None
+
+
 async def get(
     url: str,
     *,
@@ -245,18 +262,15 @@ async def get(
     """GET *url*, following up to *max_redirects* redirects (http and https only), all
     within *timeout* seconds; the final answer whatever its status. *ssl_context* is the
     system's default for https unless given."""
+    target = _target(url)
     try:
         async with asyncio.timeout(timeout):
             for _ in range(max_redirects + 1):
-                target = _target(url)
                 answer = _Answer(max_body)
                 await _once(target, answer, ssl_context)
                 status = answer.parser.get_status_code()
                 if status in REDIRECTS and answer.location is not None:
-                    location = answer.location.decode("latin-1")
-                    url = urllib.parse.urljoin(url, location)
-                    if urllib.parse.urlsplit(url).scheme.lower() not in ("http", "https"):
-                        raise HTTPGetError(f"redirected to {location!r}, not an http(s) URL")
+                    url, target = _redirect(url, answer.location)
                     continue
                 reason = answer.reason.decode("latin-1").strip()
                 return Response(status, reason, b"".join(answer.body), url)

@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scripted_http import answer, ok, redirect, routes, serve
 
 from swarm import __version__, http_get
@@ -93,11 +95,75 @@ def test_request_targets(url: str, host: str, port: int, line: bytes, authority:
         ("http://t:99999/a", "bad URL"),
         ("http://[::1/a", "bad URL"),
         ("http://a\x00b/", "bad host"),
+        ("http://a..b/", "bad host"),
+        ("http://" + "a" * 64 + ".example/", "bad host"),
     ],
 )
 def test_urls_that_cannot_be_asked(url: str, message: str) -> None:
     with pytest.raises(HTTPGetError, match=message):
         http_get._target(url)
+
+
+# -- the answer, without sockets ----------------------------------------------------------------
+
+
+def read(pieces: list[bytes], max_body: int = 1 << 20) -> bytes:
+    """Feed *pieces* as they would arrive, then the end of the stream: the body."""
+    answer = http_get._Answer(max_body)
+    for piece in pieces:
+        if answer.complete:
+            break
+        answer.feed(piece)
+    if not answer.complete:
+        answer.eof()
+    return b"".join(answer.body)
+
+
+def cut(data: bytes, points: list[int]) -> list[bytes]:
+    edges = sorted({0, len(data), *(p % (len(data) + 1) for p in points)})
+    return [data[a:b] for a, b in zip(edges, edges[1:], strict=False)]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.binary(max_size=3000),
+    st.sampled_from(["length", "chunked", "eof"]),
+    st.lists(st.integers(min_value=1, max_value=700), min_size=1),
+    st.lists(st.integers(min_value=0, max_value=10_000), max_size=20),
+)
+def test_a_body_cut_anywhere_comes_out_whole(
+    body: bytes, framing: str, chunk_sizes: list[int], points: list[int]
+) -> None:
+    head = b"HTTP/1.1 200 OK\r\n"
+    if framing == "length":
+        data = head + b"Content-Length: %d\r\n\r\n" % len(body) + body
+    elif framing == "eof":
+        data = head + b"\r\n" + body
+    else:
+        chunks: list[bytes] = []
+        i = 0
+        while i < len(body):
+            n = chunk_sizes[len(chunks) % len(chunk_sizes)]
+            chunks.append(body[i : i + n])
+            i += n
+        data = head + b"Transfer-Encoding: chunked\r\n\r\n"
+        data += b"".join(b"%x\r\n%s\r\n" % (len(c), c) for c in chunks)
+        data += b"0\r\n\r\n"
+    assert read(cut(data, points)) == body
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.one_of(st.binary(max_size=300), st.binary(max_size=300).map(lambda b: b"HTTP/1.1 " + b)),
+    st.lists(st.integers(min_value=0, max_value=400), max_size=10),
+)
+def test_whatever_a_server_sends_is_an_answer_or_an_http_get_error(
+    data: bytes, points: list[int]
+) -> None:
+    try:
+        read(cut(data, points), max_body=100)
+    except HTTPGetError:
+        pass
 
 
 # -- answers ------------------------------------------------------------------------------------
@@ -194,8 +260,25 @@ def test_a_redirect_loop_ends_after_five_redirects() -> None:
     run(main())
 
 
-def test_a_redirect_to_another_scheme_is_refused() -> None:
-    fails(redirect(301, "ftp://t/a"), r"redirected to 'ftp://t/a', not an http\(s\) URL")
+@pytest.mark.parametrize(
+    ("location", "message"),
+    [
+        ("ftp://t/a", r"redirected to 'ftp://t/a': not an http\(s\) URL"),
+        ("http://[::1/a", r"redirected to 'http://\[::1/a': bad URL"),
+        ("http://a..b/", "redirected to 'http://a..b/': bad host name"),
+    ],
+)
+def test_a_redirect_to_where_we_cannot_go_is_refused(location: str, message: str) -> None:
+    fails(redirect(301, location), message)
+
+
+def test_a_redirect_with_utf8_in_its_location() -> None:
+    async def main() -> None:
+        table = {"/a": redirect(302, "/caf\u00e9?q=\u00e9"), "/caf%C3%A9?q=%C3%A9": ok(b"found")}
+        async with serve(routes(table)) as server:
+            assert (await get(server.url("/a"), timeout=5)).body == b"found"
+
+    run(main())
 
 
 # -- failures -----------------------------------------------------------------------------------
