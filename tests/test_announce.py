@@ -6,15 +6,16 @@ import asyncio
 import socket
 import urllib.parse
 from collections.abc import Coroutine
+from pathlib import Path
 from typing import Any, TypeVar
 
 import bencodepy
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from scripted_http import answer, ok, redirect, routes, serve
+from scripted_http import answer, ok, redirect, routes, serve, tls_contexts
 
-from swarm import announce
+from swarm import announce, http_get
 from swarm.errors import TrackerError, UDPTransactionMismatch
 from tracker import codec
 
@@ -213,6 +214,18 @@ def test_http_announces_that_fail(data: bytes, message: str) -> None:
     with pytest.raises(TrackerError, match=message) as info:
         run(main())
     assert "\n" not in str(info.value)
+
+
+def test_an_https_tracker(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    server_ctx, client_ctx = tls_contexts(tmp_path)
+    monkeypatch.setattr(http_get, "_default_context", client_ctx)  # it trusts our certificate
+
+    async def main() -> announce.AnnounceResponse:
+        async with serve(answer(ok(ANSWER)), ssl_context=server_ctx) as server:
+            assert server.url().startswith("https://127.0.0.1:")
+            return await announce.announce_once(server.url("/announce"), REQ)
+
+    assert run(main()).peers == [("10.0.0.9", 7)]
 
 
 def test_an_http_tracker_that_never_answers_is_given_up_on_time() -> None:

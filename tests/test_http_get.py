@@ -7,18 +7,15 @@ Every wait is bounded; nothing sleeps to wait for a condition.
 from __future__ import annotations
 
 import asyncio
-import shutil
 import socket
 import ssl
-import subprocess
 from collections.abc import Coroutine
-from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from scripted_http import answer, ok, redirect, routes, serve
+from scripted_http import answer, ok, redirect, routes, serve, tls_contexts
 
 from swarm import __version__, http_get
 from swarm.http_get import HTTPGetError, Response, get
@@ -375,34 +372,17 @@ def test_an_ipv6_literal_host() -> None:
 # -- TLS ----------------------------------------------------------------------------------------
 
 
+Contexts = tuple[ssl.SSLContext, ssl.SSLContext]
+
+
 @pytest.fixture(scope="module")
-def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """A self-signed certificate for 127.0.0.1, made by openssl: (cert, key)."""
-    if shutil.which("openssl") is None:
-        pytest.skip("openssl is not installed")
-    folder = tmp_path_factory.mktemp("tls")
-    cert, key = folder / "cert.pem", folder / "key.pem"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"]
-        + ["-nodes", "-days", "1", "-subj", "/CN=127.0.0.1"]
-        + ["-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
-        check=True,
-        capture_output=True,
-        timeout=30,
-    )
-    return cert, key
+def tls(tmp_path_factory: pytest.TempPathFactory) -> Contexts:
+    """(server, client) TLS contexts: a self-signed certificate and a client that trusts it."""
+    return tls_contexts(tmp_path_factory.mktemp("tls"))
 
 
-def tls_contexts(certificate: tuple[Path, Path]) -> tuple[ssl.SSLContext, ssl.SSLContext]:
-    cert, key = certificate
-    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    server.load_cert_chain(cert, key)
-    client = ssl.create_default_context(cafile=str(cert))
-    return server, client
-
-
-def test_https_with_a_trusted_certificate(certificate: tuple[Path, Path]) -> None:
-    server_ctx, client_ctx = tls_contexts(certificate)
+def test_https_with_a_trusted_certificate(tls: Contexts) -> None:
+    server_ctx, client_ctx = tls
 
     async def main() -> Response:
         async with serve(answer(ok(b"secret")), ssl_context=server_ctx) as server:
@@ -412,8 +392,8 @@ def test_https_with_a_trusted_certificate(certificate: tuple[Path, Path]) -> Non
     assert (resp.status, resp.body, resp.url[:8]) == (200, b"secret", "https://")
 
 
-def test_https_with_an_untrusted_certificate_fails(certificate: tuple[Path, Path]) -> None:
-    server_ctx, _ = tls_contexts(certificate)
+def test_https_with_an_untrusted_certificate_fails(tls: Contexts) -> None:
+    server_ctx, _ = tls
 
     async def main() -> None:
         async with serve(answer(ok(b"secret")), ssl_context=server_ctx) as server:
@@ -423,8 +403,8 @@ def test_https_with_an_untrusted_certificate_fails(certificate: tuple[Path, Path
         run(main())
 
 
-def test_plain_http_to_a_tls_server_is_not_http(certificate: tuple[Path, Path]) -> None:
-    server_ctx, _ = tls_contexts(certificate)
+def test_plain_http_to_a_tls_server_is_not_http(tls: Contexts) -> None:
+    server_ctx, _ = tls
 
     async def main() -> None:
         async with serve(answer(b""), ssl_context=server_ctx) as server:
