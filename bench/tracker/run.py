@@ -15,7 +15,9 @@ over 64 torrents, numwant=50, every answer checked (status 200, a bencoded dicti
 Each row is measured --runs times, the runs interleaved (every other one in reverse order)
 because the machine's 2 cores are shared by wrk, the tracker and anything else running; the
 figures are medians. For each row the CPU the tracker used (from /proc) and the CPU wrk used
-(from the kernel's accounting of reaped children) are shown, in cores (CPU s / wall s).
+(from the kernel's accounting of reaped children) are shown, in cores (CPU s / wall s) and in
+CPU microseconds per announce; the last line compares the trackers' CPU per announce, which
+depends less than the rate on the share of the machine the scheduler gave each run.
 """
 
 from __future__ import annotations
@@ -57,6 +59,8 @@ def wrk(
         "bad": int(bad),
         "server_cores": (cpu1 - cpu0) / wall,
         "wrk_cores": (gen1 - gen0) / wall,
+        "server_us": (cpu1 - cpu0) / max(int(reqs), 1) * 1e6,
+        "wrk_us": (gen1 - gen0) / max(int(reqs), 1) * 1e6,
     }
 
 
@@ -93,7 +97,8 @@ def main() -> None:
                 print(
                     f"run {run + 1} {name:20} {r['rps']:8.0f}/s p99 {r['p99_ms']:6.2f} ms"
                     f" bad {r['bad']} errors {r['errors']}"
-                    f" cores: tracker {r['server_cores']:.2f} wrk {r['wrk_cores']:.2f}",
+                    f" cores: tracker {r['server_cores']:.2f} wrk {r['wrk_cores']:.2f};"
+                    f" CPU us/announce: tracker {r['server_us']:.0f} wrk {r['wrk_us']:.0f}",
                     flush=True,
                 )
     finally:
@@ -104,7 +109,8 @@ def main() -> None:
     )
     print(
         f"{'':20} {'announces/s':>12} {'(range)':>15} {'p99 ms':>7} {'bad':>5} {'errors':>6}"
-        f" {'read err':>8} {'tracker cores':>13} {'wrk cores':>9}"
+        f" {'read err':>8} {'tracker cores':>13} {'wrk cores':>9} {'tracker us/ann':>14}"
+        f" {'wrk us/ann':>10}"
     )
     med = {name: median_row(rs) for name, rs in results.items()}
     for name, m in med.items():
@@ -112,13 +118,19 @@ def main() -> None:
         print(
             f"{name:20} {m['rps']:12.0f} {rng:>15} {m['p99_ms']:7.2f} {m['bad']:5.0f}"
             f" {m['errors']:6.0f} {m['read_errors']:8.0f} {m['server_cores']:13.2f}"
-            f" {m['wrk_cores']:9.2f}"
+            f" {m['wrk_cores']:9.2f} {m['server_us']:14.1f} {m['wrk_us']:10.1f}"
         )
-    ot = med["opentracker, close"]["rps"]
+    ot, ours, keep = med["opentracker, close"], med["swarm, close"], med["swarm, keep-alive"]
     print(
-        f"ratio swarm/opentracker, both closing: {med['swarm, close']['rps'] / ot:.2f}x"
-        f" (target >= 0.8x); swarm keep-alive / opentracker: "
-        f"{med['swarm, keep-alive']['rps'] / ot:.2f}x"
+        f"ratio swarm/opentracker, both closing: {ours['rps'] / ot['rps']:.2f}x"
+        f" (target >= 0.8x); swarm keep-alive / opentracker: {keep['rps'] / ot['rps']:.2f}x"
+    )
+    # What each tracker does with one core's worth of CPU, whatever share of the machine
+    # the scheduler gave it (on a shared machine that share varies from run to run).
+    print(
+        "ratio by tracker CPU per announce, both closing:"
+        f" {ot['server_us'] / ours['server_us']:.2f}x; keep-alive / opentracker:"
+        f" {ot['server_us'] / keep['server_us']:.2f}x"
     )
 
 

@@ -11,7 +11,9 @@ opentracker's lead. Lost packets are counted (a request unanswered for a second)
 Only announce answers count (an error packet, such as opentracker's refusal of a torrent it
 has not whitelisted, does not). The runs are interleaved and the figures are medians; the CPU
 each side used is shown in cores (the tracker's from /proc, the generator's from the kernel's
-accounting of its reaped processes).
+accounting of its reaped processes), in cores and in CPU microseconds per announce; the
+last line compares the trackers' CPU per announce, which depends less than the rate on the
+share of the machine the scheduler gave each run.
 """
 
 from __future__ import annotations
@@ -162,11 +164,15 @@ def main() -> None:
                     server.stop()
                 r["server_cores"] = (cpu1 - cpu0) / args.seconds
                 r["gen_cores"] = (gen1 - gen0) / args.seconds
+                answered = max(r["rps"] * args.seconds, 1)
+                r["server_us"] = (cpu1 - cpu0) / answered * 1e6
+                r["gen_us"] = (gen1 - gen0) / answered * 1e6
                 results[name].append(r)
                 print(
                     f"run {run + 1} {name:12} {r['rps']:8.0f}/s p99 {r['p99_ms']:6.2f} ms"
                     f" lost {r['lost']:.0f} cores: tracker {r['server_cores']:.2f}"
-                    f" generator {r['gen_cores']:.2f}",
+                    f" generator {r['gen_cores']:.2f}; CPU us/announce: tracker"
+                    f" {r['server_us']:.0f} generator {r['gen_us']:.0f}",
                     flush=True,
                 )
     finally:
@@ -178,17 +184,20 @@ def main() -> None:
     )
     print(
         f"{'':12} {'announces/s':>12} {'(range)':>15} {'p99 ms':>7} {'lost':>6}"
-        f" {'tracker cores':>13} {'generator cores':>15}"
+        f" {'tracker cores':>13} {'generator cores':>15} {'tracker us/ann':>14}"
+        f" {'generator us/ann':>16}"
     )
     med = {name: median_row(rs) for name, rs in results.items()}
     for name, m in med.items():
         rng = f"{m['rps_lo']:.0f}-{m['rps_hi']:.0f}"
         print(
             f"{name:12} {m['rps']:12.0f} {rng:>15} {m['p99_ms']:7.2f} {m['lost']:6.0f}"
-            f" {m['server_cores']:13.2f} {m['gen_cores']:15.2f}"
+            f" {m['server_cores']:13.2f} {m['gen_cores']:15.2f} {m['server_us']:14.1f}"
+            f" {m['gen_us']:16.1f}"
         )
-    ratio = med["swarm"]["rps"] / med["opentracker"]["rps"]
-    print(f"ratio swarm/opentracker: {ratio:.2f}x (target >= 0.6x)")
+    ours, ot = med["swarm"], med["opentracker"]
+    print(f"ratio swarm/opentracker: {ours['rps'] / ot['rps']:.2f}x (target >= 0.6x)")
+    print(f"ratio by tracker CPU per announce: {ot['server_us'] / ours['server_us']:.2f}x")
 
 
 if __name__ == "__main__":
