@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from tracker import protocol
 from tracker.errors import RequestError
-from tracker.state import AnnounceResult, PeerEntry
+from tracker.state import AnnounceResult, CompactResult, PeerEntry
 
 IH = bytes(range(20))
 PID = b"-SW0001-" + bytes([0xFF, 0x00, 0x25, 0x26, 0x3D, 0x2B, 0x80, 0x81, 0x20, 0x7F, 0x01, 0x02])
@@ -149,3 +149,27 @@ def test_fast_unquote_agrees_with_urllib(raw: bytes, extra: str) -> None:
     ):
         want = urllib.parse.unquote_to_bytes(value.replace(b"+", b" "))
         assert protocol.unquote(value) == want
+
+
+@given(
+    st.integers(0, 2**31),
+    st.integers(0, 2**31),
+    st.integers(0, 86400),
+    st.integers(0, 86400),
+    st.binary(max_size=60),
+    st.binary(max_size=60),
+)
+def test_compact_response_is_exact_bencoding(
+    complete: int, incomplete: int, interval: int, min_interval: int, v4: bytes, v6: bytes
+) -> None:
+    r = CompactResult(v4, v6, complete, incomplete)
+    expected = {
+        b"complete": complete,
+        b"incomplete": incomplete,
+        b"interval": interval,
+        b"min interval": min_interval,
+        b"peers": v4,
+    }
+    if v6:
+        expected[b"peers6"] = v6
+    assert protocol.compact_response(r, interval, min_interval) == bencodepy.encode(expected)

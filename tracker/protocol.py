@@ -203,17 +203,20 @@ def announce_response(
 
 
 def compact_response(result: CompactResult, interval: int, min_interval: int) -> bytes:
-    """The answer to a compact announce (BEP 23, and BEP 7's ``peers6`` when there are any)."""
-    d: dict[bytes, Any] = {
-        b"interval": interval,
-        b"min interval": min_interval,
-        b"complete": result.complete,
-        b"incomplete": result.incomplete,
-        b"peers": result.peers,
-    }
+    """The answer to a compact announce (BEP 23, and BEP 7's ``peers6`` when there are any),
+    written directly: its keys are fixed, and here in bencoding's sorted order."""
+    head = b"d8:completei%de10:incompletei%de8:intervali%de12:min intervali%de5:peers%d:" % (
+        result.complete,
+        result.incomplete,
+        interval,
+        min_interval,
+        len(result.peers),
+    )
     if result.peers6:
-        d[b"peers6"] = result.peers6
-    return _bencode(d)
+        return b"".join(
+            (head, result.peers, b"6:peers6%d:" % len(result.peers6), result.peers6, b"e")
+        )
+    return b"".join((head, result.peers, b"e"))
 
 
 def failure(reason: str) -> bytes:

@@ -109,6 +109,10 @@ class Tracker:
                 if port == 0 and len(socks) > 1:
                     addr = (addr[0], socks[0].getsockname()[1], *addr[2:])
                 sock.bind(addr)
+                if hasattr(socket, "TCP_DEFER_ACCEPT"):
+                    # Linux: accept only once the request is in, so that the listener can
+                    # answer it at once (a connection with nothing to read goes the long way)
+                    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_DEFER_ACCEPT, 1)
                 sock.listen(1024)
         except OSError:
             for sock in socks:
