@@ -560,3 +560,21 @@ def test_extended_handshake_that_is_not_a_dictionary(payload: bytes) -> None:
 def test_an_extended_handshake_that_is_not_bencoding_says_so() -> None:
     with pytest.raises(ProtocolError, match="handshake is malformed: not valid bencoding$"):
         ExtendedHandshake.decode(b"d1:m")
+
+
+def test_a_block_parsed_in_place_is_a_view_of_bytes_but_a_copy_of_a_mutable_buffer() -> None:
+    block = bytes(range(256)) * 64
+    data = wire.encode(wire.Piece(3, 16384, block))
+    [got] = wire.Parser(expect_handshake=False).feed(data)
+    assert isinstance(got, wire.Piece) and isinstance(got.block, memoryview)
+    assert got.block == block and got.block.obj is data  # no copy of immutable bytes
+    # A bytearray (or memoryview) fed in may change afterwards: the block must not.
+    buf = bytearray(data)
+    [got] = wire.Parser(expect_handshake=False).feed(buf)
+    buf[20:40] = bytes(20)
+    assert isinstance(got, wire.Piece) and bytes(got.block) == block
+    # A block completed from the parser's own buffer (split over two reads) is a copy too.
+    p = wire.Parser(expect_handshake=False)
+    assert p.feed(data[:100]) == []
+    [got] = p.feed(data[100:])
+    assert isinstance(got, wire.Piece) and isinstance(got.block, bytes) and got.block == block
