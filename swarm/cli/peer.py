@@ -292,9 +292,12 @@ def fetch_command(
 
     down, up = parse_rate(max_download_rate), parse_rate(max_upload_rate)
     if start_on_stdin:
-        # Everything slow to load is loaded before 'ready', so that timing starts at 'go'.
-        import swarm.central.client  # noqa: F401
-        import swarm.session  # noqa: F401
+        # What the download needs is loaded before 'ready', so that timing starts at 'go'
+        # (the central client, and aiohttp with it, only for a central server's URL).
+        if source.startswith(("http://", "https://")):
+            import swarm.central.client  # noqa: F401
+        else:
+            import swarm.session  # noqa: F401
 
         click.echo("ready")
         sys.stdout.flush()
