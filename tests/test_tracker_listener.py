@@ -147,3 +147,28 @@ def test_a_port_in_use_is_a_start_error() -> None:
                 await t.start()
 
         asyncio.run(asyncio.wait_for(main(), 30))
+
+
+def test_a_failing_answer_closes_only_its_connection() -> None:
+    async def main() -> None:
+        t = Tracker(TrackerConfig(host="127.0.0.1", port=0, udp=False))
+        await t.start()
+        real = t.http.respond
+        calls = []
+
+        def once_broken(target: bytes, remote: str) -> tuple[int, bytes, bytes]:
+            calls.append(target)
+            if len(calls) == 1:
+                raise RuntimeError("a bug")
+            return real(target, remote)
+
+        t.http.respond = once_broken  # type: ignore[method-assign]
+        try:
+            closing = b"GET %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+            assert await exchange(t.port, [closing % announce(1)]) == []  # closed, no answer
+            [a] = await exchange(t.port, [closing % announce(2)])
+            assert body(a)[b"incomplete"] == 1
+        finally:
+            await t.stop()
+
+    asyncio.run(asyncio.wait_for(main(), 30))

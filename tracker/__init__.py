@@ -2,7 +2,9 @@
 
 ``tracker.state`` holds swarms and peers (pure, clock injected); ``tracker.protocol`` reads
 HTTP announces and writes the answers; ``tracker.http`` and ``tracker.udp`` are thin network
-shells around them; ``tracker.server`` starts both. ``tracker.codec`` is what a tracker and its
+shells around them, and ``tracker.listener`` accepts TCP connections and answers a one-shot
+request (``Connection: close``) without the event loop's transports; ``tracker.server``
+starts them all. ``tracker.codec`` is what a tracker and its
 clients both speak (UDP packets, events, compact peers): swarm's tracker client imports it from
 here. The package stands on its own: it imports nothing from ``swarm`` and has its own errors
 (``tracker.errors``).

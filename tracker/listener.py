@@ -28,6 +28,8 @@ log = logging.getLogger(__name__)
 
 ACCEPT_BATCH = 256
 """Connections accepted per wake-up at most, so other work on the loop is not starved."""
+ACCEPT_PAUSE = 1.0
+"""Seconds without accepting after accept fails (out of file descriptors), as asyncio does."""
 _VERSIONS = (b" HTTP/1.1", b" HTTP/1.0")
 # Headers that would change how the request is framed or answered: their requests go the long
 # way, where llhttp reads them (so do any with a folded or otherwise odd header line).
@@ -72,6 +74,7 @@ class Listener:
         self.family = sock.family
         self.loop = asyncio.get_running_loop()
         self.adopting: set[asyncio.Task[None]] = set()
+        self._paused: asyncio.TimerHandle | None = None
         sock.setblocking(False)
         self.loop.add_reader(sock.fileno(), self._on_readable)
         self._accept: Callable[[], tuple[int, tuple[str, int]]] = sock._accept  # type: ignore[attr-defined]
@@ -86,33 +89,51 @@ class Listener:
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as exc:  # EMFILE and the like: leave the rest in the backlog
-                log.warning("cannot accept a connection: %s", exc)
+                log.warning("cannot accept a connection: %s; pausing for a second", exc)
+                self.loop.remove_reader(self.sock.fileno())  # or it would wake us at once
+                self._paused = self.loop.call_later(ACCEPT_PAUSE, self._resume)
                 return
             conn = socket.socket(family, socket.SOCK_STREAM, 0, fd)
             try:
-                data = conn.recv(65536, socket.MSG_DONTWAIT)
-            except (BlockingIOError, InterruptedError):
-                data = b""
-            except OSError:
+                self._serve(conn, addr, respond)
+            except Exception:  # a bug must not stop the listener or leak the socket
+                log.exception("tracker connection from %s failed", addr[0])
                 conn.close()
-                continue
-            target = one_shot(data) if data else None
-            if target is None:
-                self._adopt(conn, data)
-                continue
-            remote = protocol.normalize_ip(addr[0])
-            status, ctype, body = respond(target, remote)
-            out = answer_bytes(status, ctype, body, False)
-            try:
-                sent = conn.send(out, socket.MSG_DONTWAIT)
-            except (BlockingIOError, InterruptedError):
-                sent = 0
-            except OSError:  # the client went away: nothing left to do
-                sent = len(out)
-            if sent < len(out):  # a big page and a full send buffer: the loop writes the rest
-                self._adopt(conn, b"", out[sent:])
-            else:
-                conn.close()
+
+    def _resume(self) -> None:
+        self._paused = None
+        self.loop.add_reader(self.sock.fileno(), self._on_readable)
+
+    def _serve(
+        self,
+        conn: socket.socket,
+        addr: tuple[str, int],
+        respond: Callable[[bytes, str], tuple[int, bytes, bytes]],
+    ) -> None:
+        """Answer a one-shot request on *conn* at once, or hand *conn* to the event loop."""
+        try:
+            data = conn.recv(65536, socket.MSG_DONTWAIT)
+        except (BlockingIOError, InterruptedError):
+            data = b""
+        except OSError:
+            conn.close()
+            return
+        target = one_shot(data) if data else None
+        if target is None:
+            self._adopt(conn, data)
+            return
+        status, ctype, body = respond(target, protocol.normalize_ip(addr[0]))
+        out = answer_bytes(status, ctype, body, False)
+        try:
+            sent = conn.send(out, socket.MSG_DONTWAIT)
+        except (BlockingIOError, InterruptedError):
+            sent = 0
+        except OSError:  # the client went away: nothing left to do
+            sent = len(out)
+        if sent < len(out):  # a big page and a full send buffer: the loop writes the rest
+            self._adopt(conn, b"", out[sent:])
+        else:
+            conn.close()
 
     def _adopt(self, conn: socket.socket, data: bytes, unsent: bytes = b"") -> None:
         """The long way: the connection to the event loop, with the bytes already read (or,
@@ -140,6 +161,8 @@ class Listener:
 
     async def close(self) -> None:
         """Stop accepting; connections being handed to the loop are dropped."""
+        if self._paused is not None:
+            self._paused.cancel()
         self.loop.remove_reader(self.sock.fileno())
         self.sock.close()
         tasks = list(self.adopting)
