@@ -20,6 +20,10 @@ fills it further and the rate rises. Once the rate has stopped rising for
 :data:`STARTUP_PATIENCE` seconds the depth holds at the product plus the margin (the margin
 is what was the whole rule before: a quarter of a second of the rate and two blocks, which
 keeps queues shallow at rate-capped uploaders, where deep queues delay other peers' requests).
+A delay is not always the pipe's: at a capped uploader the first blocks wait behind every
+other peer's, and a deeper queue only lengthens that line. So if slow start ends without the
+rate having grown :data:`PAYOFF` times over its first measure, the delay is dropped and the
+depth is the margin alone.
 The caller caps the depth by the peer's ``reqq``. Pure: the clock is passed in.
 """
 
@@ -30,6 +34,7 @@ INITIAL_DEPTH = 4
 STARTUP_GAIN = 2.0  # depth in slow start: this many bandwidth-delay products, plus the margin
 STARTUP_GROWTH = 1.25  # the rate "keeps rising" while each interval beats the best by this
 STARTUP_PATIENCE = 1.0  # seconds without such a rise before slow start ends
+PAYOFF = 2.0  # slow start keeps the delay it measured only if the rate grew this much
 MARGIN_SECONDS = 0.25  # the margin: this much of the rate ...
 MARGIN_BLOCKS = 2  # ... and this many blocks
 RATE_INTERVAL = 0.25  # seconds of arrivals per delivery-rate sample
@@ -47,6 +52,7 @@ class Pipeline:
 
     __slots__ = (
         "_best",
+        "_first",
         "_decayed_at",
         "_grew_at",
         "_interval_bytes",
@@ -67,6 +73,7 @@ class Pipeline:
         self._interval_start = now
         self._interval_bytes = 0
         self._best = 0.0  # the best interval rate in slow start
+        self._first = 0.0  # and the first
         self._grew_at = now
         self._decayed_at = now
 
@@ -99,10 +106,15 @@ class Pipeline:
             self.rate = max(self.rate, sample)
             self._interval_start, self._interval_bytes = now, 0
             if self.slow_start:
+                self._first = self._first or sample
                 if sample > self._best * STARTUP_GROWTH:
                     self._best, self._grew_at = sample, now
                 elif now - self._grew_at >= STARTUP_PATIENCE:
                     self.slow_start = False
+                    if self._best < PAYOFF * self._first:
+                        # The deeper queue did not pay: the peer is capped, and the delay
+                        # was its queue, not its pipe's.
+                        self.delay = 0.0
 
     def _decay(self, now: float) -> None:
         elapsed = now - self._decayed_at

@@ -95,18 +95,21 @@ def test_a_bitfield_counts_the_peer_makes_us_interested_and_asks() -> None:
     assert len(p.asked) == MIN_QUEUE  # no rate yet: the least queue
 
 
+def prime(rp: RequestPolicy, p: FakePeer, clock: Clock, per_s: float) -> None:
+    """*p* has been sending blocks (not asked through *rp*) at *per_s* for half a second."""
+    pipe = rp.pipeline(p)  # type: ignore[arg-type]
+    for _ in range(int(per_s / 2)):
+        clock.now += 1 / per_s
+        pipe.arrived(999, 0, BLOCK_SIZE, clock.now)
+
+
 def test_queue_depth_follows_the_measured_pipeline_within_what_the_peer_accepts() -> None:
     clock = Clock()
     p = FakePeer("a", ALL)
     rp, _ = policy(p, clock=clock)
     assert rp.queue_depth(p) == MIN_QUEUE  # type: ignore[arg-type]  # nothing measured yet
-    pipe = rp.pipeline(p)  # type: ignore[arg-type]
-    # 400 blocks/s after a 0.2 s wait: 2 x (80 blocks of delay) + 100 of margin + 2.
-    pipe.sent([(i, 0, BLOCK_SIZE) for i in range(200)], clock.now)
-    for i in range(200):
-        pipe.arrived(i, 0, BLOCK_SIZE, clock.now + 0.2 + i / 400)
-    clock.now += 0.7
-    assert 200 <= rp.queue_depth(p) <= 250  # type: ignore[arg-type]
+    prime(rp, p, clock, 400)
+    assert 85 <= rp.queue_depth(p) <= 102  # type: ignore[arg-type]  # 0.25 s of 400/s + 2
     p.state.remote_reqq = 10
     assert rp.queue_depth(p) == 10  # type: ignore[arg-type]
     p.state.snubbed = True
@@ -117,21 +120,24 @@ def test_the_policy_times_its_requests_and_forgets_withdrawn_ones() -> None:
     clock = Clock()
     p = FakePeer("a", ALL)
     rp, live = policy(p, clock=clock)
+    prime(rp, p, clock, 40)
     rp.bitfield(p, ALL)  # type: ignore[arg-type]
-    first, *rest = p.asked
-    clock.now += 0.3
-    p.state.receive(wire.encode(wire.Piece(first[0], first[1], bytes(first[2]))), 1.0)
-    rp.block_arrived(p, *first)  # type: ignore[arg-type]
-    assert rp.pipeline(p).delay == pytest.approx(0.3)  # type: ignore[arg-type]
+    asked = list(p.asked)
+    for block in asked[:2]:  # each answered after 0.3 s
+        clock.now += 0.3
+        p.state.receive(wire.encode(wire.Piece(block[0], block[1], bytes(block[2]))), 1.0)
+        rp.block_arrived(p, *block)  # type: ignore[arg-type]
+    pipe = rp.pipeline(p)  # type: ignore[arg-type]
+    assert pipe.delay == pytest.approx(0.275, rel=0.1)  # 0.3 s less a block's 25 ms
     p.state.peer_choking = True
     rp.choked(p)  # type: ignore[arg-type]
-    clock.now += 2.0
-    late = rest[-1]
-    rp.block_arrived(p, *late)  # type: ignore[arg-type]  # withdrawn at the choke: no sample
-    assert rp.pipeline(p).delay < 0.3  # type: ignore[arg-type]
+    for block in asked[-2:]:  # withdrawn at the choke, then they came late: no samples
+        clock.now += 3.0
+        rp.block_arrived(p, *block)  # type: ignore[arg-type]
+    assert pipe.delay < 0.275
     live.discard(p)
     rp.peer_gone(p)  # type: ignore[arg-type]
-    assert p not in rp._pipes
+    assert rp.pipeline(p) is not pipe  # type: ignore[arg-type]  # its measurements went with it
 
 
 def test_asks_in_batches_only_when_half_the_queue_has_drained() -> None:

@@ -168,3 +168,31 @@ def test_mixed_swarm(
     assert ar.wait_exit(timeout=150) == 0
     for folder in ["sw0", "sw1", "lt0", "lt1", "aria"]:
         assert digest(tmp_path / folder / payload.name) == want, folder
+
+
+def test_swarm_fetches_32_mib_from_a_transmission_seed(
+    tmp_path: Path, procs, transmission_cli: str
+) -> None:
+    # Issue 14, item 5: Transmission answers requests in bursts, and a downloader that kept
+    # only a few requests out crawled (124 KiB/s). Functional, not timed: the speed is
+    # bench/slowstart's business; the bound is generous.
+    src = tmp_path / "data" / "payload32.bin"
+    src.parent.mkdir()
+    src.write_bytes(random.Random(32).randbytes(32 * 1024 * 1024))
+    torrent = make_torrent(src, [], tmp_path / "t.torrent")
+
+    # stdbuf: transmission-cli's status line ("Seeding, ...") reaches the pipe at once.
+    def unbuffered(*args: object, **kw: object) -> Proc:
+        return procs("stdbuf", "-o0", *args, **kw)
+
+    tr = transmission(unbuffered, transmission_cli, torrent, src.parent, tmp_path / "trhome")
+    tr.wait_line(lambda s: s.startswith("Seeding"), timeout=60)
+    port = tr.args[tr.args.index("-p") + 1]
+    # Transmission never dials 127.x peers: swarm dials it.
+    out = tmp_path / "out"
+    fetch = procs(
+        "fetch", torrent, "-o", out, "--no-seed", "--host", "127.0.0.1", "--port", "0",
+        "--peer", f"127.0.0.1:{port}",
+    )  # fmt: skip
+    assert fetch.wait_exit(timeout=240) == 0, fetch.err[-5:]
+    assert digest(out / src.name) == digest(src)
