@@ -182,17 +182,20 @@ class PeerConnection(asyncio.Protocol):
                 data = b""
             else:
                 self._throttle_download(len(data))
-            blocks = 0
+            t = self.torrent
+            assert t is not None
+            received = 0
             for msg in state.receive(data, time.monotonic()):
-                if type(msg) is wire.Piece:
-                    blocks += 1
-                self._dispatch(msg)
+                if type(msg) is wire.Piece:  # the bulk of the traffic: the short path
+                    received += len(msg.block)
+                    t.on_piece(self, msg.index, msg.begin, msg.block)
+                else:
+                    self._dispatch(msg)
                 if self.closed:
                     return
-            if blocks:
-                # One top-up of our requests for every block of this read, not one each.
-                t = self.torrent
-                assert t is not None
+            if received:
+                # One count and one top-up of our requests for all the blocks of this read.
+                self.down.add(received)
                 t.requests.fill(self)
             if state.output:
                 self._write(state.take_output())
@@ -244,10 +247,7 @@ class PeerConnection(asyncio.Protocol):
     def _dispatch(self, msg: Event) -> None:
         t = self.torrent
         assert t is not None
-        if type(msg) is wire.Piece:
-            self.down.add(len(msg.block))
-            t.on_piece(self, msg.index, msg.begin, msg.block)
-        elif type(msg) is wire.Request:
+        if type(msg) is wire.Request:
             self._wake_upload.set()
         elif type(msg) is wire.Have:
             t.requests.have(self, msg.index)

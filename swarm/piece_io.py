@@ -156,8 +156,10 @@ class PieceIO:
         buf = self._buffers.get(index)
         if buf is None:
             buf = self._buffers[index] = self._new_buffer(self.torrent.piece_size(index))
+            self._contributors[index] = {contributor}
+        else:
+            self._contributors[index].add(contributor)
         buf[begin : begin + len(block)] = block
-        self._contributors.setdefault(index, set()).add(contributor)
 
     async def verify_and_write(self, index: int) -> tuple[bool, set[bytes]]:
         """Hash the assembled piece and write it if it matches: (ok, the peers who sent it)."""
