@@ -23,8 +23,9 @@ __all__ = ["Announcer", "AnnounceOnce", "TierList", "backoff", "next_wait"]
 
 log = logging.getLogger(__name__)
 
-AnnounceOnce = Callable[[str, AnnounceRequest], Awaitable[AnnounceResponse]]
-"""One announce to one tracker URL; :class:`TrackerError` if it fails."""
+AnnounceOnce = Callable[[str, AnnounceRequest, bytes | None], Awaitable[AnnounceResponse]]
+"""One announce to one tracker URL, with the tracker id it gave us (None before it gave
+one); :class:`TrackerError` if it fails."""
 
 SOON_SECONDS = 30.0
 """Longest wait between announces while a download has few peers."""
@@ -113,6 +114,8 @@ class Announcer:
         """When (on *clock*) the loop next announces, unless :meth:`completed` comes first."""
         self.unusable: set[str] = set()
         """URLs no announce can use (a bad scheme or address): said once, then skipped."""
+        self.tracker_ids: dict[str, bytes] = {}
+        """The ``tracker id`` each tracker gave, sent back on its next announces (BEP 3)."""
 
     @property
     def usable(self) -> bool:
@@ -162,7 +165,8 @@ class Announcer:
             return
         try:
             async with asyncio.timeout(STOP_TIMEOUT):
-                await self._announce_once(self.last_url, self._request("stopped"))
+                url = self.last_url
+                await self._announce_once(url, self._request("stopped"), self.tracker_ids.get(url))
         except (TimeoutError, SwarmError, OSError) as exc:
             log.debug("tracker: the stopped announce failed: %s", exc)
 
@@ -174,7 +178,7 @@ class Announcer:
             if url in self.unusable:
                 continue
             try:
-                resp = await self._announce_once(url, req)
+                resp = await self._announce_once(url, req, self.tracker_ids.get(url))
             except TrackerURLError as exc:
                 log.warning("tracker: %s (not tried again)", exc)
                 self.unusable.add(url)
@@ -185,6 +189,8 @@ class Announcer:
                 continue
             self.tiers.promote(ti, ui)
             self.last_url = url
+            if resp.tracker_id:
+                self.tracker_ids[url] = resp.tracker_id
             return resp
         raise TrackerError("; ".join(errors) or "no usable tracker")
 

@@ -51,10 +51,14 @@ class FakeTrackers:
     def __init__(self, script: dict[str, list[Outcome]]) -> None:
         self.script = script
         self.calls: list[tuple[str, str, int]] = []  # (url, event, left)
+        self.tracker_ids: list[bytes | None] = []  # the tracker id sent with each call
         self.called = asyncio.Event()
 
-    async def __call__(self, url: str, req: AnnounceRequest) -> AnnounceResponse:
+    async def __call__(
+        self, url: str, req: AnnounceRequest, tracker_id: bytes | None = None
+    ) -> AnnounceResponse:
         self.calls.append((url, req.event, req.left))
+        self.tracker_ids.append(tracker_id)
         self.called.set()
         outcomes = self.script[url]
         outcome = outcomes.pop(0) if len(outcomes) > 1 else outcomes[0]
@@ -346,6 +350,23 @@ async def test_stopped_goes_to_the_tracker_that_answered_last() -> None:
 
 
 @scenario
+async def test_a_tracker_id_is_sent_back_to_the_tracker_that_gave_it() -> None:
+    a, b = "http://a/announce", "http://b/announce"
+    given = AnnounceResponse(interval=900, min_interval=None, peers=[], tracker_id=b"t-7")
+    rig = Rig([[a], [b]], {a: [given, ok(900)], b: [ok(900)]})
+    async with rig.running():
+        await rig.slept()
+        await rig.slept()
+    await rig.announcer.stop()
+    # BEP 3: the first announce has none; after the tracker gave one, every announce to that
+    # tracker carries it (the regular ones and the stopped one).
+    assert rig.trackers.urls()[:3] == [a, a, a] and rig.trackers.events()[-1] == "stopped"
+    assert rig.trackers.tracker_ids[0] is None
+    assert set(rig.trackers.tracker_ids[1:]) == {b"t-7"}
+    assert rig.announcer.tracker_ids == {a: b"t-7"}
+
+
+@scenario
 async def test_no_stopped_unless_an_announce_succeeded() -> None:
     a = "http://a/announce"
     never = Rig([[a]], {a: [ok(1800)]})
@@ -403,11 +424,16 @@ async def test_an_unusable_url_is_named_once_and_skipped_then_the_loop_ends() ->
 @scenario
 async def test_the_default_announce_over_http_to_a_real_server() -> None:
     events: list[bytes] = []
-    answer = bencodepy.encode({b"interval": 900, b"peers": codec.pack_peer("10.0.0.3", 9)})
+    answer = bencodepy.encode(
+        {b"interval": 900, b"peers": codec.pack_peer("10.0.0.3", 9), b"tracker id": b"x y"}
+    )
+    ids: list[bytes | None] = []
 
     async def tracker(head: bytes, writer: asyncio.StreamWriter) -> None:
         query = head.split(b" ")[1].partition(b"?")[2]
-        events.append(dict(p.split(b"=", 1) for p in query.split(b"&")).get(b"event", b""))
+        params = dict(p.split(b"=", 1) for p in query.split(b"&"))
+        events.append(params.get(b"event", b""))
+        ids.append(params.get(b"trackerid"))
         writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(answer), answer))
 
     async with serve(tracker) as server:
@@ -417,4 +443,5 @@ async def test_the_default_announce_over_http_to_a_real_server() -> None:
             await rig.sleep_started()
         await rig.announcer.stop()
     assert events == [b"started", b"", b"stopped"]
+    assert ids == [None, b"x%20y", b"x%20y"]  # sent back, percent-encoded
     assert rig.peers == [("10.0.0.3", 9)] * 2
