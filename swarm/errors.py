@@ -88,3 +88,8 @@ class CompareError(SwarmError):
     """An experiment of ``swarm compare`` failed at run time (a process died, a copy differs)."""
 
     exit_code = 1
+
+
+class MagnetError(SwarmError):
+    """A magnet URI (BEP 9) that names no torrent swarm can fetch: not a magnet, no info-hash,
+    a malformed one, or a v2 (btmh) magnet."""

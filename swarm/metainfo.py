@@ -26,6 +26,7 @@ from swarm.info_dict import (
     parse_info,
     safe_path_components,
 )
+from swarm.magnet import Magnet
 
 __all__ = [
     "MAX_FILES",
@@ -94,10 +95,10 @@ class Torrent:
         return self.piece_length
 
     def magnet(self) -> str:
-        """A magnet URI (BEP 9 form) naming this torrent and its trackers."""
-        parts = [f"xt=urn:btih:{self.info_hash_hex}", "dn=" + urllib.parse.quote(self.name)]
-        parts += ["tr=" + urllib.parse.quote(url, safe="") for url in self.trackers]
-        return "magnet:?" + "&".join(parts)
+        """A magnet URI (BEP 9 form) naming this torrent, its trackers and web seeds."""
+        trackers = list(dict.fromkeys(self.trackers))  # a URL in two tiers is named once
+        web_seeds = list(dict.fromkeys(self.url_list))
+        return Magnet(self.info_hash, self.name, trackers, web_seeds=web_seeds).uri()
 
     def to_bytes(self) -> bytes:
         """The .torrent file's bytes; the ``info`` bytes are written exactly as parsed."""

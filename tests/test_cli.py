@@ -263,6 +263,7 @@ def test_create_then_info_as_processes(song: Path, tmp_path: Path) -> None:
     info_hash = lines[1].removeprefix("info-hash: ")
     assert lines[2] == f"magnet:    magnet:?xt=urn:btih:{info_hash}&dn=song.bin&" + (
         "tr=http%3A%2F%2Fa%2Fannounce&tr=udp%3A%2F%2Fb%3A1&tr=udp%3A%2F%2Fc%3A2"
+        "&ws=http%3A%2F%2Fw%2Fsong.bin"  # the web seed too (BEP 19), as libtorrent's magnets
     )
 
     r = run("info", "--json", out)

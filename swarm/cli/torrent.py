@@ -6,11 +6,15 @@ No asyncio here: these start fast (``bench/create`` times ``swarm create --help`
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from swarm.cli.common import Display, echo, size_option, tracker_tiers, write_file
 from swarm.units import format_size
+
+if TYPE_CHECKING:
+    from swarm.magnet import Magnet
 
 BIG_FILE = 64 * 1024 * 1024  # hashing shows a progress bar from this size on (or for a folder)
 
@@ -90,15 +94,18 @@ def _is_big(path: Path) -> bool:
 
 
 @click.command("info")
-@click.argument("torrent", type=click.Path(path_type=Path))
+@click.argument("torrent", metavar="TORRENT|MAGNET")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-def info_command(torrent: Path, as_json: bool) -> None:
-    """Show what is inside a .torrent file."""
+def info_command(torrent: str, as_json: bool) -> None:
+    """Show what is inside a .torrent file, or what a magnet URI names."""
     import json
 
-    from swarm import metainfo
+    from swarm import magnet, metainfo
 
-    t = metainfo.load(torrent)
+    if magnet.is_magnet(torrent):  # a str, not a Path: a Path would fold the "//" of its URLs
+        _show_magnet(magnet.parse_magnet(torrent), as_json)
+        return
+    t = metainfo.load(Path(torrent))
     summary = t.summary()
     if as_json:
         click.echo(json.dumps(summary, ensure_ascii=False))
@@ -132,3 +139,26 @@ def info_command(torrent: Path, as_json: bool) -> None:
     if len(files) > 50:
         click.echo(f"  ... and {len(files) - 50} more")
     click.echo(f"magnet:       {t.magnet()}")
+
+
+def _show_magnet(m: Magnet, as_json: bool) -> None:
+    import json
+
+    from swarm.magnet import format_peer
+    from swarm.metainfo import tracker_url_problem
+
+    if as_json:
+        click.echo(json.dumps(m.summary(), ensure_ascii=False))
+        return
+    click.echo(f"name:         {m.display_name if m.display_name is not None else '(none)'}")
+    click.echo(f"info-hash:    {m.info_hash_hex}")
+    for url in m.trackers:
+        click.echo(f"tracker:      {url}")
+        problem = tracker_url_problem(url)
+        if problem:  # a client skips it: say so here, where the user looks
+            click.echo(f"unusable:     {url}: {problem}")
+    for peer in m.peers:
+        click.echo(f"peer:         {format_peer(peer)}")
+    for url in m.web_seeds:
+        click.echo(f"web seed:     {url}")
+    click.echo(f"magnet:       {m.uri()}")
