@@ -49,6 +49,18 @@ from swarm.wire.messages import (
     encode_piece_header,
 )
 from swarm.wire.parser import Parser
+from swarm.wire.pex import MAX_PEX_PEERS, PEX_INTERVAL, PEX_MAX_ADDED, PexMessage, PexState
+from swarm.wire.ut_metadata import (
+    MAX_METADATA_SIZE,
+    METADATA_PIECE,
+    MetadataAssembler,
+    MetadataComplete,
+    MetadataData,
+    MetadataHashFailed,
+    MetadataReject,
+    MetadataRequest,
+    MetadataServer,
+)
 
 __all__ = [
     "BLOCK_SIZE",
@@ -91,4 +103,22 @@ __all__ = [
     "encode",
     "encode_piece_header",
     "make_reserved",
+]
+
+# BEP 9 and BEP 11 (issue 15); ut_metadata's codec is swarm.wire.ut_metadata.encode / decode.
+__all__ += [
+    "MAX_METADATA_SIZE",
+    "MAX_PEX_PEERS",
+    "METADATA_PIECE",
+    "PEX_INTERVAL",
+    "PEX_MAX_ADDED",
+    "MetadataAssembler",
+    "MetadataComplete",
+    "MetadataData",
+    "MetadataHashFailed",
+    "MetadataReject",
+    "MetadataRequest",
+    "MetadataServer",
+    "PexMessage",
+    "PexState",
 ]
