@@ -62,7 +62,8 @@ class Magnet:
             parts.append("dn=" + urllib.parse.quote(self.display_name))
         parts += ["tr=" + urllib.parse.quote(url, safe="") for url in self.trackers]
         parts += ["ws=" + urllib.parse.quote(url, safe="") for url in self.web_seeds]
-        parts += ["x.pe=" + urllib.parse.quote(format_peer(p), safe=":") for p in self.peers]
+        # brackets stay: libtorrent (2.0) reads x.pe without percent-decoding it
+        parts += ["x.pe=" + urllib.parse.quote(format_peer(p), safe=":[]") for p in self.peers]
         parts += [
             urllib.parse.quote(k, safe=".") + "=" + urllib.parse.quote(v, safe=":,")
             for k, v in self.extra

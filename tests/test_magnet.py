@@ -192,7 +192,7 @@ def test_uri_form() -> None:
     assert m.uri() == (
         f"magnet:?xt=urn:btih:{HEX}&dn=a%20b%2Bc/d"
         "&tr=http%3A%2F%2Ft%2Fa%3Fx%3D1%26y%3D2&tr=udp%3A%2F%2Fu%3A1&ws=https%3A%2F%2Fw%2Ff"
-        "&x.pe=%5B2001:db8::1%5D:6881&x.pe=1.2.3.4:80&so=0,2"
+        "&x.pe=[2001:db8::1]:6881&x.pe=1.2.3.4:80&so=0,2"
     )
     assert parse_magnet(m.uri()) == m
 
