@@ -52,6 +52,30 @@ def test_http_announce_round_trip_with_our_client() -> None:
     run(main())
 
 
+def test_a_left_0_starter_is_given_the_seed_over_http_and_udp() -> None:
+    # a magnet client (aria2) announces started with left=0 before it has the metadata
+    async def main() -> None:
+        t = await started()
+        try:
+            http, udp = t.announce_urls[0], t.announce_urls[1]
+            await announce.http_announce(http, req(1, left=0))  # a seed with the data
+            r = await announce.http_announce(http, req(2, left=0))
+            assert r.peers == [("127.0.0.1", 6001)] and (r.complete, r.incomplete) == (2, 0)
+            r = await announce.udp_announce(udp, req(3, left=0))
+            assert sorted(r.peers) == [("127.0.0.1", 6001), ("127.0.0.1", 6002)]
+            # a seed seen finishing is given the leechers only
+            await announce.http_announce(http, req(4, left=10))
+            await announce.http_announce(http, req(4, left=0, event="completed"))
+            await announce.http_announce(http, req(5, left=10))
+            r = await announce.http_announce(http, req(4, left=0, event=""))
+            assert r.peers == [("127.0.0.1", 6005)]
+            assert (r.complete, r.incomplete) == (4, 1)
+        finally:
+            await t.stop()
+
+    run(main())
+
+
 @pytest.mark.parametrize(
     "query",
     [

@@ -39,14 +39,61 @@ def state(clock: Clock) -> TrackerState:
     return TrackerState(interval=60, clock=clock, rng=random.Random(1))
 
 
-def test_peers_never_get_themselves_and_seeds_get_no_seeds(state: TrackerState) -> None:
-    state.announce(ann(1, left=0, event="started"))
-    state.announce(ann(2, left=0, event="started"))
+def test_peers_never_get_themselves_and_a_seed_seen_finishing_gets_no_seeds(
+    state: TrackerState,
+) -> None:
+    state.announce(ann(1, event="started"))
+    state.announce(ann(1, left=0, event="completed"))
+    state.announce(ann(2, event="started"))
+    state.announce(ann(2, left=0))  # finished, its `completed` lost: left fell to 0
     r = state.announce(ann(3, event="started"))
     assert {p.port for p in r.peers} == {6001, 6002}
     assert (r.complete, r.incomplete) == (2, 1)
-    r = state.announce(ann(1, left=0))
-    assert {p.port for p in r.peers} == {6003}
+    for peer in (1, 2):
+        r = state.announce(ann(peer, left=0))
+        assert {p.port for p in r.peers} == {6003}  # the leecher, not the other seed
+
+
+def test_a_left_0_starter_gets_seeds_too_as_a_magnet_client_needs_them(
+    state: TrackerState,
+) -> None:
+    # aria2 by magnet announces started with left=0 before it has the metadata: it must
+    # be given the seed, or it never fetches the info dictionary from anyone
+    state.announce(ann(1, left=0, event="started"))  # the seed
+    r = state.announce(ann(2, left=0, event="started"))  # the magnet client
+    assert [p.port for p in r.peers] == [6001]
+    r = state.announce(ann(2, left=0))  # and on its later announces while still left=0
+    assert [p.port for p in r.peers] == [6001]
+    r = state.announce(ann(1, left=0))  # and a seed that started with the data sees it
+    assert [p.port for p in r.peers] == [6002]
+    # both count as seeds, by their own word (BEP 3's `complete`, as opentracker counts)
+    assert state.scrape([H1]) == {H1: (2, 0, 0)}
+    # once it has the metadata it announces what it lacks, and is a leecher
+    r = state.announce(ann(2, left=100))
+    assert [p.port for p in r.peers] == [6001] and (r.complete, r.incomplete) == (1, 1)
+    state.announce(ann(2, left=0, event="completed"))
+    assert state.scrape([H1]) == {H1: (2, 1, 0)}
+    assert state.announce(ann(2, left=0)).peers == []  # now a seed seen finishing
+
+
+def test_a_real_seed_gets_leechers_in_a_big_swarm_on_either_path(state: TrackerState) -> None:
+    for i in range(1, 101):
+        state.announce(Announce(H1, i.to_bytes(20, "big"), "10.0.0.1", 1000 + i, left=0))
+    for i in range(101, 111):
+        state.announce(Announce(H1, i.to_bytes(20, "big"), "10.0.0.1", 1000 + i, left=5))
+    seed = b"s" * 20
+    state.announce(Announce(H1, seed, "10.0.0.1", 9, left=5, event="started"))
+    done = Announce(H1, seed, "10.0.0.1", 9, left=0, event="completed", numwant=5)
+    leechers = {1000 + i for i in range(101, 111)}
+    for _ in range(20):
+        r = state.announce(done)
+        assert len(r.peers) == 5 and {p.port for p in r.peers} <= leechers
+        c = state.announce_compact(done)
+        ports = {int.from_bytes(c.peers[k + 4 : k + 6], "big") for k in range(0, 30, 6)}
+        assert len(c.peers) == 30 and ports <= leechers
+    # a left=0 starter among so many seeds gets a random draw of everyone
+    magnet = Announce(H1, b"m" * 20, "10.0.0.2", 7, left=0, event="started", numwant=5)
+    assert len(state.announce_compact(magnet).peers) == 30
 
 
 def test_stopped_removes_and_completed_counts(state: TrackerState) -> None:

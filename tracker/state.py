@@ -28,6 +28,11 @@ class PeerEntry:
     last_seen: float
     slot: int = -1  # index in Swarm.order
     compact: bytes = b""  # BEP 23/7 form (b"" for an address that has none)
+    # A seed this tracker saw finish: it announced `completed`, or `left` fell to 0 from more.
+    # A peer that only ever said left=0 may be a seed started with the data, or a magnet
+    # client with no metadata yet (aria2 announces so); only a seed seen finishing is denied
+    # other seeds.
+    finished: bool = False
 
     @property
     def is_seed(self) -> bool:
@@ -172,7 +177,7 @@ class TrackerState:
         numwant = max(0, min(a.numwant, self.limits.max_numwant))
         order = swarm.order
         n = len(order)
-        if swarm.v6 or not entry.left or n <= numwant + 1 or numwant == 0:
+        if swarm.v6 or entry.finished or n <= numwant + 1 or numwant == 0:
             packed = [p.compact for p in self._pick(swarm, entry, numwant)]
             joined = b"".join(packed)
             if len(joined) == 6 * len(packed):
@@ -237,11 +242,14 @@ class TrackerState:
                 now,
                 -1,
                 _compact(a.ip, a.port),
+                not a.left and a.event == "completed",
             )
             swarm.add(entry)
             swarm.seeders += not a.left
         else:
             was_seed = not old.left
+            # left=0 after left>0 is a finish even if the `completed` event was lost
+            old.finished = not a.left and (old.finished or bool(old.left) or a.event == "completed")
             if old.port != a.port or old.ip != a.ip:
                 swarm.readdress(old, a.ip, a.port)
             old.left, old.uploaded, old.downloaded, old.last_seen = (
@@ -257,11 +265,15 @@ class TrackerState:
         return swarm, entry
 
     def _pick(self, swarm: Swarm, me: PeerEntry, numwant: int) -> list[PeerEntry]:
-        """Up to *numwant* other peers at random; a seed is given no seeds."""
+        """Up to *numwant* other peers at random; a seed seen finishing is given no seeds.
+
+        Any other peer, left=0 or not, draws from everyone (as opentracker does): a left=0
+        peer that never finished here may be a magnet client without the metadata, and
+        denying it seeds starves it in a swarm of seeds."""
         if numwant == 0:
             return []
         order = swarm.order
-        skip_seeds = me.left == 0
+        skip_seeds = me.finished  # (finished implies left == 0)
         n = len(order)
         if n <= numwant + 1:
             return [p for p in order if p is not me and not (skip_seeds and p.left == 0)]
