@@ -48,6 +48,11 @@ def test_the_beps_reject_example() -> None:
     assert encode(MetadataReject(0)) == raw
 
 
+def test_a_header_with_extra_keys_is_read() -> None:
+    raw = b"d1:ai1e1:bi2e8:msg_typei0e5:piecei3e1:zli1ei2eee"
+    assert decode(raw) == MetadataRequest(3)
+
+
 def test_piece_bytes_that_look_like_bencoding_are_data() -> None:
     # the piece bytes are an info dict themselves: the header must end at its own "e"
     piece = bencoding.encode({b"name": b"e" * 30, b"length": 5})
@@ -88,7 +93,8 @@ def test_an_unknown_msg_type_is_ignored() -> None:
         b"d8:msg_typei1e5:piecei0e10:total_sizei100ee" + b"x" * 101,  # too long
         b"d8:msg_typei01e5:piecei0ee",  # not canonical bencoding
         b"d8:msg_typei0e5:piecei0e",  # unterminated
-        b"d" + b"1:a" * 300 + b"e",  # no dictionary in the first 512 bytes
+        b"d" + b"1:a" * 300 + b"e",  # no dictionary in the first 256 bytes
+        b"d" + b"1:e" * 40 + b"e",  # nor by its 32nd "e"
     ],
 )
 def test_malformed_messages_are_protocol_errors(raw: bytes) -> None:
@@ -115,7 +121,7 @@ def test_random_bytes_after_a_valid_header_are_read_or_refused(tail: bytes) -> N
 
 
 def test_decoding_a_hostile_header_is_cheap_in_memory() -> None:
-    hostile = b"d" + b"1:e" * 170 + b"x" * (1 << 20)
+    hostile = b"d" + b"1:e" * 85 + b"x" * (1 << 20)
     tracemalloc.start()
     with pytest.raises(ProtocolError):
         decode(hostile)

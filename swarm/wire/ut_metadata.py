@@ -40,8 +40,10 @@ MAX_METADATA_SIZE = 8 << 20
 """The largest info dictionary we fetch or accept a ``metadata_size`` for (512 pieces)."""
 
 _MAX_PIECES = MAX_METADATA_SIZE // METADATA_PIECE
-_MAX_HEADER = 512
-"""The dictionary before a piece's bytes is some 50 bytes; we look no further than this."""
+_MAX_HEADER = 256
+"""The dictionary before a piece's bytes is at most 49 bytes as BEP 9 defines it; we look no
+further than this, which bounds the cost of finding its end (see :func:`_leading_dict`)."""
+_MAX_TRIES = 32
 
 
 class MsgType(enum.IntEnum):
@@ -103,15 +105,18 @@ def _leading_dict(payload: bytes) -> tuple[dict[bytes, Any], int]:
     """The bencoded dictionary at the start of *payload* and where it ends.
 
     The strict decoder only reads whole values, so we try the prefixes that end in ``e``
-    within the first :data:`_MAX_HEADER` bytes. Bencoding is prefix-free: at most one prefix
-    is a complete value, so the first that decodes is the dictionary. A few hundred tries of a
-    few hundred bytes at most, whatever the peer sends.
+    within the first :data:`_MAX_HEADER` bytes, the first :data:`_MAX_TRIES` of them.
+    Bencoding is prefix-free: at most one prefix is a complete value, so the first that
+    decodes is the dictionary. An honest header ends at its seventh ``e``; a hostile one costs
+    at most 32 decodes of at most 256 bytes (about a millisecond), whatever it holds.
     """
     if payload[:1] != b"d":
         raise ProtocolError("a ut_metadata message does not start with a dictionary")
     head = payload[:_MAX_HEADER]
     end = head.find(b"e")
-    while end != -1:
+    for _ in range(_MAX_TRIES):
+        if end == -1:
+            break
         try:
             value = bencoding.decode(head[: end + 1])
         except BencodeError:
@@ -119,9 +124,7 @@ def _leading_dict(payload: bytes) -> tuple[dict[bytes, Any], int]:
             continue
         assert isinstance(value, dict)  # it starts with "d"
         return value, end + 1
-    raise ProtocolError(
-        f"a ut_metadata message has no valid dictionary in its first {_MAX_HEADER} bytes"
-    )
+    raise ProtocolError("a ut_metadata message does not start with a short, valid dictionary")
 
 
 def decode(payload: bytes) -> MetadataMessage | None:
