@@ -172,6 +172,18 @@ def test_a_peer_that_goes_away_frees_its_pieces() -> None:
     assert asm.next_request("b", 0.0) == MetadataRequest(0)
 
 
+def test_rejects_for_pieces_out_of_range_are_not_remembered() -> None:
+    asm = MetadataAssembler(INFO_HASH, len(INFO))
+    rejects = [MetadataReject(piece) for piece in range(3, 20_000)]
+    tracemalloc.start()
+    for reject in rejects:
+        asm.on_reject("a", reject)
+    retained, _ = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert retained < 16 << 10  # a set of 20,000 (peer, piece) pairs would take a megabyte
+    assert asm.next_request("a", 0.0) == MetadataRequest(0)
+
+
 def test_expire_names_the_late_peers() -> None:
     asm = MetadataAssembler(INFO_HASH, len(INFO), timeout=5.0)
     asm.next_request("a", 0.0)

@@ -234,6 +234,8 @@ class MetadataAssembler:
 
     def on_reject(self, peer: Hashable, message: MetadataReject) -> None:
         """*peer* refused a piece: another peer may be asked for it."""
+        if not 0 <= message.piece < self.num_pieces:
+            return  # nothing to free; not remembered, so a flood of them costs no memory
         if self._in_flight.get(message.piece, (None,))[0] == peer:
             del self._in_flight[message.piece]
         self._rejected.add((peer, message.piece))
