@@ -617,3 +617,17 @@ def test_seed_checks_its_tracker_urls_like_create(tmp_path: Path, tracker: str, 
     assert done.returncode == 2
     assert done.stderr.count("\n") == 1 and said in done.stderr
     assert not (tmp_path / "d.bin.torrent").exists()
+
+
+def test_the_bar_rate_shows_bytes_that_came_before_its_first_half_second() -> None:
+    from swarm.cli.fetch import _Rate
+
+    rate = _Rate(100.0, done=0)
+    assert rate.update(100.1, 0) == 0.0  # nothing yet: no rate
+    # 512 KiB within the first 0.2 s (a fast start on loopback): a rate at once, not 0 B/s.
+    assert rate.update(100.2, 512 * 1024) == pytest.approx(512 * 1024 / 0.2)
+    # Then half-second steps as before.
+    assert rate.update(100.5, 1024 * 1024) == pytest.approx(1024 * 1024 / 0.5)
+    assert rate.update(100.7, 2 * 1024 * 1024) == pytest.approx(1024 * 1024 / 0.5)  # held
+    assert rate.update(101.0, 2 * 1024 * 1024) == pytest.approx(1024 * 1024 / 0.5)
+    assert rate.update(101.5, 2 * 1024 * 1024) == 0.0  # a real stall reads 0 B/s

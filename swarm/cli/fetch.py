@@ -287,15 +287,20 @@ def fetch_http(
 
 
 class _Rate:
-    """A download rate measured over half-second steps."""
+    """A download rate measured over half-second steps; before the first step is over, the
+    rate so far (bytes can come, and a bar move, well within the first half second)."""
 
     def __init__(self, now: float, done: int = 0) -> None:
         self.since, self.done, self.rate = now, done, 0.0
+        self.first = True
 
     def update(self, now: float, done: int) -> float:
-        if now - self.since >= 0.5:
-            self.rate = (done - self.done) / (now - self.since)
-            self.since, self.done = now, done
+        elapsed = now - self.since
+        if elapsed >= 0.5:
+            self.rate = (done - self.done) / elapsed
+            self.since, self.done, self.first = now, done, False
+        elif self.first and done > self.done and elapsed > 0:
+            return (done - self.done) / elapsed
         return self.rate
 
 
