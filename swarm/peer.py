@@ -279,7 +279,8 @@ class PeerConnection(asyncio.Protocol):
 
     def send_initial(self) -> None:
         """What follows the handshake: bitfield (or have all/none), then BEP 10 handshake."""
-        self._write(self.state.initial(f"swarm {self.host.version}", self.host.port))
+        ip = wire.yourip(self.address[0] if self.address else None)
+        self._write(self.state.initial(f"swarm {self.host.version}", self.host.port, ip))
 
     def choke(self) -> None:
         self._write(self.state.choke())

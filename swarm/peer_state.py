@@ -273,8 +273,9 @@ class PeerState:
 
     # -- what we tell the peer ---------------------------------------------------------------
 
-    def initial(self, version: str, port: int | None) -> bytes:
-        """What follows the handshake: bitfield (or have all/none), then the BEP 10 handshake."""
+    def initial(self, version: str, port: int | None, yourip: bytes | None = None) -> bytes:
+        """What follows the handshake: bitfield (or have all/none), then the BEP 10 handshake
+        (with *yourip*, the peer's address as we see it, 4 or 16 bytes, when known)."""
         t = self.torrent
         assert t is not None
         num_have = sum(t.have)
@@ -286,7 +287,9 @@ class PeerState:
         elif num_have:
             msgs.append(wire.Bitfield(wire.bitfield_from_bools(t.have)))
         if self.extended:
-            ext = wire.ExtendedHandshake(m={}, v=version, p=port or None, reqq=OUR_REQQ)
+            ext = wire.ExtendedHandshake(
+                m={}, v=version, p=port or None, reqq=OUR_REQQ, yourip=yourip or None
+            )
             msgs.append(wire.Extended(0, ext.encode()))
         return b"".join(wire.encode(m) for m in msgs)
 

@@ -286,6 +286,15 @@ def test_extended_handshake_both_ways() -> None:
     assert sent[0] == wire.HAVE_ALL
     ours = wire.ExtendedHandshake.decode(sent[1].payload)  # type: ignore[attr-defined]
     assert (ours.v, ours.p, ours.reqq) == ("swarm 0.1.0", 7000, OUR_REQQ)
+    assert ours.yourip is None  # not said when we do not know it
+
+
+def test_extended_handshake_tells_the_peer_its_address() -> None:
+    sent = parse(attached().initial("v", 7000, wire.yourip("127.0.0.7")))
+    ours = wire.ExtendedHandshake.decode(sent[1].payload)  # type: ignore[attr-defined]
+    assert ours.yourip == bytes([127, 0, 0, 7])  # BEP 10: 4 bytes for IPv4, 16 for IPv6
+    assert wire.yourip("::1") == bytes(15) + b"\x01"
+    assert wire.yourip("not an address") is None and wire.yourip(None) is None
 
 
 def test_initial_messages_say_what_we_have() -> None:

@@ -13,7 +13,7 @@ allowed-fast set). Everything public is re-exported here: use ``wire.Parser``,
 """
 
 from swarm.wire.bitfield import bitfield_from_bools, bools_from_bitfield, check_bitfield
-from swarm.wire.extended import ExtendedHandshake
+from swarm.wire.extended import ExtendedHandshake, yourip
 from swarm.wire.fast import allowed_fast_set
 from swarm.wire.handshake import HANDSHAKE_LEN, PROTOCOL, Handshake, make_reserved
 from swarm.wire.messages import (
@@ -103,6 +103,7 @@ __all__ = [
     "encode",
     "encode_piece_header",
     "make_reserved",
+    "yourip",
 ]
 
 # BEP 9 and BEP 11 (issue 15); ut_metadata's codec is swarm.wire.ut_metadata.encode / decode.

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import socket
 from dataclasses import dataclass, field
 from typing import Any
 
 from swarm import bencoding
 from swarm.errors import BencodeError, ProtocolError
 
-__all__ = ["ExtendedHandshake"]
+__all__ = ["ExtendedHandshake", "yourip"]
 
 _KNOWN_KEYS = frozenset({b"m", b"v", b"p", b"reqq", b"yourip", b"metadata_size"})
 
@@ -80,3 +81,16 @@ def _int_in(value: object, low: int, high: int | None) -> int | None:
     if not isinstance(value, int) or value < low or (high is not None and value > high):
         return None
     return value
+
+
+def yourip(host: str | None) -> bytes | None:
+    """*host*, an IP address, in the form of the handshake's ``yourip``: 4 bytes for IPv4, 16
+    for IPv6; None for anything else."""
+    if host is None:
+        return None
+    for family in (socket.AF_INET, socket.AF_INET6):
+        try:
+            return socket.inet_pton(family, host)
+        except OSError:
+            continue
+    return None
