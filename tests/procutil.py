@@ -155,3 +155,25 @@ def start_seed(procs: Callable[..., Proc], src: Path, torrent: Path, rate: str =
     )
     seed_port(seed)
     return seed
+
+
+def aria2_argv(aria2c: str, source: str | Path, out: Path, *extra: str) -> list[str | Path]:
+    """aria2c fetching *source* (a .torrent or a magnet) into *out* as the interop tests run
+    it: exit when complete, no DHT, LPD or PEX (peers only from the tracker or the torrent),
+    a free listening port, a 1 s tracker interval, quiet; *extra* options go before *source*."""
+    return [
+        aria2c,
+        "--dir",
+        out,
+        "--seed-time=0",
+        "--enable-dht=false",
+        "--enable-dht6=false",
+        "--bt-enable-lpd=false",
+        "--enable-peer-exchange=false",
+        f"--listen-port={free_port()}",
+        "--bt-tracker-interval=1",
+        "--summary-interval=0",
+        "--console-log-level=warn",
+        *extra,
+        source,
+    ]

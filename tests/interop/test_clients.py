@@ -5,7 +5,6 @@ Each test has a bounded time-out, runs on 127.0.0.1, and stops what it started b
 
 from __future__ import annotations
 
-import hashlib
 import json
 import random
 import subprocess
@@ -15,15 +14,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from procutil import Proc, free_port, wait_for
+from procutil import Proc, aria2_argv, digest, free_port, wait_for
 
 pytestmark = pytest.mark.interop
 
 SIZE = 16 * 1024 * 1024
-
-
-def digest(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 @pytest.fixture
@@ -49,23 +44,7 @@ def swarm_seed(procs: Callable[..., Proc], src: Path, torrent: Path) -> Proc:
 
 
 def aria2(procs: Callable[..., Proc], aria2c: str, torrent: Path, out: Path) -> Proc:
-    port = free_port()
-    return procs(
-        aria2c,
-        "--dir",
-        out,
-        "--seed-time=0",
-        "--enable-dht=false",
-        "--enable-dht6=false",
-        "--bt-enable-lpd=false",
-        "--enable-peer-exchange=false",
-        f"--listen-port={port}",
-        "--bt-tracker-interval=1",
-        "--summary-interval=0",
-        "--console-log-level=warn",
-        torrent,
-        raw=True,
-    )
+    return procs(*aria2_argv(aria2c, torrent, out), raw=True)
 
 
 def transmission(

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from procutil import digest, free_port
+from procutil import aria2_argv, digest
 
 pytestmark = pytest.mark.interop
 
@@ -37,22 +37,6 @@ def test_aria2_by_magnet_fetches_from_a_libtorrent_seed_through_swarms_tracker(
 
     out = tmp_path / "aria"
     magnet = f"magnet:?xt=urn:btih:{info_hash}&dn=payload.bin&tr={tracker}"
-    fetch = procs(
-        aria2c,
-        "--dir",
-        out,
-        "--seed-time=0",
-        "--enable-dht=false",
-        "--enable-dht6=false",
-        "--bt-enable-lpd=false",
-        "--enable-peer-exchange=false",
-        f"--listen-port={free_port()}",
-        "--bt-tracker-interval=1",
-        "--bt-stop-timeout=50",
-        "--summary-interval=0",
-        "--console-log-level=warn",
-        magnet,
-        raw=True,
-    )
+    fetch = procs(*aria2_argv(aria2c, magnet, out, "--bt-stop-timeout=50"), raw=True)
     assert fetch.wait_exit(timeout=60) == 0
     assert digest(out / "payload.bin") == digest(src)
