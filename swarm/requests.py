@@ -223,9 +223,7 @@ class RequestPolicy:
         if accepted:
             for other in others:
                 other.cancel(index, begin, length)  # type: ignore[attr-defined]
-                pipe = self._pipes.get(other)  # type: ignore[call-overload]
-                if pipe is not None:
-                    pipe.forget([(index, begin, length)])
+                self._forget(other, [(index, begin, length)])  # type: ignore[arg-type]
         return accepted
 
     def release(self, peer: RequestPeer) -> None:
@@ -233,9 +231,13 @@ class RequestPolicy:
         if peer.state.requests_out:
             blocks = peer.state.withdraw()
             self.picker.release(peer, blocks)
-            pipe = self._pipes.get(peer)
-            if pipe is not None:
-                pipe.forget(blocks)
+            self._forget(peer, blocks)
+
+    def _forget(self, peer: RequestPeer, blocks: list[Block]) -> None:
+        """Requests to *peer* withdrawn or cancelled: their blocks time nothing."""
+        pipe = self._pipes.get(peer)
+        if pipe is not None:
+            pipe.forget(blocks)
 
     def unchoked(self, peer: RequestPeer) -> None:
         self.fill(peer)
@@ -251,7 +253,7 @@ class RequestPolicy:
         (initial seeding), or it is overloaded."""
         self._rejected.setdefault(peer, {})[index] = self.clock()
         self.picker.release(peer, [(index, begin, length)])
-        self.pipeline(peer).forget([(index, begin, length)])
+        self._forget(peer, [(index, begin, length)])
         self.refill_all()
 
     def snubbed(self, peer: RequestPeer) -> None:
