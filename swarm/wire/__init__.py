@@ -13,7 +13,14 @@ allowed-fast set). Everything public is re-exported here: use ``wire.Parser``,
 """
 
 from swarm.wire.bitfield import bitfield_from_bools, bools_from_bitfield, check_bitfield
-from swarm.wire.extended import ExtendedHandshake, yourip
+from swarm.wire.extended import (
+    UT_METADATA,
+    UT_METADATA_ID,
+    UT_PEX,
+    UT_PEX_ID,
+    ExtendedHandshake,
+    yourip,
+)
 from swarm.wire.fast import allowed_fast_set
 from swarm.wire.handshake import HANDSHAKE_LEN, PROTOCOL, Handshake, make_reserved
 from swarm.wire.messages import (
@@ -122,4 +129,8 @@ __all__ += [
     "MetadataServer",
     "PexMessage",
     "PexState",
+    "UT_METADATA",
+    "UT_METADATA_ID",
+    "UT_PEX",
+    "UT_PEX_ID",
 ]

@@ -9,7 +9,14 @@ from typing import Any
 from swarm import bencoding
 from swarm.errors import BencodeError, ProtocolError
 
-__all__ = ["ExtendedHandshake", "yourip"]
+__all__ = ["UT_METADATA", "UT_METADATA_ID", "UT_PEX", "UT_PEX_ID", "ExtendedHandshake", "yourip"]
+
+UT_METADATA = "ut_metadata"  # BEP 9
+UT_PEX = "ut_pex"  # BEP 11
+UT_METADATA_ID = 3
+"""The id we ask peers to send ut_metadata messages under (our handshake's ``m``)."""
+UT_PEX_ID = 1
+"""The id we ask peers to send ut_pex messages under."""
 
 _KNOWN_KEYS = frozenset({b"m", b"v", b"p", b"reqq", b"yourip", b"metadata_size"})
 
