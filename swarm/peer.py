@@ -16,6 +16,7 @@ from typing import Protocol, cast
 
 from swarm import wire
 from swarm.errors import SwarmError
+from swarm.extensions import PexPeers
 from swarm.peer_state import (
     MAX_QUEUED_REQUESTS,
     OUR_REQQ,
@@ -73,6 +74,7 @@ class PeerHandler(Protocol):
     ) -> None: ...
     def on_interest(self, conn: PeerConnection) -> None: ...
     def on_blocks_sent(self, blocks: list[tuple[int, int, int]], size: int) -> None: ...
+    def add_peers(self, addresses: list[tuple[str, int]]) -> None: ...
 
 
 class PeerHost(Protocol):
@@ -261,6 +263,8 @@ class PeerConnection(asyncio.Protocol):
             t.on_interest(self)
         elif type(msg) is wire.Reject:
             t.requests.rejected(self, msg.index, msg.begin, msg.length)
+        elif type(msg) is PexPeers:
+            t.add_peers(msg.addresses)
 
     # -- sending -------------------------------------------------------------------------
 

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 
 from swarm import wire
 from swarm.errors import ProtocolError
+from swarm.extensions import PeerExtensions, PexPeers
+from swarm.wire.ut_metadata import MetadataServer
 
 OUR_REQQ = 500  # requests we let a peer queue with us (sent as BEP 10 'reqq')
 MAX_QUEUED_REQUESTS = 2 * OUR_REQQ  # beyond this a peer is flooding us
@@ -35,7 +37,7 @@ class PeerBitfield:
     haves: list[bool]
 
 
-Event = wire.Message | wire.Handshake | PeerBitfield
+Event = wire.Message | wire.Handshake | PeerBitfield | PexPeers
 """What :meth:`PeerState.receive` returns."""
 
 
@@ -57,6 +59,8 @@ class Torrent:
     total_length: int
     have: Sequence[bool]  # our pieces, shared with the picker and read live
     defer: Callable[[int], bool] | None = None  # initial seeding: turn this request away once
+    metadata: MetadataServer | None = None  # our info dictionary, served by ut_metadata
+    pex: bool = False  # peer exchange on (not for a private torrent)
 
 
 class PeerState:
@@ -80,6 +84,7 @@ class PeerState:
         self.listen_port: int | None = None
         self.client_name: str | None = None
         self.allowed_fast: set[int] = set()
+        self.extensions: PeerExtensions | None = None  # after attach
         # Our requests to the peer ((index, begin) -> length), and the ones we withdrew.
         self.requests_out: dict[tuple[int, int], int] = {}
         self.stale: dict[tuple[int, int], int] = {}
@@ -110,6 +115,8 @@ class PeerState:
         self.peer_has = [False] * torrent.num_pieces
         self._parser.set_num_pieces(torrent.num_pieces)
         self._parser.fast = self.fast
+        if self.extended:
+            self.extensions = PeerExtensions(torrent.metadata, torrent.pex)
 
     def _check_handshake(self, hs: wire.Handshake) -> None:
         if self.info_hash is not None and hs.info_hash != self.info_hash:
@@ -180,7 +187,9 @@ class PeerState:
             elif type(msg) is wire.AllowedFast:
                 self.allowed_fast.add(msg.index)
             elif type(msg) is wire.Extended:
-                self._on_extended(msg)
+                learned = self._on_extended(msg, now)
+                if learned:
+                    out.append(PexPeers(learned))
             # Keep-alive, port (DHT) and suggest are advisory: nothing to do.
         return out
 
@@ -206,15 +215,25 @@ class PeerState:
     def peer_is_seed(self) -> bool:
         return self.torrent is not None and self.peer_count == self.torrent.num_pieces
 
-    def _on_extended(self, msg: wire.Extended) -> None:
+    def _on_extended(self, msg: wire.Extended, now: float) -> list[tuple[str, int]]:
+        ext = self.extensions
+        if ext is None:
+            return []  # the peer did not set the extension bit: ignore what it sends
         if msg.ext_id != 0:
-            return  # we advertise no extension messages, so none should come; ignore
+            reply, learned = ext.receive(
+                msg.ext_id, msg.payload, now, write_blocked=self.write_blocked
+            )
+            if reply:
+                self.output.append(reply)
+            return learned
         hs = wire.ExtendedHandshake.decode(msg.payload)
+        ext.on_handshake(hs)
         if hs.reqq:
             self.remote_reqq = max(1, min(hs.reqq, MAX_REMOTE_REQQ))
         if hs.p and 0 < hs.p < 65536:
             self.listen_port = hs.p
         self.client_name = hs.v
+        return []
 
     def _on_request(self, index: int, begin: int, length: int) -> bool:
         """Queue the peer's request, or reject or drop it; True when it was queued."""
@@ -286,9 +305,10 @@ class PeerState:
             msgs.append(wire.HAVE_NONE)
         elif num_have:
             msgs.append(wire.Bitfield(wire.bitfield_from_bools(t.have)))
-        if self.extended:
+        if self.extensions is not None:
+            m, size = self.extensions.ours()
             ext = wire.ExtendedHandshake(
-                m={}, v=version, p=port or None, reqq=OUR_REQQ, yourip=yourip or None
+                m=m, v=version, p=port or None, reqq=OUR_REQQ, yourip=yourip, metadata_size=size
             )
             msgs.append(wire.Extended(0, ext.encode()))
         return b"".join(wire.encode(m) for m in msgs)

@@ -24,6 +24,7 @@ from swarm.announce import AnnounceRequest
 from swarm.announcer import Announcer
 from swarm.choker import ROUND_SECONDS, Choker, choke_round, unchoke_if_free
 from swarm.errors import SwarmError, TrackerError
+from swarm.extensions import pex_round
 from swarm.metainfo import Torrent
 from swarm.peer import PeerConnection
 from swarm.peer_directory import MAX_PEERS_PER_TORRENT, Address, PeerDirectory
@@ -33,6 +34,7 @@ from swarm.piece_io import Existing, PieceIO
 from swarm.requests import RequestPolicy
 from swarm.stats import TorrentStats, snapshot
 from swarm.tasks import TaskOwner
+from swarm.wire.ut_metadata import MAX_METADATA_SIZE, MetadataServer
 
 __all__ = ["TorrentController", "TorrentHost", "TorrentStats"]
 
@@ -73,6 +75,13 @@ class TorrentController:
         self.num_pieces = torrent.num_pieces
         self.rng = rng or random.Random()
         self._shape = (torrent.info_hash, torrent.num_pieces, torrent.piece_length, torrent.length)
+        # BEP 9 and BEP 11, neither for a private torrent (BEP 27; libtorrent does the same).
+        self.pex = not torrent.private
+        self.metadata = (
+            MetadataServer(torrent.raw_info)
+            if self.pex and 0 < len(torrent.raw_info) <= MAX_METADATA_SIZE
+            else None
+        )
         self.io = PieceIO(torrent, root)
         self.storage = self.io.storage
         self.picker = PiecePicker(*self._shape[1:], rng=self.rng)
@@ -147,7 +156,8 @@ class TorrentController:
     # -- what connections report (PeerHandler) -------------------------------------------
 
     def describe(self, conn: PeerConnection) -> TorrentView:
-        return TorrentView(*self._shape, self.picker.have, partial(self.requests.defer, conn))
+        defer = partial(self.requests.defer, conn)
+        return TorrentView(*self._shape, self.picker.have, defer, self.metadata, self.pex)
 
     def peer_ready(self, conn: PeerConnection) -> None:
         if self.directory.admit(conn):
@@ -229,6 +239,8 @@ class TorrentController:
                 elif not p.closed and not p.state.peer_choking:
                     self.requests.fill(p)
             self.rates = (down, up)
+            if self.pex:
+                pex_round(self.peers, now)
             self._connect_more()
             self._check_sources(now)
             if not self.picker.complete:
