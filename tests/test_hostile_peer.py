@@ -205,6 +205,15 @@ def engine_peer(session: Session, peer_id: bytes = HOSTILE_ID) -> peer.PeerConne
 
 # -- our seed against a hostile leecher ------------------------------------------------------
 
+
+def ext(ext_id: int, payload: bytes) -> bytes:
+    return msg(wire.Extended(ext_id, payload))
+
+
+EXT_HS = ext(0, wire.ExtendedHandshake(m={"ut_metadata": 2, "ut_pex": 1}).encode())
+METADATA_ASK = b"d8:msg_typei0e5:piecei0ee"
+PEX_ONE = b"d5:added6:\x7f\x00\x00\x02\x1a\xe1e"  # 127.0.0.2:6881
+
 INFO_HASH_PLACEHOLDER = b"\x00" * 20  # replaced by the torrent's info_hash in the tests
 
 # (id, what the hostile leecher sends instead of / after a valid handshake, whether our
@@ -258,6 +267,18 @@ SEED_CASES: list[tuple[str, Callable[[bytes], bytes], bool]] = [
     ("unsolicited-piece", lambda ih: msg(wire.Piece(0, 0, bytes(BLOCK))), True),
     ("unsolicited-short-piece", lambda ih: msg(wire.Piece(3, 5, b"x")), True),
     ("piece-index-past-end", lambda ih: msg(wire.Piece(NUM_PIECES, 0, b"x")), True),
+    # Extension messages (BEP 10, 9, 11).
+    ("extended-handshake-not-a-dict", lambda ih: msg(wire.Extended(0, b"i3e")), True),
+    ("extended-handshake-not-bencoding", lambda ih: msg(wire.Extended(0, b"d1:m")), True),
+    ("ut_metadata-malformed", lambda ih: EXT_HS + ext(wire.UT_METADATA_ID, b"d8:msg_type"), True),
+    (
+        "ut_metadata-not-offered",
+        lambda ih: msg(wire.Extended(0, b"d1:mdee")) + ext(wire.UT_METADATA_ID, METADATA_ASK),
+        True,
+    ),
+    ("pex-garbage-added", lambda ih: EXT_HS + ext(wire.UT_PEX_ID, b"d5:added3:abce"), True),
+    ("pex-added-not-a-string", lambda ih: EXT_HS + ext(wire.UT_PEX_ID, b"d5:addedi1ee"), True),
+    ("pex-flood", lambda ih: EXT_HS + ext(wire.UT_PEX_ID, PEX_ONE) * 10, True),
 ]
 # The same fast-extension messages are errors from a peer that did not set the fast bit.
 NO_FAST_CASES: list[tuple[str, bytes]] = [
