@@ -38,6 +38,7 @@ __all__ = [
     "build_metainfo",
     "check_tracker_url",
     "check_web_seed_url",
+    "from_info",
     "load",
     "parse",
     "safe_path_components",
@@ -46,6 +47,7 @@ __all__ = [
 
 MAX_TORRENT_SIZE = 10 * 1024 * 1024
 """Default bound on the size of a .torrent file we are willing to read."""
+_Urls = list[str] | tuple[str, ...]
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -216,6 +218,17 @@ def parse(data: bytes, max_size: int = MAX_TORRENT_SIZE) -> Torrent:
         raw_info=raw_info,
         extra={k: v for k, v in meta.items() if k not in known},
     )
+
+
+def from_info(info_bytes: bytes, trackers: _Urls = (), *, web_seeds: _Urls = ()) -> Torrent:
+    """The torrent of fetched metadata (BEP 9), checked as a .torrent's, info kept byte for
+    byte; a tier per tracker, as libtorrent's ``parse_magnet_uri`` makes them (``tier++``)."""
+    meta: dict[bytes, Any] = {b"info": bencoding.Raw(bytes(info_bytes))}
+    if urls := [[u.encode()] for u in dict.fromkeys(trackers) if u]:
+        meta[b"announce-list"] = urls
+    if seeds := [u.encode() for u in dict.fromkeys(web_seeds) if u]:
+        meta[b"url-list"] = seeds
+    return parse(data := _encode(meta), max_size=len(data))  # the info is at most 8 MiB
 
 
 def _bencode_problem(data: bytes, exc: BencodeError) -> str:

@@ -9,17 +9,21 @@ number of torrents. This is the library API under ``swarm seed`` and ``swarm fet
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import logging
 import random
 import secrets
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 from swarm import __version__
 from swarm.choker import default_slots
-from swarm.errors import SessionError, SwarmError
-from swarm.metainfo import Torrent
+from swarm.errors import MetainfoError, SessionError, StorageError, SwarmError
+from swarm.magnet import Magnet, parse_magnet
+from swarm.metadata_fetch import FetchedMetadata, MetadataFetcher, MetadataProgress
+from swarm.metainfo import Torrent, from_info
 from swarm.peer import PeerConnection
 from swarm.ratelimit import RateLimiter, TokenBucket
 from swarm.torrent import TorrentController
@@ -29,6 +33,8 @@ log = logging.getLogger(__name__)
 CONNECT_TIMEOUT = 10.0
 HANDSHAKE_TIMEOUT = 10.0
 MAX_CONNECTIONS = 200
+TORRENT_FILES_LOOKED_AT = 32
+"""At most this many ``*.torrent`` files of a folder are read looking for a magnet's torrent."""
 
 
 def make_peer_id() -> bytes:
@@ -168,6 +174,61 @@ class Session:
         controller.start()
         return controller
 
+    async def add_magnet(
+        self,
+        uri_or_magnet: str | Magnet,
+        folder: str | Path,
+        *,
+        peers: Iterable[tuple[str, int]] = (),
+        on_progress: Callable[[MetadataProgress], None] | None = None,
+        on_metadata: Callable[[Torrent, FetchedMetadata], None] | None = None,
+        **options: Any,
+    ) -> TorrentController:
+        """Add the torrent a magnet URI names, downloading into *folder* (see :meth:`add`).
+
+        The torrent is the ``.torrent`` file in *folder* whose info-hash is the magnet's when
+        there is one (a second run resumes without fetching the metadata); otherwise the
+        metadata is fetched from the magnet's peers and trackers and *peers* (*on_progress*
+        is told how it goes, *on_metadata* when it is verified) and written to
+        ``folder/NAME.torrent``. The download then dials the peers that answered, the
+        magnet's and *peers*; a private torrent's (BEP 27) not those learned by PEX."""
+        magnet = parse_magnet(uri_or_magnet) if isinstance(uri_or_magnet, str) else uri_or_magnet
+        folder = Path(folder)
+        direct = list(dict.fromkeys([*magnet.peers, *peers]))
+        torrent = find_torrent_file(folder, magnet)
+        dial = direct
+        if torrent is None:
+            fetcher = self.metadata_fetcher(magnet, direct)
+            fetched = await fetcher.run(on_progress)
+            torrent = from_info(fetched.info, magnet.trackers, web_seeds=magnet.web_seeds)
+            write_torrent_file(folder, torrent)
+            if on_metadata is not None:
+                on_metadata(torrent, fetched)
+            answered = [a for a in fetcher.handshaken if a not in fetcher.banned]
+            if torrent.private:
+                answered = [a for a in answered if a not in fetcher.from_pex]
+            dial = list(dict.fromkeys([*answered, *direct]))
+        controller = await self.add(torrent, folder, **options)
+        controller.add_peers(dial)
+        return controller
+
+    def metadata_fetcher(
+        self, magnet: Magnet, peers: Iterable[tuple[str, int]] = ()
+    ) -> MetadataFetcher:
+        """A fetcher of *magnet*'s metadata as this session's peer (its id, port and key),
+        given the magnet's trackers and *peers* to dial."""
+        fetcher = MetadataFetcher(
+            magnet.info_hash,
+            peer_id=self.peer_id,
+            port=self.port,
+            version=self.version,
+            trackers=magnet.trackers,
+            key=self.key,
+            rng=self.rng,
+        )
+        fetcher.add_peers(peers)
+        return fetcher
+
     async def remove(self, controller: TorrentController, announce_stopped: bool = True) -> None:
         self.torrents.pop(controller.info_hash, None)
         await controller.stop(announce_stopped=announce_stopped)
@@ -184,3 +245,47 @@ class Session:
         if self._server is not None:
             await self._server.wait_closed()
             self._server = None
+
+
+def find_torrent_file(folder: Path, magnet: Magnet) -> Torrent | None:
+    """The torrent in *folder* whose info-hash is *magnet*'s: ``DN.torrent`` (the magnet's
+    name) first, then at most :data:`TORRENT_FILES_LOOKED_AT` other ``*.torrent`` files."""
+    from swarm import metainfo
+
+    candidates: list[Path] = []
+    if magnet.display_name and "/" not in magnet.display_name:
+        candidates.append(folder / f"{magnet.display_name}.torrent")
+    try:
+        for i, path in enumerate(folder.glob("*.torrent")):
+            if i >= TORRENT_FILES_LOOKED_AT:
+                break
+            candidates.append(path)
+    except OSError:
+        pass
+    for path in dict.fromkeys(candidates):
+        try:
+            if not path.is_file():
+                continue
+            torrent = metainfo.load(path)
+        except (MetainfoError, OSError):
+            continue
+        if torrent.info_hash == magnet.info_hash:
+            return torrent
+    return None
+
+
+def write_torrent_file(folder: Path, torrent: Torrent) -> Path:
+    """Write ``folder/NAME.torrent`` whole or not at all (a temporary file in *folder*, then
+    a rename); *folder* is made if missing. NAME is the info dictionary's name, which the
+    parser has checked is a safe file name."""
+    path = folder / f"{torrent.name}.torrent"
+    tmp = folder / f".{torrent.name}.torrent.{secrets.token_hex(4)}.tmp"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp.write_bytes(torrent.to_bytes())
+        tmp.replace(path)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        raise StorageError(f"cannot write {path}: {exc.strerror or exc}") from None
+    return path
