@@ -154,25 +154,34 @@ def fetch_torrent(
         ) as session:
             t = await session.add(torrent, out_dir, overwrite=overwrite)
             t.add_peers(direct)
-            _say_what_is_there(t)
-            if not await _download(t, stop):
-                return INTERRUPTED
-            elapsed = time.monotonic() - started
-            st = t.stats()
-            if t.started_with == t.num_pieces:
-                click.echo(f"done: {torrent.name}: already complete")
-            else:
-                click.echo(_summary_of(t, st, elapsed))
-            sys.stdout.flush()
-            _report_done(torrent.name, st.downloaded - st.wasted, elapsed)
-            if seed:
-                echo(f"seeding on port {session.port}; Ctrl-C to stop")
-                sys.stdout.flush()
-                await wait_stop(stop, t)
-                echo(totals_line(t.stats(), time.monotonic() - started))
-        return 0
+            return await download_and_seed(t, stop, started, seed, session.port)
 
     return run_until_signal(main, fast_loop=True)
+
+
+async def download_and_seed(
+    t: TorrentController, stop: asyncio.Event, started: float, seed: bool, port: int
+) -> int:
+    """The rest of a torrent fetch once the torrent is added: the download with its lines,
+    then seeding on *port* until a signal with *seed*; the exit code."""
+    _say_what_is_there(t)
+    if not await _download(t, stop):
+        return INTERRUPTED
+    elapsed = time.monotonic() - started
+    st = t.stats()
+    name = t.torrent.name
+    if t.started_with == t.num_pieces:
+        click.echo(f"done: {name}: already complete")
+    else:
+        click.echo(_summary_of(t, st, elapsed))
+    sys.stdout.flush()
+    _report_done(name, st.downloaded - st.wasted, elapsed)
+    if seed:
+        echo(f"seeding on port {port}; Ctrl-C to stop")
+        sys.stdout.flush()
+        await wait_stop(stop, t)
+        echo(totals_line(t.stats(), time.monotonic() - started))
+    return 0
 
 
 def _say_what_is_there(t: TorrentController) -> None:
@@ -309,6 +318,7 @@ def _report_done(name: str, nbytes: int, seconds: float) -> None:
 
 
 __all__ = [
+    "download_and_seed",
     "existing_line",
     "fetch_http",
     "fetch_torrent",

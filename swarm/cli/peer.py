@@ -25,6 +25,7 @@ from swarm.cli.common import (
     wait_stop,
 )
 from swarm.cli.fetch import fetch_http, fetch_torrent
+from swarm.cli.magnet_fetch import fetch_magnet
 from swarm.errors import StorageError, UsageError
 from swarm.status import Event, Status
 from swarm.units import format_size
@@ -284,10 +285,13 @@ def fetch_command(
     peers: tuple[str, ...],
     start_on_stdin: bool,
 ) -> None:
-    """Download SOURCE (a .torrent file, or an http:// URL of a central server) into a folder.
+    """Download SOURCE (a .torrent file, a magnet: URI, or an http:// URL of a central
+    server) into a folder.
 
-    Exit code 0 once every piece is verified (and after seeding, when Ctrl-C ends it); 130
-    (Ctrl-C) or 143 (SIGTERM) when stopped before that: run it again to resume."""
+    A magnet's metadata is fetched first, from its peers (x.pe and --peer) and its trackers
+    (tr), and written to the folder as NAME.torrent, which the next run uses. Exit code 0
+    once every piece is verified (and after seeding, when Ctrl-C ends it); 130 (Ctrl-C) or
+    143 (SIGTERM) when stopped before that: run it again to resume."""
     from swarm.units import parse_rate
 
     down, up = parse_rate(max_download_rate), parse_rate(max_upload_rate)
@@ -307,20 +311,19 @@ def fetch_command(
         raise SystemExit(fetch_http(source, out_dir, torrent_path, down, not no_overwrite))
     direct = [parse_peer(p) for p in peers]
     port, attempts = listen_port(port)
-    raise SystemExit(
-        fetch_torrent(
-            Path(source),
-            out_dir,
-            host=host,
-            port=port,
-            port_attempts=attempts,
-            down=down,
-            up=up,
-            seed=seed,
-            overwrite=not no_overwrite,
-            direct=direct,
-        )
+    options = dict(
+        host=host,
+        port=port,
+        port_attempts=attempts,
+        down=down,
+        up=up,
+        seed=seed,
+        overwrite=not no_overwrite,
+        direct=direct,
     )
+    if source.lower().startswith("magnet:"):
+        raise SystemExit(fetch_magnet(source, out_dir, **options))  # type: ignore[arg-type]
+    raise SystemExit(fetch_torrent(Path(source), out_dir, **options))  # type: ignore[arg-type]
 
 
 def parse_peer(text: str) -> tuple[str, int]:
