@@ -5,6 +5,9 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import shutil
+import signal
+import statistics
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -114,6 +117,10 @@ def compare_command(
         if not quiet:
             click.echo(text, err=True)
 
+    # Until the event loop takes the signals over, SIGTERM ends the command as SIGINT does:
+    # by an exception, so that the temporary folder (and a half-built --size file) goes.
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    _check_space(path, nbytes, counts)
     with tempfile.TemporaryDirectory(prefix="swarm-compare-src-") as tmp:
         file = prepare_path(path, nbytes, Path(tmp))
         exp = Experiment(file, counts, u_s, u, d, timeout, on_event=say)
@@ -157,6 +164,46 @@ def compare_command(
         raise SystemExit(run_until_signal(main))
 
 
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
+def _check_space(path: Path | None, nbytes: int | None, counts: list[int]) -> None:
+    """Refuse, before anything is written, a comparison the temporary folder has no room for."""
+    from swarm.compare import space_needed
+    from swarm.compare.experiment import default_sample
+
+    source = path if path is not None else default_sample()
+    if nbytes is None and (source is None or not source.is_file()):
+        return  # prepare_path says what is wrong
+    size = nbytes if nbytes is not None else source.stat().st_size  # type: ignore[union-attr]
+    need = space_needed(size, counts, synthetic=nbytes is not None)
+    tmp = tempfile.gettempdir()
+    free = shutil.disk_usage(tmp).free
+    if need > free:
+        what = f"--size {format_size(nbytes)}" if nbytes is not None else str(source)
+        raise UsageError(
+            f"{what} with N up to {max(counts)} needs {format_size(need)} in {tmp} "
+            f"(the copies of one phase at once), and only {format_size(free)} is free"
+        )
+
+
+def _spread_lines(runs: list[Run]) -> list[str]:
+    """For each N run more than once, how far its measurements spread."""
+    lines = []
+    for n in sorted({r.peers for r in runs}):
+        same = [r for r in runs if r.peers == n]
+        if len(same) < 2:
+            continue
+        parts = []
+        for mode in ("central", "swarm"):
+            totals = [getattr(r, mode).total for r in same]
+            lo, hi, mid = min(totals), max(totals), statistics.median(totals)
+            parts.append(f"{mode} {lo:.2f} to {hi:.2f} s (spread {100 * (hi - lo) / mid:.0f}%)")
+        lines.append(f"N={n}, {len(same)} runs: total " + "; ".join(parts))
+    return lines
+
+
 def _table(runs: list[Run], name: str, file_size: int, u_s: int, u: int, d_min: int | None) -> None:
     from rich.console import Console
     from rich.table import Table
@@ -194,6 +241,8 @@ def _table(runs: list[Run], name: str, file_size: int, u_s: int, u: int, d_min: 
         "D_p2p = max(F/u_s, F/d_min, N*F/(u_s + N*u)); speedup = central total / swarm total"
     )
     click.echo(_download_cap(d_min))
+    for line in _spread_lines(runs):
+        click.echo(line)
 
 
 def _download_cap(d: int | None) -> str:

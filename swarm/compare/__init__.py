@@ -8,7 +8,16 @@ times and the bounds, :mod:`~swarm.compare.chart` draws them.
 """
 
 from swarm.compare.chart import plot
-from swarm.compare.experiment import Experiment, prepare_path, run_experiment
+from swarm.compare.experiment import Experiment, prepare_path, run_experiment, space_needed
 from swarm.compare.results import ModeResult, Run, bounds
 
-__all__ = ["Experiment", "ModeResult", "Run", "bounds", "plot", "prepare_path", "run_experiment"]
+__all__ = [
+    "Experiment",
+    "ModeResult",
+    "Run",
+    "bounds",
+    "plot",
+    "prepare_path",
+    "run_experiment",
+    "space_needed",
+]

@@ -96,16 +96,17 @@ async def run_experiment(exp: Experiment) -> list[Run]:
         what = f"{exp.path.name}, {counted(size, 'byte')}"
         exp.say(f"tracker, central server and seed are up; file {what}")
         runs = []
-        for n in exp.peer_counts:
+        for k, n in enumerate(exp.peer_counts):
             d_cs, d_p2p = bounds(size, n, exp.server_rate, exp.peer_rate, exp.d_min)
             exp.say(
                 f"N={n}: {counted(n, 'downloader')} from the central server (bound {d_cs:.1f} s)"
             )
-            c = await _phase(exp, work / f"central-{n}", n, original, ["fetch", file_url], children)
+            folder = work / f"run-{k}-n{n}"  # one folder per run: an N may be repeated
+            c = await _phase(exp, folder / "central", n, original, ["fetch", file_url], children)
             exp.say(f"N={n}: {counted(n, 'downloader')} in the swarm (bound {d_p2p:.1f} s)")
             swarm_fetch = ["fetch", str(torrent_file), "--host", "127.0.0.1", "--port", "0"]
             swarm_fetch += ["--max-upload-rate", str(exp.peer_rate), "--seed"]
-            s = await _phase(exp, work / f"swarm-{n}", n, original, swarm_fetch, children)
+            s = await _phase(exp, folder / "swarm", n, original, swarm_fetch, children)
             runs.append(Run(n, c, s, d_cs, d_p2p))
         return runs
     finally:
@@ -157,6 +158,8 @@ async def _phase(
         await asyncio.gather(*(child.stop() for child in mine), return_exceptions=True)
         for child in mine:
             children.remove(child)
+        # The copies are checked: free their space before the next phase needs as much.
+        await asyncio.to_thread(shutil.rmtree, folder, True)
 
 
 async def _write(path: Path, data: bytes) -> None:
@@ -190,6 +193,12 @@ def sha256_file(path: Path) -> str:
         while chunk := f.read(1 << 20):
             h.update(chunk)
     return h.hexdigest()
+
+
+def space_needed(file_size: int, peer_counts: list[int], synthetic: bool) -> int:
+    """Bytes of temporary space a comparison takes at its peak: one phase's N copies at once
+    (each phase's copies are removed once checked), and the synthetic file if there is one."""
+    return file_size * (max(peer_counts) + (1 if synthetic else 0))
 
 
 def default_sample() -> Path | None:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -211,3 +213,58 @@ def test_compare_plot_into_a_missing_folder_is_bad_input_before_anything_runs(
     assert r.returncode == 2, r.stderr
     assert r.stderr.startswith("error: ") and len(r.stderr.splitlines()) == 1
     assert str(chart.parent) in r.stderr
+
+
+def test_a_repeated_n_is_measured_each_time_and_its_spread_shown(tmp_path: Path) -> None:
+    # --peers 2,2 crashed after the first N: FileExistsError on .../central-2/0.
+    r = subprocess.run(
+        [sys.executable, "-m", "swarm", "compare", "--size", "64K", "--peers", "1,1,1"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
+    assert r.returncode == 0, r.stderr
+    assert "Traceback" not in r.stderr and "unexpected" not in r.stderr
+    spread = [line for line in r.stdout.splitlines() if line.startswith("N=1, 3 runs: total")]
+    assert len(spread) == 1 and "central" in spread[0] and "swarm" in spread[0], r.stdout
+
+
+def test_a_size_larger_than_the_free_space_is_refused_before_anything_is_written(
+    tmp_path: Path,
+) -> None:
+    r = subprocess.run(
+        [sys.executable, "-m", "swarm", "compare", "--size", "900T", "--peers", "2"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "TMPDIR": str(tmp_path)},
+    )
+    assert r.returncode == 2, r.stderr
+    assert r.stderr.startswith("error: --size") and len(r.stderr.splitlines()) == 1, r.stderr
+    assert "free" in r.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_sigterm_while_the_size_file_is_built_removes_it(tmp_path: Path) -> None:
+    # SIGINT cleaned up, SIGTERM left the half-built file (gigabytes) in the temporary folder.
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "swarm", "compare", "--size", "1G", "--peers", "1"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "TMPDIR": str(tmp_path)},
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not list(tmp_path.glob("swarm-compare-src-*/synthetic-*")):
+            assert proc.poll() is None and time.monotonic() < deadline, "no file being built"
+            time.sleep(0.01)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 143
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert list(tmp_path.iterdir()) == [], list(tmp_path.rglob("*"))
+    assert "Traceback" not in (proc.stderr.read() if proc.stderr else "")
