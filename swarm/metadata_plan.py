@@ -4,6 +4,14 @@ magnet's info dictionary that decides, apart from the sockets (:mod:`swarm.metad
 One :class:`~swarm.wire.MetadataAssembler` per ``metadata_size`` the peers name, so that one
 peer lying about the size cannot stall the honest ones; at most :data:`PIPELINE` pieces in
 flight from each peer; who sent pieces of what, so a fetch can say from how many peers.
+
+Metadata that does not hash: when one peer sent all of it, that peer is named to be banned.
+When several did, nobody can tell which lied, and banning them all would ban the honest ones
+too (a swarm with one liar could then never give us the metadata); so nobody is banned, and
+the next round for that size is asked of one peer alone (the first that asks), so that a
+second failure names its one sender. (libtorrent bans nobody for metadata that fails: its
+``ut_metadata.cpp`` holds off every sender 5 to 30 s, 5 minutes when the metadata is one
+piece, through ``failed_hash_check``, and asks again; BEP 9 leaves it open.)
 """
 
 from __future__ import annotations
@@ -40,6 +48,7 @@ class MetadataPlan:
         self._size_of: dict[Hashable, int] = {}
         self._asked: dict[Hashable, dict[int, float]] = {}
         self._senders: dict[int, set[Hashable]] = {}
+        self._solo: dict[int, Hashable | None] = {}  # size -> the one peer of this round
 
     @property
     def peers(self) -> int:
@@ -72,12 +81,19 @@ class MetadataPlan:
         self._asked.pop(peer, None)
         if size is not None:
             self._assemblers[size].peer_gone(peer)
+            if size in self._solo and self._solo[size] == peer:
+                self._solo[size] = None  # the next peer to ask takes the round over
 
     def requests(self, peer: Hashable, now: float) -> list[wire.MetadataRequest]:
         """The requests to send *peer* now (up to :attr:`pipeline` in flight from it)."""
         size = self._size_of.get(peer)
         if size is None:
             return []
+        if size in self._solo:
+            if self._solo[size] is None:
+                self._solo[size] = peer
+            elif self._solo[size] != peer:
+                return []
         asked = self._asked[peer]
         for piece in [p for p, at in asked.items() if now - at >= self.timeout]:
             del asked[piece]
@@ -100,7 +116,9 @@ class MetadataPlan:
         self, peer: Hashable, message: wire.MetadataData
     ) -> wire.MetadataComplete | wire.MetadataHashFailed | None:
         """A piece from *peer* (ignored from a peer that never said it has the metadata).
-        :class:`ProtocolError` for a piece that does not fit the size the peer gave."""
+        :class:`ProtocolError` for a piece that does not fit the size the peer gave. On a
+        hash failure the result's ``contributors`` are the peers to ban: the one sender, or
+        none when several sent pieces (see the module's docstring)."""
         size = self._size_of.get(peer)
         if size is None:
             return None
@@ -112,8 +130,19 @@ class MetadataPlan:
             self._senders[size].add(peer)
         if isinstance(result, wire.MetadataHashFailed):
             self._senders[size].clear()
-            for who in result.contributors:
-                self.remove_peer(who)
+            for other, other_size in self._size_of.items():
+                if other_size == size:
+                    self._asked[other].clear()  # the assembler forgot what was in flight
+            if len(result.contributors) == 1:
+                for who in result.contributors:
+                    self.remove_peer(who)
+                return result
+            # a fresh assembler: the one that failed would never ask these peers again
+            self._assemblers[size] = wire.MetadataAssembler(
+                self.info_hash, size, timeout=self.timeout
+            )
+            self._solo[size] = None
+            return wire.MetadataHashFailed(frozenset())
         return result
 
     def contributors(self, metadata_size: int) -> int:

@@ -88,6 +88,36 @@ def test_the_plan_names_the_senders_of_metadata_that_does_not_hash() -> None:
     assert plan.peers == 0
 
 
+def test_a_failure_of_several_senders_bans_nobody_and_asks_one_peer_alone_next() -> None:
+    info = make_info(2)
+    plan = MetadataPlan(hashlib.sha1(info).digest(), pipeline=1)
+    plan.add_peer("liar", len(info))
+    plan.add_peer("honest", len(info))
+
+    def answer(peer: str, req: wire.MetadataRequest) -> object:
+        chunk = info[req.piece * PIECE : (req.piece + 1) * PIECE]
+        if peer == "liar":
+            chunk = bytes(len(chunk))
+        return plan.on_data(peer, wire.MetadataData(req.piece, len(info), chunk))
+
+    [a] = plan.requests("liar", 0.0)
+    [b] = plan.requests("honest", 0.0)
+    answer("liar", a)
+    assert answer("honest", b) == wire.MetadataHashFailed(frozenset())  # nobody banned
+    assert plan.peers == 2
+    [a] = plan.requests("liar", 1.0)  # the first to ask has the round to itself
+    assert plan.requests("honest", 1.0) == []
+    answer("liar", a)
+    [a] = plan.requests("liar", 1.0)
+    assert answer("liar", a) == wire.MetadataHashFailed(frozenset({"liar"}))
+    assert plan.peers == 1
+    result = None
+    while result is None:
+        [b] = plan.requests("honest", 2.0)
+        result = answer("honest", b)
+    assert result == wire.MetadataComplete(info)
+
+
 # -- metainfo.from_info ---------------------------------------------------------------------
 
 
@@ -288,6 +318,19 @@ def test_a_peer_whose_metadata_does_not_hash_is_banned_and_a_good_one_finishes()
             fetcher.add_peers([good.addr, bad.addr])  # a banned peer is not dialled again
             assert (await task).info == info
             assert bad.connections == 1 and good.asked == [0]
+
+    run(main())
+
+
+def test_a_liar_and_an_honest_peer_at_once_the_fetch_finishes() -> None:
+    info = make_info(4)
+
+    async def main() -> None:
+        async with ServingPeer(info, mode="corrupt") as bad, ServingPeer(info) as good:
+            fetcher = fetcher_for(info)
+            fetcher.add_peers([bad.addr, good.addr])
+            assert (await fetcher.run()).info == info
+            assert good.addr not in fetcher.banned
 
     run(main())
 
