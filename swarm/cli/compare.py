@@ -80,8 +80,14 @@ def _peer_counts(text: str) -> list[int]:
     help="Print one JSON object instead of the table (rates in bytes/s; null: no cap).",
 )
 @click.option(
-    "--plot", "plot_path", type=click.Path(path_type=Path), help="Draw time against N to this PNG."
+    "--plot",
+    "plot_path",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Where to draw the chart (time against N beside the bounds, and when each downloader "
+    "finished), a PNG; by default swarm-compare.png in the current folder.",
 )
+@click.option("--no-plot", is_flag=True, help="Draw no chart.")
 def compare_command(
     path: Path | None,
     peers: str,
@@ -92,9 +98,11 @@ def compare_command(
     timeout: float,
     as_json: bool,
     plot_path: Path | None,
+    no_plot: bool,
 ) -> None:
     """Share one file to N downloaders from a central server and from a swarm; compare."""
     from swarm.compare import Experiment, plot, prepare_path, run_experiment
+    from swarm.compare.chart import DEFAULT_CHART
 
     counts = _peer_counts(peers)
     if not math.isfinite(timeout):
@@ -109,6 +117,9 @@ def compare_command(
     nbytes = parse_size(size) if size else None
     if path is not None and size is not None:
         raise UsageError("give PATH or --size, not both")
+    if no_plot and plot_path is not None:
+        raise UsageError("give --plot or --no-plot, not both")
+    plot_path = None if no_plot else (plot_path or DEFAULT_CHART)
     if plot_path and not plot_path.parent.is_dir():
         raise UsageError(f"--plot {plot_path}: no such folder {plot_path.parent}")
     quiet = SETTINGS.quiet or as_json
@@ -157,8 +168,7 @@ def compare_command(
                     plot(runs, plot_path, file_size, u_s)
                 except OSError as exc:
                     raise StorageError(f"cannot write {plot_path}: {exc.strerror or exc}") from None
-                if not as_json:
-                    click.echo(f"chart: {plot_path}")
+                click.echo(f"chart: {plot_path}", err=as_json)
             return 0
 
         raise SystemExit(run_until_signal(main))
@@ -236,6 +246,11 @@ def _table(runs: list[Run], name: str, file_size: int, u_s: int, u: int, d_min: 
     if not console.is_terminal:
         console = Console(width=110)
     console.print(table)
+    click.echo(
+        f"F = {format_size(file_size)} (the file), u_s = {format_rate(u_s)} (the central "
+        f"server's and the seed's upload), u = {format_rate(u)} (each peer's upload), "
+        f"d_min = {format_rate(d_min) if d_min else 'no cap'} (each downloader's download)"
+    )
     click.echo(
         "bounds (Kurose & Ross): D_cs = max(N*F/u_s, F/d_min); "
         "D_p2p = max(F/u_s, F/d_min, N*F/(u_s + N*u)); speedup = central total / swarm total"

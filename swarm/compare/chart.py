@@ -1,53 +1,85 @@
-"""The chart of ``swarm compare --plot``: time against N for both modes and both bounds."""
+"""The chart of ``swarm compare``: time against N for both modes beside both bounds, and the
+distribution of completion times (CDF) of each mode at the largest N."""
 
 from __future__ import annotations
 
+import statistics
 from pathlib import Path
 
 from swarm.compare.results import Run
 
+DEFAULT_CHART = Path("swarm-compare.png")
+"""Where ``swarm compare`` draws its chart unless told otherwise (the current folder)."""
+
+LOG_X_RATIO = 8
+"""With the largest N at least this many times the smallest, N goes on a log scale."""
+
+
+def by_n(runs: list[Run]) -> dict[int, list[Run]]:
+    """The runs grouped by N (an N may have been run several times), N ascending."""
+    out: dict[int, list[Run]] = {}
+    for r in sorted(runs, key=lambda r: r.peers):
+        out.setdefault(r.peers, []).append(r)
+    return out
+
 
 def plot(runs: list[Run], out: Path, file_size: int, server_rate: int) -> None:
-    """Time against N for both modes and both bounds."""
+    """Left: the time to the last copy against N, measured (the median of repeated runs, bars
+    from the fastest to the slowest) and bound, for both modes. Right: the share of the
+    downloaders done against time at the largest N, both modes, with their bounds."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    ns = [r.peers for r in runs]
-    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
-    ax.plot(
-        ns,
-        [r.central.total for r in runs],
-        "o-",
-        color="tab:red",
-        label="central server (measured)",
-    )
-    ax.plot(
-        ns,
-        [r.bound_central for r in runs],
-        "x--",
-        color="tab:red",
-        alpha=0.6,
-        label="central bound D_cs",
-    )
-    ax.plot(ns, [r.swarm.total for r in runs], "o-", color="tab:blue", label="swarm (measured)")
-    ax.plot(
-        ns,
-        [r.bound_swarm for r in runs],
-        "x--",
-        color="tab:blue",
-        alpha=0.6,
-        label="swarm bound D_p2p",
-    )
+    groups = by_n(runs)
+    ns = list(groups)
+    fig, (ax, cdf) = plt.subplots(1, 2, figsize=(12, 4.5), dpi=120)
+    for mode, colour, bound_of in (
+        ("central", "tab:red", lambda r: r.bound_central),
+        ("swarm", "tab:blue", lambda r: r.bound_swarm),
+    ):
+        totals = [[getattr(r, mode).total for r in groups[n]] for n in ns]
+        mid = [statistics.median(t) for t in totals]
+        low = [m - min(t) for m, t in zip(mid, totals, strict=True)]
+        high = [max(t) - m for m, t in zip(mid, totals, strict=True)]
+        name = "central server" if mode == "central" else "swarm"
+        ax.errorbar(
+            ns, mid, yerr=[low, high], fmt="o-", color=colour, capsize=3, label=f"{name} (measured)"
+        )
+        bound_name = "D_cs" if mode == "central" else "D_p2p"
+        ax.plot(
+            ns,
+            [bound_of(groups[n][0]) for n in ns],
+            "x--",
+            color=colour,
+            alpha=0.6,
+            label=f"{name} bound {bound_name}",
+        )
+        last = groups[ns[-1]]
+        times = sorted(t for r in last for t in getattr(r, mode).times)
+        share = [(i + 1) / len(times) for i in range(len(times))]
+        cdf.step([0.0, *times], [0.0, *share], where="post", color=colour, label=name)
+        cdf.axvline(bound_of(last[0]), color=colour, linestyle="--", alpha=0.6)
+    if ns[-1] >= LOG_X_RATIO * ns[0]:
+        ax.set_xscale("log")
+        ax.minorticks_off()
+    ax.set_xticks(ns)
+    ax.set_xticklabels([str(n) for n in ns])
     ax.set_xlabel("downloaders N")
     ax.set_ylabel("time until the last copy is complete (s)")
     mib = file_size / 2**20
     ax.set_title(f"{mib:.1f} MiB to N peers, server upload {server_rate / 2**20:.2f} MiB/s")
     ax.grid(True, alpha=0.3)
     ax.legend()
-    ax.set_xticks(ns)
     ax.set_ylim(bottom=0)
+    cdf.set_title(f"when each of the N = {ns[-1]} downloaders finished (dashed: bounds)")
+    cdf.set_xlabel("seconds from 'go'")
+    cdf.set_ylabel("share of downloaders done")
+    cdf.set_ylim(0, 1.02)
+    cdf.set_xlim(left=0)
+    cdf.grid(True, alpha=0.3)
+    cdf.legend(loc="lower right")
     fig.tight_layout()
     fig.savefig(out)
     plt.close(fig)

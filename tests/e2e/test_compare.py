@@ -110,9 +110,16 @@ def test_compare_table(tmp_path: Path) -> None:
         capture_output=True,
         text=True,
         timeout=240,
+        cwd=tmp_path,
     )
     assert out.returncode == 0, out.stderr
     assert "central" in out.stdout and "swarm" in out.stdout and "speedup" in out.stdout
+    # The chart is drawn by default, where the output says; the table says what F, u_s, u
+    # and d_min were in one line.
+    assert "chart: swarm-compare.png" in out.stdout.splitlines()
+    assert (tmp_path / "swarm-compare.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "F = 256.0 KiB (the file), u_s = 4.0 MiB/s" in out.stdout
+    assert "d_min = no cap" in out.stdout
     assert "D_p2p" in out.stdout
     # --download-rate 0 means no cap, and the output says so
     assert "d_min: no download cap" in out.stdout
@@ -268,3 +275,18 @@ def test_sigterm_while_the_size_file_is_built_removes_it(tmp_path: Path) -> None
             proc.wait()
     assert list(tmp_path.iterdir()) == [], list(tmp_path.rglob("*"))
     assert "Traceback" not in (proc.stderr.read() if proc.stderr else "")
+
+
+def test_the_chart_takes_repeated_n_and_a_wide_range_of_n(tmp_path: Path) -> None:
+    from swarm.compare import ModeResult, Run, plot
+    from swarm.compare.chart import by_n
+
+    runs = [
+        Run(n, ModeResult([float(n)] * n), ModeResult([1.0 + k] * n), float(n), 1.0)
+        for k, n in enumerate([1, 1, 8, 64])
+    ]
+    groups = by_n(runs)
+    assert list(groups) == [1, 8, 64] and len(groups[1]) == 2
+    out = tmp_path / "c.png"
+    plot(runs, out, 2**20, 2**20)
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
