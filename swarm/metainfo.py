@@ -221,14 +221,13 @@ def parse(data: bytes, max_size: int = MAX_TORRENT_SIZE) -> Torrent:
 
 
 def from_info(info_bytes: bytes, trackers: _Urls = (), *, web_seeds: _Urls = ()) -> Torrent:
-    """The torrent of fetched metadata (BEP 9), checked as a .torrent's, info kept byte for
-    byte; a tier per tracker, as libtorrent's ``parse_magnet_uri`` makes them (``tier++``)."""
-    meta: dict[bytes, Any] = {b"info": bencoding.Raw(bytes(info_bytes))}
-    if urls := [[u.encode()] for u in dict.fromkeys(trackers) if u]:
-        meta[b"announce-list"] = urls
-    if seeds := [u.encode() for u in dict.fromkeys(web_seeds) if u]:
-        meta[b"url-list"] = seeds
-    return parse(data := _encode(meta), max_size=len(data))  # the info is at most 8 MiB
+    """The torrent of fetched metadata (BEP 9), its info checked as a .torrent's and kept byte
+    for byte; a tier per tracker, as libtorrent's ``parse_magnet_uri`` makes them (``tier++``)."""
+    tiers, seeds = tuple((u,) for u in dict.fromkeys(trackers) if u), tuple(web_seeds)
+    c = parse_info(info if isinstance(info := bencoding.decode(info_bytes), dict) else {})
+    fields = (c.name, c.piece_length, c.piece_hashes, c.files, c.multi_file, tiers, seeds)
+    sha1 = hashlib.sha1(info_bytes).digest()
+    return Torrent(sha1, *fields, private=c.private, raw_info=bytes(info_bytes))
 
 
 def _bencode_problem(data: bytes, exc: BencodeError) -> str:
