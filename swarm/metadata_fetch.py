@@ -56,6 +56,8 @@ HANDSHAKE_TIMEOUT = 10.0
 """Longest a peer may take to send its BEP 3 handshake, and then its extended handshake."""
 NO_METADATA_GRACE = 3.0
 READ_TIMEOUT = 30.0
+MAX_WRITE_BUFFER = 1 << 20
+"""A peer that lets more than this pile up unread (rejects to a flood of requests) is closed."""
 MAX_KNOWN = 1000
 MAX_ATTEMPTS = 3
 RETRY_SECONDS = 5.0
@@ -289,6 +291,8 @@ class MetadataFetcher:
                         self._on_message(peer, msg)
                 if self._result is not None:
                     return
+                if peer.writer.transport.get_write_buffer_size() > MAX_WRITE_BUFFER:
+                    raise ProtocolError("the peer does not read what we send it")
         except (OSError, TimeoutError) as exc:
             log.debug("metadata: %s: %s", peer.addr, exc or type(exc).__name__)
         except SwarmError as exc:

@@ -236,6 +236,9 @@ class ServingPeer:
         chunk = self.info[piece * PIECE : (piece + 1) * PIECE]
         if self.mode == "reject":
             payload = ut_metadata.encode(wire.MetadataReject(piece))
+        elif self.mode == "huge":  # a length prefix over the parser's limit for an extended message
+            writer.write((2 << 20).to_bytes(4, "big") + bytes([20, theirs]) + bytes(1000))
+            return
         elif self.mode == "out_of_range":
             head = {b"msg_type": 1, b"piece": 1000, b"total_size": len(self.info)}
             payload = bencoding.encode(head) + chunk
@@ -367,6 +370,22 @@ def test_a_piece_out_of_range_closes_that_peer_and_the_fetch_goes_on() -> None:
             fetched = await task
             assert fetched.info == info and fetched.contributors == 1
             assert sorted(good.asked) == [0, 1]
+
+    run(main())
+
+
+def test_a_huge_message_closes_that_peer_before_it_is_buffered() -> None:
+    info = make_info(2)
+
+    async def main() -> None:
+        async with ServingPeer(info, mode="huge") as bad, ServingPeer(info) as good:
+            fetcher = fetcher_for(info)
+            fetcher.add_peers([bad.addr])
+            task = asyncio.ensure_future(fetcher.run())
+            await until(lambda: bad.closed_by_fetcher == 1)
+            fetcher.add_peers([good.addr])
+            assert (await task).info == info
+            assert bad.connections == 1
 
     run(main())
 
