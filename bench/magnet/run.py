@@ -306,6 +306,15 @@ def table(timings: list[Timing], kinds: list[str], counts: list[int]) -> list[st
     return rows
 
 
+def cpu_pressure_us() -> int | None:
+    """Linux PSI: microseconds in which some task waited for a CPU, since boot (None: no PSI)."""
+    try:
+        first = Path("/proc/pressure/cpu").read_text().splitlines()[0]
+    except (OSError, IndexError):
+        return None
+    return int(first.rsplit("total=", 1)[1])
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--files", type=int, default=9400, help="files in the torrent (default 9400)")
@@ -340,6 +349,7 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="swarm-bench-magnet-", dir=base))
     failed: list[str] = []
     timings: list[Timing] = []
+    began, pressure_at_start = time.monotonic(), cpu_pressure_us()
     try:
         data = work / "src" / NAME
         make_data(data, args.files)
@@ -368,6 +378,10 @@ def main() -> None:
         for row in table(timings, kinds, counts):
             print(row)
         print("target: swarm / libtorrent <= 1.5x")
+        pressure_at_end = cpu_pressure_us()
+        if pressure_at_start is not None and pressure_at_end is not None:
+            share = (pressure_at_end - pressure_at_start) / 1e6 / (time.monotonic() - began)
+            print(f"CPU pressure during the run: {100 * share:.0f}% (some task waiting for a CPU)")
         for f in failed:
             print(f"failed: {f}")
         if args.json:
