@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from swarm import __version__
+from swarm import __version__, metainfo
 from swarm.choker import default_slots
 from swarm.errors import MetainfoError, SessionError, StorageError, SwarmError
 from swarm.magnet import Magnet, parse_magnet
@@ -250,8 +250,6 @@ class Session:
 def find_torrent_file(folder: Path, magnet: Magnet) -> Torrent | None:
     """The torrent in *folder* whose info-hash is *magnet*'s: ``DN.torrent`` (the magnet's
     name) first, then at most :data:`TORRENT_FILES_LOOKED_AT` other ``*.torrent`` files."""
-    from swarm import metainfo
-
     candidates: list[Path] = []
     if magnet.display_name and "/" not in magnet.display_name:
         candidates.append(folder / f"{magnet.display_name}.torrent")
@@ -267,7 +265,7 @@ def find_torrent_file(folder: Path, magnet: Magnet) -> Torrent | None:
             if not path.is_file():
                 continue
             torrent = metainfo.load(path)
-        except (MetainfoError, OSError):
+        except (MetainfoError, OSError, ValueError):  # ValueError: a NUL in a magnet's dn
             continue
         if torrent.info_hash == magnet.info_hash:
             return torrent
@@ -277,8 +275,16 @@ def find_torrent_file(folder: Path, magnet: Magnet) -> Torrent | None:
 def write_torrent_file(folder: Path, torrent: Torrent) -> Path:
     """Write ``folder/NAME.torrent`` whole or not at all (a temporary file in *folder*, then
     a rename); *folder* is made if missing. NAME is the info dictionary's name, which the
-    parser has checked is a safe file name."""
+    parser has checked is a safe file name. A file of that name that holds another torrent is
+    left alone: this one is then ``NAME.<first 8 hex digits of its info-hash>.torrent``."""
     path = folder / f"{torrent.name}.torrent"
+    if path.exists() or path.is_symlink():
+        try:
+            same = metainfo.load(path).info_hash == torrent.info_hash
+        except (MetainfoError, OSError):
+            same = False
+        if not same:
+            path = folder / f"{torrent.name}.{torrent.info_hash_hex[:8]}.torrent"
     tmp = folder / f".{torrent.name}.torrent.{secrets.token_hex(4)}.tmp"
     try:
         folder.mkdir(parents=True, exist_ok=True)

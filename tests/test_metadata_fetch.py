@@ -507,3 +507,15 @@ def test_a_torrent_file_of_another_torrent_is_not_taken(tmp_path: Path) -> None:
     (tmp_path / "junk.torrent").write_bytes(b"not bencoding")
     assert find_torrent_file(tmp_path, Magnet(b"\x01" * 20, "other.bin")) is None
     assert find_torrent_file(tmp_path, Magnet(other.info_hash)) is not None
+
+
+def test_a_name_torrent_of_another_torrent_is_left_alone(tmp_path: Path) -> None:
+    mine = metainfo.from_info(make_info(1, name=b"same.bin"))
+    theirs = metainfo.from_info(make_info(2, name=b"same.bin"))
+    write_torrent_file(tmp_path, theirs)
+    path = write_torrent_file(tmp_path, mine)
+    assert path.name == f"same.bin.{mine.info_hash_hex[:8]}.torrent"
+    assert metainfo.load(tmp_path / "same.bin.torrent").info_hash == theirs.info_hash
+    assert write_torrent_file(tmp_path, theirs).name == "same.bin.torrent"  # its own: rewritten
+    found = find_torrent_file(tmp_path, Magnet(mine.info_hash, "same.bin"))
+    assert found is not None and found.info_hash == mine.info_hash

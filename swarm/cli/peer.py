@@ -311,7 +311,7 @@ def fetch_command(
         raise SystemExit(fetch_http(source, out_dir, torrent_path, down, not no_overwrite))
     direct = [parse_peer(p) for p in peers]
     port, attempts = listen_port(port)
-    options = dict(
+    options: dict[str, Any] = dict(
         host=host,
         port=port,
         port_attempts=attempts,
@@ -322,8 +322,8 @@ def fetch_command(
         direct=direct,
     )
     if source.lower().startswith("magnet:"):
-        raise SystemExit(fetch_magnet(source, out_dir, **options))  # type: ignore[arg-type]
-    raise SystemExit(fetch_torrent(Path(source), out_dir, **options))  # type: ignore[arg-type]
+        raise SystemExit(fetch_magnet(source, out_dir, **options))
+    raise SystemExit(fetch_torrent(Path(source), out_dir, **options))
 
 
 def parse_peer(text: str) -> tuple[str, int]:
