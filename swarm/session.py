@@ -249,10 +249,12 @@ class Session:
 
 def find_torrent_file(folder: Path, magnet: Magnet) -> Torrent | None:
     """The torrent in *folder* whose info-hash is *magnet*'s: ``DN.torrent`` (the magnet's
-    name) first, then at most :data:`TORRENT_FILES_LOOKED_AT` other ``*.torrent`` files."""
+    name) and ``DN.<8 hex>.torrent`` (see :func:`write_torrent_file`) first, then at most
+    :data:`TORRENT_FILES_LOOKED_AT` other ``*.torrent`` files."""
     candidates: list[Path] = []
     if magnet.display_name and "/" not in magnet.display_name:
         candidates.append(folder / f"{magnet.display_name}.torrent")
+        candidates.append(folder / f"{magnet.display_name}.{magnet.info_hash_hex[:8]}.torrent")
     try:
         for i, path in enumerate(folder.glob("*.torrent")):
             if i >= TORRENT_FILES_LOOKED_AT:
