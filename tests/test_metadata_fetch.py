@@ -519,3 +519,18 @@ def test_a_name_torrent_of_another_torrent_is_left_alone(tmp_path: Path) -> None
     assert write_torrent_file(tmp_path, theirs).name == "same.bin.torrent"  # its own: rewritten
     found = find_torrent_file(tmp_path, Magnet(mine.info_hash, "same.bin"))
     assert found is not None and found.info_hash == mine.info_hash
+
+
+def test_the_cli_says_from_how_many_peers() -> None:
+    from swarm.cli.magnet_fetch import metadata_line, metadata_status
+    from swarm.metadata_fetch import FetchedMetadata, MetadataProgress
+
+    assert (
+        metadata_status(MetadataProgress(3, 2, 1, 4))
+        == "fetching metadata from 2 peers (3 connected)"
+    )
+    assert metadata_status(MetadataProgress(1, 1, 0, None)) == "fetching metadata from 1 peer"
+    info = make_info(1, name=b"film.bin")
+    torrent = metainfo.from_info(info)
+    line = metadata_line(torrent, FetchedMetadata(info, 2, 0.414))
+    assert line == f"metadata: film.bin, {len(info)} bytes, from 2 peers in 0.41 s"
