@@ -59,6 +59,8 @@ READ_TIMEOUT = 30.0
 MAX_WRITE_BUFFER = 1 << 20
 """A peer that lets more than this pile up unread (rejects to a flood of requests) is closed."""
 MAX_KNOWN = 1000
+MAX_ADDRESSES = 10_000
+"""At most this many addresses are taken in all (so a PEX flood cannot grow what we keep)."""
 MAX_ATTEMPTS = 3
 RETRY_SECONDS = 5.0
 NO_SOURCE_SECONDS = 30.0
@@ -141,6 +143,7 @@ class MetadataFetcher:
         self.banned: set[Address] = set()
         self._clock = clock
         self._known: dict[Address, tuple[int, float]] = {}  # attempts made, dial not before
+        self._taken = 0  # addresses taken into _known, ever
         self._peers: dict[Address, _Peer] = {}
         self._wake = asyncio.Event()
         self._result: wire.MetadataComplete | None = None
@@ -158,13 +161,17 @@ class MetadataFetcher:
     # -- what the caller sees -----------------------------------------------------------------
 
     def add_peers(self, addrs: Iterable[Address], *, pex: bool = False) -> None:
-        """Addresses to dial (bounded: at most :data:`MAX_KNOWN` are remembered)."""
+        """Addresses to dial (bounded: at most :data:`MAX_KNOWN` wait at once, and at most
+        :data:`MAX_ADDRESSES` are taken in all)."""
         for addr in addrs:
             addr = (str(addr[0]), int(addr[1]))
             if addr in self.banned or addr in self._known or addr in self._peers:
                 continue
-            if len(self._known) >= MAX_KNOWN or not 0 < addr[1] < 65536:
+            if len(self._known) >= MAX_KNOWN or self._taken >= MAX_ADDRESSES:
                 continue
+            if not 0 < addr[1] < 65536:
+                continue
+            self._taken += 1
             self._known[addr] = (0, 0.0)
             if pex and addr not in self.handshaken:
                 self.from_pex.add(addr)

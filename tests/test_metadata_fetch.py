@@ -534,3 +534,18 @@ def test_the_cli_says_from_how_many_peers() -> None:
     torrent = metainfo.from_info(info)
     line = metadata_line(torrent, FetchedMetadata(info, 2, 0.414))
     assert line == f"metadata: film.bin, {len(info)} bytes, from 2 peers in 0.41 s"
+
+
+def test_the_addresses_a_fetcher_keeps_are_bounded() -> None:
+    fetcher = fetcher_for(make_info(1))
+    flood = [(f"10.{i // 65536 % 256}.{i // 256 % 256}.{i % 256}", 6881) for i in range(30_000)]
+    fetcher.add_peers(flood, pex=True)
+    assert len(fetcher._known) == metadata_fetch.MAX_KNOWN
+    fetcher._known.clear()  # as if all were dialled and gone
+    for start in range(0, 30_000, 1000):
+        fetcher.add_peers(flood[start : start + 1000], pex=True)
+        fetcher._known.clear()
+    assert len(fetcher.from_pex) <= metadata_fetch.MAX_ADDRESSES
+    fresh = fetcher_for(make_info(1))
+    fresh.add_peers([("10.200.0.1", 0), ("10.200.0.2", 65536), ("10.200.0.3", 1)])
+    assert list(fresh._known) == [("10.200.0.3", 1)]
