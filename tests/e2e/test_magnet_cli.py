@@ -5,6 +5,8 @@ swarm seed gives its metadata to a fetch that knows only its address (x.pe) or o
 from __future__ import annotations
 
 import re
+import signal
+import socket
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
@@ -90,3 +92,20 @@ def test_a_magnet_with_no_source_at_all_gives_up_with_exit_1(tmp_path: Path) -> 
     assert r.stderr.strip().splitlines() == [
         "error: no usable tracker and no peer to fetch the metadata from"
     ]
+
+
+def test_ctrl_c_while_fetching_the_metadata_exits_130_with_one_line(
+    tmp_path: Path, procs: Callable[..., Proc]
+) -> None:
+    with socket.socket() as silent:  # a peer that accepts and never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        silent.settimeout(30)
+        magnet = "magnet:?xt=urn:btih:" + "cd" * 20 + f"&x.pe=127.0.0.1:{silent.getsockname()[1]}"
+        fetch = procs("fetch", magnet, "-o", tmp_path / "out", *FETCH)
+        conn, _ = silent.accept()  # the fetch has dialled it: the metadata phase is on
+        with conn:
+            fetch.popen.send_signal(signal.SIGINT)
+            assert fetch.wait_exit(timeout=30) == 130
+    assert fetch.out == ["stopped before the metadata was complete; run again to start over"]
+    assert not any("Traceback" in line for line in fetch.err)
