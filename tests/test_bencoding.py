@@ -203,3 +203,27 @@ def test_spans_match_any_key_order(d: dict[bytes, Any], rng: random.Random) -> N
     for key, raw in items:
         start, end = spans[key]
         assert data[start:end] == raw
+
+
+def _strict(data: bytes) -> Any:
+    """The pure-Python strict reader alone (what decode falls back on)."""
+    value, end = bencoding._strictly(lambda: bencoding._DECODER.decode_func[data[0:1]](data, 0))
+    bencoding._check_end(data, end)
+    return value
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(values.map(bencoding.encode), st.binary(min_size=1, max_size=64)))
+def test_the_fast_reader_accepts_only_what_the_strict_one_reads_the_same(data: bytes) -> None:
+    # fastbencode (C) reads canonical input first; whatever it accepts, the strict reader
+    # must accept too, with the same value; what it declines, the strict reader decides.
+    fast = bencoding._fast(data)
+    if fast is not None:
+        assert _strict(data) == fast
+    try:
+        strict = _strict(data)
+    except BencodeError:
+        with pytest.raises(BencodeError):
+            bencoding.decode(data)
+        return
+    assert bencoding.decode(data) == strict
