@@ -1,0 +1,394 @@
+"""A network lab of Linux namespaces for ``swarm compare --lab netns``: each host in a network
+namespace of its own on one bridge, its upload and download capped by the kernel (``tc`` tbf
+on its veth pair), not by swarm's own token bucket.
+
+The shape (K: the lab's /24, ``P``: its prefix)::
+
+    root namespace:  bridge P-br, 198.18.K.1/24   (compare, in the root namespace, reaches
+      │                                            every host; hosts see it at this address)
+      ├── veth P-1 ── its egress is host 1's download (tbf)
+      │     └─ namespace P-1:  lo up; eth0 198.18.K.2/24, its egress is host 1's upload (tbf)
+      └── veth P-2 ... up to P-253 (198.18.K.254): 253 hosts
+
+The addresses come from 198.18.0.0/15, the range RFC 2544 sets aside for benchmarks: nothing
+on the Internet uses it and few machines route it, unlike 10/8 (Docker, Kubernetes, VPNs) or
+the other private ranges. Each lab takes the first /24 of it that no address and no route of
+the root namespace overlaps (routes of /8 or broader are catch-alls, not a use of the range),
+under a lock file, so two labs (in one process or two) never share a subnet. Nothing outside
+the lab's own namespaces gets an address, except the bridge the lab made.
+
+The default prefix ``sl<pid>_<n>`` (base 36) is unique per run. :meth:`NetLab.close` removes
+every name of the prefix, whatever happened before; :meth:`NetLab.sweep` does the same for a
+crashed run's prefix, and :meth:`NetLab.stale` finds those. :func:`lab_problem` says in one
+line why the lab cannot run here (it needs root, ``ip`` and ``tc``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import ipaddress
+import itertools
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from swarm.errors import CompareError
+
+LAB_RANGE = ipaddress.IPv4Network("198.18.0.0/15")
+MAX_HOSTS = 253  # one /24: .1 is the bridge, .2 to .254 the hosts
+COMMAND_TIMEOUT = 30.0  # seconds one ip or tc command may take
+LOCK_TIMEOUT = 60.0  # seconds to wait for another lab to take its subnet
+
+# Shaping: tbf counts whole Ethernet frames (headers included) on a veth of MTU 1500, so TCP
+# data (1448 bytes with timestamps) gets TCP_PAYLOAD_SHARE of a cap: 95.6%.
+FRAME = 1514
+TCP_PAYLOAD_SHARE = 1448 / FRAME
+HZ_FLOOR = 100  # the coarsest timer tick a kernel is built with (CONFIG_HZ=100)
+QUEUE_SECONDS = 0.1  # how much of its rate a capped link may hold in its queue
+MIN_QUEUE = 16 * FRAME
+
+_PREFIX = re.compile(r"[a-z0-9_]{1,11}")  # "-253" after it: 15 characters, IFNAMSIZ - 1
+_DEFAULT_NAME = re.compile(r"(sl([0-9a-z]+)_[0-9a-z]+)-(?:br|\d+)")  # sl<pid>_<n>
+_labs = itertools.count(1)
+
+
+@dataclass(frozen=True, slots=True)
+class Host:
+    """One host of a lab: a network namespace with one address on the lab's bridge."""
+
+    name: str  # the caller's label ("seed", "downloader 3")
+    netns: str
+    address: str
+    link: str  # its veth's end on the bridge, in the root namespace
+    up: int | None  # bytes/s, None: unshaped
+    down: int | None
+
+    def argv(self, *cmd: str) -> list[str]:
+        """*cmd* run inside the host's namespace. ``ip netns exec`` execs *cmd* itself: the PID
+        is the command's, signals reach it, and inherited file descriptors (a ``--status-fd``
+        pipe passed with ``pass_fds``) stay open."""
+        return ["ip", "netns", "exec", self.netns, *cmd]
+
+    def link_bytes(self) -> tuple[int, int]:
+        """Bytes the host has sent and received (Ethernet frames, headers included), by the
+        kernel's counters of its veth's bridge end."""
+        stats = Path("/sys/class/net", self.link, "statistics")
+        sent = int((stats / "rx_bytes").read_text())  # the bridge end receives what it sends
+        received = int((stats / "tx_bytes").read_text())
+        return sent, received
+
+
+def tbf(rate: int) -> list[str]:
+    """The arguments after ``tc qdisc add dev DEV root`` that cap DEV's egress at *rate* bytes/s.
+
+    burst: at least what the rate earns in one timer tick (rate/HZ; HZ may be as low as 100, so
+    rate/100: 10 KiB at 1 MiB/s), or tokens would be lost between ticks and the link fall short
+    of its rate; and at least two full frames, since tbf never sends a frame bigger than its
+    bucket. A burst is sent at once, so over a window of T seconds a link may run over its cap
+    by burst / (rate * T): 0.2% over 5 s at 1 MiB/s. limit: the bytes it may queue beyond the
+    bucket, 0.1 s of its rate but at least 16 frames, enough that TCP keeps the link busy
+    through a loss (a queue of a few frames starves it) without piling up seconds of delay.
+    """
+    if rate <= 0:
+        raise ValueError(f"a rate must be positive, not {rate}")
+    burst = max(rate // HZ_FLOOR, 2 * FRAME)
+    limit = burst + max(int(rate * QUEUE_SECONDS), MIN_QUEUE)
+    # tc reads "bps" as bytes per second, a trap for a reader: bits say the same plainly.
+    return ["tbf", "rate", f"{rate * 8}bit", "burst", str(burst), "limit", str(limit)]
+
+
+def free_subnet(taken: Iterable[ipaddress.IPv4Network], start: int = 0) -> ipaddress.IPv4Network:
+    """The first /24 of :data:`LAB_RANGE`, from the *start*-th on, that overlaps none of
+    *taken*; :class:`CompareError` if none is left."""
+    subnets = list(LAB_RANGE.subnets(new_prefix=24))
+    used = [net for net in taken if net.prefixlen > 8]  # a default route uses no range
+    for k in range(len(subnets)):
+        net = subnets[(start + k) % len(subnets)]
+        if not any(net.overlaps(u) for u in used):
+            return net
+    raise CompareError(f"network lab: every /24 of {LAB_RANGE} is in use on this machine")
+
+
+def default_prefix() -> str:
+    """A prefix no other run uses: this process's id and a counter."""
+    return f"sl{_base36(os.getpid())}_{_base36(next(_labs))}"
+
+
+def lab_problem() -> str | None:
+    """Why the lab cannot run here, in one line, or None if it can. Tries a veth pair, a
+    bridge and tbf in a throwaway namespace of its own, which vanishes with its process."""
+    if not sys.platform.startswith("linux"):
+        return "--lab netns needs Linux (network namespaces)"
+    if os.geteuid() != 0:
+        return "--lab netns needs root: it makes network namespaces, veth pairs and a bridge"
+    for tool, package in (("ip", "iproute2"), ("tc", "iproute2"), ("unshare", "util-linux")):
+        if shutil.which(tool) is None:
+            return f"--lab netns needs `{tool}` (Debian package {package})"
+    probe = "ip link add name probe0 type veth peer name probe1 && "
+    probe += "ip link add name probe2 type bridge && "
+    probe += "tc qdisc add dev probe0 root " + " ".join(tbf(1 << 20))
+    cmd = ["unshare", "--net", "sh", "-c", probe]
+    try:
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=COMMAND_TIMEOUT)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"--lab netns cannot run here: {exc}"
+    if done.returncode != 0:
+        return f"--lab netns cannot run here: {_why(done.stderr, done.returncode)}"
+    return None
+
+
+class NetLab:
+    """Namespaces on one bridge, made on demand and all removed by :meth:`close`.
+
+    Use it as ``async with NetLab() as lab:``; :meth:`add_host` calls may run concurrently.
+    """
+
+    def __init__(self, *, prefix: str | None = None) -> None:
+        self.prefix = default_prefix() if prefix is None else _checked(prefix)
+        self.bridge = f"{self.prefix}-br"
+        self.subnet: ipaddress.IPv4Network | None = None
+        self.hosts: list[Host] = []
+        self._next = 1
+        self._start_lock = asyncio.Lock()
+        self._closing: asyncio.Task[list[str]] | None = None
+
+    @property
+    def gateway(self) -> str:
+        """The bridge's address: the root namespace (compare itself) as the hosts see it."""
+        if self.subnet is None:
+            raise CompareError("network lab: not started")
+        return str(self.subnet[1])
+
+    async def __aenter__(self) -> NetLab:
+        try:
+            await self.start()
+        except BaseException:
+            await self.close()
+            raise
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    async def start(self) -> None:
+        """Take a free /24 and make the bridge with its first address (done once)."""
+        async with self._start_lock:
+            if self._closing is not None:
+                raise CompareError("network lab: already closed")
+            if self.subnet is not None:
+                return
+            async with _subnet_lock():
+                subnet = free_subnet(await _taken_networks(), start=os.getpid())
+                b = self.bridge
+                # IPv4 only: no link-local IPv6 address, so no router solicitations or
+                # neighbour discovery in the shaped queues.
+                # A fixed MAC: a bridge takes the lowest of its ports' otherwise, which changes
+                # as hosts come, and the hosts' ARP entries for the gateway with it.
+                mac = "02:73:6c:{:02x}:{:02x}:01".format(*subnet[0].packed[1:3])
+                script = f"link add name {b} address {mac} type bridge\n"
+                script += f"link set dev {b} addrgenmode none\n"
+                script += f"addr add {subnet[1]}/24 dev {b}\nlink set dev {b} up\n"
+                await _run("ip", "-b", "-", stdin=script)
+                self.subnet = subnet  # its route is in the table now: the next lab sees it
+
+    async def add_host(self, name: str, *, up: int | None, down: int | None) -> Host:
+        """A new namespace on the bridge with the next address, its upload capped at *up* and
+        its download at *down* bytes/s (None: unshaped). A failed step removes what this call
+        made and raises :class:`CompareError`."""
+        for rate in (up, down):
+            if rate is not None and rate <= 0:
+                raise ValueError(f"a rate must be positive, not {rate}")
+        if any(h.name == name for h in self.hosts):
+            raise ValueError(f"the lab has a host named {name!r} already")
+        await self.start()
+        assert self.subnet is not None
+        index = self._next
+        if index > MAX_HOSTS:
+            raise CompareError(f"network lab: at most {MAX_HOSTS} hosts")
+        self._next += 1
+        netns = link = f"{self.prefix}-{index}"
+        address = str(self.subnet[index + 1])
+        try:
+            await _run("ip", "netns", "add", netns)
+            script = f"link add name {link} type veth peer name eth0 netns {netns}\n"
+            script += f"link set dev {link} addrgenmode none\n"
+            script += f"link set dev {link} master {self.bridge} up\n"
+            await _run("ip", "-b", "-", stdin=script)
+            script = "link set dev lo up\nlink set dev eth0 addrgenmode none\n"
+            script += f"addr add {address}/24 dev eth0\nlink set dev eth0 up\n"
+            await _run("ip", "-n", netns, "-b", "-", stdin=script)
+            if up is not None:
+                await _run("tc", "-n", netns, "qdisc", "add", "dev", "eth0", "root", *tbf(up))
+            if down is not None:
+                await _run("tc", "qdisc", "add", "dev", link, "root", *tbf(down))
+        except BaseException:
+            with contextlib.suppress(CompareError):  # close() tries again and checks
+                await _remove([link], [netns])
+            raise
+        host = Host(name, netns, address, link, up, down)
+        self.hosts.append(host)
+        return host
+
+    async def close(self) -> None:
+        """Remove every namespace, veth and bridge of this lab's prefix, and check that none is
+        left (:class:`CompareError` if one is). Runs to its end even when the task is
+        cancelled (a signal), then lets the cancellation through. Idempotent."""
+        task = self._closing
+        if task is None or (task.done() and (task.cancelled() or task.exception())):
+            task = self._closing = asyncio.ensure_future(NetLab.sweep(self.prefix))
+        cancelled = False
+        while not task.done():
+            try:
+                await asyncio.shield(task)
+            except asyncio.CancelledError:
+                if task.cancelled():
+                    raise
+                cancelled = True
+        if cancelled:
+            raise asyncio.CancelledError
+        task.result()
+
+    @staticmethod
+    async def sweep(prefix: str) -> list[str]:
+        """Remove the bridge, veths and namespaces named after *prefix* (``P-br``, ``P-1``,
+        ...), say a crashed run's; no other name is touched. Returns the names removed."""
+        mine = re.compile(re.escape(_checked(prefix)) + r"-(?:br|\d+)")
+        links, spaces = await _names(mine)
+        if links or spaces:
+            await _remove(links, spaces)
+            left_links, left_spaces = await _names(mine)
+            if left_links or left_spaces:
+                left = ", ".join(sorted(set(left_links + left_spaces)))
+                raise CompareError(f"network lab: could not remove {left}")
+        return sorted(set(links + spaces))
+
+    @staticmethod
+    async def stale() -> list[str]:
+        """Prefixes of default-named labs whose process is gone (killed before it could
+        close them): each may go to :meth:`sweep`."""
+        links, spaces = await _names(_DEFAULT_NAME)
+        owners = {
+            (m[1], int(m[2], 36)) for n in links + spaces if (m := _DEFAULT_NAME.fullmatch(n))
+        }
+        return sorted({p for p, pid in owners if not Path(f"/proc/{pid}").exists()})
+
+
+async def _run(*argv: str, stdin: str | None = None, check: bool = True) -> str:
+    """Run one command within :data:`COMMAND_TIMEOUT` and return its output;
+    :class:`CompareError` if it fails (with *check*), cannot start or takes too long."""
+    shown = " ".join(argv)
+    try:
+        async with asyncio.timeout(COMMAND_TIMEOUT):
+            proc = await asyncio.create_subprocess_exec(
+                *argv,
+                stdin=asyncio.subprocess.DEVNULL if stdin is None else asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                start_new_session=True,  # a Ctrl-C meant for compare cannot cut a cleanup short
+            )
+            try:
+                out, err = await proc.communicate(None if stdin is None else stdin.encode())
+            except BaseException:  # the deadline, or a cancellation: end it by its PID
+                if proc.returncode is None:
+                    with contextlib.suppress(ProcessLookupError):
+                        proc.kill()
+                    await proc.wait()
+                raise
+    except TimeoutError:
+        raise CompareError(f"network lab: `{shown}` took over {COMMAND_TIMEOUT:g} s") from None
+    except OSError as exc:
+        raise CompareError(f"network lab: cannot run `{shown}`: {exc.strerror}") from None
+    if check and proc.returncode != 0:
+        why = _why(err.decode(errors="replace"), proc.returncode or 0)
+        raise CompareError(f"network lab: `{shown}` failed: {why}")
+    return out.decode(errors="replace")
+
+
+def _why(stderr: str, code: int) -> str:
+    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+    return "; ".join(lines) if lines else f"exit code {code}"
+
+
+async def _remove(links: list[str], spaces: list[str]) -> None:
+    """Delete links (a veth takes its peer along), veths before the bridge, then namespaces.
+    Some may be gone already (a namespace's end of a veth goes with it): errors are let be,
+    and the caller checks what is left by listing."""
+    order = sorted(links, key=lambda n: n.endswith("-br"))
+    script = "".join(f"link del dev {n}\n" for n in order)
+    script += "".join(f"netns del {n}\n" for n in spaces)
+    await _run("ip", "-force", "-b", "-", stdin=script, check=False)
+
+
+async def _names(pattern: re.Pattern[str]) -> tuple[list[str], list[str]]:
+    """The root namespace's links and the named namespaces that *pattern* matches whole."""
+    links = json.loads(await _run("ip", "-j", "link", "show") or "[]")
+    spaces = (await _run("ip", "netns", "list")).splitlines()
+    return (
+        [n for link in links if pattern.fullmatch(n := str(link["ifname"]))],
+        [n for line in spaces if line.strip() and pattern.fullmatch(n := line.split()[0])],
+    )
+
+
+async def _taken_networks() -> list[ipaddress.IPv4Network]:
+    """Every IPv4 route (all tables) and address of the root namespace, as networks."""
+    routes = json.loads(await _run("ip", "-j", "-4", "route", "show", "table", "all") or "[]")
+    links = json.loads(await _run("ip", "-j", "-4", "addr", "show") or "[]")
+    nets = []
+    for route in routes:
+        dst = str(route.get("dst", "default"))
+        if dst != "default":
+            with contextlib.suppress(ValueError):
+                nets.append(ipaddress.IPv4Network(dst, strict=False))
+    for link in links:
+        for a in link.get("addr_info", []):
+            with contextlib.suppress(ValueError, KeyError):
+                nets.append(ipaddress.IPv4Network(f"{a['local']}/{a['prefixlen']}", strict=False))
+    return nets
+
+
+@contextlib.asynccontextmanager
+async def _subnet_lock() -> AsyncIterator[None]:
+    """Hold the machine-wide lock under which a lab picks its subnet and makes its bridge."""
+    folder = Path("/run/lock")
+    if not folder.is_dir():
+        folder = Path(tempfile.gettempdir())
+    fd = os.open(folder / "swarm-netlab.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        deadline = time.monotonic() + LOCK_TIMEOUT
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    why = f"another lab held {folder}/swarm-netlab.lock for {LOCK_TIMEOUT:g} s"
+                    raise CompareError(f"network lab: {why}") from None
+                await asyncio.sleep(0.02)
+        yield
+    finally:
+        os.close(fd)  # and the lock with it
+
+
+def _checked(prefix: str) -> str:
+    if not _PREFIX.fullmatch(prefix):
+        raise ValueError(f"a lab prefix is 1 to 11 of a-z, 0-9 and _, not {prefix!r}")
+    return prefix
+
+
+def _base36(n: int) -> str:
+    out = ""
+    while True:
+        n, d = divmod(n, 36)
+        out = "0123456789abcdefghijklmnopqrstuvwxyz"[d] + out
+        if not n:
+            return out
