@@ -532,7 +532,7 @@ def test_the_cli_says_from_how_many_peers() -> None:
     assert metadata_status(MetadataProgress(1, 1, 0, None)) == "fetching metadata from 1 peer"
     info = make_info(1, name=b"film.bin")
     torrent = metainfo.from_info(info)
-    line = metadata_line(torrent, FetchedMetadata(info, 2, 0.414))
+    line = metadata_line(torrent, FetchedMetadata(info, 2, 0.1), 0.414)
     assert line == f"metadata: film.bin, {len(info)} bytes, from 2 peers in 0.41 s"
 
 
