@@ -305,6 +305,9 @@ class MetadataFetcher:
         except SwarmError as exc:
             peer.retry = False
             log.info("metadata: closing %s: %s", peer.addr, exc)
+        except Exception:  # a bug must cost one connection, never the fetch
+            peer.retry = False
+            log.exception("metadata: error on the connection to %s", peer.addr)
 
     def _on_handshake(self, peer: _Peer, hs: wire.Handshake, parser: wire.Parser) -> None:
         if hs.info_hash != self.info_hash:
