@@ -177,8 +177,10 @@ async def _rate(sender: Host, receiver: Host, seconds: float) -> float:
 
 async def _ours(prefix: str) -> list[str]:
     """Every link and namespace whose name starts with *prefix*, as ip lists them."""
-    links = json.loads(subprocess.run(["ip", "-j", "link"], capture_output=True).stdout)
-    spaces = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    ip_link = ["ip", "-j", "link"]
+    links = json.loads(subprocess.run(ip_link, capture_output=True, timeout=WAIT).stdout)
+    ip_netns = ["ip", "netns", "list"]
+    spaces = subprocess.run(ip_netns, capture_output=True, text=True, timeout=WAIT).stdout
     names = [str(link["ifname"]) for link in links] + [s.split()[0] for s in spaces.splitlines()]
     return sorted(n for n in names if n.startswith(prefix))
 
@@ -334,7 +336,7 @@ def test_a_swarm_child_started_through_argv_reports_on_its_status_fd(root_lab: N
 
 
 # A lab in a process of its own, run as compare runs (SIGINT and SIGTERM cancel its task):
-# it prints its prefix, then a line per host, adding hosts until it is stopped.
+# it prints its prefix, then a line per host as it adds N of them, then "ready".
 HOLDER = r"""
 import asyncio, sys
 from swarm.cli.common import INTERRUPTED, run_until_signal
@@ -342,11 +344,13 @@ from swarm.compare.netlab import NetLab
 
 async def main(stop):
     async def work():
-        async with NetLab(prefix=sys.argv[1] if len(sys.argv) > 1 else None) as lab:
+        async with NetLab() as lab:
             print(lab.prefix, flush=True)
-            for i in range(200):
+            for i in range(int(sys.argv[1])):
                 await lab.add_host(f"h{i}", up=1 << 20, down=1 << 20)
                 print(f"host {i}", flush=True)
+            print("ready", flush=True)
+            await asyncio.Event().wait()
     task = asyncio.ensure_future(work())
     stopper = asyncio.ensure_future(stop.wait())
     await asyncio.wait([task, stopper], return_when=asyncio.FIRST_COMPLETED)
@@ -362,9 +366,9 @@ raise SystemExit(run_until_signal(main))
 """
 
 
-async def _holder_at(line: str) -> tuple[asyncio.subprocess.Process, str]:
-    """Start a holder and read until it prints *line* (a host being added next)."""
-    proc, prefix = await _start(sys.executable, "-c", HOLDER)
+async def _holder_at(hosts: int, line: str) -> tuple[asyncio.subprocess.Process, str]:
+    """Start a holder of *hosts* hosts and read until it prints *line*."""
+    proc, prefix = await _start(sys.executable, "-c", HOLDER, str(hosts))
     assert proc.stdout is not None
     async with asyncio.timeout(WAIT):
         while (await proc.stdout.readline()).decode().strip() != line:
@@ -377,7 +381,7 @@ def test_a_signal_in_the_middle_of_setup_still_removes_everything(
     root_lab: None, sig: signal.Signals
 ) -> None:
     async def main() -> None:
-        proc, prefix = await _holder_at("host 2")
+        proc, prefix = await _holder_at(200, "host 2")
         assert await _ours(prefix) != []
         proc.send_signal(sig)  # while it makes host 3
         _, err = await _finish(proc)
@@ -391,8 +395,8 @@ def test_sweep_removes_what_a_killed_run_left_and_only_that(root_lab: None) -> N
     async def main() -> None:
         async with NetLab() as bystander:
             await bystander.add_host("a", up=None, down=None)
-            proc, prefix = await _holder_at("host 1")
-            proc.kill()  # SIGKILL: no cleanup at all
+            proc, prefix = await _holder_at(2, "ready")
+            proc.kill()  # SIGKILL: no cleanup at all (and no ip command of its own left running)
             await _finish(proc)
             left = await _ours(prefix)
             assert f"{prefix}-br" in left and f"{prefix}-1" in left

@@ -263,19 +263,23 @@ class NetLab:
         """Remove the bridge, veths and namespaces named after *prefix* (``P-br``, ``P-1``,
         ...), say a crashed run's; no other name is touched. Returns the names removed."""
         mine = re.compile(re.escape(_checked(prefix)) + r"-(?:br|\d+)")
+        removed: set[str] = set()
+        for _ in range(3):  # an ip command that a killed run left running may add one more
+            links, spaces = await _names(mine)
+            if not links and not spaces:
+                break
+            removed.update(links + spaces)
+            await _remove(links, spaces)
         links, spaces = await _names(mine)
         if links or spaces:
-            await _remove(links, spaces)
-            left_links, left_spaces = await _names(mine)
-            if left_links or left_spaces:
-                left = ", ".join(sorted(set(left_links + left_spaces)))
-                raise CompareError(f"network lab: could not remove {left}")
-        return sorted(set(links + spaces))
+            left = ", ".join(sorted(set(links + spaces)))
+            raise CompareError(f"network lab: could not remove {left}")
+        return sorted(removed)
 
     @staticmethod
     async def stale() -> list[str]:
-        """Prefixes of default-named labs whose process is gone (killed before it could
-        close them): each may go to :meth:`sweep`."""
+        """Prefixes of default-named labs whose process is gone from this PID namespace
+        (killed before it could close them): each may go to :meth:`sweep`."""
         links, spaces = await _names(_DEFAULT_NAME)
         owners = {
             (m[1], int(m[2], 36)) for n in links + spaces if (m := _DEFAULT_NAME.fullmatch(n))
