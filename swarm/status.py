@@ -7,12 +7,16 @@ so that it never has to match the text printed for people (which is free to chan
     {"event": "listening", "port": 6969, "urls": ["http://127.0.0.1:6969/announce"]}
     {"event": "ready"}
     {"event": "done", "name": "x.bin", "downloaded": 1048576, "seconds": 1.234}
+    {"event": "done", "name": "x.bin", "downloaded": 1048576, "seconds": 1.3, "index": 7}
     {"event": "error", "message": "TCP port 6969 is already in use", "exit_code": 1}
 
 ``listening``: a tracker, central server or seed accepts connections (``urls``: its announce
 URLs, or its files' URLs). ``ready``: a downloader has loaded everything and waits for a line
 on stdin. ``done``: a download is complete and verified. ``error``: the command is about to
 exit with ``exit_code``. Keys left out are unset; a reader ignores keys it does not know.
+
+``index``: which of several downloaders in one process (``swarm fetch-group``) a line is about;
+a process with one downloader leaves it out, so its lines read as they always did.
 """
 
 from __future__ import annotations
@@ -46,19 +50,23 @@ class Status:
     seconds: float | None = None
     message: str | None = None
     exit_code: int | None = None
+    index: int | None = None  # which downloader of a group (fetch-group); None: the only one
+
+
+_KEYS = ("port", "urls", "name", "downloaded", "seconds", "message", "exit_code", "index")
 
 
 def encode(status: Status) -> bytes:
     """One JSON object on one line, ``event`` first, unset fields left out."""
     obj: dict[str, object] = {"event": status.event.value}
-    for key in ("port", "urls", "name", "downloaded", "seconds", "message", "exit_code"):
+    for key in _KEYS:
         value = getattr(status, key)
         if value is not None and value != ():
             obj[key] = list(value) if key == "urls" else value
     return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode() + b"\n"
 
 
-_INT_FIELDS = ("port", "downloaded", "exit_code")
+_INT_FIELDS = ("port", "downloaded", "exit_code", "index")
 _STR_FIELDS = ("name", "message")
 
 
@@ -102,6 +110,7 @@ def decode(line: bytes) -> Status:
         seconds=None if seconds is None else float(seconds),
         message=strs["message"],
         exit_code=ints["exit_code"],
+        index=ints["index"],
     )
 
 

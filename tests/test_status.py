@@ -34,6 +34,20 @@ def test_lines_as_documented() -> None:
     }
 
 
+def test_a_group_member_s_done_line_carries_its_index_and_one_without_reads_as_before() -> None:
+    line = encode(Status(Event.DONE, name="x.bin", downloaded=5, seconds=1.5, index=7))
+    assert json.loads(line) == {
+        "event": "done",
+        "name": "x.bin",
+        "downloaded": 5,
+        "seconds": 1.5,
+        "index": 7,
+    }
+    assert decode(line).index == 7
+    assert b"index" not in encode(Status(Event.DONE, name="x.bin", downloaded=5, seconds=1.5))
+    assert decode(b'{"event":"done","name":"x.bin"}\n').index is None
+
+
 def test_decode_reads_what_encode_writes_and_ignores_unknown_keys() -> None:
     status = Status(Event.DONE, name="é.bin", downloaded=5, seconds=2)
     assert decode(encode(status)) == Status(Event.DONE, name="é.bin", downloaded=5, seconds=2.0)
@@ -53,6 +67,7 @@ def test_decode_reads_what_encode_writes_and_ignores_unknown_keys() -> None:
         (b'{"event": "listening", "urls": "http://a/"}\n', "urls must be a list"),
         (b'{"event": "done", "seconds": "1"}\n', "seconds must be a number"),
         (b'{"event": "error", "message": 1}\n', "message must be a string"),
+        (b'{"event": "done", "index": "3"}\n', "index must be an integer"),
     ],
 )
 def test_a_line_that_is_not_a_status_line_is_a_compare_error(line: bytes, words: str) -> None:
@@ -70,6 +85,7 @@ statuses = st.builds(
     seconds=st.none() | st.floats(0, 1e6),
     message=st.none() | st.text(),
     exit_code=st.none() | st.integers(0, 255),
+    index=st.none() | st.integers(0, 10_000),
 )
 
 

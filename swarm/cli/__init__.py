@@ -34,6 +34,7 @@ class LazyGroup(click.Group):
         "tracker": ("swarm.cli.tracker", "tracker_command"),
         "seed": ("swarm.cli.peer", "seed_command"),
         "fetch": ("swarm.cli.peer", "fetch_command"),
+        "fetch-group": ("swarm.cli.fetch_group", "fetch_group_command"),
         "serve-central": ("swarm.cli.central", "serve_central_command"),
         "compare": ("swarm.cli.compare", "compare_command"),
     }

@@ -83,8 +83,9 @@ class Child:
             if line and len(self.errors) < 20:
                 self.errors.append(line)
 
-    async def wait_for(self, event: Event, timeout: float) -> Status:
-        """The first status line of *event*; :class:`CompareError` if the child fails first."""
+    async def wait_for(self, event: Event, timeout: float, index: int | None = None) -> Status:
+        """The first status line of *event* (about downloader *index* of a group, if given);
+        :class:`CompareError` if the child fails first."""
         seen = 0
         try:
             async with asyncio.timeout(timeout):
@@ -92,7 +93,7 @@ class Child:
                     for status in self.statuses[seen:]:
                         if status.event is Event.ERROR:
                             raise CompareError(f"{self.name} stopped: {status.message}")
-                        if status.event is event:
+                        if status.event is event and (index is None or status.index == index):
                             return status
                     seen = len(self.statuses)
                     if self._reader.done():
@@ -114,6 +115,19 @@ class Child:
                 await self.proc.wait()
         why = self.errors[-1] if self.errors else f"exit code {self.proc.returncode}"
         raise CompareError(f"{self.name} stopped: {why}")
+
+    def usage(self) -> tuple[float, int] | None:
+        """CPU seconds the process has used and its peak RSS in bytes, from /proc (Linux;
+        None elsewhere or once it is gone)."""
+        try:
+            with open(f"/proc/{self.proc.pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            with open(f"/proc/{self.proc.pid}/status") as f:
+                hwm = next((line for line in f if line.startswith("VmHWM:")), "VmHWM: 0 kB")
+        except OSError:
+            return None
+        cpu = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return cpu, int(hwm.split()[1]) * 1024
 
     def go(self) -> None:
         """The line on stdin that a ``fetch --start-on-stdin`` waits for."""

@@ -5,12 +5,19 @@ tracker, a central server and a seed, both capped at the same upload rate u_s, t
 downloaders at once, then N swarm downloaders at once (each capped at upload rate u). Each
 downloader is timed from the moment all are told to go until its copy is complete, and
 every copy is checked (SHA-256 against the original) before its time counts.
+
+With K peers per process (:func:`default_per_process`), downloaders run K to a
+``swarm fetch-group`` process instead of one to a ``swarm fetch``: each is still a peer of its
+own (own session, port, peer id, caps and folder), timed by its own ``done`` line. Both phases
+group alike, so the two modes stay comparable.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import math
+import os
 import random
 import shutil
 import tempfile
@@ -29,6 +36,19 @@ from swarm.status import Event
 from swarm.units import counted
 
 START_TIMEOUT = 30.0  # seconds a child may take to listen, or to be ready
+MAX_PEERS = 200  # N: beyond this, one machine's 2 cores and ports are the experiment
+ALONE_UP_TO = 8  # per core: up to this many downloaders each have a process of their own
+PROCESSES_PER_CORE = 4  # beyond it, downloaders share this many processes per core
+
+
+def default_per_process(n: int, cores: int | None = None) -> int:
+    """K, the downloaders one process runs, when --peers-per-process is not given: 1 (a
+    process each, as ``swarm fetch`` runs) up to 8 per core (N <= 16 on 2 cores); beyond,
+    N spread over 4 processes per core (N = 100 on 2 cores: 13 to a process, 8 processes)."""
+    cores = max(1, cores if cores is not None else (os.cpu_count() or 1))
+    if n <= ALONE_UP_TO * cores:
+        return 1
+    return math.ceil(n / (PROCESSES_PER_CORE * cores))
 
 
 @dataclass(slots=True)
@@ -42,6 +62,10 @@ class Experiment:
     d_min: int | None = None
     timeout: float = 600.0
     on_event: Callable[[str], None] | None = None
+    per_process: int | None = None  # K; None: default_per_process(N)
+
+    def k_for(self, n: int) -> int:
+        return min(n, self.per_process or default_per_process(n))
 
     def say(self, text: str) -> None:
         if self.on_event:
@@ -102,12 +126,12 @@ async def run_experiment(exp: Experiment) -> list[Run]:
                 f"N={n}: {counted(n, 'downloader')} from the central server (bound {d_cs:.1f} s)"
             )
             folder = work / f"run-{k}-n{n}"  # one folder per run: an N may be repeated
-            c = await _phase(exp, folder / "central", n, original, ["fetch", file_url], children)
+            c = await _phase(exp, folder / "central", n, original, [file_url], children)
             exp.say(f"N={n}: {counted(n, 'downloader')} in the swarm (bound {d_p2p:.1f} s)")
-            swarm_fetch = ["fetch", str(torrent_file), "--host", "127.0.0.1", "--port", "0"]
+            swarm_fetch = [str(torrent_file), "--host", "127.0.0.1"]
             swarm_fetch += ["--max-upload-rate", str(exp.peer_rate), "--seed"]
             s = await _phase(exp, folder / "swarm", n, original, swarm_fetch, children)
-            runs.append(Run(n, c, s, d_cs, d_p2p))
+            runs.append(Run(n, c, s, d_cs, d_p2p, exp.k_for(n)))
         return runs
     finally:
         await asyncio.gather(*(c.stop() for c in children), return_exceptions=True)
@@ -122,16 +146,34 @@ async def _phase(
     args: list[str],
     children: list[Child],
 ) -> ModeResult:
-    """Start N downloaders, let them go at once, time each to its verified copy."""
+    """Start N downloaders (K to a process), let them go at once, time each to its verified
+    copy. *args*: the source and options, the same for ``fetch`` and ``fetch-group``."""
+    k = exp.k_for(n)
+    extra = [] if exp.d_min is None else ["--max-download-rate", str(exp.d_min)]
     mine: list[Child] = []
+    members: list[tuple[Child, int | None]] = []  # for downloader i: its process, its index
     try:
-        for i in range(n):
-            out = folder / str(i)
-            out.mkdir(parents=True)
-            extra = [] if exp.d_min is None else ["--max-download-rate", str(exp.d_min)]
-            child = await Child.start(
-                f"downloader {i}", *args, "-o", str(out), "--start-on-stdin", *extra, stdin=True
-            )
+        for first in range(0, n, k):
+            count = min(k, n - first)
+            for i in range(first, first + count):
+                (folder / str(i)).mkdir(parents=True)
+            if k == 1:
+                out = str(folder / str(first))
+                child = await Child.start(
+                    f"downloader {first}",
+                    *["fetch", *args, "--port", "0"],  # the port: a torrent's peer's
+                    *["-o", out, "--start-on-stdin", *extra],
+                    stdin=True,
+                )
+                members.append((child, None))
+            else:
+                child = await Child.start(
+                    f"downloaders {first}-{first + count - 1}",
+                    *["fetch-group", *args, "-o", str(folder)],
+                    *["--first", str(first), "--count", str(count), *extra],
+                    stdin=True,
+                )
+                members += [(child, i) for i in range(first, first + count)]
             mine.append(child)
             children.append(child)
         for child in mine:
@@ -141,25 +183,37 @@ async def _phase(
             child.go()
         times: list[float] = [0.0] * n
 
-        async def one(i: int, child: Child) -> None:
-            await child.wait_for(Event.DONE, exp.timeout)
+        async def one(i: int, child: Child, index: int | None) -> None:
+            await child.wait_for(Event.DONE, exp.timeout, index)
             times[i] = time.monotonic() - t0
             got = await asyncio.to_thread(sha256_file, folder / str(i) / exp.path.name)
             if got != original:
                 raise CompareError(f"downloader {i}'s copy does not match the original")
 
-        await asyncio.gather(*(one(i, child) for i, child in enumerate(mine)))
+        await asyncio.gather(*(one(i, c, index) for i, (c, index) in enumerate(members)))
         if n == 1:
             exp.say(f"  the copy verified in {times[0]:.2f} s")
         else:
             exp.say(f"  all {n} copies verified; slowest {max(times):.2f} s")
-        return ModeResult(times)
+        return _result(times, mine)
     finally:
         await asyncio.gather(*(child.stop() for child in mine), return_exceptions=True)
         for child in mine:
             children.remove(child)
         # The copies are checked: free their space before the next phase needs as much.
         await asyncio.to_thread(shutil.rmtree, folder, True)
+
+
+def _result(times: list[float], processes: list[Child]) -> ModeResult:
+    """The times, with what the processes cost up to now (before they are stopped)."""
+    usage = [u for c in processes if (u := c.usage()) is not None]
+    known = len(usage) == len(processes)
+    return ModeResult(
+        times,
+        processes=len(processes),
+        cpu_seconds=sum(cpu for cpu, _ in usage) if known else None,
+        peak_rss=sum(rss for _, rss in usage) if known else None,
+    )
 
 
 async def _write(path: Path, data: bytes) -> None:

@@ -22,9 +22,14 @@ def bounds(
 
 @dataclass(slots=True)
 class ModeResult:
-    """Each downloader's time (seconds from 'go' to its verified copy) in one mode."""
+    """Each downloader's time (seconds from 'go' to its verified copy) in one mode, and what
+    the downloaders' processes cost: how many there were, their CPU seconds in all and the sum
+    of their peak RSS (None where /proc cannot tell)."""
 
     times: list[float] = field(default_factory=list)
+    processes: int = 0
+    cpu_seconds: float | None = None
+    peak_rss: int | None = None
 
     @property
     def total(self) -> float:
@@ -39,8 +44,14 @@ class ModeResult:
             "max": round(max(self.times), 3),
         }
 
-    def as_dict(self) -> dict[str, float | list[float]]:
-        return {"times": [round(t, 3) for t in self.times], **self.figures()}
+    def as_dict(self) -> dict[str, float | list[float] | None]:
+        return {
+            "times": [round(t, 3) for t in self.times],
+            **self.figures(),
+            "processes": self.processes,
+            "cpu_seconds": None if self.cpu_seconds is None else round(self.cpu_seconds, 2),
+            "peak_rss": self.peak_rss,
+        }
 
 
 @dataclass(slots=True)
@@ -52,6 +63,7 @@ class Run:
     swarm: ModeResult
     bound_central: float
     bound_swarm: float
+    per_process: int = 1  # downloaders in one process (--peers-per-process)
 
     @property
     def speedup(self) -> float:
@@ -67,4 +79,5 @@ class Run:
                 "swarm": round(self.bound_swarm, 3),
             },
             "speedup": round(self.speedup, 3),
+            "peers_per_process": self.per_process,
         }

@@ -1,0 +1,151 @@
+"""``swarm fetch-group`` (hidden, for ``swarm compare``): K downloaders in one process.
+
+Each downloader is a peer of its own, as K ``swarm fetch`` processes would be: for a torrent,
+its own :class:`~swarm.session.Session` (its own listening port, peer id and upload and
+download limiters) and its own output folder; for a central server's URL, its own HTTP
+download with its own download limiter. What they share is the process: one interpreter, one
+event loop, one copy of the code in memory, which is what lets a 2-core machine hold 100 or
+200 of them.
+
+The downloaders write into ``BASE/FIRST``, ``BASE/FIRST+1``, ... ``BASE/FIRST+K-1``. The group
+says ``ready`` (a status line) once everything a download needs is loaded, starts all K on one
+line of stdin, and sends one ``done`` status line per downloader with its number (``index``) as
+each completes. Torrent downloaders then seed (``--seed``) until SIGTERM.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from swarm.cli.common import INTERRUPTED, report, run_until_signal, status_option
+from swarm.errors import UsageError
+from swarm.status import Event, Status
+
+if TYPE_CHECKING:
+    from swarm.metainfo import Torrent
+
+
+@click.command("fetch-group", hidden=True)
+@click.argument("source")
+@click.option(
+    "-o",
+    "--output",
+    "base",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="Base folder: downloader I writes into BASE/I.",
+)
+@click.option("--first", type=click.IntRange(0), default=0, show_default=True)
+@click.option("--count", type=click.IntRange(1, 1000), required=True, help="K downloaders.")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--max-download-rate", default=None, metavar="RATE", help="Each one's cap.")
+@click.option("--max-upload-rate", default=None, metavar="RATE", help="Each one's cap.")
+@click.option("--seed/--no-seed", default=True, show_default=True)
+@status_option
+def fetch_group_command(
+    source: str,
+    base: Path,
+    first: int,
+    count: int,
+    host: str,
+    max_download_rate: str | None,
+    max_upload_rate: str | None,
+    seed: bool,
+) -> None:
+    """Download SOURCE (a .torrent or a central server's http:// URL) with K peers of their own
+    in one process; start on a line from stdin (for swarm compare)."""
+    from swarm.units import parse_rate
+
+    down, up = parse_rate(max_download_rate), parse_rate(max_upload_rate)
+    folders = [(first + j, base / str(first + j)) for j in range(count)]
+    for _, folder in folders:
+        if not folder.is_dir():
+            raise UsageError(f"{folder}: no such folder")
+    http = source.startswith(("http://", "https://"))
+    torrent: Torrent | None = None
+    if http:
+        import swarm.central.client  # noqa: F401 - loaded before 'ready', as fetch does
+    else:
+        from swarm import metainfo
+
+        torrent = metainfo.load(Path(source))
+        import swarm.session  # noqa: F401
+    report(Status(Event.READY))
+    sys.stdin.readline()
+
+    async def main(stop: asyncio.Event) -> int:
+        started = time.monotonic()
+        if torrent is None:
+            jobs = [_http_one(source, i, folder, down, started) for i, folder in folders]
+        else:
+            jobs = [
+                _torrent_one(torrent, i, folder, host, down, up, seed, stop, started)
+                for i, folder in folders
+            ]
+        task: asyncio.Future[Any] = asyncio.ensure_future(asyncio.gather(*jobs))
+        stopper: asyncio.Future[Any] = asyncio.ensure_future(stop.wait())
+        try:
+            await asyncio.wait([task, stopper], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopper.cancel()
+        if not task.done():
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            return INTERRUPTED
+        task.result()  # a downloader's failure is the group's
+        return 0
+
+    raise SystemExit(run_until_signal(main, fast_loop=True))
+
+
+def _done(index: int, name: str, nbytes: int, started: float) -> None:
+    seconds = round(time.monotonic() - started, 3)
+    report(Status(Event.DONE, name=name, downloaded=nbytes, seconds=seconds, index=index))
+
+
+async def _http_one(url: str, index: int, folder: Path, down: int | None, started: float) -> None:
+    from swarm.central.client import http_download
+
+    result = await http_download(url, folder, max_download_rate=down)
+    _done(index, result.path.name, result.bytes, started)
+
+
+async def _torrent_one(
+    torrent: Torrent,
+    index: int,
+    folder: Path,
+    host: str,
+    down: int | None,
+    up: int | None,
+    seed: bool,
+    stop: asyncio.Event,
+    started: float,
+) -> None:
+    """One peer: its own session (port, peer id, limiters), its own folder; done, then seed."""
+    from swarm.cli.common import wait_stop
+    from swarm.session import Session
+
+    async with Session(host=host, port=0, max_upload_rate=up, max_download_rate=down) as session:
+        t = await session.add(torrent, folder)
+        done = asyncio.ensure_future(t.complete.wait())
+        stopped = asyncio.ensure_future(t.stopped.wait())
+        try:
+            await asyncio.wait([done, stopped], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            done.cancel()
+            stopped.cancel()
+        if t.failed is not None:
+            raise t.failed
+        st = t.stats()
+        _done(index, torrent.name, st.downloaded - st.wasted, started)
+        if seed:
+            await wait_stop(stop, t)
+
+
+__all__ = ["fetch_group_command"]

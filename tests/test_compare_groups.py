@@ -1,0 +1,52 @@
+"""Downloaders per process in ``swarm compare`` (swarm/compare/experiment.py): the default K
+rule and the --peers limit, without processes."""
+
+from __future__ import annotations
+
+import pytest
+from click.testing import CliRunner
+
+from swarm.cli.compare import MAX_PEERS, _peer_counts, compare_command
+from swarm.compare.experiment import MAX_PEERS as EXPERIMENT_MAX_PEERS
+from swarm.compare.experiment import Experiment, default_per_process
+from swarm.errors import UsageError
+
+
+@pytest.mark.parametrize(
+    ("n", "cores", "k"),
+    [
+        (1, 2, 1),
+        (8, 2, 1),
+        (16, 2, 1),  # up to 8 per core: a process each, as before
+        (17, 2, 3),  # beyond: 4 processes per core
+        (32, 2, 4),
+        (64, 2, 8),
+        (100, 2, 13),
+        (200, 2, 25),
+        (8, 1, 1),
+        (9, 1, 3),
+        (100, 8, 4),
+    ],
+)
+def test_default_peers_per_process(n: int, cores: int, k: int) -> None:
+    assert default_per_process(n, cores) == k
+
+
+def test_an_experiment_groups_by_the_rule_unless_told_and_never_above_n(tmp_path: object) -> None:
+    exp = Experiment(tmp_path, [4, 100], 1, 1)  # type: ignore[arg-type]
+    assert exp.k_for(100) == default_per_process(100)
+    exp.per_process = 6
+    assert exp.k_for(100) == 6 and exp.k_for(4) == 4
+
+
+def test_peers_up_to_the_stated_limit() -> None:
+    assert MAX_PEERS == EXPERIMENT_MAX_PEERS == 200
+    assert _peer_counts("100,200") == [100, 200]
+    with pytest.raises(UsageError, match="between 1 and 200"):
+        _peer_counts("201")
+
+
+def test_help_states_the_limit_and_the_k_rule() -> None:
+    out = CliRunner().invoke(compare_command, ["--help"], terminal_width=200).output
+    assert "N at most 200" in out
+    assert "--peers-per-process" in out and "4 processes per core" in out
