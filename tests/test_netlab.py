@@ -245,6 +245,22 @@ def test_close_removes_everything_also_after_an_exception(root_lab: None) -> Non
     asyncio.run(main())
 
 
+def test_close_runs_to_its_end_however_often_it_is_cancelled(root_lab: None) -> None:
+    async def main() -> None:
+        lab = NetLab()
+        await asyncio.gather(*(lab.add_host(f"h{i}", up=MiB, down=None) for i in range(6)))
+        closing = asyncio.ensure_future(lab.close())
+        for _ in range(3):
+            await asyncio.sleep(0)  # let it run to its next await, then cancel it there
+            closing.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await closing
+        assert await _ours(lab.prefix) == []  # removed before the cancellation came through
+        await lab.close()
+
+    asyncio.run(main())
+
+
 def test_a_failed_step_is_one_clear_line_and_is_cleaned_up(root_lab: None) -> None:
     async def main() -> None:
         lab = NetLab()
