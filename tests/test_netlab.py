@@ -98,11 +98,12 @@ def test_names_are_unique_per_run_and_fit_an_interface_name() -> None:
     a, b = NetLab(), NetLab()
     assert a.prefix != b.prefix
     for lab in (a, b):
-        assert len(f"{lab.prefix}-{netlab.MAX_HOSTS + 1}") <= 15 and len(lab.bridge) <= 15
-    for bad in ("", "a-b", "UPPER", "x" * 12, "../x"):
+        assert len(lab.uplink) <= 15  # the one name of the root namespace: IFNAMSIZ - 1
+    assert len(NetLab(prefix="x" * 12).uplink) == 15
+    for bad in ("", "a-b", "UPPER", "x" * 13, "../x"):
         with pytest.raises(ValueError):
             NetLab(prefix=bad)
-    host = Host("seed", "p-1", "198.18.0.2", "p-1", None, None)
+    host = Host("seed", "p-1", "198.18.0.2", "h1", None, None)
     assert host.argv("python3", "-V") == ["ip", "netns", "exec", "p-1", "python3", "-V"]
 
 
@@ -208,11 +209,11 @@ def test_the_kernel_enforces_the_caps_and_leaves_an_unshaped_host_fast(root_lab:
             capped_down = await lab.add_host("capped down", up=None, down=MiB)
             free1 = await lab.add_host("free 1", up=None, down=None)
             free2 = await lab.add_host("free 2", up=None, down=None)
-            sent_before = capped_up.link_bytes()[0]
+            sent_before = (await lab.link_bytes())["capped up"][0]
             up, down = await asyncio.gather(
                 _rate(capped_up, free1, 3.0), _rate(free2, capped_down, 3.0)
             )
-            frames = capped_up.link_bytes()[0] - sent_before
+            frames = (await lab.link_bytes())["capped up"][0] - sent_before
             unshaped = await _rate(free1, free2, 1.0)
             print(f"cap {MiB} B/s: upload {up:.0f}, download {down:.0f}; unshaped {unshaped:.0f}")
             for rate in (up, down):
@@ -229,7 +230,7 @@ def test_close_removes_everything_also_after_an_exception(root_lab: None) -> Non
         lab = NetLab()
         async with lab:
             host = await lab.add_host("a", up=MiB, down=MiB)
-            assert await _ours(lab.prefix) == sorted([lab.bridge, host.link, host.netns])
+            assert await _ours(lab.prefix) == sorted([lab.uplink, lab.switch, host.netns])
         assert await _ours(lab.prefix) == []
         await lab.close()  # again: nothing to do, no error
 
@@ -271,7 +272,7 @@ def test_a_failed_step_is_one_clear_line_and_is_cleaned_up(root_lab: None) -> No
             message = str(caught.value)
             assert "\n" not in message and "File exists" in message
             assert message.startswith(f"network lab: `ip netns add {lab.prefix}-1` failed")
-            assert await _ours(lab.prefix) == [lab.bridge]  # that host's pieces are gone
+            assert await _ours(lab.prefix) == [lab.uplink, lab.switch]  # the host is gone
             assert (await lab.add_host("b", up=None, down=None)).netns == f"{lab.prefix}-2"
         assert await _ours(lab.prefix) == []
 
@@ -415,7 +416,7 @@ def test_sweep_removes_what_a_killed_run_left_and_only_that(root_lab: None) -> N
             proc.kill()  # SIGKILL: no cleanup at all (and no ip command of its own left running)
             await _finish(proc)
             left = await _ours(prefix)
-            assert f"{prefix}-br" in left and f"{prefix}-1" in left
+            assert {f"{prefix}-gw", f"{prefix}-sw", f"{prefix}-1", f"{prefix}-2"} == set(left)
             assert prefix in await NetLab.stale()
             assert bystander.prefix not in await NetLab.stale()  # its process lives
             assert await NetLab.sweep(prefix) == sorted(set(left))

@@ -4,23 +4,27 @@ on its veth pair), not by swarm's own token bucket.
 
 The shape (K: the lab's /24, ``P``: its prefix)::
 
-    root namespace:  bridge P-br, 198.18.K.1/24   (compare, in the root namespace, reaches
-      │                                            every host; hosts see it at this address)
-      ├── veth P-1 ── its egress is host 1's download (tbf)
-      │     └─ namespace P-1:  lo up; eth0 198.18.K.2/24, its egress is host 1's upload (tbf)
-      └── veth P-2 ... up to P-253 (198.18.K.254): 253 hosts
+    root namespace:  veth P-gw, 198.18.K.1/24   (compare reaches every host through it; the
+      │                                          hosts see the root namespace at this address)
+    namespace P-sw:  gw ── bridge br ── h1 ── its egress is host 1's download (tbf)
+                                   │     └─ namespace P-1: lo; eth0 198.18.K.2/24, its egress
+                                   │        is host 1's upload (tbf)
+                                   └── h2 ... h253 (198.18.K.254): 253 hosts
+
+The bridge has a namespace of its own, not the root one: where br_netfilter is loaded (Docker
+loads it) bridged frames pass the iptables FORWARD chain of the bridge's namespace, and Docker
+sets that chain's policy to DROP; in P-sw the chains are empty. Nothing of the machine's own is
+touched: the root namespace gets one link, P-gw, with the lab's first address.
 
 The addresses come from 198.18.0.0/15, the range RFC 2544 sets aside for benchmarks: nothing
 on the Internet uses it and few machines route it, unlike 10/8 (Docker, Kubernetes, VPNs) or
 the other private ranges. Each lab takes the first /24 of it that no address and no route of
 the root namespace overlaps (routes of /8 or broader are catch-alls, not a use of the range),
-under a lock file, so two labs (in one process or two) never share a subnet. Nothing outside
-the lab's own namespaces gets an address, except the bridge the lab made.
+under a lock file, so two labs (in one process or two) never share a subnet.
 
-The default prefix ``sl<pid>_<n>`` (base 36) is unique per run. :meth:`NetLab.close` removes
-every name of the prefix, whatever happened before; :meth:`NetLab.sweep` does the same for a
-crashed run's prefix, and :meth:`NetLab.stale` finds those. :func:`lab_problem` says in one
-line why the lab cannot run here (it needs root, ``ip`` and ``tc``).
+The default prefix ``sl<pid>_<n>`` is unique per run; :meth:`NetLab.close` removes every name
+of it whatever happened, :meth:`NetLab.sweep` those of a crashed run (:meth:`NetLab.stale`
+finds them). :func:`lab_problem` says in one line why the lab cannot run here.
 """
 
 from __future__ import annotations
@@ -45,7 +49,7 @@ from pathlib import Path
 from swarm.errors import CompareError
 
 LAB_RANGE = ipaddress.IPv4Network("198.18.0.0/15")
-MAX_HOSTS = 253  # one /24: .1 is the bridge, .2 to .254 the hosts
+MAX_HOSTS = 253  # one /24: .1 is the uplink, .2 to .254 the hosts
 COMMAND_TIMEOUT = 30.0  # seconds one ip or tc command may take
 LOCK_TIMEOUT = 60.0  # seconds to wait for another lab to take its subnet
 
@@ -57,8 +61,8 @@ HZ_FLOOR = 100  # the coarsest timer tick a kernel is built with (CONFIG_HZ=100)
 QUEUE_SECONDS = 0.1  # how much of its rate a capped link may hold in its queue
 MIN_QUEUE = 16 * FRAME
 
-_PREFIX = re.compile(r"[a-z0-9_]{1,11}")  # "-253" after it: 15 characters, IFNAMSIZ - 1
-_DEFAULT_NAME = re.compile(r"(sl([0-9a-z]+)_[0-9a-z]+)-(?:br|\d+)")  # sl<pid>_<n>
+_PREFIX = re.compile(r"[a-z0-9_]{1,12}")  # "-gw" after it: 15 characters, IFNAMSIZ - 1
+_DEFAULT_NAME = re.compile(r"(sl([0-9a-z]+)_[0-9a-z]+)-(?:gw|sw|\d+)")  # sl<pid>_<n>
 _labs = itertools.count(1)
 
 
@@ -69,7 +73,7 @@ class Host:
     name: str  # the caller's label ("seed", "downloader 3")
     netns: str
     address: str
-    link: str  # its veth's end on the bridge, in the root namespace
+    port: str  # its veth's end on the bridge, in the lab's switch namespace
     up: int | None  # bytes/s, None: unshaped
     down: int | None
 
@@ -78,14 +82,6 @@ class Host:
         is the command's, signals reach it, and inherited file descriptors (a ``--status-fd``
         pipe passed with ``pass_fds``) stay open."""
         return ["ip", "netns", "exec", self.netns, *cmd]
-
-    def link_bytes(self) -> tuple[int, int]:
-        """Bytes the host has sent and received (Ethernet frames, headers included), by the
-        kernel's counters of its veth's bridge end."""
-        stats = Path("/sys/class/net", self.link, "statistics")
-        sent = int((stats / "rx_bytes").read_text())  # the bridge end receives what it sends
-        received = int((stats / "tx_bytes").read_text())
-        return sent, received
 
 
 def tbf(rate: int) -> list[str]:
@@ -148,14 +144,13 @@ def lab_problem() -> str | None:
 
 
 class NetLab:
-    """Namespaces on one bridge, made on demand and all removed by :meth:`close`.
-
-    Use it as ``async with NetLab() as lab:``; :meth:`add_host` calls may run concurrently.
-    """
+    """Hosts on one bridge, made on demand, all removed by :meth:`close`: use it as ``async
+    with NetLab() as lab:``. :meth:`add_host` calls may run concurrently."""
 
     def __init__(self, *, prefix: str | None = None) -> None:
         self.prefix = default_prefix() if prefix is None else _checked(prefix)
-        self.bridge = f"{self.prefix}-br"
+        self.uplink = f"{self.prefix}-gw"  # in the root namespace
+        self.switch = f"{self.prefix}-sw"  # the namespace of the bridge
         self.subnet: ipaddress.IPv4Network | None = None
         self.hosts: list[Host] = []
         self._next = 1
@@ -164,7 +159,7 @@ class NetLab:
 
     @property
     def gateway(self) -> str:
-        """The bridge's address: the root namespace (compare itself) as the hosts see it."""
+        """The uplink's address: the root namespace (compare itself) as the hosts see it."""
         if self.subnet is None:
             raise CompareError("network lab: not started")
         return str(self.subnet[1])
@@ -181,25 +176,27 @@ class NetLab:
         await self.close()
 
     async def start(self) -> None:
-        """Take a free /24 and make the bridge with its first address (done once)."""
+        """Take a free /24, make the bridge and the root namespace's uplink (done once)."""
         async with self._start_lock:
             if self._closing is not None:
                 raise CompareError("network lab: already closed")
             if self.subnet is not None:
                 return
+            # IPv4 only (addrgenmode none): no IPv6 link-local address on any link of the
+            # lab, so no router solicitations or neighbour discovery in the shaped queues.
+            sw, gw = self.switch, self.uplink
+            await _run("ip", "netns", "add", sw)
+            script = "link add name br type bridge\nlink set dev br addrgenmode none\n"
+            await _run("ip", "-n", sw, "-b", "-", stdin=script + "link set dev br up\n")
             async with _subnet_lock():
                 subnet = free_subnet(await _taken_networks(), start=os.getpid())
-                b = self.bridge
-                # IPv4 only: no link-local IPv6 address, so no router solicitations or
-                # neighbour discovery in the shaped queues.
-                # A fixed MAC: a bridge takes the lowest of its ports' otherwise, which changes
-                # as hosts come, and the hosts' ARP entries for the gateway with it.
-                mac = "02:73:6c:{:02x}:{:02x}:01".format(*subnet[0].packed[1:3])
-                script = f"link add name {b} address {mac} type bridge\n"
-                script += f"link set dev {b} addrgenmode none\n"
-                script += f"addr add {subnet[1]}/24 dev {b}\nlink set dev {b} up\n"
+                script = f"link add name {gw} type veth peer name gw netns {sw}\n"
+                script += f"link set dev {gw} addrgenmode none\n"
+                script += f"addr add {subnet[1]}/24 dev {gw}\nlink set dev {gw} up\n"
                 await _run("ip", "-b", "-", stdin=script)
                 self.subnet = subnet  # its route is in the table now: the next lab sees it
+            script = "link set dev gw addrgenmode none\nlink set dev gw master br up\n"
+            await _run("ip", "-n", sw, "-b", "-", stdin=script)
 
     async def add_host(self, name: str, *, up: int | None, down: int | None) -> Host:
         """A new namespace on the bridge with the next address, its upload capped at *up* and
@@ -216,28 +213,36 @@ class NetLab:
         if index > MAX_HOSTS:
             raise CompareError(f"network lab: at most {MAX_HOSTS} hosts")
         self._next += 1
-        netns = link = f"{self.prefix}-{index}"
-        address = str(self.subnet[index + 1])
+        netns, port, address = f"{self.prefix}-{index}", f"h{index}", str(self.subnet[index + 1])
         try:
             await _run("ip", "netns", "add", netns)
-            script = f"link add name {link} type veth peer name eth0 netns {netns}\n"
-            script += f"link set dev {link} addrgenmode none\n"
-            script += f"link set dev {link} master {self.bridge} up\n"
-            await _run("ip", "-b", "-", stdin=script)
+            script = f"link add name {port} type veth peer name eth0 netns {netns}\n"
+            script += f"link set dev {port} addrgenmode none\nlink set dev {port} master br up\n"
+            await _run("ip", "-n", self.switch, "-b", "-", stdin=script)
             script = "link set dev lo up\nlink set dev eth0 addrgenmode none\n"
             script += f"addr add {address}/24 dev eth0\nlink set dev eth0 up\n"
             await _run("ip", "-n", netns, "-b", "-", stdin=script)
             if up is not None:
                 await _run("tc", "-n", netns, "qdisc", "add", "dev", "eth0", "root", *tbf(up))
             if down is not None:
-                await _run("tc", "qdisc", "add", "dev", link, "root", *tbf(down))
+                await _run("tc", "-n", self.switch, "qdisc", "add", "dev", port, "root", *tbf(down))
         except BaseException:
             with contextlib.suppress(CompareError):  # close() tries again and checks
-                await _remove([link], [netns])
+                await _remove([], [netns])  # its veth pair goes with it
             raise
-        host = Host(name, netns, address, link, up, down)
+        host = Host(name, netns, address, port, up, down)
         self.hosts.append(host)
         return host
+
+    async def link_bytes(self) -> dict[str, tuple[int, int]]:
+        """Bytes each host has sent and received so far (Ethernet frames, headers included),
+        by the kernel's counters of its port on the bridge; keyed by the hosts' names."""
+        ports = json.loads(await _run("ip", "-n", self.switch, "-j", "-s", "link", "show"))
+        # a port receives what its host sends, and sends what its host receives
+        count = {
+            p["ifname"]: (p["stats64"]["rx"]["bytes"], p["stats64"]["tx"]["bytes"]) for p in ports
+        }
+        return {h.name: count[h.port] for h in self.hosts}
 
     async def close(self) -> None:
         """Remove every namespace, veth and bridge of this lab's prefix, and check that none is
@@ -260,9 +265,10 @@ class NetLab:
 
     @staticmethod
     async def sweep(prefix: str) -> list[str]:
-        """Remove the bridge, veths and namespaces named after *prefix* (``P-br``, ``P-1``,
-        ...), say a crashed run's; no other name is touched. Returns the names removed."""
-        mine = re.compile(re.escape(_checked(prefix)) + r"-(?:br|\d+)")
+        """Remove the uplink and the namespaces named after *prefix* (``P-gw``, ``P-sw``,
+        ``P-1``, ...), say a crashed run's; no other name is touched. Returns the names removed
+        (a veth goes with the namespace of either end, the bridge with P-sw)."""
+        mine = re.compile(re.escape(_checked(prefix)) + r"-(?:gw|sw|\d+)")
         removed: set[str] = set()
         for _ in range(3):  # an ip command that a killed run left running may add one more
             links, spaces = await _names(mine)
@@ -324,11 +330,10 @@ def _why(stderr: str, code: int) -> str:
 
 
 async def _remove(links: list[str], spaces: list[str]) -> None:
-    """Delete links (a veth takes its peer along), veths before the bridge, then namespaces.
-    Some may be gone already (a namespace's end of a veth goes with it): errors are let be,
-    and the caller checks what is left by listing."""
-    order = sorted(links, key=lambda n: n.endswith("-br"))
-    script = "".join(f"link del dev {n}\n" for n in order)
+    """Delete links (a veth takes its peer along), then namespaces. Some may be gone already
+    (a veth goes with either end's namespace): errors are let be, and the caller checks what
+    is left by listing."""
+    script = "".join(f"link del dev {n}\n" for n in links)
     script += "".join(f"netns del {n}\n" for n in spaces)
     await _run("ip", "-force", "-b", "-", stdin=script, check=False)
 
@@ -347,22 +352,18 @@ async def _taken_networks() -> list[ipaddress.IPv4Network]:
     """Every IPv4 route (all tables) and address of the root namespace, as networks."""
     routes = json.loads(await _run("ip", "-j", "-4", "route", "show", "table", "all") or "[]")
     links = json.loads(await _run("ip", "-j", "-4", "addr", "show") or "[]")
+    found = [str(r.get("dst", "default")) for r in routes]
+    found += [f"{a['local']}/{a['prefixlen']}" for x in links for a in x.get("addr_info", [])]
     nets = []
-    for route in routes:
-        dst = str(route.get("dst", "default"))
-        if dst != "default":
-            with contextlib.suppress(ValueError):
-                nets.append(ipaddress.IPv4Network(dst, strict=False))
-    for link in links:
-        for a in link.get("addr_info", []):
-            with contextlib.suppress(ValueError, KeyError):
-                nets.append(ipaddress.IPv4Network(f"{a['local']}/{a['prefixlen']}", strict=False))
+    for net in found:
+        with contextlib.suppress(ValueError):  # "default", or an unknown form
+            nets.append(ipaddress.IPv4Network(net, strict=False))
     return nets
 
 
 @contextlib.asynccontextmanager
 async def _subnet_lock() -> AsyncIterator[None]:
-    """Hold the machine-wide lock under which a lab picks its subnet and makes its bridge."""
+    """Hold the machine-wide lock under which a lab picks its subnet and takes it."""
     folder = Path("/run/lock")
     if not folder.is_dir():
         folder = Path(tempfile.gettempdir())
@@ -385,7 +386,7 @@ async def _subnet_lock() -> AsyncIterator[None]:
 
 def _checked(prefix: str) -> str:
     if not _PREFIX.fullmatch(prefix):
-        raise ValueError(f"a lab prefix is 1 to 11 of a-z, 0-9 and _, not {prefix!r}")
+        raise ValueError(f"a lab prefix is 1 to 12 of a-z, 0-9 and _, not {prefix!r}")
     return prefix
 
 
