@@ -126,16 +126,23 @@ async def _start(*argv: str) -> tuple[asyncio.subprocess.Process, str]:
         *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, cwd=ROOT
     )
     assert proc.stdout is not None
-    async with asyncio.timeout(WAIT):
-        line = await proc.stdout.readline()
+    try:
+        async with asyncio.timeout(WAIT):
+            line = await proc.stdout.readline()
+    except BaseException:
+        await _finish(proc, kill=True)
+        raise
     if not line:
         _, err = await _finish(proc)
         raise AssertionError(f"{argv[-3:]} printed nothing: {err}")
     return proc, line.decode().strip()
 
 
-async def _finish(proc: asyncio.subprocess.Process) -> tuple[str, str]:
-    """Its remaining output once it exits, within the deadline (killed by PID if not)."""
+async def _finish(proc: asyncio.subprocess.Process, kill: bool = False) -> tuple[str, str]:
+    """Its remaining output once it exits, within the deadline (killed by PID if not, or at
+    once with *kill*)."""
+    if kill and proc.returncode is None:
+        proc.kill()
     try:
         async with asyncio.timeout(WAIT):
             out, err = await proc.communicate()
@@ -170,7 +177,11 @@ async def _rate(sender: Host, receiver: Host, seconds: float) -> float:
     """Bytes/s of TCP data from *sender* to *receiver*, measured where it arrives."""
     sink, port = await _start(*receiver.argv(sys.executable, "-c", TOOL, "sink", receiver.address))
     send = sender.argv(sys.executable, "-c", TOOL, "send", receiver.address, port, str(seconds))
-    _, err = await _finish(await asyncio.create_subprocess_exec(*send, stderr=subprocess.PIPE))
+    try:
+        _, err = await _finish(await asyncio.create_subprocess_exec(*send, stderr=subprocess.PIPE))
+    except BaseException:
+        await _finish(sink, kill=True)
+        raise
     out, err2 = await _finish(sink)
     assert out, err + err2
     return float(json.loads(out)["rate"])
@@ -193,6 +204,8 @@ def test_hosts_reach_each_other_and_the_root_namespace_reaches_them(root_lab: No
                 lab.add_host("a", up=None, down=None), lab.add_host("b", up=MiB, down=MiB)
             )
             assert lab.subnet is not None and {a.address, b.address} < set(map(str, lab.subnet))
+            with pytest.raises(ValueError, match="named 'a' already"):
+                await lab.add_host("a", up=None, down=None)
             async with _echo(a) as port:
                 assert await _ask(b, a.address, port) == f"hello from {b.address}"
                 assert await _ask(None, a.address, port) == f"hello from {lab.gateway}"
@@ -383,14 +396,20 @@ raise SystemExit(run_until_signal(main))
 """
 
 
-async def _holder_at(hosts: int, line: str) -> tuple[asyncio.subprocess.Process, str]:
-    """Start a holder of *hosts* hosts and read until it prints *line*."""
+@contextlib.asynccontextmanager
+async def _holder(hosts: int, line: str) -> AsyncIterator[tuple[asyncio.subprocess.Process, str]]:
+    """A holder of *hosts* hosts, once it has printed *line*; killed and swept at the end if
+    the test has not ended it."""
     proc, prefix = await _start(sys.executable, "-c", HOLDER, str(hosts))
     assert proc.stdout is not None
-    async with asyncio.timeout(WAIT):
-        while (await proc.stdout.readline()).decode().strip() != line:
-            assert proc.returncode is None
-    return proc, prefix
+    try:
+        async with asyncio.timeout(WAIT):
+            while (await proc.stdout.readline()).decode().strip() != line:
+                assert not proc.stdout.at_eof(), "the holder ended early"
+        yield proc, prefix
+    finally:
+        await _finish(proc, kill=True)
+        await NetLab.sweep(prefix)
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
@@ -398,12 +417,12 @@ def test_a_signal_in_the_middle_of_setup_still_removes_everything(
     root_lab: None, sig: signal.Signals
 ) -> None:
     async def main() -> None:
-        proc, prefix = await _holder_at(200, "host 2")
-        assert await _ours(prefix) != []
-        proc.send_signal(sig)  # while it makes host 3
-        _, err = await _finish(proc)
-        assert proc.returncode == 128 + sig, err
-        assert await _ours(prefix) == []
+        async with _holder(200, "host 2") as (proc, prefix):
+            assert await _ours(prefix) != []
+            proc.send_signal(sig)  # while it makes host 3
+            _, err = await _finish(proc)
+            assert proc.returncode == 128 + sig, err
+            assert await _ours(prefix) == []
 
     asyncio.run(main())
 
@@ -412,15 +431,15 @@ def test_sweep_removes_what_a_killed_run_left_and_only_that(root_lab: None) -> N
     async def main() -> None:
         async with NetLab() as bystander:
             await bystander.add_host("a", up=None, down=None)
-            proc, prefix = await _holder_at(2, "ready")
-            proc.kill()  # SIGKILL: no cleanup at all (and no ip command of its own left running)
-            await _finish(proc)
-            left = await _ours(prefix)
-            assert {f"{prefix}-gw", f"{prefix}-sw", f"{prefix}-1", f"{prefix}-2"} == set(left)
-            assert prefix in await NetLab.stale()
-            assert bystander.prefix not in await NetLab.stale()  # its process lives
-            assert await NetLab.sweep(prefix) == sorted(set(left))
-            assert await _ours(prefix) == []
-            assert await _ours(bystander.prefix) != []
+            async with _holder(2, "ready") as (proc, prefix):
+                # SIGKILL: no cleanup at all (and no ip command of its own left running)
+                await _finish(proc, kill=True)
+                left = await _ours(prefix)
+                assert {f"{prefix}-gw", f"{prefix}-sw", f"{prefix}-1", f"{prefix}-2"} == set(left)
+                assert prefix in await NetLab.stale()
+                assert bystander.prefix not in await NetLab.stale()  # its process lives
+                assert await NetLab.sweep(prefix) == sorted(set(left))
+                assert await _ours(prefix) == []
+                assert await _ours(bystander.prefix) != []
 
     asyncio.run(main())

@@ -62,7 +62,7 @@ QUEUE_SECONDS = 0.1  # how much of its rate a capped link may hold in its queue
 MIN_QUEUE = 16 * FRAME
 
 _PREFIX = re.compile(r"[a-z0-9_]{1,12}")  # "-gw" after it: 15 characters, IFNAMSIZ - 1
-_DEFAULT_NAME = re.compile(r"(sl([0-9a-z]+)_[0-9a-z]+)-(?:gw|sw|\d+)")  # sl<pid>_<n>
+_DEFAULT_NAME = re.compile(r"(sl([0-9a-f]+)_[0-9a-f]+)-(?:gw|sw|\d+)")  # sl<pid>_<n>, hex
 _labs = itertools.count(1)
 
 
@@ -117,7 +117,7 @@ def free_subnet(taken: Iterable[ipaddress.IPv4Network], start: int = 0) -> ipadd
 
 def default_prefix() -> str:
     """A prefix no other run uses: this process's id and a counter."""
-    return f"sl{_base36(os.getpid())}_{_base36(next(_labs))}"
+    return f"sl{os.getpid():x}_{next(_labs) % 4096:x}"  # at most 12 characters
 
 
 def lab_problem() -> str | None:
@@ -153,6 +153,7 @@ class NetLab:
         self.switch = f"{self.prefix}-sw"  # the namespace of the bridge
         self.subnet: ipaddress.IPv4Network | None = None
         self.hosts: list[Host] = []
+        self._names: set[str] = set()
         self._next = 1
         self._start_lock = asyncio.Lock()
         self._closing: asyncio.Task[list[str]] | None = None
@@ -194,9 +195,10 @@ class NetLab:
                 script += f"link set dev {gw} addrgenmode none\n"
                 script += f"addr add {subnet[1]}/24 dev {gw}\nlink set dev {gw} up\n"
                 await _run("ip", "-b", "-", stdin=script)
-                self.subnet = subnet  # its route is in the table now: the next lab sees it
+                # its route is in the table now: the next lab to look sees it taken
             script = "link set dev gw addrgenmode none\nlink set dev gw master br up\n"
             await _run("ip", "-n", sw, "-b", "-", stdin=script)
+            self.subnet = subnet
 
     async def add_host(self, name: str, *, up: int | None, down: int | None) -> Host:
         """A new namespace on the bridge with the next address, its upload capped at *up* and
@@ -205,14 +207,15 @@ class NetLab:
         for rate in (up, down):
             if rate is not None and rate <= 0:
                 raise ValueError(f"a rate must be positive, not {rate}")
-        if any(h.name == name for h in self.hosts):
-            raise ValueError(f"the lab has a host named {name!r} already")
         await self.start()
         assert self.subnet is not None
+        if name in self._names:
+            raise ValueError(f"the lab has a host named {name!r} already")
         index = self._next
         if index > MAX_HOSTS:
             raise CompareError(f"network lab: at most {MAX_HOSTS} hosts")
         self._next += 1
+        self._names.add(name)
         netns, port, address = f"{self.prefix}-{index}", f"h{index}", str(self.subnet[index + 1])
         try:
             await _run("ip", "netns", "add", netns)
@@ -227,6 +230,7 @@ class NetLab:
             if down is not None:
                 await _run("tc", "-n", self.switch, "qdisc", "add", "dev", port, "root", *tbf(down))
         except BaseException:
+            self._names.discard(name)
             with contextlib.suppress(CompareError):  # close() tries again and checks
                 await _remove([], [netns])  # its veth pair goes with it
             raise
@@ -288,7 +292,7 @@ class NetLab:
         (killed before it could close them): each may go to :meth:`sweep`."""
         links, spaces = await _names(_DEFAULT_NAME)
         owners = {
-            (m[1], int(m[2], 36)) for n in links + spaces if (m := _DEFAULT_NAME.fullmatch(n))
+            (m[1], int(m[2], 16)) for n in links + spaces if (m := _DEFAULT_NAME.fullmatch(n))
         }
         return sorted({p for p, pid in owners if not Path(f"/proc/{pid}").exists()})
 
@@ -388,12 +392,3 @@ def _checked(prefix: str) -> str:
     if not _PREFIX.fullmatch(prefix):
         raise ValueError(f"a lab prefix is 1 to 12 of a-z, 0-9 and _, not {prefix!r}")
     return prefix
-
-
-def _base36(n: int) -> str:
-    out = ""
-    while True:
-        n, d = divmod(n, 36)
-        out = "0123456789abcdefghijklmnopqrstuvwxyz"[d] + out
-        if not n:
-            return out
