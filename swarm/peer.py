@@ -278,8 +278,8 @@ class PeerConnection(asyncio.Protocol):
             self.transport.write(data)
             self.state.last_sent = time.monotonic()
 
-    def send(self, msg: wire.Message) -> None:
-        self._write(wire.encode(msg))
+    def send(self, *msgs: wire.Message) -> None:
+        self._write(b"".join([wire.encode(m) for m in msgs]))  # several: one write
 
     def send_initial(self) -> None:
         """What follows the handshake: bitfield (or have all/none), then BEP 10 handshake."""

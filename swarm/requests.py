@@ -71,6 +71,7 @@ class RequestPolicy:
         self._rejected: dict[RequestPeer, dict[int, float]] = {}
         self._pipes: dict[RequestPeer, Pipeline] = {}  # each peer's measured rate and delay
         self.seeding = InitialSeeding(picker.num_pieces)
+        self._held_back = False  # a fill stopped at MAX_PENDING_BYTES since the last write
 
     # -- what peers have ---------------------------------------------------------------------
 
@@ -99,9 +100,10 @@ class RequestPolicy:
             self._counted[peer] = SEED
             if self._both_seeds(peer):
                 return
-        if not state.am_interested and self.picker.wanted(index):
-            peer.set_interested(True)
-        self.fill(peer)
+        if self.picker.wanted(index):  # else nothing changed for what we ask of it
+            if not state.am_interested:
+                peer.set_interested(True)
+            self.fill(peer)
 
     def _both_seeds(self, peer: RequestPeer) -> bool:
         if peer.state.peer_is_seed and self.picker.complete:
@@ -121,12 +123,25 @@ class RequestPolicy:
         if want:
             self.fill(peer)
 
-    def lose_interest(self) -> None:
-        """A piece was verified: stop being interested in peers that have nothing else."""
+    def lose_interest(self, index: int) -> None:
+        """Piece *index* was verified: stop being interested in the peers that have it and
+        nothing else we want (one that lacks it is as interesting as it was)."""
         for peer in list(self.peers):
             s = peer.state
-            if s.am_interested and not s.requests_out and not self.picker.interesting(s.peer_has):
+            if (
+                s.am_interested
+                and not s.requests_out
+                and index < len(s.peer_has)
+                and s.peer_has[index]
+                and not self.picker.interesting(s.peer_has)
+            ):
                 peer.set_interested(False)
+
+    def piece_written(self) -> None:
+        """A piece left the write queue: requests its bound held back may go now."""
+        if self._held_back:
+            self._held_back = False
+            self.refill_all()
 
     def peer_gone(self, peer: RequestPeer) -> None:
         """The peer left: its requests go to the others."""
@@ -184,6 +199,7 @@ class RequestPolicy:
         if outstanding > depth // 2:
             return
         if len(self.picker.pending) * self.picker.piece_length > MAX_PENDING_BYTES:
+            self._held_back = True
             return
         has = state.peer_has
         if peer in self._rejected:

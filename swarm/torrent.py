@@ -19,12 +19,12 @@ from functools import partial
 from pathlib import Path
 from typing import Any, Protocol
 
-from swarm import wire
 from swarm.announce import AnnounceRequest
 from swarm.announcer import Announcer
 from swarm.choker import ROUND_SECONDS, Choker, choke_round, unchoke_if_free
 from swarm.errors import SwarmError, TrackerError
 from swarm.extensions import pex_round
+from swarm.have_batch import HaveBatcher
 from swarm.metainfo import Torrent
 from swarm.peer import PeerConnection
 from swarm.peer_directory import MAX_PEERS_PER_TORRENT, Address, PeerDirectory
@@ -89,6 +89,7 @@ class TorrentController:
         self.directory = PeerDirectory[PeerConnection](host.peer_id, max_peers=max_peers)
         self.peers = self.directory.peers
         self.requests = RequestPolicy(self.picker, self.peers)
+        self.haves = HaveBatcher(self.peers)
         self.announcer = Announcer(
             torrent.announce_tiers,
             request=self._announce_request,
@@ -148,6 +149,7 @@ class TorrentController:
         for conn in list(self.peers):
             conn.close()
         await self.tasks.close()
+        self.haves.close()
         if announce_stopped:
             await self.announcer.stop()
         await self.io.close(self.picker.have, self.picker.complete)
@@ -195,15 +197,13 @@ class TorrentController:
         ok, contributors = await self.io.verify_and_write(index)
         if ok:
             self.picker.piece_verified(index)
-            have = wire.Have(index)
-            for p in list(self.peers):
-                p.send(have)
-            self.requests.lose_interest()
+            self.haves.add(index)  # with the others verified within 50 ms, to those who lack it
+            self.requests.lose_interest(index)
             if self.picker.complete:
+                self.haves.flush()  # that we are a seed now, at once
                 await self._finish()
             else:
-                # The piece left the write queue: requests held back by its bound may go.
-                self.requests.refill_all()
+                self.requests.piece_written()
             return
         self.hash_failures += 1
         self.wasted += self.torrent.piece_size(index)

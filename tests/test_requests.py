@@ -309,3 +309,27 @@ def test_directory_bans_a_lone_liar_at_once_and_accomplices_after_strikes() -> N
     assert set(d.blame({a.peer_id, b.peer_id})) == {a, b}
     again = FakePeer("liar")
     assert not d.admit(again) and again.reason == "banned peer"
+
+
+def test_a_verified_piece_ends_interest_only_in_peers_that_had_it_and_nothing_more() -> None:
+    only0 = [True] + [False] * (NUM - 1)
+    a, b = FakePeer("a", only0), FakePeer("b", [False] * NUM)
+    rp, _ = policy(a, b)
+    for p in (a, b):
+        p.state.interested(True)  # b: as if it had something before (not rechecked now)
+    rp.picker.set_have(0)
+    rp.lose_interest(0)
+    assert not a.state.am_interested  # had piece 0, and nothing else we want
+    assert b.state.am_interested  # lacks piece 0: its interest is not this piece's business
+
+
+def test_a_have_of_a_piece_we_do_not_want_asks_nothing() -> None:
+    p = FakePeer("a", [False] * NUM)
+    rp, _ = policy(p)
+    rp.picker.set_have(3)
+    p.state.receive(wire.encode(wire.Have(3)), 1.0)
+    rp.have(p, 3)  # type: ignore[arg-type]
+    assert not p.state.am_interested and p.asked == []
+    p.state.receive(wire.encode(wire.Have(4)), 1.0)
+    rp.have(p, 4)  # type: ignore[arg-type]
+    assert p.state.am_interested and p.asked  # a piece we want: interest and requests
