@@ -1,0 +1,249 @@
+"""``swarm compare`` at growing N on this machine, with libtorrent's swarm as the reference.
+
+    python bench/scale/run.py                       # N = 8,16,32,64,100; lt at 8,16
+    python bench/scale/run.py --peers 8,16,32,64,100,200 --json out.json
+    python bench/scale/run.py --peers 100 --no-lt --size 1M
+
+For each N, one ``swarm compare --peers N --json --no-plot`` (the default 4 MiB sample, u_s = u
+= 1 MiB/s, --peers-per-process by its default rule unless --per-process) as a process of its
+own, its whole process tree's RSS sampled every 0.2 s from /proc: swarm time / D_p2p, central
+time / D_cs, the peak RSS of the tree, the processes each phase ran and the downloaders' CPU
+seconds per downloader (from compare's JSON: each phase's processes, read just before they stop).
+
+The reference, in the same run (N = 8 and 16 by default): the same swarm with libtorrent
+downloaders, one libtorrent session (one process, lt_peer.py) per downloader, each capped at u
+up like swarm's, no download cap, the same swarm seed (u_s) and swarm tracker, the same torrent
+(made as compare makes it), timed the same way (from one 'go' to each 'done', every copy checked
+by SHA-256): libtorrent time / D_p2p. Targets (issue 16): swarm <= 1.3x D_p2p up to N = 100,
+<= 1.5x at 200, and ahead of libtorrent's ratio at N = 8 and 16.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+LT_PEER = Path(__file__).resolve().with_name("lt_peer.py")
+SYSTEM_PYTHON = "/usr/bin/python3"
+RATE = 1 << 20
+
+
+def tree_rss(root: int) -> tuple[int, int]:
+    """(bytes of RSS, processes) of *root* and every descendant now."""
+    kids: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            except OSError:
+                continue
+            kids.setdefault(ppid, []).append(int(entry))
+    total, count, todo = 0, 0, [root]
+    while todo:
+        pid = todo.pop()
+        todo += kids.get(pid, [])
+        try:
+            with open(f"/proc/{pid}/status") as f:
+                for line in f:
+                    if line.startswith("VmRSS:"):
+                        total += int(line.split()[1]) * 1024
+                        count += 1
+        except OSError:
+            pass
+    return total, count
+
+
+def run_compare(n: int, size: str | None, per_process: int | None) -> dict:
+    cmd = [sys.executable, "-m", "swarm", "compare", "--peers", str(n), "--json", "--no-plot"]
+    if size:
+        cmd += ["--size", size]
+    if per_process:
+        cmd += ["--peers-per-process", str(per_process)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    peak = [0, 0]
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.wait(0.2):
+            rss, count = tree_rss(proc.pid)
+            peak[0], peak[1] = max(peak[0], rss), max(peak[1], count)
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    out, err = proc.communicate()
+    done.set()
+    sampler.join()
+    if proc.returncode != 0:
+        raise SystemExit(f"compare --peers {n} failed ({proc.returncode}): {err[-2000:]}")
+    (run,) = json.loads(out)["runs"]
+    run["tree_peak_rss"], run["tree_processes"] = peak
+    return run
+
+
+# -- the libtorrent reference --------------------------------------------------------------
+
+
+def sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+async def lt_swarm(n: int, path: Path) -> float:
+    """Seconds until the last of N libtorrent downloaders has the file, from one 'go'."""
+    sys.path.insert(0, str(ROOT))
+    from swarm.compare.children import Child
+    from swarm.create import create_torrent
+    from swarm.status import Event
+
+    work = Path(tempfile.mkdtemp(prefix="swarm-bench-scale-"))
+    children: list[Child] = []
+    peers: list[asyncio.subprocess.Process] = []
+    try:
+        tracker = await Child.start(
+            "tracker", "tracker", "--host", "127.0.0.1", "--port", "0", "--no-udp"
+        )
+        children.append(tracker)
+        url = (await tracker.wait_for(Event.LISTENING, 30)).urls[0]
+        torrent = work / (path.name + ".torrent")
+        torrent.write_bytes(create_torrent(path, trackers=[[url]]))
+        seed = await Child.start(
+            "seed", "seed", str(path), "--torrent", str(torrent), "--host", "127.0.0.1",
+            "--port", "0", "--max-upload-rate", str(RATE), "--no-verify",
+        )  # fmt: skip
+        children.append(seed)
+        await seed.wait_for(Event.LISTENING, 30)
+        for i in range(n):
+            out = work / str(i)
+            out.mkdir()
+            peers.append(
+                await asyncio.create_subprocess_exec(
+                    SYSTEM_PYTHON,
+                    str(LT_PEER),
+                    str(torrent),
+                    str(out),
+                    str(RATE),
+                    "0",
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.DEVNULL,
+                )  # fmt: skip
+            )
+        for p in peers:
+            assert p.stdout is not None
+            async with asyncio.timeout(60):
+                line = await p.stdout.readline()
+            if line.strip() != b"ready":
+                raise SystemExit(f"a libtorrent peer did not start: {line!r}")
+        t0 = time.monotonic()
+        for p in peers:
+            assert p.stdin is not None
+            p.stdin.write(b"go\n")
+        times = [0.0] * n
+
+        async def one(i: int, p: asyncio.subprocess.Process) -> None:
+            assert p.stdout is not None
+            async with asyncio.timeout(600):
+                line = await p.stdout.readline()
+            times[i] = time.monotonic() - t0
+            if not line.startswith(b"done"):
+                raise SystemExit(f"libtorrent peer {i} failed: {line!r}")
+
+        await asyncio.gather(*(one(i, p) for i, p in enumerate(peers)))
+        original = sha256(path)
+        for i in range(n):
+            if sha256(work / str(i) / path.name) != original:
+                raise SystemExit(f"libtorrent peer {i}'s copy does not match")
+        return max(times)
+    finally:
+        for p in peers:
+            if p.returncode is None:
+                p.kill()
+            await p.wait()
+        await asyncio.gather(*(c.stop() for c in children), return_exceptions=True)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--peers", default="8,16,32,64,100", help="the N to run (default %(default)s)")
+    ap.add_argument("--lt", default="8,16", help="N for the libtorrent reference (%(default)s)")
+    ap.add_argument("--no-lt", action="store_true", help="skip the libtorrent reference")
+    ap.add_argument("--size", default=None, help="a synthetic file of this size, not the sample")
+    ap.add_argument("--per-process", type=int, default=None, help="K (default: compare's rule)")
+    ap.add_argument("--json", type=Path, default=None, help="also write the figures here")
+    args = ap.parse_args()
+    sys.path.insert(0, str(ROOT))
+    from swarm.compare.experiment import default_sample
+    from swarm.compare.results import bounds
+
+    counts = [int(x) for x in args.peers.split(",")]
+    lt_counts = [] if args.no_lt else [int(x) for x in args.lt.split(",")]
+    rows = []
+    for n in counts:
+        r = run_compare(n, args.size, args.per_process)
+        rows.append(r)
+        s, c = r["swarm"], r["central"]
+        print(
+            f"N={n}: swarm {s['total']:.2f} s / D_p2p {r['bounds']['swarm']:.2f} s = "
+            f"{s['total'] / r['bounds']['swarm']:.2f}x; "
+            f"central {c['total'] / r['bounds']['central']:.2f}x"
+            f"; peak tree RSS {r['tree_peak_rss'] / 2**20:.0f} MiB",
+            file=sys.stderr,
+            flush=True,
+        )
+    refs = {}
+    if lt_counts:
+        if args.size:
+            src = Path(tempfile.mkdtemp(prefix="swarm-bench-scale-src-")) / "synthetic.bin"
+            from swarm.units import parse_size
+
+            src.write_bytes(os.urandom(parse_size(args.size)))
+        else:
+            sample = default_sample()
+            assert sample is not None
+            src = sample
+        size = src.stat().st_size
+        for n in lt_counts:
+            total = asyncio.run(lt_swarm(n, src))
+            refs[n] = (total, bounds(size, n, RATE, RATE)[1])
+            print(f"N={n}: libtorrent {total:.2f} s = {total / refs[n][1]:.2f}x", file=sys.stderr)
+        if args.size:
+            shutil.rmtree(src.parent, ignore_errors=True)
+    head = (
+        f"{'N':>4} {'K':>3} {'procs':>5} {'swarm/D_p2p':>11} {'lt/D_p2p':>9} {'swarm/lt':>8} "
+        f"{'central/D_cs':>12} {'peak RSS':>9} {'CPU s/dl swarm':>14} {'central':>7}"
+    )
+    print(head)
+    for r in rows:
+        n, s, c = r["peers"], r["swarm"], r["central"]
+        ratio = s["total"] / r["bounds"]["swarm"]
+        lt = f"{refs[n][0] / refs[n][1]:.2f}x" if n in refs else "-"
+        vs = f"{s['total'] / refs[n][0]:.2f}" if n in refs else "-"
+        print(
+            f"{n:>4} {r['peers_per_process']:>3} {s['processes']:>5} {ratio:>10.2f}x {lt:>9} "
+            f"{vs:>8} {c['total'] / r['bounds']['central']:>11.2f}x "
+            f"{r['tree_peak_rss'] / 2**20:>5.0f} MiB {s['cpu_seconds'] / n:>14.3f} "
+            f"{c['cpu_seconds'] / n:>7.3f}"
+        )
+    print("targets: swarm/D_p2p <= 1.3 up to N = 100, <= 1.5 at 200; swarm/lt < 1 at 8 and 16")
+    if args.json:
+        args.json.write_text(json.dumps({"runs": rows, "libtorrent": refs}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
