@@ -333,3 +333,34 @@ def test_a_have_of_a_piece_we_do_not_want_asks_nothing() -> None:
     p.state.receive(wire.encode(wire.Have(4)), 1.0)
     rp.have(p, 4)  # type: ignore[arg-type]
     assert p.state.am_interested and p.asked  # a piece we want: interest and requests
+
+
+def test_a_peer_that_closes_us_at_once_is_dialled_again_ever_later() -> None:
+    """A full peer accepts and closes at once: that is a failed dial (backing off), not a
+    connection that worked (redialled after RECONNECT_SECONDS)."""
+    import asyncio
+
+    from swarm.peer_directory import RECONNECT_SECONDS, SHORT_LIVED_SECONDS
+
+    clock = Clock()
+    d: PeerDirectory[FakePeer] = PeerDirectory(b"-SW0100-ourselves000", clock=clock)
+    addr = ("127.0.0.1", 7)
+    d.add([addr])
+    lasts: list[float] = []
+
+    class Lasting(FakePeer):
+        async def closed_wait(self) -> None:
+            clock.now += lasts[-1]  # the connection lasted this long
+
+    async def connect(a: tuple[str, int]) -> FakePeer:
+        return Lasting("x")
+
+    waits = []
+    for lasted in (0.1, 0.1, 0.1, SHORT_LIVED_SECONDS + 1):
+        lasts.append(lasted)
+        assert d.to_dial(lambda: True, ("127.0.0.1", 9)) == [addr]
+        asyncio.run(d.dial(addr, connect))
+        waits.append(d.candidates[addr].next_try - clock.now)
+        clock.now = d.candidates[addr].next_try
+    assert waits[:3] == [4.0, 8.0, 16.0]  # refused three times: ever longer
+    assert waits[3] == RECONNECT_SECONDS  # a connection that lasted: back soon, as before
