@@ -18,14 +18,14 @@ from swarm.errors import UsageError
         (1, 2, 1),
         (8, 2, 1),
         (16, 2, 1),  # up to 8 per core: a process each, as before
-        (17, 2, 3),  # beyond: 4 processes per core
-        (32, 2, 4),
-        (64, 2, 8),
-        (100, 2, 13),
-        (200, 2, 25),
+        (17, 2, 5),  # beyond: 2 processes per core
+        (32, 2, 8),
+        (64, 2, 16),
+        (100, 2, 25),
+        (200, 2, 50),
         (8, 1, 1),
-        (9, 1, 3),
-        (100, 8, 4),
+        (9, 1, 5),
+        (100, 8, 7),
     ],
 )
 def test_default_peers_per_process(n: int, cores: int, k: int) -> None:
@@ -49,4 +49,4 @@ def test_peers_up_to_the_stated_limit() -> None:
 def test_help_states_the_limit_and_the_k_rule() -> None:
     out = CliRunner().invoke(compare_command, ["--help"], terminal_width=200).output
     assert "N at most 200" in out
-    assert "--peers-per-process" in out and "4 processes per core" in out
+    assert "--peers-per-process" in out and "2 processes per core" in out

@@ -56,7 +56,7 @@ def _peer_counts(text: str) -> list[int]:
     metavar="K",
     help="Run K downloaders in one process, in both phases (each still its own peer: own "
     "port, peer id, caps, folder and time). Default: 1 while N <= 8 per core (16 on 2 "
-    "cores), beyond that N spread over 4 processes per core (N = 100 on 2 cores: 13).",
+    "cores), beyond that N spread over 2 processes per core (N = 100 on 2 cores: 25).",
 )
 @click.option(
     "--upload-rate",

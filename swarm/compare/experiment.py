@@ -38,13 +38,16 @@ from swarm.units import counted
 START_TIMEOUT = 30.0  # seconds a child may take to listen, or to be ready
 MAX_PEERS = 200  # N: beyond this, one machine's 2 cores and ports are the experiment
 ALONE_UP_TO = 8  # per core: up to this many downloaders each have a process of their own
-PROCESSES_PER_CORE = 4  # beyond it, downloaders share this many processes per core
+PROCESSES_PER_CORE = 2  # beyond it, downloaders share this many processes per core
 
 
 def default_per_process(n: int, cores: int | None = None) -> int:
     """K, the downloaders one process runs, when --peers-per-process is not given: 1 (a
     process each, as ``swarm fetch`` runs) up to 8 per core (N <= 16 on 2 cores); beyond,
-    N spread over 4 processes per core (N = 100 on 2 cores: 13 to a process, 8 processes)."""
+    N spread over 2 processes per core (N = 100 on 2 cores: 25 to a process, 4 processes).
+    Measured on 2 cores, swarm phase at N = 32 and 100: 2 per core 7.1 s and 21.0 s, 4 per
+    core 8.1 s and 20.9-26.8 s, 1 per core 25.3 s at N = 100 (one interpreter per downloader:
+    17.1 s at N = 32): every process is an interpreter and a loop more to feed."""
     cores = max(1, cores if cores is not None else (os.cpu_count() or 1))
     if n <= ALONE_UP_TO * cores:
         return 1
