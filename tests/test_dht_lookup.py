@@ -108,3 +108,18 @@ def test_answers_cannot_grow_a_lookup_without_bound() -> None:
     assert len(lookup._by_addr) == len(lookup._order) == MAX_CANDIDATES
     nearest = sorted(flood, key=lambda n: distance(n.id, TARGET))[:ALPHA]
     assert lookup.next_queries() == nearest
+
+
+def test_a_slow_node_gives_up_its_slot_but_may_still_answer() -> None:
+    lookup = Lookup(TARGET, get_peers=False, k=3, alpha=2)
+    for d in (1, 2, 3, 4):
+        lookup.add(_node(d).id, _node(d).addr)
+    assert lookup.next_queries() == [_node(1), _node(2)]
+    lookup.slow(_node(1).addr)
+    assert lookup.next_queries() == [_node(3)]  # one more in its place
+    assert lookup.in_flight() == 3
+    lookup.answered(_node(2).addr, _node(2).id)
+    lookup.answered(_node(3).addr, _node(3).id)
+    assert not lookup.done  # node 1 is among the 3 nearest: it is waited for...
+    lookup.answered(_node(1).addr, _node(1).id)  # ...and its late answer counts
+    assert lookup.done and lookup.closest() == [_node(1), _node(2), _node(3)]

@@ -18,7 +18,8 @@ from swarm.dht.node import BOOTSTRAP_AGAIN, Datagram, Node, Search
 N = 1000
 STEP = 0.1  # seconds a datagram takes: a query and its answer are two steps, one hop
 TIMEOUT = 1.0
-TICK_EVERY = 10  # steps between the nodes' ticks (one second)
+SLOW = 0.5  # a query this old stops holding a lookup's alpha slot
+TICK_EVERY = 5  # steps between the nodes' ticks (half a second)
 
 
 @dataclass
@@ -32,7 +33,9 @@ class Network:
     queue: list[tuple[bytes, Address, Address]] = field(default_factory=list)
 
     def add(self, addr: Address) -> Node:
-        node = Node(random.Random(self.rng.random()), self.now, query_timeout=TIMEOUT)
+        node = Node(
+            random.Random(self.rng.random()), self.now, query_timeout=TIMEOUT, slow_after=SLOW
+        )
         self.nodes[addr] = node
         return node
 

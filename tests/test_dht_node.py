@@ -9,7 +9,8 @@ import pytest
 from swarm import bencoding
 from swarm.dht import krpc
 from swarm.dht.krpc import AnnouncePeer, FindNode, GetPeers, NodeInfo, Ping, Response
-from swarm.dht.node import MAX_RATE_TRACKED, QUERY_BURST, QUERY_TIMEOUT, Node
+from swarm.dht.node import QUERY_TIMEOUT, Node
+from swarm.dht.ratelimit import MAX_TRACKED, QUERY_BURST
 from swarm.dht.routing import K, distance
 from swarm.dht.store import REPLY_VALUES
 from swarm.errors import BencodeError
@@ -150,11 +151,11 @@ def test_a_flood_from_one_address_is_rate_limited_and_others_still_get_answers()
 
 def test_the_rate_limiter_forgets_old_addresses_to_stay_bounded() -> None:
     node = _node()
-    for i in range(3 * MAX_RATE_TRACKED):
+    for i in range(3 * MAX_TRACKED):
         node.receive(
             krpc.encode(Ping(b"p", Q)), (f"10.{i // 62500}.{i // 250 % 250}.{i % 250}", 1), 1.0
         )
-    assert len(node._rates) == MAX_RATE_TRACKED
+    assert len(node.limits) == MAX_TRACKED
 
 
 def test_a_flood_of_announces_with_bad_tokens_stores_nothing() -> None:
@@ -244,3 +245,19 @@ def test_two_nodes_learn_each_other() -> None:
         data, src, dst = queue.pop(0)
         queue += [(d, dst, to) for d, to in nodes[dst].receive(data, src, 0.1)]
     assert a.table.get(b.id) is not None and b.table.get(a.id) is not None
+
+
+def test_a_slow_query_lets_the_lookup_ask_one_more_node() -> None:
+    node = _node(query_timeout=2.0, slow_after=1.0)
+    _fill(node, 10, random.Random(12))
+    search, out = node.find_node(H, 0.0)
+    assert len(out) == 3
+    assert node.tick(0.9) == []
+    more = node.tick(1.0)
+    assert len(more) == 3 and {a for _, a in more}.isdisjoint({a for _, a in out})
+    assert all(isinstance(krpc.decode(d), FindNode) for d, _ in more)
+    # the slow ones may still answer before they time out
+    first = krpc.decode(out[0][0])
+    node_id = next(c.id for c in node.table.contacts() if c.addr == out[0][1])
+    node.receive(krpc.encode(Response(first.t, node_id, nodes=())), out[0][1], 1.5)
+    assert NodeInfo(node_id, out[0][1]) in search.lookup.closest()

@@ -28,7 +28,7 @@ MAX_PEERS = 1000
 """Peers (values) one get_peers lookup collects at most."""
 
 _FAR = 1 << 160  # a bootstrap address whose id we do not know yet: the farthest of all
-_NEW, _ASKED, _ANSWERED, _FAILED = range(4)
+_NEW, _ASKED, _ANSWERED, _FAILED, _SLOW = range(5)
 
 
 @dataclass(slots=True, eq=False)
@@ -68,7 +68,7 @@ class Lookup:
         self._alpha = alpha
         self._by_addr: dict[Address, _Candidate] = {}
         self._order: list[_Candidate] = []  # nearest first
-        self._counts = [0, 0, 0, 0]  # candidates in each state
+        self._counts = [0, 0, 0, 0, 0]  # candidates in each state
         self._peers: dict[Address, None] = {}
         self._within = None if within is None else 1 << (160 - within)
         self._answered_within = 0
@@ -108,7 +108,7 @@ class Lookup:
 
     @property
     def done(self) -> bool:
-        if not self._counts[_NEW] and not self._counts[_ASKED]:
+        if not self._counts[_NEW] and not self._counts[_ASKED] and not self._counts[_SLOW]:
             return True  # nobody left to ask or to wait for
         if self._within is not None and self._answered_within >= self._k:
             return True
@@ -118,7 +118,8 @@ class Lookup:
         return all(c.state == _ANSWERED for c in nearest)
 
     def in_flight(self) -> int:
-        return self._counts[_ASKED]
+        """Queries out and not yet given up on, slow ones included."""
+        return self._counts[_ASKED] + self._counts[_SLOW]
 
     def next_queries(self) -> list[NodeInfo | Address]:
         """The nodes to query now (marked asked): a :class:`NodeInfo`, or an address alone for
@@ -152,7 +153,7 @@ class Lookup:
     ) -> None:
         """The node at *addr* answered as *node_id*, naming *nodes* and *values*."""
         c = self._by_addr.get(addr)
-        if c is None or c.state != _ASKED:
+        if c is None or c.state not in (_ASKED, _SLOW):
             return
         self._set(c, _ANSWERED)
         c.token = token
@@ -173,8 +174,16 @@ class Lookup:
     def failed(self, addr: Address) -> None:
         """The query to *addr* timed out or was refused."""
         c = self._by_addr.get(addr)
-        if c is not None and c.state == _ASKED:
+        if c is not None and c.state in (_ASKED, _SLOW):
             self._set(c, _FAILED)
+
+    def slow(self, addr: Address) -> None:
+        """The query to *addr* is taking long (the caller's short timeout): it stops holding
+        one of the alpha slots, so the next node is asked meanwhile; its answer still counts
+        if it comes before :meth:`failed` (libtorrent's "short timeout")."""
+        c = self._by_addr.get(addr)
+        if c is not None and c.state == _ASKED:
+            self._set(c, _SLOW)
 
     @property
     def peers(self) -> list[Address]:

@@ -5,7 +5,7 @@ lookups together. The asyncio shell around it is plumbing:
 
 * ``datagram_received(data, addr)`` -> ``node.receive(data, addr, now)`` -> ``sendto`` each
   ``(bytes, address)`` returned;
-* a timer calls ``node.tick(now)`` about once a second and sends what it returns (timeouts
+* a timer calls ``node.tick(now)`` about twice a second and sends what it returns (timeouts
   move lookups on; questionable nodes are pinged; stale buckets refreshed);
 * ``node.get_peers`` / ``node.announce`` / ``node.find_node`` / ``node.bootstrap`` /
   ``node.ping`` start work and return the first datagrams; after each call into the node the
@@ -31,6 +31,7 @@ from swarm import bencoding
 from swarm.dht import krpc
 from swarm.dht.krpc import Address, NodeInfo
 from swarm.dht.lookup import Lookup
+from swarm.dht.ratelimit import QUERY_BURST, QUERY_RATE, RateLimits
 from swarm.dht.routing import K, RoutingTable
 from swarm.dht.store import PeerStore
 from swarm.dht.tokens import Tokens
@@ -38,8 +39,6 @@ from swarm.errors import BencodeError
 
 __all__ = [
     "MAX_PENDING",
-    "QUERY_RATE",
-    "QUERY_BURST",
     "QUERY_TIMEOUT",
     "Datagram",
     "Node",
@@ -50,12 +49,9 @@ Datagram = tuple[bytes, Address]
 
 QUERY_TIMEOUT = 2.0
 """Seconds we wait for an answer before a query counts as failed (BEP 5 has no retries)."""
-QUERY_RATE = 5.0
-QUERY_BURST = 20.0
-"""Queries a second we answer from one IP, and the burst allowed (libtorrent blocks an IP
-over 5 a second: ``dht_block_ratelimit``). A lab with many nodes on one IP raises these."""
-MAX_RATE_TRACKED = 4096
-"""IPs whose token buckets are kept (least recently heard dropped first)."""
+SLOW_AFTER = 1.0
+"""Seconds after which a lookup's query stops holding one of its alpha slots (it may still
+answer until QUERY_TIMEOUT): a dead node then delays a lookup by this, not the timeout."""
 MAX_PENDING = 4096
 """Our queries awaiting an answer; past this a lookup counts a query as failed unsent."""
 PING_AGAIN = 30.0
@@ -105,6 +101,7 @@ class Node:
         node_id: bytes | None = None,
         *,
         query_timeout: float = QUERY_TIMEOUT,
+        slow_after: float = SLOW_AFTER,
         query_rate: float = QUERY_RATE,
         query_burst: float = QUERY_BURST,
         version: bytes | None = None,
@@ -117,10 +114,10 @@ class Node:
         self.tokens = Tokens(rng, now)
         self.store = PeerStore()
         self.version = version
-        self._timeout = query_timeout
-        self._rate, self._burst = query_rate, query_burst
-        self._rates: dict[str, tuple[float, float]] = {}
+        self._timeout, self._slow = query_timeout, slow_after
+        self.limits = RateLimits(query_rate, query_burst)
         self._pending: dict[tuple[Address, bytes], _Pending] = {}
+        self._fresh: dict[tuple[Address, bytes], None] = {}  # lookup queries not yet slow
         self._next_t = rng.getrandbits(16)
         self._searches: set[Search] = set()
         self._finished: list[Search] = []
@@ -175,13 +172,13 @@ class Node:
         try:
             msg = krpc.decode(data)
         except krpc.KrpcError as exc:
-            if exc.t is None or not self._allow(addr[0], now):
+            if exc.t is None or not self.limits.allow(addr[0], now):
                 return []
             error = krpc.Error(exc.t, exc.code, str(exc)[:64], self.version)
             return [(krpc.encode(error), addr)]
         if isinstance(msg, krpc.Response | krpc.Error):
             return self._on_answer(msg, addr, now)
-        if not self._allow(addr[0], now):
+        if not self.limits.allow(addr[0], now):
             return []
         out = [(krpc.encode(self._answer(msg, addr, now)), addr)]
         if self.table.queried(msg.id, addr, now):
@@ -189,9 +186,19 @@ class Node:
         return out
 
     def tick(self, now: float) -> list[Datagram]:
-        """Timeouts, pings of questionable nodes and candidates, bucket refreshes."""
+        """Slow queries and timeouts, pings of questionable nodes and candidates, bucket
+        refreshes. Call it about twice a second (slow queries are noticed here)."""
         out: list[Datagram] = []
         stalled: dict[Search, None] = {}
+        while self._fresh:
+            key = next(iter(self._fresh))
+            pending = self._pending.get(key)
+            if pending is not None and now - pending.sent < self._slow:
+                break
+            del self._fresh[key]
+            if pending is not None and pending.search is not None and not pending.search.done:
+                pending.search.lookup.slow(key[0])
+                stalled[pending.search] = None
         while self._pending:
             key, pending = next(iter(self._pending.items()))
             if now - pending.sent < self._timeout:
@@ -251,18 +258,6 @@ class Node:
 
     # --- inside ---
 
-    def _allow(self, ip: str, now: float) -> bool:
-        entry = self._rates.pop(ip, None)
-        if entry is None:
-            tokens = self._burst
-            while len(self._rates) >= MAX_RATE_TRACKED:
-                del self._rates[next(iter(self._rates))]
-        else:
-            tokens = min(self._burst, entry[0] + (now - entry[1]) * self._rate)
-        allowed = tokens >= 1.0
-        self._rates[ip] = (tokens - 1.0 if allowed else tokens, now)
-        return allowed
-
     def _answer(self, q: krpc.Query, addr: Address, now: float) -> krpc.Message:
         me, v = self.id, self.version
         if isinstance(q, krpc.Ping):
@@ -286,6 +281,7 @@ class Node:
         self, msg: krpc.Response | krpc.Error, addr: Address, now: float
     ) -> list[Datagram]:
         pending = self._pending.pop((addr, msg.t), None)
+        self._fresh.pop((addr, msg.t), None)
         if pending is None:
             return []  # not an answer to a query of ours from that address: dropped
         search = pending.search
@@ -384,4 +380,6 @@ class Node:
         else:
             return []
         self._pending[(addr, t)] = _Pending(now, node_id, search)
+        if search is not None:
+            self._fresh[(addr, t)] = None
         return [(krpc.encode(build(t)), addr)]
