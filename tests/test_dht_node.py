@@ -177,6 +177,14 @@ def test_no_answer_is_much_larger_than_its_query() -> None:
         raw = krpc.encode(query)
         answer = node.receive(raw, PEER, 1.0)[0][0]
         assert len(answer) <= 4 * len(raw), query
+    for raw in (
+        b"d1:t1:x1:y1:qe",
+        b"d1:ad2:id1:xe1:q4:ping1:t1:x1:y1:qe",
+        b"d1:ade1:q1:z1:t1:x1:y1:qe",
+    ):
+        answer = node.receive(raw, PEER, 1.0)[0][0]
+        assert isinstance(krpc.decode(answer), krpc.Error)
+        assert len(answer) <= 3 * len(raw), raw
     with_values = krpc.decode(node.receive(krpc.encode(GetPeers(b"u", Q, H)), PEER, 1.0)[0][0])
     assert isinstance(with_values, Response) and len(with_values.values or ()) == REPLY_VALUES
 

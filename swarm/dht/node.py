@@ -75,13 +75,16 @@ class Search:
     announce_port: int | None = None
     implied_port: bool = False
     done: bool = False
-    queries: int = 0
-    """Datagrams this search has sent: its lookup's queries and its announces."""
     announced_to: list[NodeInfo] = field(default_factory=list)
 
     @property
     def peers(self) -> list[Address]:
         return self.lookup.peers
+
+    @property
+    def queries(self) -> int:
+        """Queries this search has sent: its lookup's, and its announces."""
+        return self.lookup.queries + len(self.announced_to)
 
 
 @dataclass(slots=True)
@@ -174,7 +177,9 @@ class Node:
         except krpc.KrpcError as exc:
             if exc.t is None or not self.limits.allow(addr[0], now):
                 return []
-            error = krpc.Error(exc.t, exc.code, str(exc)[:64], self.version)
+            # BEP 5's short names, not our longer reasons: an error must not amplify either
+            text = "Method Unknown" if exc.code == krpc.METHOD_UNKNOWN else "Protocol Error"
+            error = krpc.Error(exc.t, exc.code, text, self.version)
             return [(krpc.encode(error), addr)]
         if isinstance(msg, krpc.Response | krpc.Error):
             return self._on_answer(msg, addr, now)
@@ -223,7 +228,8 @@ class Node:
     # --- state kept between runs ---
 
     def to_state(self) -> bytes:
-        """Our id and the table's good nodes, bencoded, for the shell to keep in a file."""
+        """Our id and the table's nodes (all but the bad: after a restart every node is
+        questionable by the clock), bencoded, for the shell to keep in a file."""
         nodes = [c.info for c in self.table.contacts() if not c.bad()]
         return bencoding.encode({b"id": self.id, b"nodes": krpc.pack_nodes(nodes)})
 
@@ -346,7 +352,6 @@ class Node:
 
                     out += self._query(announce, info.addr, info.id, None, now)
                     search.announced_to.append(info)
-            search.queries = lookup.queries + len(search.announced_to)
             if search.kind == "bootstrap":
                 out += self._refresh(self.table.sparse_targets(now, self.rng), now)
             if search.kind != "refresh":
