@@ -5,6 +5,8 @@ from __future__ import annotations
 import random
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from swarm import bencoding
 from swarm.dht import krpc
@@ -147,6 +149,8 @@ def test_a_flood_from_one_address_is_rate_limited_and_others_still_get_answers()
     assert answered <= QUERY_BURST + 5 * 10 + 1
     assert answered >= QUERY_BURST
     assert _answers(node, Ping(b"ok", Q), ("198.51.100.9", 1), now=10.0) == Response(b"ok", ME)
+    stats = node.stats()
+    assert (stats["pending"], stats["torrents"], stats["nodes"]) == (2, 0, 0)  # two pings
 
 
 def test_the_rate_limiter_forgets_old_addresses_to_stay_bounded() -> None:
@@ -269,3 +273,49 @@ def test_a_slow_query_lets_the_lookup_ask_one_more_node() -> None:
     node_id = next(c.id for c in node.table.contacts() if c.addr == out[0][1])
     node.receive(krpc.encode(Response(first.t, node_id, nodes=())), out[0][1], 1.5)
     assert NodeInfo(node_id, out[0][1]) in search.lookup.closest()
+
+
+_SOURCES = st.sampled_from([("10.0.0.1", 1), ("10.0.0.2", 2), ("203.0.113.1", 6881)])
+_QUERIES = st.builds(
+    lambda kind, t, a, b, port, token: [
+        Ping(t, a),
+        FindNode(t, a, b),
+        GetPeers(t, a, b),
+        AnnouncePeer(t, a, b, port, token),
+        Response(t, a, nodes=(NodeInfo(b, ("10.0.0.2", port)),), token=token),
+    ][kind],
+    st.integers(0, 4),
+    st.binary(max_size=3),
+    st.binary(min_size=20, max_size=20),
+    st.binary(min_size=20, max_size=20),
+    st.integers(1, 65535),
+    st.binary(min_size=1, max_size=8),
+)
+_DATAGRAMS = st.one_of(
+    st.binary(max_size=200),
+    _QUERIES.map(krpc.encode),
+    _QUERIES.map(krpc.encode).flatmap(
+        lambda raw: st.integers(0, len(raw) - 1).map(lambda at: raw[:at] + b"\xff" + raw[at + 1 :])
+    ),
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.tuples(_DATAGRAMS, _SOURCES), max_size=30))
+def test_a_node_fed_anything_answers_within_bounds_and_keeps_working(
+    packets: list[tuple[bytes, tuple[str, int]]],
+) -> None:
+    node = _node()
+    router = ("203.0.113.1", 6881)
+    _, out = node.bootstrap([router], 0.0)
+    for i, (raw, addr) in enumerate(packets):
+        out = node.receive(raw, addr, 0.01 * i)
+        replies = [data for data, to in out if to == addr]
+        assert len(replies) <= 2  # an answer, and perhaps a ping of a newcomer
+        assert all(len(data) <= 4 * max(len(raw), 60) for data in replies)
+        # anything else is a lookup moving on, had this been an answer it was waiting for
+        others = [krpc.decode(data) for data, to in out if to != addr]
+        assert all(isinstance(m, FindNode) for m in others) and len(others) <= 3
+        node.tick(0.01 * i)
+    answer = _answers(node, Ping(b"ok", Q), ("198.51.100.9", 1), now=1.0)
+    assert answer == Response(b"ok", ME)
