@@ -200,16 +200,18 @@ class RoutingTable:
         else, where a slot is free or held by a bad node, the newest candidate. A node is not
         named twice within *interval* seconds."""
         out = []
+        last = self._buckets[-1]
         for bucket in self._buckets:
-            questionable = [
-                n
-                for n in bucket.nodes.values()
-                if not n.bad() and not n.good(now) and now - n.pinged >= interval
-            ]
             pick: Contact | None = None
-            if questionable:
-                pick = min(questionable, key=lambda n: n.last_response or 0.0)
-            elif self._has_room(bucket, now):
+            has_bad = False
+            for n in bucket.nodes.values():  # one plain pass: this runs on every tick
+                if n.fails >= MAX_FAILS:
+                    has_bad = True
+                elif now - n.pinged >= interval and not n.good(now):
+                    if pick is None or (n.last_response or 0.0) < (pick.last_response or 0.0):
+                        pick = n
+            room = len(bucket.nodes) < K or has_bad
+            if pick is None and bucket.replacements and (room or bucket is last):
                 fresh = [c for c in bucket.replacements.values() if now - c.pinged >= interval]
                 pick = fresh[-1] if fresh else None
             if pick is not None:
@@ -267,11 +269,6 @@ class RoutingTable:
             ID_BITS - (n.key ^ self._own).bit_length() == depth for n in bucket.nodes.values()
         )
         return same < K
-
-    def _has_room(self, bucket: _Bucket, now: float) -> bool:
-        if len(bucket.nodes) < K or any(n.bad() for n in bucket.nodes.values()):
-            return True
-        return bucket is self._buckets[-1] and len(self._buckets) < ID_BITS
 
     def _remember(self, bucket: _Bucket, candidate: Contact) -> None:
         bucket.replacements.pop(candidate.id, None)
