@@ -11,9 +11,9 @@ from hypothesis import strategies as st
 from swarm import bencoding
 from swarm.dht import krpc
 from swarm.dht.krpc import AnnouncePeer, FindNode, GetPeers, NodeInfo, Ping, Response
-from swarm.dht.node import QUERY_TIMEOUT, Node
+from swarm.dht.node import BOOTSTRAP_AGAIN, QUERY_TIMEOUT, Node
 from swarm.dht.ratelimit import MAX_TRACKED, QUERY_BURST
-from swarm.dht.routing import K, distance
+from swarm.dht.routing import REFRESH_AFTER, K, distance
 from swarm.dht.store import REPLY_VALUES
 from swarm.errors import BencodeError
 
@@ -319,3 +319,30 @@ def test_a_node_fed_anything_answers_within_bounds_and_keeps_working(
         node.tick(0.01 * i)
     answer = _answers(node, Ping(b"ok", Q), ("198.51.100.9", 1), now=1.0)
     assert answer == Response(b"ok", ME)
+
+
+def test_tick_pings_questionable_nodes_and_refreshes_stale_buckets() -> None:
+    node = _node()
+    infos = _fill(node, 40, random.Random(13))
+    assert node.tick(1.0) == []  # everything fresh and good
+    out = node.tick(REFRESH_AFTER)
+    sent = [(krpc.decode(d), a) for d, a in out]
+    pings = [a for m, a in sent if isinstance(m, Ping)]
+    finds = [m for m, _ in sent if isinstance(m, FindNode)]
+    assert len(pings) == node.table.bucket_count  # one questionable node a bucket
+    assert set(pings) <= {i.addr for i in infos}
+    # a refresh lookup a bucket, each for an id in that bucket's range
+    assert len({m.target for m in finds}) == node.table.bucket_count
+    assert node.pop_finished() == []  # the table's own searches are not the owner's
+
+
+def test_a_bootstrap_that_found_nobody_is_tried_again() -> None:
+    node = _node()
+    router = ("203.0.113.1", 6881)
+    _, out = node.bootstrap([router], 0.0)
+    query = _one(out, router)
+    node.receive(krpc.encode(Response(query.t, Q, nodes=())), router, 0.1)
+    assert [s.kind for s in node.pop_finished()] == ["bootstrap"]
+    assert node.tick(BOOTSTRAP_AGAIN - 1) == []
+    again = _one(node.tick(BOOTSTRAP_AGAIN), router)
+    assert isinstance(again, FindNode) and again.target == ME
