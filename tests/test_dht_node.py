@@ -346,3 +346,16 @@ def test_a_bootstrap_that_found_nobody_is_tried_again() -> None:
     assert node.tick(BOOTSTRAP_AGAIN - 1) == []
     again = _one(node.tick(BOOTSTRAP_AGAIN), router)
     assert isinstance(again, FindNode) and again.target == ME
+
+
+def test_ipv6_sources_are_dropped_for_now() -> None:
+    node = _node()
+    query = krpc.encode(AnnouncePeer(b"1", Q, H, 6881, b"x", implied_port=True))
+    assert node.receive(query, ("2001:db8::1", 6881), 1.0) == []
+    assert node.receive(krpc.encode(Ping(b"2", Q)), ("2001:db8::1", 6881), 1.0) == []
+    assert node.receive(krpc.encode(Ping(b"3", Q)), ("host.example", 6881), 1.0) == []
+    assert len(node.table) == 0 and node.stats()["pending"] == 0
+    with pytest.raises(ValueError):
+        node.bootstrap([("router.example", 6881)], 1.0)
+    with pytest.raises(ValueError):
+        node.ping(("2001:db8::1", 6881), 1.0)

@@ -54,6 +54,7 @@ __all__ = [
     "Response",
     "decode",
     "encode",
+    "is_ipv4",
     "pack_nodes",
     "pack_peer",
     "unpack_nodes",
@@ -173,6 +174,15 @@ def _packed_ip(host: str) -> bytes:
         return ipaddress.IPv4Address(host).packed
     except ValueError:
         raise ValueError(f"{host!r} is not an IPv4 address") from None
+
+
+def is_ipv4(host: str) -> bool:
+    """Whether *host* is an IPv4 address in dotted form (all this codec can pack)."""
+    try:
+        _packed_ip(host)
+    except ValueError:
+        return False
+    return True
 
 
 def pack_peer(addr: Address) -> bytes:

@@ -132,7 +132,10 @@ class Node:
 
     def bootstrap(self, addrs: list[Address], now: float) -> tuple[Search, list[Datagram]]:
         """Look up our own id (BEP 5) from *addrs* (routers; ids unknown), the nodes of a
-        saved state and the table."""
+        saved state and the table. The shell resolves router names first: an answer comes
+        from an IP address, and must match the address its query went to."""
+        if not all(krpc.is_ipv4(host) for host, _ in addrs):
+            raise ValueError("bootstrap addresses must be IPv4 addresses, resolved")
         self._routers = list(addrs)
         self._bootstrapped = now
         search = self._search("bootstrap", self.id)
@@ -161,6 +164,8 @@ class Node:
 
     def ping(self, addr: Address, now: float) -> list[Datagram]:
         """Ping *addr* (a BEP 5 PORT message named it); it joins the table if it answers."""
+        if not krpc.is_ipv4(addr[0]):
+            raise ValueError("a DHT node address must be an IPv4 address")
         return self._query(self._ping, addr, None, None, now)
 
     def pop_finished(self) -> list[Search]:
@@ -171,7 +176,10 @@ class Node:
     # --- datagrams and time ---
 
     def receive(self, data: bytes, addr: Address, now: float) -> list[Datagram]:
-        """One datagram from *addr*: what to send in return (an answer, or our next queries)."""
+        """One datagram from *addr*: what to send in return (an answer, or our next queries).
+        IPv4 only for now: a datagram from any other address is dropped."""
+        if not krpc.is_ipv4(addr[0]):
+            return []
         try:
             msg = krpc.decode(data)
         except krpc.KrpcError as exc:
