@@ -38,7 +38,10 @@ from swarm.dht.tokens import Tokens
 from swarm.errors import BencodeError
 
 __all__ = [
+    "BOOTSTRAP_AGAIN",
     "MAX_PENDING",
+    "PING_AGAIN",
+    "SLOW_AFTER",
     "QUERY_TIMEOUT",
     "Datagram",
     "Node",
