@@ -7,10 +7,9 @@ lookups together. The asyncio shell around it is plumbing:
   ``(bytes, address)`` returned;
 * a timer calls ``node.tick(now)`` about twice a second and sends what it returns (timeouts
   move lookups on; questionable nodes are pinged; stale buckets refreshed);
-* ``node.get_peers`` / ``node.announce`` / ``node.find_node`` / ``node.bootstrap`` /
-  ``node.ping`` start work and return the first datagrams; after each call into the node the
-  shell takes :meth:`Node.pop_finished` and hands each :class:`Search` (its ``peers``) to
-  whoever waits for it.
+* ``get_peers`` / ``announce`` / ``find_node`` / ``bootstrap`` / ``ping`` start work and
+  return the first datagrams; after each call the shell hands each :class:`Search` of
+  :meth:`Node.pop_finished` (its ``peers``) to whoever waits for it.
 
 Defences: a datagram that is not KRPC is dropped, or answered with error 203/204 when it was
 a query (rate-limited like any answer); an answer whose transaction id and source address
