@@ -162,6 +162,11 @@ def _check_end(data: bytes, end: int) -> None:
 def encode(value: Any) -> bytes:
     """Bencode *value* (dict keys sorted as BEP 3 requires; :data:`Raw` written verbatim)."""
     try:
+        fast: bytes = fastbencode.bencode(value)  # C; it declines text and Raw with TypeError
+        return fast
+    except TypeError:
+        pass
+    try:
         data: bytes = bencodepy.encode(value)
     except (KeyError, TypeError) as exc:
         raise BencodeError(f"cannot bencode a value of type {exc}") from None

@@ -227,3 +227,12 @@ def test_the_fast_reader_accepts_only_what_the_strict_one_reads_the_same(data: b
             bencoding.decode(data)
         return
     assert bencoding.decode(data) == strict
+
+
+@settings(max_examples=200, deadline=None)
+@given(values)
+def test_encode_writes_what_bencode_py_writes(value: Any) -> None:
+    # encode tries fastbencode (C) first; it must write exactly what bencode.py does.
+    import bencodepy
+
+    assert bencoding.encode(value) == bencodepy.encode(value)
