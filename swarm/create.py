@@ -9,6 +9,7 @@ import path is more than hashing needs; the metainfo code loads while the pieces
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import hashlib
 import itertools
 import mmap
@@ -291,11 +292,14 @@ def create_torrent(
     comment: str | None = None,
     threads: int | None = None,
     on_progress: Callable[[int, int], None] | None = None,
+    dht_nodes: list[tuple[str, int]] | None = None,
 ) -> bytes:
     """Build the bytes of a .torrent for the file or folder at *path*.
 
     *trackers* is a list of tiers (BEP 12); *on_progress(done, total)* reports hashing. A
     tracker or web seed URL no client could use is :class:`UsageError`, before any hashing.
+    *dht_nodes* become BEP 5's ``nodes``: DHT nodes a client of a trackerless torrent can
+    bootstrap from.
     """
     check_urls(trackers, webseeds)
     root = Path(path)
@@ -318,7 +322,7 @@ def create_torrent(
 
         hashes = job.wait(progress)
     single = root.is_file()
-    return metainfo.build_metainfo(
+    data = metainfo.build_metainfo(
         name=root.resolve().name,
         piece_length=piece_length,
         piece_hashes=hashes,
@@ -329,3 +333,10 @@ def create_torrent(
         private=private,
         comment=comment,
     )
+    if not dht_nodes:
+        return data
+    from swarm.dht_nodes import nodes_value
+
+    torrent = metainfo.parse(data)  # the info bytes stay as they are: same info-hash
+    extra = {**torrent.extra, b"nodes": nodes_value(dht_nodes)}
+    return dataclasses.replace(torrent, extra=extra).to_bytes()

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from swarm import bencoding
+from swarm.dht_nodes import nodes_of
 from swarm.errors import BencodeError, MetainfoError, UsageError
 from swarm.info_dict import (
     MAX_FILES,
@@ -68,6 +69,7 @@ class Torrent:
     creation_date: int | None = None
     raw_info: bytes = b""
     extra: dict[bytes, Any] = field(default_factory=dict)
+    nodes = property(nodes_of, doc="BEP 5 ``nodes``: DHT nodes to bootstrap from (host, port).")
 
     @property
     def length(self) -> int:

@@ -46,6 +46,14 @@ BIG_FILE = 64 * 1024 * 1024  # hashing shows a progress bar from this size on (o
 )
 @click.option("--private", is_flag=True, help="Mark the torrent private (BEP 27).")
 @click.option("--comment", help="A comment stored in the torrent.")
+@click.option(
+    "--dht-node",
+    "dht_nodes",
+    multiple=True,
+    metavar="HOST:PORT",
+    help="A DHT node to bootstrap from, written as BEP 5 'nodes' (for a trackerless "
+    "torrent); repeatable.",
+)
 @click.option("--force", is_flag=True, help="Overwrite an existing output file.")
 def create_command(
     path: Path,
@@ -55,12 +63,16 @@ def create_command(
     webseeds: tuple[str, ...],
     private: bool,
     comment: str | None,
+    dht_nodes: tuple[str, ...],
     force: bool,
 ) -> None:
-    """Make a .torrent for the file or folder PATH."""
+    """Make a .torrent for the file or folder PATH. Without -t it is trackerless: peers
+    find each other through the DHT (BEP 5)."""
     from swarm.create import check_urls, create_torrent
+    from swarm.dht_nodes import parse_node_address
 
     tiers = tracker_tiers(trackers)
+    nodes = [parse_node_address(n, "--dht-node") for n in dht_nodes]
     check_urls(tiers, list(webseeds))  # before the output file and the hashing
     out = output or Path(Path(path).resolve().name + ".torrent")
     if out.exists() and not force:
@@ -74,6 +86,7 @@ def create_command(
             private=private,
             comment=comment,
             on_progress=progress.update if progress.shown else None,
+            dht_nodes=nodes,
         )
     write_file(out, data)
     from swarm import metainfo  # loaded by create_torrent (while it hashed): no cost here
@@ -123,6 +136,8 @@ def info_command(torrent: str, as_json: bool) -> None:
             click.echo(f"unusable:     {url}: {problem}")
     for url in t.url_list:
         click.echo(f"web seed:     {url}")
+    for host, port in t.nodes:
+        click.echo(f"dht node:     {host}:{port}")
     if t.comment:
         click.echo(f"comment:      {t.comment}")
     if t.created_by:
