@@ -178,6 +178,13 @@ async def lt_swarm(n: int, path: Path) -> float:
         shutil.rmtree(work, ignore_errors=True)
 
 
+def per(mode: dict, n: int) -> str:
+    """CPU seconds per downloader, or '-' where compare could not read them (a ``swarm fetch``
+    of a central server's file exits when done, before compare reads its /proc)."""
+    cpu = mode.get("cpu_seconds")
+    return "-" if cpu is None else f"{cpu / n:.3f}"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--peers", default="8,16,32,64,100", help="the N to run (default %(default)s)")
@@ -202,7 +209,8 @@ def main() -> None:
             f"N={n}: swarm {s['total']:.2f} s / D_p2p {r['bounds']['swarm']:.2f} s = "
             f"{s['total'] / r['bounds']['swarm']:.2f}x; "
             f"central {c['total'] / r['bounds']['central']:.2f}x"
-            f"; peak tree RSS {r['tree_peak_rss'] / 2**20:.0f} MiB",
+            f"; peak tree RSS {r['tree_peak_rss'] / 2**20:.0f} MiB; CPU s per downloader: "
+            f"swarm {per(s, n)}, central {per(c, n)}; processes {s['processes']}",
             file=sys.stderr,
             flush=True,
         )
@@ -237,8 +245,7 @@ def main() -> None:
         print(
             f"{n:>4} {r['peers_per_process']:>3} {s['processes']:>5} {ratio:>10.2f}x {lt:>9} "
             f"{vs:>8} {c['total'] / r['bounds']['central']:>11.2f}x "
-            f"{r['tree_peak_rss'] / 2**20:>5.0f} MiB {s['cpu_seconds'] / n:>14.3f} "
-            f"{c['cpu_seconds'] / n:>7.3f}"
+            f"{r['tree_peak_rss'] / 2**20:>5.0f} MiB {per(s, n):>14} {per(c, n):>7}"
         )
     print("targets: swarm/D_p2p <= 1.3 up to N = 100, <= 1.5 at 200; swarm/lt < 1 at 8 and 16")
     if args.json:

@@ -10,7 +10,8 @@ event loop, one copy of the code in memory, which is what lets a 2-core machine 
 The downloaders write into ``BASE/FIRST``, ``BASE/FIRST+1``, ... ``BASE/FIRST+K-1``. The group
 says ``ready`` (a status line) once everything a download needs is loaded, starts all K on one
 line of stdin, and sends one ``done`` status line per downloader with its number (``index``) as
-each completes. Torrent downloaders then seed (``--seed``) until SIGTERM.
+each completes. Torrent downloaders then seed (``--seed``), and the group stays until SIGTERM
+(so that ``swarm compare`` can read its CPU time in /proc before it stops it).
 """
 
 from __future__ import annotations
@@ -81,8 +82,9 @@ def fetch_group_command(
 
     async def main(stop: asyncio.Event) -> int:
         started = time.monotonic()
+        reported.clear()
         if torrent is None:
-            jobs = [_http_one(source, i, folder, down, started) for i, folder in folders]
+            jobs = [_http_one(source, i, folder, down, stop, started) for i, folder in folders]
         else:
             jobs = [
                 _torrent_one(torrent, i, folder, host, down, up, seed, stop, started)
@@ -97,23 +99,31 @@ def fetch_group_command(
         if not task.done():
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
-            return INTERRUPTED
+            # Stopped once every download was done (while seeding): the normal end.
+            return 0 if len(reported) == count else INTERRUPTED
         task.result()  # a downloader's failure is the group's
         return 0
 
     raise SystemExit(run_until_signal(main, fast_loop=True))
 
 
+reported: set[int] = set()  # the downloaders that have sent their done line
+
+
 def _done(index: int, name: str, nbytes: int, started: float) -> None:
+    reported.add(index)
     seconds = round(time.monotonic() - started, 3)
     report(Status(Event.DONE, name=name, downloaded=nbytes, seconds=seconds, index=index))
 
 
-async def _http_one(url: str, index: int, folder: Path, down: int | None, started: float) -> None:
+async def _http_one(
+    url: str, index: int, folder: Path, down: int | None, stop: asyncio.Event, started: float
+) -> None:
     from swarm.central.client import http_download
 
     result = await http_download(url, folder, max_download_rate=down)
     _done(index, result.path.name, result.bytes, started)
+    await stop.wait()  # until SIGTERM, as the torrent downloaders seed: compare reads our CPU
 
 
 async def _torrent_one(
