@@ -8,11 +8,25 @@ from typing import Any, Protocol
 
 from swarm.errors import UsageError
 
-__all__ = ["MAX_NODES", "nodes_of", "nodes_value", "parse_node_address", "parse_nodes"]
+__all__ = [
+    "MAX_NODES",
+    "PUBLIC_ROUTERS",
+    "nodes_of",
+    "nodes_value",
+    "parse_node_address",
+    "parse_nodes",
+]
 
 Address = tuple[str, int]
 MAX_NODES = 64
 """At most this many of a torrent's ``nodes`` are read."""
+PUBLIC_ROUTERS: tuple[Address, ...] = (
+    ("router.bittorrent.com", 6881),
+    ("dht.transmissionbt.com", 6881),
+    ("router.utorrent.com", 6881),
+)
+"""The usual public bootstrap routers (what ``swarm seed`` and ``fetch`` join through unless
+told otherwise)."""
 
 
 class _HasExtra(Protocol):

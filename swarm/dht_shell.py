@@ -23,6 +23,7 @@ from typing import Any
 
 from swarm.dht import krpc
 from swarm.dht.node import Datagram, Node, Search
+from swarm.dht_nodes import PUBLIC_ROUTERS
 from swarm.errors import BencodeError, SessionError
 
 log = logging.getLogger(__name__)
@@ -31,12 +32,6 @@ __all__ = ["PUBLIC_ROUTERS", "DhtNode", "resolve"]
 
 Address = tuple[str, int]
 
-PUBLIC_ROUTERS: tuple[Address, ...] = (
-    ("router.bittorrent.com", 6881),
-    ("dht.transmissionbt.com", 6881),
-    ("router.utorrent.com", 6881),
-)
-"""The usual public bootstrap routers (what ``swarm seed``/``fetch`` use unless told)."""
 TICK = 0.5
 RESOLVE_TIMEOUT = 5.0
 LOOKUP_TIMEOUT = 30.0

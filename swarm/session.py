@@ -4,6 +4,11 @@ number of torrents. This is the library API under ``swarm seed`` and ``swarm fet
     async with Session(port=0) as session:
         t = await session.add(metainfo.load("file.torrent"), "downloads")
         await t.complete.wait()
+
+With ``dht=True`` the session also runs a Mainline DHT node (BEP 5) on UDP (``dht_port``, by
+default the TCP port, else any free one), bootstrapped from ``dht_bootstrap`` and each
+torrent's ``nodes``, its table kept in ``dht_state``: it finds peers for every torrent that is
+not private and announces it (:mod:`swarm.dht_client`), and for a magnet's metadata.
 """
 
 from __future__ import annotations
@@ -14,12 +19,14 @@ import errno
 import logging
 import random
 import secrets
-from collections.abc import Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 from swarm import __version__, metainfo
 from swarm.choker import default_slots
+from swarm.dht_client import PATIENCE, DhtClient
+from swarm.dht_shell import DhtNode
 from swarm.errors import MetainfoError, SessionError, StorageError, SwarmError
 from swarm.magnet import Magnet, parse_magnet
 from swarm.metadata_fetch import FetchedMetadata, MetadataFetcher, MetadataProgress
@@ -60,6 +67,10 @@ class Session:
         rng: random.Random | None = None,
         handshake_timeout: float = HANDSHAKE_TIMEOUT,
         port_attempts: int = 1,
+        dht: bool = False,
+        dht_port: int | None = None,
+        dht_bootstrap: Iterable[tuple[str, int]] = (),
+        dht_state: Path | None = None,
     ) -> None:
         self.host = host
         self._requested_port = port
@@ -75,6 +86,8 @@ class Session:
         self.connections: set[PeerConnection] = set()
         self.torrents: dict[bytes, TorrentController] = {}
         self._server: asyncio.Server | None = None
+        self._dht_options = (dht_port, list(dht_bootstrap), dht_state) if dht else None
+        self.dht: DhtClient | None = None
 
     async def __aenter__(self) -> Session:
         await self.start()
@@ -108,6 +121,22 @@ class Session:
         assert self._server is not None
         self.port = self._server.sockets[0].getsockname()[1]
         log.info("listening for peers on %s:%d", self.host, self.port)
+        if self._dht_options is not None:
+            await self._start_dht(*self._dht_options)
+
+    async def _start_dht(
+        self, port: int | None, routers: list[tuple[str, int]], state: Path | None
+    ) -> None:
+        """The DHT's UDP socket on *port*, or on our TCP port (else any free one) when None."""
+        node = DhtNode(state_path=state, rng=random.Random(self.rng.getrandbits(64)))
+        try:
+            await node.start(self.host, self.port if port is None else port)
+        except SessionError:
+            if port is not None:
+                raise
+            await node.start(self.host, 0)
+        self.dht = DhtClient(node, lambda: self.port, routers, self.rng)
+        self.dht.start()
 
     def _incoming(self) -> PeerConnection:
         conn = PeerConnection(self)
@@ -172,6 +201,10 @@ class Session:
             raise
         self.torrents[torrent.info_hash] = controller
         controller.start()
+        if self.dht is not None and not torrent.private:  # BEP 27: never for a private one
+            self.dht.add_routers(torrent.nodes)
+            self.dht.watch(controller, private=torrent.private)
+            controller.no_source_seconds = max(controller.no_source_seconds, PATIENCE)
         return controller
 
     async def add_magnet(
@@ -199,7 +232,8 @@ class Session:
         dial = direct
         if torrent is None:
             fetcher = self.metadata_fetcher(magnet, direct)
-            fetched = await fetcher.run(on_progress)
+            async with self._dht_feeding(magnet.info_hash, fetcher):
+                fetched = await fetcher.run(on_progress)
             torrent = from_info(fetched.info, magnet.trackers, web_seeds=magnet.web_seeds)
             write_torrent_file(folder, torrent)
             if on_metadata is not None:
@@ -229,8 +263,20 @@ class Session:
         fetcher.add_peers(peers)
         return fetcher
 
+    @contextlib.asynccontextmanager
+    async def _dht_feeding(self, info_hash: bytes, fetcher: MetadataFetcher) -> AsyncIterator[None]:
+        """While a magnet's metadata is fetched, DHT lookups feed the fetcher peers."""
+        if self.dht is None:
+            yield
+            return
+        fetcher.no_source_seconds = max(fetcher.no_source_seconds, PATIENCE)
+        async with self.dht.feeding(info_hash, fetcher.add_peers):
+            yield
+
     async def remove(self, controller: TorrentController, announce_stopped: bool = True) -> None:
         self.torrents.pop(controller.info_hash, None)
+        if self.dht is not None:
+            self.dht.unwatch(controller)
         await controller.stop(announce_stopped=announce_stopped)
 
     async def close(self) -> None:
@@ -242,6 +288,9 @@ class Session:
         )
         for conn in list(self.connections):
             conn.close()
+        if self.dht is not None:
+            await self.dht.close()
+            self.dht = None
         if self._server is not None:
             await self._server.wait_closed()
             self._server = None

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 import random
 import signal
 from collections.abc import Callable, Iterator
@@ -17,6 +18,10 @@ from procutil import Proc
 # themselves are bounded by their sizes, and pytest's own timeouts bound each test.
 settings.register_profile("swarm", deadline=None)
 settings.load_profile("swarm")
+
+# No test dials a public DHT router: swarm seed/fetch (in process or as children, which inherit
+# this) run the DHT only with a loopback --dht-bootstrap or a torrent's loopback nodes.
+os.environ["SWARM_NO_PUBLIC_DHT"] = "1"
 
 SAMPLE_DIR = Path(__file__).resolve().parent.parent / "sample_files"
 

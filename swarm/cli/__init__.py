@@ -37,6 +37,7 @@ class LazyGroup(click.Group):
         "fetch-group": ("swarm.cli.fetch_group", "fetch_group_command"),
         "serve-central": ("swarm.cli.central", "serve_central_command"),
         "compare": ("swarm.cli.compare", "compare_command"),
+        "dht": ("swarm.cli.dht", "dht_command"),
     }
 
     def list_commands(self, ctx: click.Context) -> list[str]:

@@ -22,6 +22,7 @@ from swarm.status import Event, Status
 from swarm.units import counted, format_rate, format_size
 
 if TYPE_CHECKING:
+    from swarm.cli.dht import DhtArgs
     from swarm.piece_io import Existing
     from swarm.torrent import TorrentController, TorrentStats
 
@@ -133,15 +134,18 @@ def fetch_torrent(
     seed: bool,
     overwrite: bool,
     direct: list[tuple[str, int]],
+    dht: DhtArgs = (False, (), None),
 ) -> int:
     """Download the torrent at *path* into *out_dir*; the exit code."""
     from swarm import metainfo
     from swarm.cli.common import run_until_signal
+    from swarm.cli.dht import dht_session_options
     from swarm.session import Session
     from swarm.storage import check_folder
 
     torrent = metainfo.load(path)
     check_folder(out_dir)
+    dht_kw = dht_session_options(dht, out_dir, torrent.nodes)
 
     async def main(stop: asyncio.Event) -> int:
         started = time.monotonic()
@@ -151,6 +155,7 @@ def fetch_torrent(
             port_attempts=port_attempts,
             max_upload_rate=up,
             max_download_rate=down,
+            **dht_kw,
         ) as session:
             t = await session.add(torrent, out_dir, overwrite=overwrite)
             t.add_peers(direct)

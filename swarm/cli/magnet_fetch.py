@@ -22,6 +22,7 @@ from swarm.cli.fetch import download_and_seed
 from swarm.units import counted
 
 if TYPE_CHECKING:
+    from swarm.cli.dht import DhtArgs
     from swarm.metadata_fetch import FetchedMetadata, MetadataProgress
     from swarm.metainfo import Torrent
 
@@ -58,15 +59,19 @@ def fetch_magnet(
     seed: bool,
     overwrite: bool,
     direct: list[tuple[str, int]],
+    dht: DhtArgs = (False, (), None),
 ) -> int:
-    """Download what the magnet *uri* names into *out_dir*; the exit code."""
+    """Download what the magnet *uri* names into *out_dir*; the exit code. Without tr and
+    x.pe, the DHT alone finds its peers."""
     from swarm.cli.common import run_until_signal
+    from swarm.cli.dht import dht_session_options
     from swarm.magnet import parse_magnet
     from swarm.session import Session
     from swarm.storage import check_folder
 
     magnet = parse_magnet(uri)
     check_folder(out_dir)
+    dht_kw = dht_session_options(dht, out_dir)
 
     async def main(stop: asyncio.Event) -> int:
         started = time.monotonic()
@@ -76,6 +81,7 @@ def fetch_magnet(
             port_attempts=port_attempts,
             max_upload_rate=up,
             max_download_rate=down,
+            **dht_kw,
         ) as session:
             display = Display(magnet.display_name or magnet.info_hash_hex, None)
 

@@ -24,6 +24,7 @@ from swarm.cli.common import (
     tracker_tiers,
     wait_stop,
 )
+from swarm.cli.dht import DhtArgs, dht_options, dht_session_options
 from swarm.cli.fetch import fetch_http, fetch_torrent
 from swarm.cli.magnet_fetch import fetch_magnet
 from swarm.errors import StorageError, UsageError
@@ -106,6 +107,7 @@ def resolve_data_root(path: Path, torrent: Torrent) -> Path:
     "with --max-upload-rate].",
 )
 @click.option("--no-verify", is_flag=True, help="Trust the data without hashing it first.")
+@dht_options
 @status_option
 def seed_command(
     path: Path,
@@ -117,9 +119,12 @@ def seed_command(
     max_upload_rate: str | None,
     unchoke_slots: int | None,
     no_verify: bool,
+    dht: bool | None,
+    dht_bootstrap: tuple[str, ...],
+    dht_port: int | None,
 ) -> None:
     """Serve the file or folder PATH to peers until Ctrl-C (or SIGTERM): both end it with exit
-    code 0."""
+    code 0. A torrent made here without -t is trackerless: peers find it through the DHT."""
     from swarm import metainfo
     from swarm.session import Session
     from swarm.units import parse_rate
@@ -130,7 +135,8 @@ def seed_command(
     torrent_file, made_here = seed_torrent_file(path, torrent_path, trackers, force)
     torrent = metainfo.load(torrent_file)
     root = resolve_data_root(path, torrent)
-    if not torrent.announce_tiers:
+    dht_kw = dht_session_options((dht, dht_bootstrap, dht_port), root, torrent.nodes)
+    if not torrent.announce_tiers and not (dht_kw["dht"] and not torrent.private):
         click.echo(
             "warning: the torrent names no tracker; peers must find this seed themselves", err=True
         )
@@ -138,7 +144,7 @@ def seed_command(
 
     async def main(stop: asyncio.Event) -> int:
         async with Session(
-            host=host, port=port, port_attempts=attempts, max_upload_rate=rate
+            host=host, port=port, port_attempts=attempts, max_upload_rate=rate, **dht_kw
         ) as session:
             try:
                 t = await session.add(
@@ -156,6 +162,8 @@ def seed_command(
             click.echo(f"torrent:   {torrent_file}")
             click.echo(f"info-hash: {torrent.info_hash_hex}")
             click.echo(f"magnet:    {torrent.magnet()}")
+            if session.dht is not None and not torrent.private:
+                click.echo(f"dht:       UDP port {session.dht.node.address[1]}")
             click.echo(f"seeding on port {session.port}; Ctrl-C to stop")
             sys.stdout.flush()
             report(Status(Event.LISTENING, port=session.port))
@@ -271,6 +279,7 @@ def _same_files(torrent: Torrent, path: Path) -> bool:
     hidden=True,
     help="Print 'ready', then start on a line from stdin (for swarm compare).",
 )
+@dht_options
 @status_option
 def fetch_command(
     source: str,
@@ -284,14 +293,17 @@ def fetch_command(
     seed: bool,
     peers: tuple[str, ...],
     start_on_stdin: bool,
+    dht: bool | None,
+    dht_bootstrap: tuple[str, ...],
+    dht_port: int | None,
 ) -> None:
     """Download SOURCE (a .torrent file, a magnet: URI, or an http:// URL of a central
     server) into a folder.
 
-    A magnet's metadata is fetched first, from its peers (x.pe and --peer) and its trackers
-    (tr), and written to the folder as NAME.torrent, which the next run uses. Exit code 0
-    once every piece is verified (and after seeding, when Ctrl-C ends it); 130 (Ctrl-C) or
-    143 (SIGTERM) when stopped before that: run it again to resume."""
+    A magnet's metadata is fetched first, from its peers (x.pe and --peer), its trackers
+    (tr) and the DHT, and written to the folder as NAME.torrent, which the next run uses.
+    Exit code 0 once every piece is verified (and after seeding, when Ctrl-C ends it); 130
+    (Ctrl-C) or 143 (SIGTERM) when stopped before that: run it again to resume."""
     from swarm.units import parse_rate
 
     down, up = parse_rate(max_download_rate), parse_rate(max_upload_rate)
@@ -310,6 +322,7 @@ def fetch_command(
     if source.startswith(("http://", "https://")):
         raise SystemExit(fetch_http(source, out_dir, torrent_path, down, not no_overwrite))
     direct = [parse_peer(p) for p in peers]
+    dht_args: DhtArgs = (dht, dht_bootstrap, dht_port)
     port, attempts = listen_port(port)
     options: dict[str, Any] = dict(
         host=host,
@@ -320,6 +333,7 @@ def fetch_command(
         seed=seed,
         overwrite=not no_overwrite,
         direct=direct,
+        dht=dht_args,
     )
     if source.lower().startswith("magnet:"):
         raise SystemExit(fetch_magnet(source, out_dir, **options))
