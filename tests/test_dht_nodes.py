@@ -50,3 +50,45 @@ def test_create_with_dht_node(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert main(["info", str(out)]) == 0
     assert "dht node:     127.0.0.1:7000" in capsys.readouterr().out
     assert main(["create", str(data), "-o", str(tmp_path / "b.torrent"), "--dht-node", "x"]) == 2
+
+
+# -- when seed and fetch run the DHT, and through which nodes (swarm.cli.dht) -------------------
+
+ROUTERS = [
+    ("router.bittorrent.com", 6881),
+    ("dht.transmissionbt.com", 6881),
+    ("router.utorrent.com", 6881),
+]
+
+
+def test_the_default_for_a_user_is_the_public_routers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from swarm.cli.dht import dht_session_options
+
+    monkeypatch.delenv("SWARM_NO_PUBLIC_DHT", raising=False)
+    kw = dht_session_options((None, (), None), "0.0.0.0", tmp_path)
+    assert kw == {
+        "dht": True,
+        "dht_port": None,
+        "dht_bootstrap": ROUTERS,
+        "dht_state": tmp_path / ".swarm-dht.state",
+    }
+    assert dht_session_options((False, (), None), "0.0.0.0", tmp_path) == {"dht": False}
+    # a loopback peer port could not reach them: not dialled, so no DHT unless asked for
+    assert dht_session_options((None, (), None), "127.0.0.1", tmp_path) == {"dht": False}
+    assert dht_session_options((None, (), None), "localhost", tmp_path) == {"dht": False}
+
+
+def test_the_test_suite_never_gets_the_public_routers(tmp_path: Path) -> None:
+    from swarm.cli.dht import dht_session_options
+
+    assert dht_session_options((None, (), None), "0.0.0.0", tmp_path) == {"dht": False}
+    on = dht_session_options((True, (), 7000), "0.0.0.0", tmp_path)
+    assert on["dht"] is True and on["dht_bootstrap"] == [] and on["dht_port"] == 7000
+    given = dht_session_options((None, ("127.0.0.1:9",), None), "127.0.0.1", tmp_path)
+    assert given["dht"] is True and given["dht_bootstrap"] == [("127.0.0.1", 9)]
+    nodes = dht_session_options((None, (), None), "0.0.0.0", tmp_path, [("127.0.0.1", 9)])
+    assert nodes["dht"] is True and nodes["dht_bootstrap"] == []
+    with pytest.raises(UsageError):
+        dht_session_options((None, ("nope",), None), "0.0.0.0", tmp_path)

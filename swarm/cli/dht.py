@@ -4,13 +4,15 @@ DHT options of ``swarm seed`` and ``swarm fetch``.
 By default ``seed`` and ``fetch`` run a DHT node (BEP 5) that joins through the usual public
 routers (router.bittorrent.com:6881, dht.transmissionbt.com:6881, router.utorrent.com:6881)
 and a trackerless torrent's own ``nodes``; ``--dht-bootstrap HOST:PORT`` joins through those
-nodes instead, ``--no-dht`` turns it off. With ``SWARM_NO_PUBLIC_DHT=1`` in the environment
-(the test suite sets it) the public routers are never dialled: the DHT is then on only when
-``--dht``, ``--dht-bootstrap`` or the torrent's ``nodes`` ask for it.
+nodes instead, ``--no-dht`` turns it off. The public routers are never dialled when the peer
+port listens on a loopback address (``--host 127.0.0.1``: they could not be reached from it)
+or with ``SWARM_NO_PUBLIC_DHT=1`` in the environment (the test suite sets it): the DHT is then
+on only when ``--dht``, ``--dht-bootstrap`` or the torrent's ``nodes`` ask for it.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -27,6 +29,7 @@ __all__ = [
     "dht_command",
     "dht_options",
     "dht_session_options",
+    "public_routers_allowed",
 ]
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -36,7 +39,8 @@ DhtArgs = tuple[bool | None, tuple[str, ...], int | None]
 
 NO_PUBLIC_DHT = "SWARM_NO_PUBLIC_DHT"
 STATE_FILE = ".swarm-dht.state"
-"""The routing table kept between runs: in the output folder (fetch), beside the data (seed)."""
+"""The routing table kept between runs: in the output folder (fetch), beside the .torrent
+(seed)."""
 ROUTERS_TEXT = ", ".join(f"{h}:{p}" for h, p in PUBLIC_ROUTERS)
 
 
@@ -60,24 +64,26 @@ def dht_options(f: F) -> F:
         "dht",
         default=None,
         help="Find peers through the Mainline DHT (BEP 5) and announce there (never for a "
-        f"private torrent) [default: on, joining through {ROUTERS_TEXT}; with "
-        f"{NO_PUBLIC_DHT}=1 set, only with --dht-bootstrap or a torrent's nodes]. The table is "
-        f"kept in {STATE_FILE} in the output folder (fetch) or beside the data (seed).",
+        f"private torrent) [default: on, joining through {ROUTERS_TEXT}; only through "
+        "--dht-bootstrap or a torrent's nodes when --host is a loopback address or "
+        f"{NO_PUBLIC_DHT}=1 is set]. The table is kept in {STATE_FILE} in the output "
+        "folder (fetch) or beside the .torrent (seed).",
     )(f)
 
 
 def dht_session_options(
-    args: DhtArgs, folder: Path, torrent_nodes: Iterable[Address] = ()
+    args: DhtArgs, host: str, folder: Path, torrent_nodes: Iterable[Address] = ()
 ) -> dict[str, Any]:
-    """The DHT keyword arguments of a :class:`~swarm.session.Session` for these options:
-    off with ``--no-dht``; else the nodes given, or the public routers unless the
-    environment forbids them; off when nothing at all is left to join through (and the DHT
-    was not asked for by name)."""
+    """The DHT keyword arguments of a :class:`~swarm.session.Session` listening on *host*
+    for these options, its table kept in *folder*: off with ``--no-dht``; else the nodes
+    given, or the public routers unless *host* is a loopback address or the environment
+    forbids them; off when nothing at all is left to join through (and the DHT was not asked
+    for by name)."""
     dht, bootstrap, port = args
     if dht is False:
         return {"dht": False}
     routers = [parse_node_address(text) for text in bootstrap]
-    if not routers and os.environ.get(NO_PUBLIC_DHT, "") in ("", "0"):
+    if not routers and public_routers_allowed(host):
         routers = list(PUBLIC_ROUTERS)
     if not routers and not list(torrent_nodes) and dht is None:
         return {"dht": False}
@@ -87,6 +93,16 @@ def dht_session_options(
         "dht_bootstrap": routers,
         "dht_state": folder / STATE_FILE,
     }
+
+
+def public_routers_allowed(host: str) -> bool:
+    """Whether a node on *host* may join through the public routers by default."""
+    if os.environ.get(NO_PUBLIC_DHT, "") not in ("", "0"):
+        return False
+    try:
+        return not ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host != "localhost"
 
 
 @click.command("dht")

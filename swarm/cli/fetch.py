@@ -145,7 +145,7 @@ def fetch_torrent(
 
     torrent = metainfo.load(path)
     check_folder(out_dir)
-    dht_kw = dht_session_options(dht, out_dir, torrent.nodes)
+    dht_kw = dht_session_options(dht, host, out_dir, torrent.nodes)
 
     async def main(stop: asyncio.Event) -> int:
         started = time.monotonic()

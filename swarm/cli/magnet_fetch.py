@@ -71,7 +71,7 @@ def fetch_magnet(
 
     magnet = parse_magnet(uri)
     check_folder(out_dir)
-    dht_kw = dht_session_options(dht, out_dir)
+    dht_kw = dht_session_options(dht, host, out_dir)
 
     async def main(stop: asyncio.Event) -> int:
         started = time.monotonic()

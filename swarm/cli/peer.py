@@ -135,7 +135,8 @@ def seed_command(
     torrent_file, made_here = seed_torrent_file(path, torrent_path, trackers, force)
     torrent = metainfo.load(torrent_file)
     root = resolve_data_root(path, torrent)
-    dht_kw = dht_session_options((dht, dht_bootstrap, dht_port), root, torrent.nodes)
+    dht_args: DhtArgs = (dht, dht_bootstrap, dht_port)
+    dht_kw = dht_session_options(dht_args, host, torrent_file.parent, torrent.nodes)
     if not torrent.announce_tiers and not (dht_kw["dht"] and not torrent.private):
         click.echo(
             "warning: the torrent names no tracker; peers must find this seed themselves", err=True
