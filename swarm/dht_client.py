@@ -71,27 +71,35 @@ class DhtClient:
         self._routers = list(routers)
         self.rng = rng or random.Random()
         self._tasks: dict[object, asyncio.Task[Any]] = {}
-        self._bootstrapped = asyncio.Event()
-        self._bootstrap: asyncio.Task[None] | None = None
+        self._joined = asyncio.Event()
+        self._joining = 0
 
     def start(self) -> None:
         """Join the DHT in the background: torrents wait for it (bounded) before their first
         lookup, so that it goes to nodes rather than to an empty table."""
-        self._bootstrap = asyncio.ensure_future(self._join(self._routers))
-
-    async def _join(self, routers: list[Address]) -> None:
-        try:
-            n = await self.node.bootstrap(routers)
-            log.info("dht: %d nodes in the table after the bootstrap", n)
-        finally:
-            self._bootstrapped.set()
+        self._join(self._routers)
 
     def add_routers(self, routers: Iterable[Address]) -> None:
         """More nodes to bootstrap from (a torrent's BEP 5 ``nodes``)."""
         new = [a for a in routers if a not in self._routers]
         if new:
             self._routers += new
-            self._spawn(("join", tuple(new)), self.node.bootstrap(new))
+            self._join(new)
+
+    def _join(self, routers: list[Address]) -> None:
+        # counted now, not when the task starts: a torrent watched next must wait for it
+        self._joining += 1
+        self._joined.clear()
+        self._spawn(("join", tuple(routers)), self._bootstrap(routers))
+
+    async def _bootstrap(self, routers: list[Address]) -> None:
+        try:
+            n = await self.node.bootstrap(routers)
+            log.info("dht: %d nodes in the table after the bootstrap", n)
+        finally:
+            self._joining -= 1
+            if self._joining == 0:
+                self._joined.set()
 
     def watch(self, torrent: Torrent, *, private: bool) -> None:
         """Find peers for *torrent* and announce it, until :meth:`unwatch`; nothing for a
@@ -121,8 +129,6 @@ class DhtClient:
     async def close(self) -> None:
         """End every task and stop the node (which saves its table)."""
         tasks = list(self._tasks.values())
-        if self._bootstrap is not None:
-            tasks.append(self._bootstrap)
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -146,7 +152,7 @@ class DhtClient:
     async def _ready(self) -> None:
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(60.0):
-                await self._bootstrapped.wait()
+                await self._joined.wait()
 
     async def _serve(self, torrent: Torrent) -> None:
         await self._ready()

@@ -75,6 +75,22 @@ def test_a_bare_magnet_is_fetched_through_the_dht_alone(
     assert not (src.parent / ".swarm-dht.state").exists()
 
 
+def test_a_torrent_with_nodes_needs_no_other_bootstrap(
+    tmp_path: Path, procs: Callable[..., Proc]
+) -> None:
+    dht, router = start_dht(procs)
+    src, torrent = make_trackerless(tmp_path, "film.bin", 700_000, "--dht-node", router)
+    assert metainfo.load(torrent).nodes == ((router.split(":")[0], int(router.split(":")[1])),)
+    seed = procs("seed", src, "--torrent", torrent, *LOCAL)  # the DHT through the torrent only
+    seed_port(seed)
+    wait_for(lambda: last_stats(dht).get("peers") == 1, 20, "the seed's announce")
+    out = tmp_path / "out"
+    r = swarm_run("fetch", torrent, "-o", out, "--no-seed", *LOCAL, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines()[0].startswith("done: film.bin: 700000 bytes"), r.stdout
+    assert digest(out / "film.bin") == digest(src)
+
+
 def test_a_private_torrent_is_never_announced_in_the_dht(
     tmp_path: Path, procs: Callable[..., Proc]
 ) -> None:
