@@ -49,6 +49,7 @@ class Torrent(Protocol):
 
     info_hash: bytes
     complete: asyncio.Event
+    stopped: asyncio.Event
 
     @property
     def peers(self) -> Sized: ...
@@ -158,17 +159,21 @@ class DhtClient:
         await self._ready()
         loop = asyncio.get_running_loop()
         announce_at = lookup_at = loop.time()
-        while True:
+        while not torrent.stopped.is_set():  # a torrent that failed wants nothing more
             now = loop.time()
             if now >= announce_at:
                 peers = await self.node.announce(torrent.info_hash, self._port())
                 log.info("dht: announced %s; %d peers", torrent.info_hash.hex(), len(peers))
+                if torrent.stopped.is_set():
+                    return
                 torrent.add_peers(peers)
                 announce_at = loop.time() + self.rng.uniform(*ANNOUNCE_EVERY)
                 lookup_at = loop.time() + LOOKUP_SOON
             elif now >= lookup_at and not torrent.complete.is_set():
                 peers = await self.node.get_peers(torrent.info_hash)
                 log.debug("dht: %d peers for %s", len(peers), torrent.info_hash.hex())
+                if torrent.stopped.is_set():
+                    return
                 torrent.add_peers(peers)
             if now >= lookup_at:
                 lookup_at = loop.time() + (

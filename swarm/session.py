@@ -122,7 +122,11 @@ class Session:
         self.port = self._server.sockets[0].getsockname()[1]
         log.info("listening for peers on %s:%d", self.host, self.port)
         if self._dht_options is not None:
-            await self._start_dht(*self._dht_options)
+            try:
+                await self._start_dht(*self._dht_options)
+            except BaseException:
+                self._server.close()
+                raise
 
     async def _start_dht(
         self, port: int | None, routers: list[tuple[str, int]], state: Path | None

@@ -1,0 +1,73 @@
+"""A session's DHT client (swarm.dht_client) on loopback sockets, with stand-in torrents: a
+public torrent is announced with the session's port and its peers handed over; a private one
+never reaches the DHT; a metadata fetch is fed while it runs, and not after."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import random
+from collections.abc import Callable
+
+from swarm.dht_client import DhtClient
+from swarm.dht_shell import DhtNode
+
+LOOPBACK = "127.0.0.1"
+
+
+class FakeTorrent:
+    def __init__(self, name: bytes) -> None:
+        self.info_hash = hashlib.sha1(name).digest()
+        self.complete = asyncio.Event()
+        self.stopped = asyncio.Event()
+        self.peers: dict[tuple[str, int], None] = {}
+        self.given: list[tuple[str, int]] = []
+
+    def add_peers(self, addresses: list[tuple[str, int]]) -> None:
+        self.given += addresses
+
+
+async def _until(predicate: Callable[[], bool], timeout: float, what: str) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not predicate():
+        assert loop.time() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.02)
+
+
+async def _client(router: DhtNode, port: int, seed: int) -> DhtClient:
+    node = DhtNode(rng=random.Random(seed))
+    await node.start(LOOPBACK, 0)
+    client = DhtClient(node, lambda: port, [router.address], random.Random(seed))
+    client.start()
+    return client
+
+
+def test_public_torrents_are_announced_and_fed_private_ones_never() -> None:
+    async def main() -> None:
+        router = DhtNode(rng=random.Random(1), query_rate=1000.0, query_burst=1000.0)
+        await router.start(LOOPBACK, 0)
+        seeder = await _client(router, 6001, 2)
+        leecher = await _client(router, 6002, 3)
+        try:
+            public, private = FakeTorrent(b"public"), FakeTorrent(b"private")
+            seeder.watch(public, private=False)
+            seeder.watch(private, private=True)
+            await _until(lambda: router.node.store.peer_count() == 1, 10.0, "the announce")
+            stored = router.node.store.get(public.info_hash, router.clock(), random.Random(0))
+            assert stored == [(LOOPBACK, 6001)]
+            found: list[tuple[str, int]] = []
+            async with leecher.feeding(public.info_hash, found.extend):
+                await _until(lambda: (LOOPBACK, 6001) in found, 10.0, "the fed peer")
+            assert not any(key[0] == "metadata" for key in leecher._tasks if isinstance(key, tuple))
+            downloading = FakeTorrent(b"public")
+            leecher.watch(downloading, private=False)
+            await _until(lambda: (LOOPBACK, 6001) in downloading.given, 10.0, "the peers")
+            await _until(lambda: router.node.store.peer_count() == 2, 10.0, "its announce")
+            leecher.unwatch(downloading)
+            hidden = await leecher.node.get_peers(private.info_hash, timeout=10.0)
+            assert hidden == [] and private.given == []
+        finally:
+            await asyncio.gather(seeder.close(), leecher.close(), router.stop())
+
+    asyncio.run(main())
