@@ -101,6 +101,15 @@ def _peer_counts(text: str) -> list[int]:
     "finished), a PNG; by default swarm-compare.png in the current folder.",
 )
 @click.option("--no-plot", is_flag=True, help="Draw no chart.")
+@click.option(
+    "--lab",
+    type=click.Choice(["none", "netns"]),
+    default="none",
+    show_default=True,
+    help="netns: run every process in a network namespace of its own on one bridge, its "
+    "links capped by the kernel (tc tbf) rather than by swarm's own rate limits, one "
+    "downloader to a process (needs root).",
+)
 def compare_command(
     path: Path | None,
     peers: str,
@@ -113,6 +122,7 @@ def compare_command(
     as_json: bool,
     plot_path: Path | None,
     no_plot: bool,
+    lab: str,
 ) -> None:
     """Share one file to N downloaders from a central server and from a swarm; compare."""
     from swarm.compare import Experiment, plot, prepare_path, run_experiment
@@ -131,6 +141,14 @@ def compare_command(
     nbytes = parse_size(size) if size else None
     if path is not None and size is not None:
         raise UsageError("give PATH or --size, not both")
+    if lab == "netns":
+        from swarm.compare.netlab import lab_problem
+
+        problem = lab_problem()
+        if problem:
+            raise UsageError(problem)
+        if per_process not in (None, 1):
+            raise UsageError("--lab netns runs one downloader to a process: no --peers-per-process")
     if no_plot and plot_path is not None:
         raise UsageError("give --plot or --no-plot, not both")
     plot_path = None if no_plot else (plot_path or DEFAULT_CHART)
@@ -148,7 +166,17 @@ def compare_command(
     _check_space(path, nbytes, counts)
     with tempfile.TemporaryDirectory(prefix="swarm-compare-src-") as tmp:
         file = prepare_path(path, nbytes, Path(tmp))
-        exp = Experiment(file, counts, u_s, u, d, timeout, on_event=say, per_process=per_process)
+        exp = Experiment(
+            file,
+            counts,
+            u_s,
+            u,
+            d,
+            timeout,
+            on_event=say,
+            per_process=per_process,
+            lab=lab == "netns",
+        )
 
         async def main(stop: asyncio.Event) -> int:
             task = asyncio.ensure_future(run_experiment(exp))
@@ -172,11 +200,14 @@ def compare_command(
                     "upload_rate": u_s,
                     "peer_upload_rate": u,
                     "download_rate": d,
+                    "caps": "kernel (netns lab, tc tbf)" if lab == "netns" else "swarm",
                     "runs": [r.as_dict() for r in runs],
                 }
                 click.echo(json.dumps(obj))
             else:
                 _table(runs, file.name, file_size, u_s, u, d)
+                if lab == "netns":
+                    click.echo("caps: enforced by the kernel (tc tbf) on each host's links")
             if plot_path:
                 try:
                     plot(runs, plot_path, file_size, u_s)

@@ -10,6 +10,7 @@ import os
 import signal
 import sys
 
+from swarm.compare.netlab import Host
 from swarm.errors import CompareError
 from swarm.status import MAX_LINE, Event, Status, decode
 
@@ -37,19 +38,19 @@ class Child:
         self._stderr = asyncio.ensure_future(self._read_stderr())
 
     @classmethod
-    async def start(cls, name: str, *args: str, stdin: bool = False) -> Child:
-        """Start ``python -m swarm -q ARGS --status-fd N`` with a pipe's write end as N."""
+    async def start(
+        cls, name: str, *args: str, stdin: bool = False, host: Host | None = None
+    ) -> Child:
+        """Start ``python -m swarm -q ARGS --status-fd N`` with a pipe's write end as N (in
+        the network namespace of *host*, a lab's host, when given)."""
         loop = asyncio.get_running_loop()
         read_fd, write_fd = os.pipe()
+        argv = [sys.executable, "-m", "swarm", "-q", *args, "--status-fd", str(write_fd)]
+        if host is not None:
+            argv = host.argv(*argv)  # ip netns exec keeps the pipe and becomes the child
         try:
             proc = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                "swarm",
-                "-q",
-                *args,
-                "--status-fd",
-                str(write_fd),
+                *argv,
                 pass_fds=(write_fd,),
                 stdin=asyncio.subprocess.PIPE if stdin else asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.DEVNULL,

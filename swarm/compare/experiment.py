@@ -15,6 +15,7 @@ group alike, so the two modes stay comparable.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import math
 import os
@@ -29,6 +30,7 @@ from pathlib import Path
 import aiofiles
 
 from swarm.compare.children import Child
+from swarm.compare.netlab import TCP_PAYLOAD_SHARE, Host, NetLab
 from swarm.compare.results import ModeResult, Run, bounds
 from swarm.create import create_torrent
 from swarm.errors import CompareError, UsageError
@@ -66,8 +68,11 @@ class Experiment:
     timeout: float = 600.0
     on_event: Callable[[str], None] | None = None
     per_process: int | None = None  # K; None: default_per_process(N)
+    lab: bool = False  # each process in a network namespace, its links capped by the kernel
 
     def k_for(self, n: int) -> int:
+        if self.lab:
+            return 1  # a kernel cap is a namespace's: one downloader to a namespace
         return min(n, self.per_process or default_per_process(n))
 
     def say(self, text: str) -> None:
@@ -75,35 +80,87 @@ class Experiment:
             self.on_event(text)
 
 
+class _Net:
+    """Where the children run and what caps them: all on 127.0.0.1, capped by swarm's own
+    token buckets (``--max-upload-rate``), or each in a host of a :class:`NetLab`, its links
+    capped by the kernel (tc tbf) and swarm's own caps left off."""
+
+    def __init__(self, lab: NetLab | None) -> None:
+        self.lab = lab
+        self._hosts: dict[str, Host] = {}
+
+    async def host(self, name: str, up: int | None = None, down: int | None = None) -> Host | None:
+        """The lab's host *name* (made the first time, with these caps); None without a lab."""
+        if self.lab is None:
+            return None
+        if name not in self._hosts:
+            self._hosts[name] = await self.lab.add_host(name, up=_link(up), down=_link(down))
+        return self._hosts[name]
+
+    @staticmethod
+    def address(host: Host | None) -> str:
+        return "127.0.0.1" if host is None else host.address
+
+    def caps(self, up: int | None, down: int | None) -> list[str]:
+        """swarm's own cap options, or none when the kernel caps the links."""
+        if self.lab is not None:
+            return []
+        out = [] if up is None else ["--max-upload-rate", str(up)]
+        return out + ([] if down is None else ["--max-download-rate", str(down)])
+
+
+def _link(rate: int | None) -> int | None:
+    """A link's cap for TCP data to flow at *rate*: tbf counts whole frames, headers too."""
+    return None if rate is None else round(rate / TCP_PAYLOAD_SHARE)
+
+
 async def run_experiment(exp: Experiment) -> list[Run]:
-    """Run the experiment for each N; stops everything it started, whatever happens."""
+    """Run the experiment for each N; stops everything it started, whatever happens (with
+    ``exp.lab``, inside a network lab that is taken down after the children are stopped)."""
+    async with contextlib.AsyncExitStack() as stack:
+        lab = await stack.enter_async_context(NetLab()) if exp.lab else None
+        if lab is not None:
+            exp.say(f"network lab: hosts in {lab.subnet}, links capped by the kernel (tc tbf)")
+        return await _run(exp, _Net(lab))
+
+
+async def _run(exp: Experiment, net: _Net) -> list[Run]:
     work = Path(tempfile.mkdtemp(prefix="swarm-compare-"))
     children: list[Child] = []
     try:
         size = exp.path.stat().st_size
         original = await asyncio.to_thread(sha256_file, exp.path)
+        where = await net.host("tracker")
         tracker = await Child.start(
-            "tracker", "tracker", "--host", "127.0.0.1", "--port", "0", "--no-udp"
+            "tracker",
+            "tracker",
+            "--host",
+            net.address(where),
+            "--port",
+            "0",
+            "--no-udp",
+            host=where,
         )
         children.append(tracker)
         announce_url = (await tracker.wait_for(Event.LISTENING, START_TIMEOUT)).urls[0]
         torrent_file = work / (exp.path.name + ".torrent")
         data = await asyncio.to_thread(create_torrent, exp.path, trackers=[[announce_url]])
         await _write(torrent_file, data)
-        rate = str(exp.server_rate)
+        where = await net.host("central", up=exp.server_rate)
         central = await Child.start(
             "central server",
             "serve-central",
             str(exp.path),
             "--host",
-            "127.0.0.1",
+            net.address(where),
             "--port",
             "0",
-            "--max-upload-rate",
-            rate,
+            *net.caps(exp.server_rate, None),
+            host=where,
         )
         children.append(central)
         file_url = (await central.wait_for(Event.LISTENING, START_TIMEOUT)).urls[0]
+        where = await net.host("seed", up=exp.server_rate)
         seed = await Child.start(
             "seed",
             "seed",
@@ -111,12 +168,13 @@ async def run_experiment(exp: Experiment) -> list[Run]:
             "--torrent",
             str(torrent_file),
             "--host",
-            "127.0.0.1",
+            net.address(where),
             "--port",
             "0",
-            "--max-upload-rate",
-            rate,
+            *net.caps(exp.server_rate, None),
             "--no-verify",
+            "--no-dht",
+            host=where,
         )
         children.append(seed)
         await seed.wait_for(Event.LISTENING, START_TIMEOUT)
@@ -129,11 +187,10 @@ async def run_experiment(exp: Experiment) -> list[Run]:
                 f"N={n}: {counted(n, 'downloader')} from the central server (bound {d_cs:.1f} s)"
             )
             folder = work / f"run-{k}-n{n}"  # one folder per run: an N may be repeated
-            c = await _phase(exp, folder / "central", n, original, [file_url], children)
+            c = await _phase(exp, net, folder / "central", n, original, [file_url], children)
             exp.say(f"N={n}: {counted(n, 'downloader')} in the swarm (bound {d_p2p:.1f} s)")
-            swarm_fetch = [str(torrent_file), "--host", "127.0.0.1"]
-            swarm_fetch += ["--max-upload-rate", str(exp.peer_rate), "--seed"]
-            s = await _phase(exp, folder / "swarm", n, original, swarm_fetch, children)
+            swarm_fetch = [str(torrent_file), "--seed"]
+            s = await _phase(exp, net, folder / "swarm", n, original, swarm_fetch, children)
             runs.append(Run(n, c, s, d_cs, d_p2p, exp.k_for(n)))
         return runs
     finally:
@@ -143,6 +200,7 @@ async def run_experiment(exp: Experiment) -> list[Run]:
 
 async def _phase(
     exp: Experiment,
+    net: _Net,
     folder: Path,
     n: int,
     original: str,
@@ -152,7 +210,9 @@ async def _phase(
     """Start N downloaders (K to a process), let them go at once, time each to its verified
     copy. *args*: the source and options, the same for ``fetch`` and ``fetch-group``."""
     k = exp.k_for(n)
-    extra = [] if exp.d_min is None else ["--max-download-rate", str(exp.d_min)]
+    swarm = not args[0].startswith(("http://", "https://"))  # a torrent, not the server's URL
+    # Each downloader's caps: its upload at u (only a peer uploads), its download at d_min.
+    extra = net.caps(exp.peer_rate if swarm else None, exp.d_min)
     mine: list[Child] = []
     members: list[tuple[Child, int | None]] = []  # for downloader i: its process, its index
     try:
@@ -162,17 +222,21 @@ async def _phase(
                 (folder / str(i)).mkdir(parents=True)
             if k == 1:
                 out = str(folder / str(first))
+                where = await net.host(f"d{first}", up=exp.peer_rate, down=exp.d_min)
+                peer = ["--host", net.address(where), "--no-dht"] if swarm else []
                 child = await Child.start(
                     f"downloader {first}",
-                    *["fetch", *args, "--port", "0"],  # the port: a torrent's peer's
+                    *["fetch", *args, *peer, "--port", "0"],  # the port: a torrent's peer's
                     *["-o", out, "--start-on-stdin", *extra],
                     stdin=True,
+                    host=where,
                 )
                 members.append((child, None))
             else:
+                peer = ["--host", "127.0.0.1"] if swarm else []
                 child = await Child.start(
                     f"downloaders {first}-{first + count - 1}",
-                    *["fetch-group", *args, "-o", str(folder)],
+                    *["fetch-group", *args, *peer, "-o", str(folder)],
                     *["--first", str(first), "--count", str(count), *extra],
                     stdin=True,
                 )

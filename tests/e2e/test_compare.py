@@ -290,3 +290,37 @@ def test_the_chart_takes_repeated_n_and_a_wide_range_of_n(tmp_path: Path) -> Non
     out = tmp_path / "c.png"
     plot(runs, out, 2**20, 2**20)
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize("lab", ["none", "netns"])
+def test_the_default_compare_lands_near_its_bounds_with_either_kind_of_cap(
+    tmp_path: Path, lab: str
+) -> None:
+    # The bundled sample at N = 2 with 1 MiB/s caps: swarm's own token buckets (lab none), or
+    # every process in a network namespace, its links capped by the kernel (tc tbf), swarm's
+    # own caps off (lab netns). Both modes within 1.3x of their bounds either way.
+    if lab == "netns":
+        from swarm.compare.netlab import lab_problem
+
+        problem = lab_problem()
+        if problem:
+            if os.environ.get("CI") == "true":
+                pytest.fail(f"{problem}, and CI must run the network lab")
+            pytest.skip(problem)
+    r = subprocess.run(
+        [sys.executable, "-m", "swarm", "compare", "--peers", "2", "--json", "--no-plot"]
+        + ["--lab", lab],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        cwd=tmp_path,
+    )
+    assert r.returncode == 0, r.stderr
+    obj = json.loads(r.stdout)
+    assert obj["caps"] == ("swarm" if lab == "none" else "kernel (netns lab, tc tbf)")
+    (run,) = obj["runs"]
+    for mode in ("central", "swarm"):
+        assert run[mode]["total"] <= 1.3 * run["bounds"][mode], (mode, run)
+    if lab == "netns":
+        names = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+        assert "sl" not in names  # the lab's namespaces are gone
