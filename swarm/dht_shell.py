@@ -167,6 +167,14 @@ class DhtNode(asyncio.DatagramProtocol):
         search, out = self.node.announce(info_hash, port, self.clock())
         return await self._wait(search, out, timeout)
 
+    def ping(self, addr: Address) -> None:
+        """Ping *addr*, a node a peer named in a BEP 5 PORT message: it joins the table if it
+        answers. An address the node cannot use (not IPv4) is ignored."""
+        try:
+            self._send(self.node.ping(addr, self.clock()))
+        except ValueError:
+            log.debug("dht: no ping to %s:%d (not an IPv4 address)", *addr)
+
     def stats(self) -> dict[str, int | str]:
         """The node's figures (id, table, store, work in flight) and its address."""
         return {**self.node.stats(), "address": f"{self.address[0]}:{self.address[1]}"}

@@ -17,15 +17,8 @@ from typing import Protocol, cast
 from swarm import wire
 from swarm.errors import SwarmError
 from swarm.extensions import PexPeers
-from swarm.peer_state import (
-    MAX_QUEUED_REQUESTS,
-    OUR_REQQ,
-    Event,
-    PeerBitfield,
-    PeerState,
-    Timer,
-    Torrent,
-)
+from swarm.peer_state import MAX_QUEUED_REQUESTS, OUR_REQQ, PeerState
+from swarm.peer_types import Event, PeerBitfield, Timer, Torrent
 from swarm.ratelimit import RateLimiter
 from swarm.stats import RateMeter
 
@@ -86,7 +79,10 @@ class PeerHost(Protocol):
     upload_limiter: RateLimiter
     handshake_timeout: float
 
+    @property
+    def dht_port(self) -> int | None: ...
     def torrent_for(self, info_hash: bytes) -> PeerHandler | None: ...
+    def dht_ping(self, addr: tuple[str, int]) -> None: ...
     def download_delay(self, n: int) -> float: ...
     def connection_closed(self, conn: PeerConnection) -> None: ...
 
@@ -106,8 +102,9 @@ class PeerConnection(asyncio.Protocol):
         self.outgoing = torrent is not None
         self.address = address
         self.transport: asyncio.Transport | None = None
+        info_hash = torrent.info_hash if torrent else None
         self.state = PeerState(
-            host.peer_id, info_hash=torrent.info_hash if torrent else None, now=time.monotonic()
+            host.peer_id, info_hash=info_hash, now=time.monotonic(), dht_port=host.dht_port
         )
         self.closed = False
         self.ready = False  # handshake done and registered with a torrent
@@ -265,6 +262,8 @@ class PeerConnection(asyncio.Protocol):
             t.requests.rejected(self, msg.index, msg.begin, msg.length)
         elif type(msg) is PexPeers:
             t.add_peers(msg.addresses)
+        elif type(msg) is wire.Port and self.address is not None:
+            self.host.dht_ping((self.address[0], msg.port))
 
     # -- sending -------------------------------------------------------------------------
 

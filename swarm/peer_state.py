@@ -10,64 +10,48 @@ tests drive a connection's whole life with byte strings and a fake clock.
 
 from __future__ import annotations
 
-import enum
 from collections import Counter, deque
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 
 from swarm import wire
 from swarm.errors import ProtocolError
 from swarm.extensions import PeerExtensions, PexPeers
-from swarm.wire.ut_metadata import MetadataServer
+from swarm.peer_types import Block, Event, PeerBitfield, Timer, Torrent
+
+__all__ = [
+    "DEFAULT_REMOTE_REQQ",
+    "MAX_QUEUED_REQUESTS",
+    "MAX_REMOTE_REQQ",
+    "OUR_REQQ",
+    "Block",
+    "Event",
+    "PeerBitfield",
+    "PeerState",
+    "Timer",
+    "Torrent",
+]
 
 OUR_REQQ = 500  # requests we let a peer queue with us (sent as BEP 10 'reqq')
 MAX_QUEUED_REQUESTS = 2 * OUR_REQQ  # beyond this a peer is flooding us
 DEFAULT_REMOTE_REQQ = 250  # what a peer takes when its extension handshake does not say
 MAX_REMOTE_REQQ = 2000
 STALE_LIMIT = 4096  # withdrawn requests remembered; past this the oldest are forgotten
-RESERVED = wire.make_reserved(fast=True, extended=True)
-
-Block = tuple[int, int, int]  # (piece index, begin, length)
-
-
-@dataclass(frozen=True, slots=True)
-class PeerBitfield:
-    """The peer said all it has at once (a bitfield, have all or have none)."""
-
-    haves: list[bool]
-
-
-Event = wire.Message | wire.Handshake | PeerBitfield | PexPeers
-"""What :meth:`PeerState.receive` returns."""
-
-
-class Timer(enum.Enum):
-    """What :meth:`PeerState.timers` found due."""
-
-    IDLE = "idle"  # nothing heard for too long: close
-    KEEPALIVE = "keepalive"  # nothing sent for a while: send a keep-alive
-    SNUBBED = "snubbed"  # our requests went unanswered for too long
-
-
-@dataclass(frozen=True, slots=True)
-class Torrent:
-    """What the state needs to know of the torrent once the handshake named it."""
-
-    info_hash: bytes
-    num_pieces: int
-    piece_length: int
-    total_length: int
-    have: Sequence[bool]  # our pieces, shared with the picker and read live
-    defer: Callable[[int], bool] | None = None  # initial seeding: turn this request away once
-    metadata: MetadataServer | None = None  # our info dictionary, served by ut_metadata
-    pex: bool = False  # peer exchange on (not for a private torrent)
 
 
 class PeerState:
     """One connection's protocol state, both sides of it."""
 
-    def __init__(self, our_peer_id: bytes, *, info_hash: bytes | None = None, now: float = 0.0):
+    def __init__(
+        self,
+        our_peer_id: bytes,
+        *,
+        info_hash: bytes | None = None,
+        now: float = 0.0,
+        dht_port: int | None = None,
+    ):
         self.our_peer_id = our_peer_id
+        self.dht_port = dht_port  # our DHT node's UDP port: the DHT bit and a PORT message
+        self.reserved = wire.make_reserved(fast=True, extended=True, dht=dht_port is not None)
+        self.peer_dht = False
         self.info_hash = info_hash  # None for an incoming connection until the handshake
         self.torrent: Torrent | None = None
         self._parser = wire.Parser(expect_handshake=True)
@@ -102,7 +86,7 @@ class PeerState:
     def handshake(self) -> bytes:
         """Our 68-byte handshake for :attr:`info_hash`."""
         assert self.info_hash is not None
-        return wire.Handshake(RESERVED, self.info_hash, self.our_peer_id).encode()
+        return wire.Handshake(self.reserved, self.info_hash, self.our_peer_id).encode()
 
     @property
     def attached(self) -> bool:
@@ -126,6 +110,7 @@ class PeerState:
         self.peer_id = hs.peer_id
         self.fast = hs.supports_fast
         self.extended = hs.supports_extended
+        self.peer_dht = hs.supports_dht
 
     # -- receiving -------------------------------------------------------------------------
 
@@ -186,11 +171,14 @@ class PeerState:
                     out.append(msg)
             elif type(msg) is wire.AllowedFast:
                 self.allowed_fast.add(msg.index)
+            elif type(msg) is wire.Port:
+                if self.dht_port is not None and self.torrent.pex:  # never a private torrent's
+                    out.append(msg)
             elif type(msg) is wire.Extended:
                 learned = self._on_extended(msg, now)
                 if learned:
                     out.append(PexPeers(learned))
-            # Keep-alive, port (DHT) and suggest are advisory: nothing to do.
+            # Keep-alive and suggest are advisory: nothing to do.
         return out
 
     def _on_block(self, msg: wire.Piece, now: float) -> None:
@@ -311,6 +299,8 @@ class PeerState:
                 m=m, v=version, p=port or None, reqq=OUR_REQQ, yourip=yourip, metadata_size=size
             )
             msgs.append(wire.Extended(0, ext.encode()))
+        if self.dht_port is not None and self.peer_dht and t.pex:  # BEP 5; not if private
+            msgs.append(wire.Port(self.dht_port))
         return b"".join(wire.encode(m) for m in msgs)
 
     def choke(self) -> bytes:

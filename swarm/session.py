@@ -142,6 +142,16 @@ class Session:
         self.dht = DhtClient(node, lambda: self.port, routers, self.rng)
         self.dht.start()
 
+    @property
+    def dht_port(self) -> int | None:
+        """Our DHT node's UDP port (for the BEP 5 PORT message), None without a DHT."""
+        return self.dht.node.address[1] if self.dht is not None else None
+
+    def dht_ping(self, addr: tuple[str, int]) -> None:
+        """A peer's PORT message named its DHT node: ping it, so it may join our table."""
+        if self.dht is not None:
+            self.dht.node.ping(addr)
+
     def _incoming(self) -> PeerConnection:
         conn = PeerConnection(self)
         if len(self.connections) >= self.max_connections:

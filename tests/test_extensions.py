@@ -300,3 +300,43 @@ def test_no_pex_message_when_there_is_nobody_else() -> None:
     b = FakePeer(("127.0.0.3", 6882), True)
     # The first message goes as soon as there is somebody to tell of, not a minute later.
     assert pex_round([a, b], 101.0) == 2
+
+
+# -- the DHT's PORT message (BEP 5) ------------------------------------------------------------
+
+
+def dht_state(
+    *, private: bool = False, our_port: int | None = 7001, theirs: bool = True
+) -> PeerState:
+    s = PeerState(OURS, info_hash=INFO_HASH, now=0.0, dht_port=our_port)
+    reserved = wire.make_reserved(fast=True, extended=True, dht=theirs)
+    s.receive(wire.Handshake(reserved, INFO_HASH, THEIRS).encode(), 1.0)
+    server = None if private else ut_metadata.MetadataServer(INFO)
+    s.attach(Torrent(INFO_HASH, 2, PIECE, 2 * PIECE, [True, True], None, server, not private))
+    return s
+
+
+def ports_sent(s: PeerState) -> list[wire.Message]:
+    sent = wire.Parser(expect_handshake=False, fast=True).feed(s.initial("swarm", 6881))
+    return [m for m in sent if isinstance(m, wire.Port)]
+
+
+def test_with_a_dht_our_handshake_sets_its_bit_and_a_port_message_follows() -> None:
+    s = dht_state()
+    assert wire.Handshake.decode(s.handshake()).supports_dht
+    assert ports_sent(s) == [wire.Port(7001)]
+    # Without a DHT of ours, or when the peer has none, no PORT message.
+    assert not wire.Handshake.decode(dht_state(our_port=None).handshake()).supports_dht
+    assert ports_sent(dht_state(our_port=None)) == []
+    assert ports_sent(dht_state(theirs=False)) == []
+
+
+def test_a_private_torrent_sends_no_port_and_ignores_the_peers() -> None:
+    s = dht_state(private=True)
+    assert ports_sent(s) == []
+    assert s.receive(enc(wire.Port(6000)), 2.0) == []
+
+
+def test_the_peers_port_message_comes_out_for_the_dht() -> None:
+    assert dht_state().receive(enc(wire.Port(6000)), 2.0) == [wire.Port(6000)]
+    assert dht_state(our_port=None).receive(enc(wire.Port(6000)), 2.0) == []
