@@ -45,3 +45,32 @@ def test_a_written_piece_buffer_is_reused_and_the_next_piece_still_checks(tmp_pa
 
     assert asyncio.run(main()) == [True] * 4
     assert (out / "data.bin").read_bytes() == data
+
+
+def test_a_just_verified_piece_is_uploaded_from_memory_and_a_bad_one_is_not(
+    tmp_path: Path,
+) -> None:
+    src = tmp_path / "src" / "data.bin"
+    src.parent.mkdir()
+    data = random.Random(8).randbytes(2 * PIECE)
+    src.write_bytes(data)
+    torrent = metainfo.parse(create_torrent(src, piece_length=PIECE))
+
+    async def main() -> None:
+        io = PieceIO(torrent, tmp_path / "out")
+        await io.open(seed=False, verify=True)
+        for begin in range(0, PIECE, 16384):
+            io.add_block(0, begin, data[begin : begin + 16384], b"p")
+            io.add_block(1, begin, bytes(16384), b"q")  # not piece 1's data
+        assert await io.verify_and_write(1) == (False, {b"q"})
+        assert await io.verify_and_write(0) == (True, {b"p"})
+        # Piece 1 again takes piece 0's written buffer and overwrites it; the copy of piece 0
+        # kept for uploading is served without a read and still holds piece 0.
+        io.add_block(1, 16384, bytes(16384), b"q")
+        assert io._buffers[1] is not None and len(io._spare) == 1
+        block = io.cached_block(0, 16384, 16384)
+        assert block is not None and bytes(block) == data[16384:32768]
+        assert io.cached_block(1, 0, 16384) is None
+        await io.close([True, False], False)
+
+    asyncio.run(main())
