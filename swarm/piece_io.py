@@ -2,7 +2,8 @@
 written, and a small cache of whole pieces for uploading (a piece just verified goes into it).
 
 This is the asyncio face of :class:`~swarm.storage.Storage` (whose methods block): opening,
-checking, large pieces and finishing run on a thread pool. A small piece (at most
+checking, large pieces and finishing run on the process's disk pool (:mod:`swarm.disk_pool`,
+shared by every torrent of the process). A small piece (at most
 :data:`INLINE_BYTES`) is hashed, written and read on the event loop: SHA-1 of 16 KiB and a
 pwrite into the page cache take tens of microseconds, less than the two thread hops (and the
 fight for the GIL between many torrents' threads) they would otherwise cost.
@@ -14,11 +15,11 @@ import asyncio
 import hashlib
 from collections import OrderedDict
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
+from swarm.disk_pool import DiskJobs
 from swarm.errors import ExistingDataError, StorageError, SwarmError
 from swarm.metainfo import Torrent
 from swarm.storage import Storage
@@ -26,7 +27,6 @@ from swarm.storage import Storage
 RESUME_SAVE_SECONDS = 10.0
 CACHE_BYTES = 32 << 20  # pieces kept in memory for uploading
 SPARE_BYTES = 32 << 20  # piece buffers kept for reuse once written
-DISK_THREADS = 2
 INLINE_BYTES = 64 << 10  # pieces this small are hashed, written and read on the loop
 
 R = TypeVar("R")
@@ -52,7 +52,7 @@ class PieceIO:
     def __init__(self, torrent: Torrent, root: Path) -> None:
         self.torrent = torrent
         self.storage = Storage(torrent, root)
-        self._pool = ThreadPoolExecutor(max_workers=DISK_THREADS, thread_name_prefix="disk")
+        self._jobs = DiskJobs()
         self._buffers: dict[int, bytearray] = {}
         self._spare: list[bytearray] = []  # written pieces' buffers, reused for new pieces
         self._spare_max = max(1, SPARE_BYTES // torrent.piece_length)
@@ -64,7 +64,7 @@ class PieceIO:
         self._resume_at = 0.0
 
     async def _run(self, fn: Callable[..., R], *args: object) -> R:
-        return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
+        return await self._jobs.run(fn, *args)
 
     # -- opening and closing -----------------------------------------------------------------
 
@@ -140,13 +140,12 @@ class PieceIO:
             await self._run(self.storage.save_resume, list(have))
 
     def abandon(self) -> None:
-        """Opening failed: let go of the threads and files without waiting."""
-        self._pool.shutdown(wait=False)
+        """Opening failed: let go of the files without waiting."""
         self.storage.close()
 
     async def close(self, have: list[bool], complete: bool) -> None:
         """Let the writes already handed to the pool finish, save resume data, close files."""
-        await asyncio.get_running_loop().run_in_executor(None, self._pool.shutdown, True)
+        await self._jobs.drain()
         if not complete:
             self.storage.save_resume(have)
         self.storage.close()
@@ -216,7 +215,7 @@ class PieceIO:
                 except SwarmError as exc:
                     fut.set_exception(exc)
             else:
-                fut = loop.run_in_executor(self._pool, self.storage.read, index)
+                fut = self._jobs.submit(self.storage.read, index)
             self._add_cached(index, fut)
         else:
             self._cache.move_to_end(index)
