@@ -211,3 +211,19 @@ def test_the_messages_pexstate_makes_encode() -> None:
     message = state.update({a: FLAG_OUTGOING for a in _peers(60)}, now=0.0)
     assert message is not None
     assert PexMessage.decode(message.encode()) == message
+
+
+def test_addresses_are_written_as_before_and_names_are_refused() -> None:
+    mapped = bytes(10) + b"\xff\xff\x01\x02\x03\x04" + b"\x1a\xe1"
+    plain = bytes.fromhex("20010db8000000000000000000000001") + b"\x00\x50"
+    payload = bencoding.encode({b"added6": mapped + plain, b"added": b"\x7f\x00\x00\x01\x00\x01"})
+    msg = PexMessage.decode(payload)
+    # IPv6 in RFC 5952's compressed form; an embedded IPv4 address all hex, as ipaddress has it
+    assert msg.added6 == [("::ffff:102:304", 6881), ("2001:db8::1", 80)]
+    assert msg.added == [("127.0.0.1", 1)]
+    assert PexMessage.decode(PexMessage(added6=msg.added6, added6_f=b"\0\0").encode()) == (
+        PexMessage(added6=msg.added6, added6_f=b"\0\0")
+    )
+    for bad in ("peer.example", "1.2.3.4\0", "01.2.3.4"):
+        with pytest.raises(ValueError, match="not an IP address"):
+            PexMessage(dropped=[(bad, 1)]).encode()
