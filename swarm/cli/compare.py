@@ -110,6 +110,18 @@ def _peer_counts(text: str) -> list[int]:
     "links capped by the kernel (tc tbf) rather than by swarm's own rate limits, one "
     "downloader to a process (needs root).",
 )
+@click.option(
+    "--fail",
+    "fail",
+    multiple=True,
+    metavar="PART@TIME",
+    help="Kill (SIGKILL) a part TIME seconds after 'go' of each phase where it matters: "
+    "central (the central server, in the central phase), tracker or seed (in the swarm "
+    "phase); e.g. central@5s, seed@2.5s; repeat it or give a list (tracker@1s,seed@3s). A "
+    "phase that can no longer finish (no progress for 5 s after the kill) ends and the mode "
+    "is reported failed, with how many finished. The parts are started again before the next "
+    "N, so each N meets the same faults.",
+)
 def compare_command(
     path: Path | None,
     peers: str,
@@ -123,12 +135,15 @@ def compare_command(
     plot_path: Path | None,
     no_plot: bool,
     lab: str,
+    fail: tuple[str, ...],
 ) -> None:
     """Share one file to N downloaders from a central server and from a swarm; compare."""
     from swarm.compare import Experiment, plot, prepare_path, run_experiment
     from swarm.compare.chart import DEFAULT_CHART
+    from swarm.compare.faults import parse_faults
 
     counts = _peer_counts(peers)
+    faults = parse_faults(fail)
     if not math.isfinite(timeout):
         raise UsageError(f"--timeout must be a number of seconds, not {timeout}")
     u_s = parse_rate(upload_rate)
@@ -176,6 +191,7 @@ def compare_command(
             on_event=say,
             per_process=per_process,
             lab=lab == "netns",
+            faults=faults,
         )
 
         async def main(stop: asyncio.Event) -> int:
@@ -247,7 +263,7 @@ def _spread_lines(runs: list[Run]) -> list[str]:
     """For each N run more than once, how far its measurements spread."""
     lines = []
     for n in sorted({r.peers for r in runs}):
-        same = [r for r in runs if r.peers == n]
+        same = [r for r in runs if r.peers == n and not (r.central.failed or r.swarm.failed)]
         if len(same) < 2:
             continue
         parts = []
@@ -267,13 +283,20 @@ def _table(runs: list[Run], name: str, file_size: int, u_s: int, u: int, d_min: 
         title=f"{name}: {format_size(file_size)} to N downloaders; server and seed upload "
         f"{format_rate(u_s)}, each peer {format_rate(u)}",
     )
-    for col in ("N", "mode", "min", "median", "max", "total", "bound", "vs bound", "speedup"):
-        table.add_column(col, justify="right" if col not in ("mode",) else "left")
+    faulted = any(r.central.outcome or r.swarm.outcome for r in runs)
+    cols = ["N", "mode", "min", "median", "max", "total", "bound", "vs bound", "speedup"]
+    for col in cols + (["what happened (--fail)"] if faulted else []):
+        table.add_column(col, justify="right" if col in cols[2:] else "left")
     for r in runs:
         for mode, res, bound in (
             ("central", r.central, r.bound_central),
             ("swarm", r.swarm, r.bound_swarm),
         ):
+            note = [res.outcome.note() if res.outcome else ""] if faulted else []
+            if res.failed:
+                figures = _finished_figures(res.times)
+                table.add_row(str(r.peers), mode, *figures, "failed", f"{bound:.2f}", "", "", *note)
+                continue
             d = res.figures()
             table.add_row(
                 str(r.peers),
@@ -284,7 +307,8 @@ def _table(runs: list[Run], name: str, file_size: int, u_s: int, u: int, d_min: 
                 f"{d['total']:.2f}",
                 f"{bound:.2f}",
                 f"{d['total'] / bound:.2f}x",
-                f"{r.speedup:.2f}x" if mode == "swarm" else "",
+                f"{r.speedup:.2f}x" if mode == "swarm" and not r.central.failed else "",
+                *note,
             )
     table.caption = "times in seconds, from 'go' to each verified copy"
     grouped = sorted({r.per_process for r in runs if r.per_process > 1})
@@ -307,6 +331,17 @@ def _table(runs: list[Run], name: str, file_size: int, u_s: int, u: int, d_min: 
         click.echo(f"downloaders per process (each its own peer, timed alone): {ks}")
     for line in _spread_lines(runs):
         click.echo(line)
+    for r in runs:
+        for mode, res in (("central", r.central), ("swarm", r.swarm)):
+            if res.failed:
+                click.echo(f"N={r.peers} {mode}: failed: {res.failed}")
+
+
+def _finished_figures(times: list[float]) -> list[str]:
+    """min, median and max of the downloaders that finished in a failed mode ('-' if none)."""
+    if not times:
+        return ["-", "-", "-"]
+    return [f"{min(times):.2f}", f"{statistics.median(times):.2f}", f"{max(times):.2f}"]
 
 
 def _download_cap(d: int | None) -> str:

@@ -1,8 +1,10 @@
 """The chart of ``swarm compare``: time against N for both modes beside both bounds, and the
-distribution of completion times (CDF) of each mode at the largest N."""
+distribution of completion times (CDF) of each mode at the largest N. A mode that failed
+(``--fail``) has no point for its N, and its CDF stops below 1."""
 
 from __future__ import annotations
 
+import math
 import statistics
 from pathlib import Path
 
@@ -39,14 +41,27 @@ def plot(runs: list[Run], out: Path, file_size: int, server_rate: int) -> None:
         ("central", "tab:red", lambda r: r.bound_central),
         ("swarm", "tab:blue", lambda r: r.bound_swarm),
     ):
-        totals = [[getattr(r, mode).total for r in groups[n]] for n in ns]
-        mid = [statistics.median(t) for t in totals]
-        low = [m - min(t) for m, t in zip(mid, totals, strict=True)]
-        high = [max(t) - m for m, t in zip(mid, totals, strict=True)]
+        # A failed run (--fail) has no total: its point is left out, and an N none of whose
+        # runs finished is marked with an X at the foot of the axis.
+        ok = {n: [t for r in groups[n] if not math.isnan(t := getattr(r, mode).total)] for n in ns}
+        xs = [n for n in ns if ok[n]]
+        mid = [statistics.median(ok[n]) for n in xs]
+        low = [m - min(ok[n]) for m, n in zip(mid, xs, strict=True)]
+        high = [max(ok[n]) - m for m, n in zip(mid, xs, strict=True)]
         name = "central server" if mode == "central" else "swarm"
         ax.errorbar(
-            ns, mid, yerr=[low, high], fmt="o-", color=colour, capsize=3, label=f"{name} (measured)"
+            xs, mid, yerr=[low, high], fmt="o-", color=colour, capsize=3, label=f"{name} (measured)"
         )
+        if failed := [n for n in ns if not ok[n]]:
+            ax.plot(
+                failed,
+                [0] * len(failed),
+                "X",
+                color=colour,
+                ms=10,
+                clip_on=False,
+                label=f"{name} failed (--fail)",
+            )
         bound_name = "D_cs" if mode == "central" else "D_p2p"
         ax.plot(
             ns,
@@ -57,8 +72,9 @@ def plot(runs: list[Run], out: Path, file_size: int, server_rate: int) -> None:
             label=f"{name} bound {bound_name}",
         )
         last = groups[ns[-1]]
+        # Shares of all the N: a failed mode's curve stops short of 1.
         times = sorted(t for r in last for t in getattr(r, mode).times)
-        share = [(i + 1) / len(times) for i in range(len(times))]
+        share = [(i + 1) / (len(last) * ns[-1]) for i in range(len(times))]
         cdf.step([0.0, *times], [0.0, *share], where="post", color=colour, label=name)
         cdf.axvline(bound_of(last[0]), color=colour, linestyle="--", alpha=0.6)
     if ns[-1] >= LOG_X_RATIO * ns[0]:

@@ -24,12 +24,13 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import aiofiles
 
 from swarm.compare.children import Child
+from swarm.compare.faults import Fault, Outcome, phase_faults, supervise
 from swarm.compare.netlab import TCP_PAYLOAD_SHARE, Host, NetLab
 from swarm.compare.results import ModeResult, Run, bounds
 from swarm.create import create_torrent
@@ -69,6 +70,7 @@ class Experiment:
     on_event: Callable[[str], None] | None = None
     per_process: int | None = None  # K; None: default_per_process(N)
     lab: bool = False  # each process in a network namespace, its links capped by the kernel
+    faults: list[Fault] = field(default_factory=list)  # --fail: parts killed in each phase
 
     def k_for(self, n: int) -> int:
         if self.lab:
@@ -130,72 +132,86 @@ async def _run(exp: Experiment, net: _Net) -> list[Run]:
     try:
         size = exp.path.stat().st_size
         original = await asyncio.to_thread(sha256_file, exp.path)
-        where = await net.host("tracker")
-        tracker = await Child.start(
-            "tracker",
-            "tracker",
-            "--host",
-            net.address(where),
-            "--port",
-            "0",
-            "--no-udp",
-            host=where,
-        )
-        children.append(tracker)
-        announce_url = (await tracker.wait_for(Event.LISTENING, START_TIMEOUT)).urls[0]
-        torrent_file = work / (exp.path.name + ".torrent")
-        data = await asyncio.to_thread(create_torrent, exp.path, trackers=[[announce_url]])
-        await _write(torrent_file, data)
-        where = await net.host("central", up=exp.server_rate)
-        central = await Child.start(
-            "central server",
-            "serve-central",
-            str(exp.path),
-            "--host",
-            net.address(where),
-            "--port",
-            "0",
-            *net.caps(exp.server_rate, None),
-            host=where,
-        )
-        children.append(central)
-        file_url = (await central.wait_for(Event.LISTENING, START_TIMEOUT)).urls[0]
-        where = await net.host("seed", up=exp.server_rate)
-        seed = await Child.start(
-            "seed",
-            "seed",
-            str(exp.path),
-            "--torrent",
-            str(torrent_file),
-            "--host",
-            net.address(where),
-            "--port",
-            "0",
-            *net.caps(exp.server_rate, None),
-            "--no-verify",
-            "--no-dht",
-            host=where,
-        )
-        children.append(seed)
-        await seed.wait_for(Event.LISTENING, START_TIMEOUT)
+        parts = await _start_parts(exp, net, work, children)
         what = f"{exp.path.name}, {counted(size, 'byte')}"
         exp.say(f"tracker, central server and seed are up; file {what}")
         runs = []
         for k, n in enumerate(exp.peer_counts):
+            if k > 0 and exp.faults:
+                # --fail killed parts in the last N: every part anew, each N the same faults.
+                await asyncio.gather(*(p.stop() for p in parts.values()), return_exceptions=True)
+                for p in parts.values():
+                    children.remove(p)
+                parts = await _start_parts(exp, net, work, children)
+                exp.say("tracker, central server and seed started anew (--fail)")
             d_cs, d_p2p = bounds(size, n, exp.server_rate, exp.peer_rate, exp.d_min)
             exp.say(
                 f"N={n}: {counted(n, 'downloader')} from the central server (bound {d_cs:.1f} s)"
             )
             folder = work / f"run-{k}-n{n}"  # one folder per run: an N may be repeated
-            c = await _phase(exp, net, folder / "central", n, original, [file_url], children)
+            listening = (s for s in parts["central"].statuses if s.event is Event.LISTENING)
+            file_url = next(listening).urls[0]
+            c = await _phase(exp, net, folder / "central", n, original, [file_url], parts, children)
             exp.say(f"N={n}: {counted(n, 'downloader')} in the swarm (bound {d_p2p:.1f} s)")
-            swarm_fetch = [str(torrent_file), "--seed"]
-            s = await _phase(exp, net, folder / "swarm", n, original, swarm_fetch, children)
+            swarm_fetch = [str(work / (exp.path.name + ".torrent")), "--seed"]
+            s = await _phase(exp, net, folder / "swarm", n, original, swarm_fetch, parts, children)
             runs.append(Run(n, c, s, d_cs, d_p2p, exp.k_for(n)))
         return runs
     finally:
         await asyncio.gather(*(c.stop() for c in children), return_exceptions=True)
         shutil.rmtree(work, ignore_errors=True)
+
+
+async def _start_parts(
+    exp: Experiment, net: _Net, work: Path, children: list[Child]
+) -> dict[str, Child]:
+    """Start the tracker, the torrent (announcing to it), the central server and the seed;
+    each goes into *children* as soon as it runs (to be stopped whatever happens)."""
+    parts: dict[str, Child] = {}
+    where = await net.host("tracker")
+    address = ["--host", net.address(where), "--port", "0"]
+    tracker = await Child.start("tracker", "tracker", *address, "--no-udp", host=where)
+    children.append(tracker)
+    parts["tracker"] = tracker
+    announce_url = (await tracker.wait_for(Event.LISTENING, START_TIMEOUT)).urls[0]
+    torrent_file = work / (exp.path.name + ".torrent")
+    data = await asyncio.to_thread(create_torrent, exp.path, trackers=[[announce_url]])
+    await _write(torrent_file, data)
+    where = await net.host("central", up=exp.server_rate)
+    central = await Child.start(
+        "central server",
+        "serve-central",
+        str(exp.path),
+        "--host",
+        net.address(where),
+        "--port",
+        "0",
+        *net.caps(exp.server_rate, None),
+        host=where,
+    )
+    children.append(central)
+    parts["central"] = central
+    await central.wait_for(Event.LISTENING, START_TIMEOUT)
+    where = await net.host("seed", up=exp.server_rate)
+    seed = await Child.start(
+        "seed",
+        "seed",
+        str(exp.path),
+        "--torrent",
+        str(torrent_file),
+        "--host",
+        net.address(where),
+        "--port",
+        "0",
+        *net.caps(exp.server_rate, None),
+        "--no-verify",
+        "--no-dht",
+        host=where,
+    )
+    children.append(seed)
+    parts["seed"] = seed
+    await seed.wait_for(Event.LISTENING, START_TIMEOUT)
+    return parts
 
 
 async def _phase(
@@ -205,6 +221,7 @@ async def _phase(
     n: int,
     original: str,
     args: list[str],
+    parts: dict[str, Child],
     children: list[Child],
 ) -> ModeResult:
     """Start N downloaders (K to a process), let them go at once, time each to its verified
@@ -250,14 +267,22 @@ async def _phase(
             child.go()
         times: list[float] = [0.0] * n
 
-        async def one(i: int, child: Child, index: int | None) -> None:
+        async def one(i: int, child: Child, index: int | None) -> float:
             await child.wait_for(Event.DONE, exp.timeout, index)
             times[i] = time.monotonic() - t0
             got = await asyncio.to_thread(sha256_file, folder / str(i) / exp.path.name)
             if got != original:
                 raise CompareError(f"downloader {i}'s copy does not match the original")
+            return times[i]
 
-        await asyncio.gather(*(one(i, c, index) for i, (c, index) in enumerate(members)))
+        jobs = [one(i, c, index) for i, (c, index) in enumerate(members)]
+        faults = phase_faults(exp.faults, swarm)
+        if faults:
+            kills = [(f, parts[f.part].proc) for f in faults]
+            outcome = await supervise(jobs, kills, folder, t0, exp.timeout, exp.say)
+            exp.say(f"  {outcome.note() if outcome.failed() is None else outcome.failed()}")
+            return _result([t for t in outcome.times if t is not None], mine, outcome)
+        await asyncio.gather(*jobs)
         if n == 1:
             exp.say(f"  the copy verified in {times[0]:.2f} s")
         else:
@@ -271,8 +296,11 @@ async def _phase(
         await asyncio.to_thread(shutil.rmtree, folder, True)
 
 
-def _result(times: list[float], processes: list[Child]) -> ModeResult:
-    """The times, with what the processes cost up to now (before they are stopped)."""
+def _result(
+    times: list[float], processes: list[Child], outcome: Outcome | None = None
+) -> ModeResult:
+    """The times, with what the processes cost up to now (before they are stopped), and
+    what the phase's faults came to (if it had any)."""
     usage = [u for c in processes if (u := c.usage()) is not None]
     known = len(usage) == len(processes)
     return ModeResult(
@@ -280,6 +308,7 @@ def _result(times: list[float], processes: list[Child]) -> ModeResult:
         processes=len(processes),
         cpu_seconds=sum(cpu for cpu, _ in usage) if known else None,
         peak_rss=sum(rss for _, rss in usage) if known else None,
+        outcome=outcome,
     )
 
 

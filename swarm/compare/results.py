@@ -7,6 +7,8 @@ import math
 import statistics
 from dataclasses import dataclass, field
 
+from swarm.compare.faults import Outcome
+
 
 def bounds(
     file_size: int, n: int, server_rate: float, peer_rate: float, d_min: float | None = None
@@ -24,16 +26,25 @@ def bounds(
 class ModeResult:
     """Each downloader's time (seconds from 'go' to its verified copy) in one mode, and what
     the downloaders' processes cost: how many there were, their CPU seconds in all and the sum
-    of their peak RSS (None where /proc cannot tell)."""
+    of their peak RSS (None where /proc cannot tell). With ``--fail``, *outcome* says what
+    was killed and, if not every downloader finished, why the mode failed; *times* are then
+    the finished downloaders' only."""
 
     times: list[float] = field(default_factory=list)
     processes: int = 0
     cpu_seconds: float | None = None
     peak_rss: int | None = None
+    outcome: Outcome | None = None
+
+    @property
+    def failed(self) -> str | None:
+        """Why the mode failed (some downloader never finished), or None."""
+        return None if self.outcome is None else self.outcome.failed()
 
     @property
     def total(self) -> float:
-        return max(self.times) if self.times else math.nan
+        """Seconds to the last copy; NaN when the mode failed (there was no last copy)."""
+        return max(self.times) if self.times and not self.failed else math.nan
 
     def figures(self) -> dict[str, float]:
         """total, min, median and max, in seconds to the millisecond."""
@@ -44,10 +55,20 @@ class ModeResult:
             "max": round(max(self.times), 3),
         }
 
-    def as_dict(self) -> dict[str, float | list[float] | None]:
-        return {
-            "times": [round(t, 3) for t in self.times],
-            **self.figures(),
+    def as_dict(self) -> dict[str, object]:
+        if self.times:
+            figures: dict[str, float | None] = {**self.figures()}
+        else:
+            figures = dict.fromkeys(("total", "min", "median", "max"))
+        out: dict[str, object] = {"times": [round(t, 3) for t in self.times], **figures}
+        if self.outcome is not None:
+            # A failed mode has no total; its min, median and max are of those that finished.
+            out["total"] = None if self.failed else figures["total"]
+            out["failed"] = self.failed
+            out["finished"] = self.outcome.finished
+            kills = [{"part": f.part, "at": round(t, 3)} for f, t in self.outcome.killed]
+            out["killed"] = kills
+        return out | {
             "processes": self.processes,
             "cpu_seconds": None if self.cpu_seconds is None else round(self.cpu_seconds, 2),
             "peak_rss": self.peak_rss,
@@ -70,6 +91,7 @@ class Run:
         return self.central.total / self.swarm.total
 
     def as_dict(self) -> dict[str, object]:
+        speedup = None if math.isnan(self.speedup) else round(self.speedup, 3)
         return {
             "peers": self.peers,
             "central": self.central.as_dict(),
@@ -78,6 +100,6 @@ class Run:
                 "central": round(self.bound_central, 3),
                 "swarm": round(self.bound_swarm, 3),
             },
-            "speedup": round(self.speedup, 3),
+            "speedup": speedup,
             "peers_per_process": self.per_process,
         }
