@@ -49,9 +49,15 @@ def plot(runs: list[Run], out: Path, file_size: int, server_rate: int) -> None:
         low = [m - min(ok[n]) for m, n in zip(mid, xs, strict=True)]
         high = [max(ok[n]) - m for m, n in zip(mid, xs, strict=True)]
         name = "central server" if mode == "central" else "swarm"
-        ax.errorbar(
-            xs, mid, yerr=[low, high], fmt="o-", color=colour, capsize=3, label=f"{name} (measured)"
-        )
+        if xs:
+            ax.errorbar(
+                *(xs, mid),
+                yerr=[low, high],
+                fmt="o-",
+                color=colour,
+                capsize=3,
+                label=f"{name} (measured)",
+            )
         if failed := [n for n in ns if not ok[n]]:
             ax.plot(
                 failed,
