@@ -71,6 +71,7 @@ class Session:
         dht_port: int | None = None,
         dht_bootstrap: Iterable[tuple[str, int]] = (),
         dht_state: Path | None = None,
+        give_up_after: float | None = None,
     ) -> None:
         self.host = host
         self._requested_port = port
@@ -87,6 +88,9 @@ class Session:
         self.torrents: dict[bytes, TorrentController] = {}
         self._server: asyncio.Server | None = None
         self._dht_options = (dht_port, list(dht_bootstrap), dht_state) if dht else None
+        # Seconds with no peer and no usable tracker before a download gives up (None: 30, or
+        # 300 with the DHT, which may take that long to find a swarm).
+        self.give_up_after = give_up_after
         self.dht: DhtClient | None = None
 
     async def __aenter__(self) -> Session:
@@ -219,6 +223,8 @@ class Session:
             self.dht.add_routers(torrent.nodes)
             self.dht.watch(controller, private=torrent.private)
             controller.no_source_seconds = max(controller.no_source_seconds, PATIENCE)
+        if self.give_up_after is not None:
+            controller.no_source_seconds = self.give_up_after
         return controller
 
     async def add_magnet(
@@ -274,6 +280,8 @@ class Session:
             key=self.key,
             rng=self.rng,
         )
+        if self.give_up_after is not None:
+            fetcher.no_source_seconds = self.give_up_after
         fetcher.add_peers(peers)
         return fetcher
 
@@ -283,7 +291,8 @@ class Session:
         if self.dht is None:
             yield
             return
-        fetcher.no_source_seconds = max(fetcher.no_source_seconds, PATIENCE)
+        if self.give_up_after is None:
+            fetcher.no_source_seconds = max(fetcher.no_source_seconds, PATIENCE)
         async with self.dht.feeding(info_hash, fetcher.add_peers):
             yield
 

@@ -135,6 +135,7 @@ def fetch_torrent(
     overwrite: bool,
     direct: list[tuple[str, int]],
     dht: DhtArgs = (False, (), None),
+    give_up: float | None = None,
 ) -> int:
     """Download the torrent at *path* into *out_dir*; the exit code."""
     from swarm import metainfo
@@ -156,6 +157,7 @@ def fetch_torrent(
             max_upload_rate=up,
             max_download_rate=down,
             **dht_kw,
+            give_up_after=give_up,
         ) as session:
             t = await session.add(torrent, out_dir, overwrite=overwrite)
             t.add_peers(direct)

@@ -60,6 +60,7 @@ def fetch_magnet(
     overwrite: bool,
     direct: list[tuple[str, int]],
     dht: DhtArgs = (False, (), None),
+    give_up: float | None = None,
 ) -> int:
     """Download what the magnet *uri* names into *out_dir*; the exit code. Without tr and
     x.pe, the DHT alone finds its peers."""
@@ -82,6 +83,7 @@ def fetch_magnet(
             max_upload_rate=up,
             max_download_rate=down,
             **dht_kw,
+            give_up_after=give_up,
         ) as session:
             display = Display(magnet.display_name or magnet.info_hash_hex, None)
 

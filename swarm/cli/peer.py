@@ -280,6 +280,14 @@ def _same_files(torrent: Torrent, path: Path) -> bool:
     hidden=True,
     help="Print 'ready', then start on a line from stdin (for swarm compare).",
 )
+@click.option(
+    "--give-up-after",
+    type=click.FloatRange(0, min_open=True),
+    default=None,
+    metavar="SECONDS",
+    help="Give up (exit 1) after this long with no peer and no usable tracker; "
+    "default 30, or 300 with the DHT on.",
+)
 @dht_options
 @status_option
 def fetch_command(
@@ -297,6 +305,7 @@ def fetch_command(
     dht: bool | None,
     dht_bootstrap: tuple[str, ...],
     dht_port: int | None,
+    give_up_after: float | None,
 ) -> None:
     """Download SOURCE (a .torrent file, a magnet: URI, or an http:// URL of a central
     server) into a folder.
@@ -335,6 +344,7 @@ def fetch_command(
         overwrite=not no_overwrite,
         direct=direct,
         dht=dht_args,
+        give_up=give_up_after,
     )
     if source.lower().startswith("magnet:"):
         raise SystemExit(fetch_magnet(source, out_dir, **options))

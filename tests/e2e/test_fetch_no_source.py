@@ -25,7 +25,7 @@ def test_fetch_with_only_an_unusable_tracker_gives_up_with_exit_1(tmp_path: Path
     torrent.write_bytes(bencoding.encode(meta))
     done = subprocess.run(
         [sys.executable, "-m", "swarm", "fetch", str(torrent), "-o", str(tmp_path / "out")]
-        + ["--no-seed", "--host", "127.0.0.1", "--port", "0"],
+        + ["--no-seed", "--host", "127.0.0.1", "--port", "0", "--give-up-after", "3"],
         capture_output=True,
         text=True,
         timeout=90,

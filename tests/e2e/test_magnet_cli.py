@@ -8,6 +8,7 @@ import re
 import signal
 import socket
 import subprocess
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -87,7 +88,10 @@ def test_swarm_seed_to_swarm_fetch_by_magnet_with_only_a_tracker(
 
 
 def test_a_magnet_with_no_source_at_all_gives_up_with_exit_1(tmp_path: Path) -> None:
-    r = fetch_by_magnet("magnet:?xt=urn:btih:" + "ab" * 20, tmp_path / "out")
+    started = time.monotonic()
+    magnet = "magnet:?xt=urn:btih:" + "ab" * 20
+    r = swarm_run("fetch", magnet, "-o", tmp_path / "out", *FETCH, "--give-up-after", "3")
+    assert 3 <= time.monotonic() - started < 30  # after --give-up-after, not the default 30 s
     assert r.returncode == 1
     assert r.stderr.strip().splitlines() == [
         "error: no usable tracker and no peer to fetch the metadata from"
