@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import hashlib
 import json
 import os
 import shutil
@@ -32,6 +31,8 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+
+from swarm.compare.experiment import sha256_file
 
 ROOT = Path(__file__).resolve().parents[2]
 LT_PEER = Path(__file__).resolve().with_name("lt_peer.py")
@@ -95,14 +96,6 @@ def run_compare(n: int, size: str | None, per_process: int | None) -> dict:
 # -- the libtorrent reference --------------------------------------------------------------
 
 
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 async def lt_swarm(n: int, path: Path) -> float:
     """Seconds until the last of N libtorrent downloaders has the file, from one 'go'."""
     sys.path.insert(0, str(ROOT))
@@ -164,9 +157,9 @@ async def lt_swarm(n: int, path: Path) -> float:
                 raise SystemExit(f"libtorrent peer {i} failed: {line!r}")
 
         await asyncio.gather(*(one(i, p) for i, p in enumerate(peers)))
-        original = sha256(path)
+        original = sha256_file(path)
         for i in range(n):
-            if sha256(work / str(i) / path.name) != original:
+            if sha256_file(work / str(i) / path.name) != original:
                 raise SystemExit(f"libtorrent peer {i}'s copy does not match")
         return max(times)
     finally:

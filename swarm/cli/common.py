@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from swarm.torrent import TorrentController
 
 F = TypeVar("F", bound=Callable[..., Any])
+T = TypeVar("T")
 
 
 class Settings:
@@ -245,6 +246,23 @@ def run_until_signal(
     if code == INTERRUPTED:
         return 128 + (received[0] if received else signal.SIGINT)
     return code
+
+
+async def unless_stopped(work: Awaitable[T], stop: asyncio.Event) -> asyncio.Future[T] | None:
+    """Run *work* until it is done (its finished future) or *stop* is set first (None: the
+    work is cancelled, and waited for, so whatever it started is closed)."""
+    import asyncio
+
+    task = asyncio.ensure_future(work)
+    stopper = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait([task, stopper], return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopper.cancel()
+        if not task.done():
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+    return None if task.cancelled() else task
 
 
 async def wait_stop(stop: asyncio.Event, t: TorrentController) -> None:

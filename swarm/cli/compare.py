@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from swarm.cli.common import INTERRUPTED, SETTINGS, run_until_signal
+from swarm.cli.common import INTERRUPTED, SETTINGS, run_until_signal, unless_stopped
 from swarm.errors import StorageError, UsageError
 from swarm.units import format_rate, format_size, parse_rate, parse_size
 
@@ -195,16 +195,8 @@ def compare_command(
         )
 
         async def main(stop: asyncio.Event) -> int:
-            task = asyncio.ensure_future(run_experiment(exp))
-            stopper = asyncio.ensure_future(stop.wait())
-            await asyncio.wait([task, stopper], return_when=asyncio.FIRST_COMPLETED)
-            stopper.cancel()
-            if not task.done():
-                task.cancel()
-                try:
-                    await task
-                except asyncio.CancelledError:
-                    pass
+            task = await unless_stopped(run_experiment(exp), stop)
+            if task is None:
                 click.echo("error: interrupted; everything started was stopped", err=True)
                 return INTERRUPTED  # 130 for SIGINT, 143 for SIGTERM
             runs = task.result()

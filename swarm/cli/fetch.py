@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from swarm.cli.common import INTERRUPTED, Display, echo, eta, report, wait_stop
+from swarm.cli.common import INTERRUPTED, Display, echo, eta, report, unless_stopped, wait_stop
 from swarm.status import Event, Status
 from swarm.units import counted, format_rate, format_size
 
@@ -268,25 +268,20 @@ def fetch_http(
             info = f"down {format_rate(speed)}  eta {eta(total - done, speed)}"
             display.update(done, total, info)
 
-        task = asyncio.ensure_future(
-            http_download(
-                url,
-                out_dir,
-                torrent=torrent,
-                max_download_rate=down,
-                on_progress=progress,
-                overwrite=overwrite,
-                on_existing=echo,
-            )
+        download = http_download(
+            url,
+            out_dir,
+            torrent=torrent,
+            max_download_rate=down,
+            on_progress=progress,
+            overwrite=overwrite,
+            on_existing=echo,
         )
-        stopper = asyncio.ensure_future(stop.wait())
         try:
-            await asyncio.wait([task, stopper], return_when=asyncio.FIRST_COMPLETED)
+            task = await unless_stopped(download, stop)
         finally:
             display.stop()
-            stopper.cancel()
-        if not task.done():
-            task.cancel()
+        if task is None:
             echo("stopped; run again to resume")
             return INTERRUPTED
         result = task.result()

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from swarm.cli.common import INTERRUPTED, Display, echo
+from swarm.cli.common import INTERRUPTED, Display, echo, unless_stopped
 from swarm.cli.fetch import download_and_seed
 from swarm.units import counted
 
@@ -95,29 +95,22 @@ def fetch_magnet(
                 click.echo(metadata_line(torrent, fetched, time.monotonic() - started))
                 sys.stdout.flush()
 
-            adding = asyncio.ensure_future(
-                session.add_magnet(
-                    magnet,
-                    out_dir,
-                    peers=direct,
-                    on_progress=progress,
-                    on_metadata=verified,
-                    overwrite=overwrite,
-                )
+            adding = session.add_magnet(
+                magnet,
+                out_dir,
+                peers=direct,
+                on_progress=progress,
+                on_metadata=verified,
+                overwrite=overwrite,
             )
-            stopper = asyncio.ensure_future(stop.wait())
             try:
-                await asyncio.wait([adding, stopper], return_when=asyncio.FIRST_COMPLETED)
+                added = await unless_stopped(adding, stop)
             finally:
                 display.stop()
-                stopper.cancel()
-                if not adding.done():
-                    adding.cancel()
-                    await asyncio.gather(adding, return_exceptions=True)
-            if adding.cancelled():
+            if added is None:
                 echo("stopped before the metadata was complete; run again to start over")
                 return INTERRUPTED
-            t = adding.result()
+            t = added.result()
             return await download_and_seed(t, stop, started, seed, session.port)
 
     return run_until_signal(main, fast_loop=True)
