@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import random
 import shutil
 import signal
-import statistics
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -16,10 +16,12 @@ import click
 
 from swarm.cli.common import INTERRUPTED, SETTINGS, run_until_signal, unless_stopped
 from swarm.errors import StorageError, UsageError
-from swarm.units import format_rate, format_size, parse_rate, parse_size
+from swarm.units import format_size, parse_rate, parse_size
 
 if TYPE_CHECKING:
     from swarm.compare import Run
+    from swarm.compare.churn import Churn
+    from swarm.compare.scenario import Scenario
 
 DEFAULT_RATE = "1M"
 DEFAULT_PEERS = "8"
@@ -42,11 +44,11 @@ def _peer_counts(text: str) -> list[int]:
 @click.argument("path", required=False, type=click.Path(path_type=Path))
 @click.option(
     "--peers",
-    default=DEFAULT_PEERS,
-    show_default=True,
-    help=f"N downloaders, or a list such as 1,2,4,8,16; N at most {MAX_PEERS}: every "
-    "downloader is a real peer on one machine (its port, its copy of the file, its share of the "
-    "cores), and beyond that the machine, not the protocol, is what gets measured.",
+    default=None,
+    help=f"N downloaders (default {DEFAULT_PEERS}), or a list such as 1,2,4,8,16; N at most "
+    f"{MAX_PEERS}: every downloader is a real peer on one machine (its port, its copy of the "
+    "file, its share of the cores), and beyond that the machine, not the protocol, is what "
+    "gets measured.",
 )
 @click.option(
     "--peers-per-process",
@@ -60,9 +62,8 @@ def _peer_counts(text: str) -> list[int]:
 )
 @click.option(
     "--upload-rate",
-    default=DEFAULT_RATE,
-    show_default=True,
-    help="u_s: upload cap of the central server and of the seed.",
+    default=None,
+    help=f"u_s: upload cap of the central server and of the seed (default {DEFAULT_RATE}).",
 )
 @click.option(
     "--peer-upload-rate",
@@ -122,9 +123,54 @@ def _peer_counts(text: str) -> list[int]:
     "is reported failed, with how many finished. The parts are started again before the next "
     "N, so each N meets the same faults.",
 )
+@click.option(
+    "--churn",
+    "churn_rate",
+    default=None,
+    metavar="RATE",
+    help="Run the swarm phase twice, without and then with churn, and report both and the "
+    "delay: each leecher leaves RATE times a minute on average while downloading (6 or "
+    "6/min; 0.1/s is the same), stays away --churn-away seconds, then resumes from the "
+    "pieces it has; its time runs from the first 'go', the time away included. Seeds stay.",
+)
+@click.option(
+    "--churn-away",
+    type=click.FloatRange(0),
+    default=2.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="How long a leecher that leaves stays away (the texts' '2 s').",
+)
+@click.option(
+    "--churn-seed",
+    type=click.IntRange(0),
+    default=None,
+    metavar="N",
+    help="The random seed of the churn schedule; the same seed, N and rate give the same "
+    "departures (default: a random one, printed so that the run can be repeated).",
+)
+@click.option(
+    "--scenario",
+    type=click.Choice(["texts"]),
+    default=None,
+    help="texts: the texts' '100 peers share a 1 GB file at 10 MB/s each', every byte "
+    "divided by 100 and every second kept: N = 100, a 10 MB synthetic file, 100 kB/s upload "
+    "for the server, the seed and each peer, no download cap; the central phase (10,000 s) "
+    "stops at 30 s and its end is extrapolated (said so); the table adds the swarm's total "
+    "upload rate beside N x u, the chart its curve. --peers, --size and --central-cutoff "
+    "replace N, F and the 30 s (the output says so).",
+)
+@click.option(
+    "--central-cutoff",
+    type=click.FloatRange(0, min_open=True),
+    default=None,
+    metavar="SECONDS",
+    help="Stop the central phase after SECONDS and extrapolate its end from the bytes that "
+    "came (labelled extrapolated); default 30 with --scenario, none otherwise.",
+)
 def compare_command(
     path: Path | None,
-    peers: str,
+    peers: str | None,
     per_process: int | None,
     upload_rate: str,
     peer_upload_rate: str | None,
@@ -136,16 +182,45 @@ def compare_command(
     no_plot: bool,
     lab: str,
     fail: tuple[str, ...],
+    churn_rate: str | None,
+    churn_away: float,
+    churn_seed: int | None,
+    scenario: str | None,
+    central_cutoff: float | None,
 ) -> None:
     """Share one file to N downloaders from a central server and from a swarm; compare."""
     from swarm.compare import Experiment, plot, prepare_path, run_experiment
     from swarm.compare.chart import DEFAULT_CHART
+    from swarm.compare.churn import Churn
+    from swarm.compare.churn import parse_rate as parse_churn
     from swarm.compare.faults import parse_faults
+    from swarm.compare.scenario import SCENARIOS
 
-    counts = _peer_counts(peers)
+    preset = SCENARIOS[scenario] if scenario else None
+    if preset is not None:
+        given = (upload_rate, peer_upload_rate, download_rate)
+        if path is not None or any(x is not None for x in given):
+            raise UsageError(
+                f"--scenario {scenario} sets the file and the rates: no PATH, --upload-rate, "
+                "--peer-upload-rate or --download-rate (--peers and --size may replace N and F)"
+            )
+        peers = peers if peers is not None else str(preset.real_peers)
+        size = size if size is not None else str(preset.size)
+        upload_rate = str(preset.rate)
+        central_cutoff = central_cutoff if central_cutoff is not None else preset.cutoff
+    counts = _peer_counts(peers if peers is not None else DEFAULT_PEERS)
+    if preset is not None and len(counts) > 1:
+        raise UsageError(f"--scenario {scenario} runs one N: give --peers a single number")
     faults = parse_faults(fail)
+    churn = None
+    if churn_rate is not None:
+        seed = churn_seed if churn_seed is not None else random.SystemRandom().randrange(10**6)
+        churn = Churn(parse_churn(churn_rate), churn_away, seed)
+    elif churn_seed is not None:
+        raise UsageError("--churn-seed is for --churn")
     if not math.isfinite(timeout):
         raise UsageError(f"--timeout must be a number of seconds, not {timeout}")
+    upload_rate = upload_rate if upload_rate is not None else DEFAULT_RATE
     u_s = parse_rate(upload_rate)
     if u_s is None:
         raise UsageError("--upload-rate must be a finite rate: the comparison needs a cap")
@@ -192,7 +267,15 @@ def compare_command(
             per_process=per_process,
             lab=lab == "netns",
             faults=faults,
+            churn=churn,
+            central_cutoff=central_cutoff,
+            sample=preset is not None,
         )
+        if churn is not None:
+            say(churn.describe())
+        if preset is not None:
+            for line in preset.header(counts[0], file.stat().st_size):
+                say(line)
 
         async def main(stop: asyncio.Event) -> int:
             task = await unless_stopped(run_experiment(exp), stop)
@@ -211,14 +294,25 @@ def compare_command(
                     "caps": "kernel (netns lab, tc tbf)" if lab == "netns" else "swarm",
                     "runs": [r.as_dict() for r in runs],
                 }
+                if churn is not None:
+                    obj["churn"] = churn.as_dict()
+                if preset is not None:
+                    obj["scenario"] = _scenario_json(preset, runs[0], file_size)
                 click.echo(json.dumps(obj))
             else:
-                _table(runs, file.name, file_size, u_s, u, d)
+                _table(runs, file.name, file_size, u_s, u, d, churn)
                 if lab == "netns":
                     click.echo("caps: enforced by the kernel (tc tbf) on each host's links")
+                if preset is not None:
+                    from swarm.compare.scenario import scenario_lines
+
+                    for line in preset.header(counts[0], file_size):
+                        click.echo(line)
+                    for line in scenario_lines(preset, runs[0], file_size):
+                        click.echo(line)
             if plot_path:
                 try:
-                    plot(runs, plot_path, file_size, u_s)
+                    plot(runs, plot_path, file_size, u_s, u if preset is not None else None)
                 except OSError as exc:
                     raise StorageError(f"cannot write {plot_path}: {exc.strerror or exc}") from None
                 click.echo(f"chart: {plot_path}", err=as_json)
@@ -251,93 +345,40 @@ def _check_space(path: Path | None, nbytes: int | None, counts: list[int]) -> No
         )
 
 
-def _spread_lines(runs: list[Run]) -> list[str]:
-    """For each N run more than once, how far its measurements spread."""
-    lines = []
-    for n in sorted({r.peers for r in runs}):
-        same = [r for r in runs if r.peers == n and not (r.central.failed or r.swarm.failed)]
-        if len(same) < 2:
-            continue
-        parts = []
-        for mode in ("central", "swarm"):
-            totals = [getattr(r, mode).total for r in same]
-            lo, hi, mid = min(totals), max(totals), statistics.median(totals)
-            parts.append(f"{mode} {lo:.2f} to {hi:.2f} s (spread {100 * (hi - lo) / mid:.0f}%)")
-        lines.append(f"N={n}, {len(same)} runs: total " + "; ".join(parts))
-    return lines
-
-
-def _table(runs: list[Run], name: str, file_size: int, u_s: int, u: int, d_min: int | None) -> None:
+def _table(
+    runs: list[Run],
+    name: str,
+    file_size: int,
+    u_s: int,
+    u: int,
+    d_min: int | None,
+    churn: Churn | None = None,
+) -> None:
     from rich.console import Console
-    from rich.table import Table
 
-    table = Table(
-        title=f"{name}: {format_size(file_size)} to N downloaders; server and seed upload "
-        f"{format_rate(u_s)}, each peer {format_rate(u)}",
-    )
-    faulted = any(r.central.outcome or r.swarm.outcome for r in runs)
-    cols = ["N", "mode", "min", "median", "max", "total", "bound", "vs bound", "speedup"]
-    for col in cols + (["what happened (--fail)"] if faulted else []):
-        table.add_column(col, justify="right" if col in cols[2:] else "left")
-    for r in runs:
-        for mode, res, bound in (
-            ("central", r.central, r.bound_central),
-            ("swarm", r.swarm, r.bound_swarm),
-        ):
-            note = [res.outcome.note() if res.outcome else ""] if faulted else []
-            if res.failed:
-                figures = _finished_figures(res.times)
-                table.add_row(str(r.peers), mode, *figures, "failed", f"{bound:.2f}", "", "", *note)
-                continue
-            d = res.figures()
-            table.add_row(
-                str(r.peers),
-                mode,
-                f"{d['min']:.2f}",
-                f"{d['median']:.2f}",
-                f"{d['max']:.2f}",
-                f"{d['total']:.2f}",
-                f"{bound:.2f}",
-                f"{d['total'] / bound:.2f}x",
-                f"{r.speedup:.2f}x" if mode == "swarm" and not r.central.failed else "",
-                *note,
-            )
-    table.caption = "times in seconds, from 'go' to each verified copy"
-    grouped = sorted({r.per_process for r in runs if r.per_process > 1})
+    from swarm.compare.report import table
+
+    t, lines = table(runs, name, file_size, u_s, u, d_min, churn)
     console = Console()
     if not console.is_terminal:
-        console = Console(width=110)
-    console.print(table)
-    click.echo(
-        f"F = {format_size(file_size)} (the file), u_s = {format_rate(u_s)} (the central "
-        f"server's and the seed's upload), u = {format_rate(u)} (each peer's upload), "
-        f"d_min = {format_rate(d_min) if d_min else 'no cap'} (each downloader's download)"
-    )
-    click.echo(
-        "bounds (Kurose & Ross): D_cs = max(N*F/u_s, F/d_min); "
-        "D_p2p = max(F/u_s, F/d_min, N*F/(u_s + N*u)); speedup = central total / swarm total"
-    )
-    click.echo(_download_cap(d_min))
-    if grouped:
-        ks = ", ".join(f"N={r.peers}: {r.per_process}" for r in runs if r.per_process > 1)
-        click.echo(f"downloaders per process (each its own peer, timed alone): {ks}")
-    for line in _spread_lines(runs):
+        console = Console(width=130)
+    console.print(t)
+    for line in lines:
         click.echo(line)
-    for r in runs:
-        for mode, res in (("central", r.central), ("swarm", r.swarm)):
-            if res.failed:
-                click.echo(f"N={r.peers} {mode}: failed: {res.failed}")
 
 
-def _finished_figures(times: list[float]) -> list[str]:
-    """min, median and max of the downloaders that finished in a failed mode ('-' if none)."""
-    if not times:
-        return ["-", "-", "-"]
-    return [f"{min(times):.2f}", f"{statistics.median(times):.2f}", f"{max(times):.2f}"]
+def _scenario_json(preset: Scenario, run: Run, file_size: int) -> dict[str, object]:
+    """The preset and what it came to beside the claim, for --json."""
+    from swarm.compare.scenario import RATE_WINDOW, rates, scenario_lines
 
-
-def _download_cap(d: int | None) -> str:
-    """What ``--download-rate`` came to, in words (0 and none mean no cap)."""
-    if d is None:
-        return "d_min: no download cap (--download-rate not given, 0 or none), so F/d_min = 0"
-    return f"d_min: each downloader downloads at most {format_rate(d)} (--download-rate)"
+    peak = max((r for _, r in rates(run.swarm.samples, RATE_WINDOW)), default=None)
+    return {
+        "name": preset.name,
+        "claim": preset.claim,
+        "scale": preset.scale,
+        "real": {"peers": preset.real_peers, "size": preset.real_size, "rate": preset.real_rate},
+        "n_times_u": run.peers * preset.rate,
+        "peak_upload_rate": None if peak is None else round(peak, 1),
+        "peak_window": RATE_WINDOW,
+        "lines": scenario_lines(preset, run, file_size),
+    }

@@ -12,12 +12,17 @@ says ``ready`` (a status line) once everything a download needs is loaded, start
 line of stdin, and sends one ``done`` status line per downloader with its number (``index``) as
 each completes. Torrent downloaders then seed (``--seed``), and the group stays until SIGTERM
 (so that ``swarm compare`` can read its CPU time in /proc before it stops it).
+
+Churn (``swarm compare --churn``): after the start line, ``leave I`` on stdin closes torrent
+downloader I's session (its port, its connections; the tracker hears ``stopped``) as if its
+user had quit, and ``back I`` starts a new session on the same folder, which resumes from the
+pieces there. A downloader that is done (seeding) ignores both: only leechers churn.
 """
 
 from __future__ import annotations
 
 import asyncio
-import sys
+import os
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -78,24 +83,28 @@ def fetch_group_command(
         torrent = metainfo.load(Path(source))
         import swarm.session  # noqa: F401
     report(Status(Event.READY))
-    sys.stdin.readline()
+    _read_start_line()
 
     async def main(stop: asyncio.Event) -> int:
         started = time.monotonic()
         reported.clear()
+        presence = {i: _Presence() for i, _ in folders}
         if torrent is None:
             jobs = [_http_one(source, i, folder, down, stop, started) for i, folder in folders]
         else:
             jobs = [
-                _torrent_one(torrent, i, folder, host, down, up, seed, stop, started)
+                _torrent_one(torrent, i, folder, host, down, up, seed, stop, started, presence[i])
                 for i, folder in folders
             ]
         task: asyncio.Future[Any] = asyncio.ensure_future(asyncio.gather(*jobs))
         stopper: asyncio.Future[Any] = asyncio.ensure_future(stop.wait())
+        commands = asyncio.ensure_future(_commands(presence))
         try:
             await asyncio.wait([task, stopper], return_when=asyncio.FIRST_COMPLETED)
         finally:
             stopper.cancel()
+            commands.cancel()
+            await asyncio.gather(commands, return_exceptions=True)
         if not task.done():
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
@@ -108,6 +117,48 @@ def fetch_group_command(
 
 
 reported: set[int] = set()  # the downloaders that have sent their done line
+
+
+def _read_start_line() -> None:
+    """Wait for the start line, reading stdin a byte at a time: a buffered read could swallow
+    the churn commands behind it, which :func:`_commands` reads from the same pipe."""
+    while os.read(0, 1) not in (b"\n", b""):
+        pass
+
+
+class _Presence:
+    """Whether a downloader is in the swarm (``leave I`` / ``back I`` on stdin)."""
+
+    def __init__(self) -> None:
+        self.away = asyncio.Event()
+        self.back = asyncio.Event()
+        self.back.set()
+
+    def leave(self) -> None:
+        self.back.clear()
+        self.away.set()
+
+    def come_back(self) -> None:
+        self.away.clear()
+        self.back.set()
+
+
+async def _commands(presence: dict[int, _Presence]) -> None:
+    """Read ``leave I`` and ``back I`` lines from stdin until it ends; others are ignored."""
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader()
+    transport, _ = await loop.connect_read_pipe(
+        lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(0, "rb", 0, closefd=False)
+    )
+    try:
+        async for line in reader:
+            match line.decode(errors="replace").split():
+                case ["leave", i] if i.isdigit() and int(i) in presence:
+                    presence[int(i)].leave()
+                case ["back", i] if i.isdigit() and int(i) in presence:
+                    presence[int(i)].come_back()
+    finally:
+        transport.close()
 
 
 def _done(index: int, name: str, nbytes: int, started: float) -> None:
@@ -136,26 +187,36 @@ async def _torrent_one(
     seed: bool,
     stop: asyncio.Event,
     started: float,
+    presence: _Presence,
 ) -> None:
-    """One peer: its own session (port, peer id, limiters), its own folder; done, then seed."""
+    """One peer: its own session (port, peer id, limiters), its own folder; done, then seed.
+    Told to leave before it is done, it closes its session, and when told to come back it
+    opens a new one on the folder, resuming from the pieces there."""
     from swarm.cli.common import wait_stop
     from swarm.session import Session
 
-    async with Session(host=host, port=0, max_upload_rate=up, max_download_rate=down) as session:
-        t = await session.add(torrent, folder)
-        done = asyncio.ensure_future(t.complete.wait())
-        stopped = asyncio.ensure_future(t.stopped.wait())
-        try:
-            await asyncio.wait([done, stopped], return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            done.cancel()
-            stopped.cancel()
-        if t.failed is not None:
-            raise t.failed
-        st = t.stats()
-        _done(index, torrent.name, st.downloaded - st.wasted, started)
-        if seed:
-            await wait_stop(stop, t)
+    while True:
+        await presence.back.wait()
+        async with Session(
+            host=host, port=0, max_upload_rate=up, max_download_rate=down
+        ) as session:
+            t = await session.add(torrent, folder)
+            waits = [t.complete.wait(), t.stopped.wait(), presence.away.wait()]
+            futures = [asyncio.ensure_future(w) for w in waits]
+            try:
+                await asyncio.wait(futures, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for f in futures:
+                    f.cancel()
+            if t.failed is not None:
+                raise t.failed
+            if t.complete.is_set():
+                st = t.stats()
+                _done(index, torrent.name, st.downloaded - st.wasted, started)
+                if seed:
+                    await wait_stop(stop, t)
+                return
+        # Away: the session is closed; the next one resumes from the folder.
 
 
 __all__ = ["fetch_group_command"]

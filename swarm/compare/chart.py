@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 import statistics
 from pathlib import Path
+from typing import Any
 
 from swarm.compare.results import Run
 
@@ -25,10 +26,14 @@ def by_n(runs: list[Run]) -> dict[int, list[Run]]:
     return out
 
 
-def plot(runs: list[Run], out: Path, file_size: int, server_rate: int) -> None:
+def plot(
+    runs: list[Run], out: Path, file_size: int, server_rate: int, peer_rate: int | None = None
+) -> None:
     """Left: the time to the last copy against N, measured (the median of repeated runs, bars
-    from the fastest to the slowest) and bound, for both modes. Right: the share of the
-    downloaders done against time at the largest N, both modes, with their bounds."""
+    from the fastest to the slowest) and bound, for both modes. Middle: the share of the
+    downloaders done against time at the largest N, both modes (and the swarm with churn),
+    with their bounds. With *peer_rate* (``--scenario``) and samples, right: the swarm's total
+    upload rate over time beside N x u."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -36,7 +41,11 @@ def plot(runs: list[Run], out: Path, file_size: int, server_rate: int) -> None:
 
     groups = by_n(runs)
     ns = list(groups)
-    fig, (ax, cdf) = plt.subplots(1, 2, figsize=(12, 4.5), dpi=120)
+    last = groups[ns[-1]]
+    rate_panel = peer_rate is not None and any(r.swarm.samples for r in last)
+    fig, axes = plt.subplots(1, 3 if rate_panel else 2, figsize=(18 if rate_panel else 12, 4.5))
+    fig.set_dpi(120)
+    ax, cdf = axes[0], axes[1]
     for mode, colour, bound_of in (
         ("central", "tab:red", lambda r: r.bound_central),
         ("swarm", "tab:blue", lambda r: r.bound_swarm),
@@ -95,6 +104,21 @@ def plot(runs: list[Run], out: Path, file_size: int, server_rate: int) -> None:
     ax.grid(True, alpha=0.3)
     ax.legend()
     ax.set_ylim(bottom=0)
+    if churn_ns := [n for n in ns if any(_churn_total(r) for r in groups[n])]:
+        mids = [
+            statistics.median([t for r in groups[n] if (t := _churn_total(r))]) for n in churn_ns
+        ]
+        ax.plot(churn_ns, mids, "o", color="tab:green", label="swarm + churn (measured)")
+        ax.legend()
+    churned = [r.churned for r in last if r.churned is not None]
+    if churned:
+        times = sorted(t for c in churned for t in c.times)
+        share = [(i + 1) / (len(churned) * ns[-1]) for i in range(len(times))]
+        cdf.step(
+            [0.0, *times], [0.0, *share], where="post", color="tab:green", label="swarm + churn"
+        )
+    if rate_panel and peer_rate is not None:
+        _rate_panel(axes[2], last, ns[-1], server_rate, peer_rate)
     cdf.set_title(f"when each of the N = {ns[-1]} downloaders finished (dashed: bounds)")
     cdf.set_xlabel("seconds from 'go'")
     cdf.set_ylabel("share of downloaders done")
@@ -105,3 +129,38 @@ def plot(runs: list[Run], out: Path, file_size: int, server_rate: int) -> None:
     fig.tight_layout()
     fig.savefig(out)
     plt.close(fig)
+
+
+def _rate_panel(ax: Any, runs: list[Run], n: int, server_rate: int, peer_rate: int) -> None:
+    """The swarm's total upload rate over time (bytes landing in the downloaders' folders,
+    per second), beside N x u and u_s + N x u."""
+    from swarm.compare.scenario import rates
+
+    for label, colour, results in (
+        ("swarm", "tab:blue", [r.swarm for r in runs]),
+        ("swarm + churn", "tab:green", [r.churned for r in runs if r.churned is not None]),
+    ):
+        for k, res in enumerate(results):
+            points = rates(res.samples, 2.0)
+            if points:
+                xs, ys = zip(*points, strict=True)
+                name = label if k == 0 else None
+                ax.plot(xs, [y / 1e6 for y in ys], color=colour, label=name)
+    ax.axhline(n * peer_rate / 1e6, color="black", linestyle="--", label="N x u")
+    ax.axhline(
+        (server_rate + n * peer_rate) / 1e6, color="grey", linestyle=":", label="u_s + N x u"
+    )
+    ax.set_title(f"the swarm's total upload rate, N = {n} (2 s means)")
+    ax.set_xlabel("seconds from 'go'")
+    ax.set_ylabel("MB/s (decimal) delivered to the downloaders")
+    ax.set_ylim(bottom=0)
+    ax.set_xlim(left=0)
+    ax.grid(True, alpha=0.3)
+    ax.legend(loc="lower right")
+
+
+def _churn_total(r: Run) -> float | None:
+    """The swarm-with-churn phase's last copy (None: no churn, or it did not finish)."""
+    if r.churned is None or math.isnan(r.churned.total):
+        return None
+    return r.churned.total

@@ -132,8 +132,14 @@ class Child:
 
     def go(self) -> None:
         """The line on stdin that a ``fetch --start-on-stdin`` waits for."""
+        self.send("go")
+
+    def send(self, line: str) -> None:
+        """One line on the child's stdin (``go``; ``leave I`` and ``back I`` to a
+        ``fetch-group``); nothing if the child has gone."""
         assert self.proc.stdin is not None
-        self.proc.stdin.write(b"go\n")
+        if self.proc.returncode is None and not self.proc.stdin.is_closing():
+            self.proc.stdin.write(line.encode() + b"\n")
 
     async def stop(self) -> None:
         """SIGTERM, then SIGKILL if it is still there after :data:`STOP_TIMEOUT`."""

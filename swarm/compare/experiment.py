@@ -16,13 +16,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import math
 import os
 import random
 import shutil
 import tempfile
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,9 +28,12 @@ from pathlib import Path
 import aiofiles
 
 from swarm.compare.children import Child
-from swarm.compare.faults import Fault, Outcome, phase_faults, supervise
-from swarm.compare.netlab import TCP_PAYLOAD_SHARE, Host, NetLab
-from swarm.compare.results import ModeResult, Run, bounds
+from swarm.compare.churn import Churn
+from swarm.compare.faults import SWARM_PARTS, Fault
+from swarm.compare.hosts import Net
+from swarm.compare.netlab import NetLab
+from swarm.compare.phase import Phase, run_phase, sha256_file
+from swarm.compare.results import Run, bounds
 from swarm.create import create_torrent
 from swarm.errors import CompareError, UsageError
 from swarm.status import Event
@@ -71,6 +72,9 @@ class Experiment:
     per_process: int | None = None  # K; None: default_per_process(N)
     lab: bool = False  # each process in a network namespace, its links capped by the kernel
     faults: list[Fault] = field(default_factory=list)  # --fail: parts killed in each phase
+    churn: Churn | None = None  # --churn: the swarm phase runs again with leechers churning
+    central_cutoff: float | None = None  # stop the central phase here, extrapolate its end
+    sample: bool = False  # sample the bytes delivered in the swarm phases (the rate chart)
 
     def k_for(self, n: int) -> int:
         if self.lab:
@@ -82,40 +86,6 @@ class Experiment:
             self.on_event(text)
 
 
-class _Net:
-    """Where the children run and what caps them: all on 127.0.0.1, capped by swarm's own
-    token buckets (``--max-upload-rate``), or each in a host of a :class:`NetLab`, its links
-    capped by the kernel (tc tbf) and swarm's own caps left off."""
-
-    def __init__(self, lab: NetLab | None) -> None:
-        self.lab = lab
-        self._hosts: dict[str, Host] = {}
-
-    async def host(self, name: str, up: int | None = None, down: int | None = None) -> Host | None:
-        """The lab's host *name* (made the first time, with these caps); None without a lab."""
-        if self.lab is None:
-            return None
-        if name not in self._hosts:
-            self._hosts[name] = await self.lab.add_host(name, up=_link(up), down=_link(down))
-        return self._hosts[name]
-
-    @staticmethod
-    def address(host: Host | None) -> str:
-        return "127.0.0.1" if host is None else host.address
-
-    def caps(self, up: int | None, down: int | None) -> list[str]:
-        """swarm's own cap options, or none when the kernel caps the links."""
-        if self.lab is not None:
-            return []
-        out = [] if up is None else ["--max-upload-rate", str(up)]
-        return out + ([] if down is None else ["--max-download-rate", str(down)])
-
-
-def _link(rate: int | None) -> int | None:
-    """A link's cap for TCP data to flow at *rate*: tbf counts whole frames, headers too."""
-    return None if rate is None else round(rate / TCP_PAYLOAD_SHARE)
-
-
 async def run_experiment(exp: Experiment) -> list[Run]:
     """Run the experiment for each N; stops everything it started, whatever happens (with
     ``exp.lab``, inside a network lab that is taken down after the children are stopped)."""
@@ -123,10 +93,10 @@ async def run_experiment(exp: Experiment) -> list[Run]:
         lab = await stack.enter_async_context(NetLab()) if exp.lab else None
         if lab is not None:
             exp.say(f"network lab: hosts in {lab.subnet}, links capped by the kernel (tc tbf)")
-        return await _run(exp, _Net(lab))
+        return await _run(exp, Net(lab))
 
 
-async def _run(exp: Experiment, net: _Net) -> list[Run]:
+async def _run(exp: Experiment, net: Net) -> list[Run]:
     work = Path(tempfile.mkdtemp(prefix="swarm-compare-"))
     children: list[Child] = []
     try:
@@ -136,14 +106,18 @@ async def _run(exp: Experiment, net: _Net) -> list[Run]:
         what = f"{exp.path.name}, {counted(size, 'byte')}"
         exp.say(f"tracker, central server and seed are up; file {what}")
         runs = []
+
+        async def renew() -> None:
+            # --fail killed parts in the last phase: every part anew, each phase the same faults.
+            await asyncio.gather(*(p.stop() for p in parts.values()), return_exceptions=True)
+            for p in parts.values():
+                children.remove(p)
+            parts.update(await _start_parts(exp, net, work, children))
+            exp.say("tracker, central server and seed started anew (--fail)")
+
         for k, n in enumerate(exp.peer_counts):
             if k > 0 and exp.faults:
-                # --fail killed parts in the last N: every part anew, each N the same faults.
-                await asyncio.gather(*(p.stop() for p in parts.values()), return_exceptions=True)
-                for p in parts.values():
-                    children.remove(p)
-                parts = await _start_parts(exp, net, work, children)
-                exp.say("tracker, central server and seed started anew (--fail)")
+                await renew()
             d_cs, d_p2p = bounds(size, n, exp.server_rate, exp.peer_rate, exp.d_min)
             exp.say(
                 f"N={n}: {counted(n, 'downloader')} from the central server (bound {d_cs:.1f} s)"
@@ -151,11 +125,20 @@ async def _run(exp: Experiment, net: _Net) -> list[Run]:
             folder = work / f"run-{k}-n{n}"  # one folder per run: an N may be repeated
             listening = (s for s in parts["central"].statuses if s.event is Event.LISTENING)
             file_url = next(listening).urls[0]
-            c = await _phase(exp, net, folder / "central", n, original, [file_url], parts, children)
+            phase = Phase(exp, net, folder / "central", n, original, parts, children)
+            c = await run_phase(phase, [file_url], cutoff=exp.central_cutoff)
             exp.say(f"N={n}: {counted(n, 'downloader')} in the swarm (bound {d_p2p:.1f} s)")
             swarm_fetch = [str(work / (exp.path.name + ".torrent")), "--seed"]
-            s = await _phase(exp, net, folder / "swarm", n, original, swarm_fetch, parts, children)
-            runs.append(Run(n, c, s, d_cs, d_p2p, exp.k_for(n)))
+            phase = Phase(exp, net, folder / "swarm", n, original, parts, children)
+            s = await run_phase(phase, swarm_fetch)
+            churned = None
+            if exp.churn is not None:
+                if any(f.part in SWARM_PARTS for f in exp.faults):
+                    await renew()
+                exp.say(f"N={n}: the swarm again, with churn ({exp.churn.rate:g}/min per leecher)")
+                phase = Phase(exp, net, folder / "churn", n, original, parts, children)
+                churned = await run_phase(phase, swarm_fetch, churn=exp.churn)
+            runs.append(Run(n, c, s, d_cs, d_p2p, exp.k_for(n), churned=churned))
         return runs
     finally:
         await asyncio.gather(*(c.stop() for c in children), return_exceptions=True)
@@ -163,7 +146,7 @@ async def _run(exp: Experiment, net: _Net) -> list[Run]:
 
 
 async def _start_parts(
-    exp: Experiment, net: _Net, work: Path, children: list[Child]
+    exp: Experiment, net: Net, work: Path, children: list[Child]
 ) -> dict[str, Child]:
     """Start the tracker, the torrent (announcing to it), the central server and the seed;
     each goes into *children* as soon as it runs (to be stopped whatever happens)."""
@@ -214,104 +197,6 @@ async def _start_parts(
     return parts
 
 
-async def _phase(
-    exp: Experiment,
-    net: _Net,
-    folder: Path,
-    n: int,
-    original: str,
-    args: list[str],
-    parts: dict[str, Child],
-    children: list[Child],
-) -> ModeResult:
-    """Start N downloaders (K to a process), let them go at once, time each to its verified
-    copy. *args*: the source and options, the same for ``fetch`` and ``fetch-group``."""
-    k = exp.k_for(n)
-    swarm = not args[0].startswith(("http://", "https://"))  # a torrent, not the server's URL
-    # Each downloader's caps: its upload at u (only a peer uploads), its download at d_min.
-    extra = net.caps(exp.peer_rate if swarm else None, exp.d_min)
-    mine: list[Child] = []
-    members: list[tuple[Child, int | None]] = []  # for downloader i: its process, its index
-    try:
-        for first in range(0, n, k):
-            count = min(k, n - first)
-            for i in range(first, first + count):
-                (folder / str(i)).mkdir(parents=True)
-            if k == 1:
-                out = str(folder / str(first))
-                where = await net.host(f"d{first}", up=exp.peer_rate, down=exp.d_min)
-                peer = ["--host", net.address(where), "--no-dht"] if swarm else []
-                child = await Child.start(
-                    f"downloader {first}",
-                    *["fetch", *args, *peer, "--port", "0"],  # the port: a torrent's peer's
-                    *["-o", out, "--start-on-stdin", *extra],
-                    stdin=True,
-                    host=where,
-                )
-                members.append((child, None))
-            else:
-                peer = ["--host", "127.0.0.1"] if swarm else []
-                child = await Child.start(
-                    f"downloaders {first}-{first + count - 1}",
-                    *["fetch-group", *args, *peer, "-o", str(folder)],
-                    *["--first", str(first), "--count", str(count), *extra],
-                    stdin=True,
-                )
-                members += [(child, i) for i in range(first, first + count)]
-            mine.append(child)
-            children.append(child)
-        for child in mine:
-            await child.wait_for(Event.READY, START_TIMEOUT)
-        t0 = time.monotonic()
-        for child in mine:
-            child.go()
-        times: list[float] = [0.0] * n
-
-        async def one(i: int, child: Child, index: int | None) -> float:
-            await child.wait_for(Event.DONE, exp.timeout, index)
-            times[i] = time.monotonic() - t0
-            got = await asyncio.to_thread(sha256_file, folder / str(i) / exp.path.name)
-            if got != original:
-                raise CompareError(f"downloader {i}'s copy does not match the original")
-            return times[i]
-
-        jobs = [one(i, c, index) for i, (c, index) in enumerate(members)]
-        faults = phase_faults(exp.faults, swarm)
-        if faults:
-            kills = [(f, parts[f.part].proc) for f in faults]
-            outcome = await supervise(jobs, kills, folder, t0, exp.timeout, exp.say)
-            exp.say(f"  {outcome.note() if outcome.failed() is None else outcome.failed()}")
-            return _result([t for t in outcome.times if t is not None], mine, outcome)
-        await asyncio.gather(*jobs)
-        if n == 1:
-            exp.say(f"  the copy verified in {times[0]:.2f} s")
-        else:
-            exp.say(f"  all {n} copies verified; slowest {max(times):.2f} s")
-        return _result(times, mine)
-    finally:
-        await asyncio.gather(*(child.stop() for child in mine), return_exceptions=True)
-        for child in mine:
-            children.remove(child)
-        # The copies are checked: free their space before the next phase needs as much.
-        await asyncio.to_thread(shutil.rmtree, folder, True)
-
-
-def _result(
-    times: list[float], processes: list[Child], outcome: Outcome | None = None
-) -> ModeResult:
-    """The times, with what the processes cost up to now (before they are stopped), and
-    what the phase's faults came to (if it had any)."""
-    usage = [u for c in processes if (u := c.usage()) is not None]
-    known = len(usage) == len(processes)
-    return ModeResult(
-        times,
-        processes=len(processes),
-        cpu_seconds=sum(cpu for cpu, _ in usage) if known else None,
-        peak_rss=sum(rss for _, rss in usage) if known else None,
-        outcome=outcome,
-    )
-
-
 async def _write(path: Path, data: bytes) -> None:
     """Write a file of the experiment's own (off the event loop)."""
     try:
@@ -335,14 +220,6 @@ def synthetic_file(folder: Path, size: int) -> Path:
     except OSError as exc:
         raise CompareError(f"cannot write the synthetic file {path}: {exc.strerror}") from None
     return path
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def space_needed(file_size: int, peer_counts: list[int], synthetic: bool) -> int:

@@ -7,7 +7,9 @@ import math
 import statistics
 from dataclasses import dataclass, field
 
+from swarm.compare.churn import Applied, delay
 from swarm.compare.faults import Outcome
+from swarm.units import format_rate, format_size
 
 
 def bounds(
@@ -20,6 +22,44 @@ def bounds(
     d_cs = max(n * f / server_rate, dl)
     d_p2p = max(f / server_rate, dl, n * f / (server_rate + n * peer_rate))
     return d_cs, d_p2p
+
+
+@dataclass(frozen=True, slots=True)
+class Cutoff:
+    """A phase stopped at a stated time before its end (the central phase of ``--scenario``,
+    which would take hours): the bytes that had come by then, of the N copies' bytes in all,
+    and the end that rate would give, *extrapolated*: it was not measured."""
+
+    at: float  # seconds from 'go'
+    received: int  # bytes in all the downloaders' files by then
+    needed: int  # N x F
+    finished: int  # copies complete by then
+
+    @property
+    def rate(self) -> float:
+        return self.received / self.at if self.at > 0 else 0.0
+
+    @property
+    def extrapolated(self) -> float:
+        """Seconds from 'go' to the last copy at the measured rate (inf with none)."""
+        return self.needed / self.rate if self.rate > 0 else math.inf
+
+    def note(self) -> str:
+        return (
+            f"{format_size(self.received)} of {format_size(self.needed)} came in "
+            f"{self.at:.1f} s ({format_rate(self.rate)} in all); at that rate the last copy "
+            f"would be complete at {self.extrapolated:.0f} s (extrapolated, not measured)"
+        )
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "stopped_at": round(self.at, 3),
+            "received": self.received,
+            "needed": self.needed,
+            "finished": self.finished,
+            "measured_rate": round(self.rate, 1),
+            "extrapolated_total": round(self.extrapolated, 1),
+        }
 
 
 @dataclass(slots=True)
@@ -35,6 +75,9 @@ class ModeResult:
     cpu_seconds: float | None = None
     peak_rss: int | None = None
     outcome: Outcome | None = None
+    cutoff: Cutoff | None = None  # stopped at a stated time: *times* are the copies done by then
+    churn: Applied | None = None  # --churn: the absences that happened
+    samples: list[tuple[float, int]] = field(default_factory=list)  # (s, bytes delivered)
 
     @property
     def failed(self) -> str | None:
@@ -43,8 +86,11 @@ class ModeResult:
 
     @property
     def total(self) -> float:
-        """Seconds to the last copy; NaN when the mode failed (there was no last copy)."""
-        return max(self.times) if self.times and not self.failed else math.nan
+        """Seconds to the last copy; NaN when the mode failed or was stopped at a cutoff
+        (there was no last copy)."""
+        if not self.times or self.failed or self.cutoff is not None:
+            return math.nan
+        return max(self.times)
 
     def figures(self) -> dict[str, float]:
         """total, min, median and max, in seconds to the millisecond."""
@@ -61,6 +107,13 @@ class ModeResult:
         else:
             figures = dict.fromkeys(("total", "min", "median", "max"))
         out: dict[str, object] = {"times": [round(t, 3) for t in self.times], **figures}
+        if self.cutoff is not None:
+            out["total"] = None
+            out["cutoff"] = self.cutoff.as_dict()
+        if self.churn is not None:
+            out["departures"] = self.churn.as_list()
+        if self.samples:
+            out["delivered"] = [[round(t, 2), b] for t, b in self.samples]
         if self.outcome is not None:
             # A failed mode has no total; its min, median and max are of those that finished.
             out["total"] = None if self.failed else figures["total"]
@@ -85,6 +138,16 @@ class Run:
     bound_central: float
     bound_swarm: float
     per_process: int = 1  # downloaders in one process (--peers-per-process)
+    churned: ModeResult | None = None  # --churn: the swarm phase again, leechers churning
+
+    @property
+    def churn_delay(self) -> dict[str, float] | None:
+        """Median and last completion with churn minus without (s); None without churn or
+        when either phase did not finish."""
+        c, s = self.churned, self.swarm
+        if c is None or math.isnan(c.total) or math.isnan(s.total):
+            return None
+        return delay(c.times, s.times)
 
     @property
     def speedup(self) -> float:
@@ -102,4 +165,8 @@ class Run:
             },
             "speedup": speedup,
             "peers_per_process": self.per_process,
-        }
+        } | (
+            {}
+            if self.churned is None
+            else {"swarm_churn": self.churned.as_dict(), "churn_delay": self.churn_delay}
+        )

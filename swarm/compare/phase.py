@@ -1,0 +1,260 @@
+"""One phase of ``swarm compare``: N downloaders (K to a process) told to go at once, each
+timed to its verified copy; with the phase's faults (``--fail``), its churn (``--churn``: the
+schedule of :mod:`~swarm.compare.churn` played on the downloaders), a cutoff (the central
+phase of ``--scenario``: stopped at a stated time, its end extrapolated from the bytes that
+came) and samples of the bytes delivered over time (the swarm's total upload rate).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import os
+import shutil
+import time
+from collections.abc import Awaitable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from swarm.compare.children import Child
+from swarm.compare.churn import Absence, Applied, Churn, schedule
+from swarm.compare.faults import Outcome, phase_faults, supervise, written
+from swarm.compare.hosts import Net
+from swarm.compare.results import Cutoff, ModeResult
+from swarm.errors import CompareError
+from swarm.status import Event
+
+if TYPE_CHECKING:
+    from swarm.compare.experiment import Experiment
+
+START_TIMEOUT = 30.0  # seconds a child may take to be ready
+SAMPLE_EVERY = 1.0  # seconds between samples of the bytes delivered
+
+
+@dataclass(slots=True)
+class Phase:
+    """Where a phase runs: the experiment, its hosts, its folder, N, the original's SHA-256,
+    the tracker, central server and seed (*parts*) and every child the experiment runs."""
+
+    exp: Experiment
+    net: Net
+    folder: Path
+    n: int
+    original: str
+    parts: dict[str, Child]
+    children: list[Child]
+
+
+async def run_phase(
+    phase: Phase, args: list[str], *, churn: Churn | None = None, cutoff: float | None = None
+) -> ModeResult:
+    """Start N downloaders, let them go at once, time each to its verified copy. *args*: the
+    source and options, the same for ``fetch`` and ``fetch-group``. With ``--churn`` the swarm
+    phases (with and without churn alike) run their downloaders in ``fetch-group`` processes,
+    which can close one downloader and start it again (K = 1 included)."""
+    exp, net, folder, n = phase.exp, phase.net, phase.folder, phase.n
+    k = exp.k_for(n)
+    swarm = not args[0].startswith(("http://", "https://"))  # a torrent, not the server's URL
+    grouped = k > 1 or (swarm and exp.churn is not None)
+    # Each downloader's caps: its upload at u (only a peer uploads), its download at d_min.
+    extra = net.caps(exp.peer_rate if swarm else None, exp.d_min)
+    mine: list[Child] = []
+    members: list[tuple[Child, int | None]] = []  # for downloader i: its process, its index
+    try:
+        for first in range(0, n, k):
+            count = min(k, n - first)
+            for i in range(first, first + count):
+                (folder / str(i)).mkdir(parents=True)
+            where = await net.host(f"d{first}", up=exp.peer_rate, down=exp.d_min)
+            if not grouped:
+                out = str(folder / str(first))
+                peer = ["--host", net.address(where), "--no-dht"] if swarm else []
+                child = await Child.start(
+                    f"downloader {first}",
+                    *["fetch", *args, *peer, "--port", "0"],  # the port: a torrent's peer's
+                    *["-o", out, "--start-on-stdin", *extra],
+                    stdin=True,
+                    host=where,
+                )
+                members.append((child, None))
+            else:
+                peer = ["--host", net.address(where)] if swarm else []
+                child = await Child.start(
+                    f"downloaders {first}-{first + count - 1}",
+                    *["fetch-group", *args, *peer, "-o", str(folder)],
+                    *["--first", str(first), "--count", str(count), *extra],
+                    stdin=True,
+                    host=where,
+                )
+                members += [(child, i) for i in range(first, first + count)]
+            mine.append(child)
+            phase.children.append(child)
+        for child in mine:
+            await child.wait_for(Event.READY, START_TIMEOUT)
+        t0 = time.monotonic()
+        for child in mine:
+            child.go()
+        times: list[float] = [0.0] * n
+        done = [False] * n
+        last_session: list[int | None] = [None] * n  # bytes its last session fetched
+
+        async def one(i: int, child: Child, index: int | None) -> float:
+            status = await child.wait_for(Event.DONE, exp.timeout, index)
+            done[i] = True
+            last_session[i] = status.downloaded
+            times[i] = time.monotonic() - t0
+            got = await asyncio.to_thread(sha256_file, folder / str(i) / exp.path.name)
+            if got != phase.original:
+                raise CompareError(f"downloader {i}'s copy does not match the original")
+            return times[i]
+
+        jobs: list[Awaitable[float]] = [one(i, c, index) for i, (c, index) in enumerate(members)]
+        samples: list[tuple[float, int]] = []
+        applied = Applied([]) if churn is not None else None
+        background = []
+        if churn is not None and applied is not None:
+            plan = schedule(churn, n, exp.timeout)
+            background.append(asyncio.ensure_future(_churn(plan, members, done, t0, applied)))
+        if swarm and exp.sample:
+            background.append(asyncio.ensure_future(_sample(folder, t0, samples)))
+        try:
+            result = await _finish(phase, jobs, mine, t0, swarm, cutoff, times)
+        finally:
+            for task in background:
+                task.cancel()
+            await asyncio.gather(*background, return_exceptions=True)
+        if samples:
+            samples.append((time.monotonic() - t0, await asyncio.to_thread(written, folder)))
+        result.samples = samples
+        result.churn = applied
+        if applied is not None:
+            size = exp.path.stat().st_size
+            for who in {a.who for a in applied.absences}:
+                if (got := last_session[who]) is not None:
+                    applied.resumed[who] = max(0, size - got)
+            exp.say(f"  churn: {applied.note(n)}")
+        return result
+    finally:
+        await asyncio.gather(*(child.stop() for child in mine), return_exceptions=True)
+        for child in mine:
+            phase.children.remove(child)
+        # The copies are checked: free their space before the next phase needs as much.
+        await asyncio.to_thread(shutil.rmtree, folder, True)
+
+
+async def _finish(
+    phase: Phase,
+    jobs: list[Awaitable[float]],
+    mine: list[Child],
+    t0: float,
+    swarm: bool,
+    cutoff: float | None,
+    times: list[float],
+) -> ModeResult:
+    """Wait for the downloaders' jobs: under the phase's faults, up to the cutoff, or all."""
+    exp, n = phase.exp, phase.n
+    faults = phase_faults(exp.faults, swarm)
+    if faults:
+        kills = [(f, phase.parts[f.part].proc) for f in faults]
+        outcome = await supervise(jobs, kills, phase.folder, t0, exp.timeout, exp.say)
+        exp.say(f"  {outcome.note() if outcome.failed() is None else outcome.failed()}")
+        return _result([t for t in outcome.times if t is not None], mine, outcome)
+    tasks = [asyncio.ensure_future(job) for job in jobs]
+    try:
+        _, pending = await asyncio.wait(tasks, timeout=cutoff)
+        if pending and cutoff is not None:
+            return await _cut(phase, tasks, mine, t0)
+        await asyncio.gather(*tasks)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    if n == 1:
+        exp.say(f"  the copy verified in {times[0]:.2f} s")
+    else:
+        exp.say(f"  all {n} copies verified; slowest {max(times):.2f} s")
+    return _result(times, mine)
+
+
+async def _cut(
+    phase: Phase, tasks: Sequence[asyncio.Future[float]], mine: list[Child], t0: float
+) -> ModeResult:
+    """The phase stopped at its cutoff: the downloaders are stopped (an HTTP download keeps
+    what came, as for a resume), and the bytes in their folders are what came by then."""
+    at = time.monotonic() - t0
+    finished = [t.result() for t in tasks if t.done()]
+    result = _result(finished, mine)  # CPU and memory read before the processes go
+    await asyncio.gather(*(child.stop() for child in mine), return_exceptions=True)
+    got = await asyncio.to_thread(_sizes, phase.folder)
+    size = phase.exp.path.stat().st_size
+    result.cutoff = Cutoff(at, got, phase.n * size, len(finished))
+    phase.exp.say(f"  stopped at {at:.1f} s (the cutoff): {result.cutoff.note()}")
+    return result
+
+
+def _sizes(folder: Path) -> int:
+    """Bytes in the files under *folder* (an HTTP download's ``.part`` file holds exactly the
+    bytes that came: it is written from the start, in order)."""
+    total = 0
+    for root, _dirs, files in os.walk(folder):
+        for name in files:
+            with contextlib.suppress(OSError):
+                total += os.stat(os.path.join(root, name)).st_size
+    return total
+
+
+async def _churn(
+    plan: list[Absence],
+    members: list[tuple[Child, int | None]],
+    done: list[bool],
+    t0: float,
+    applied: Applied,
+) -> None:
+    """Play the schedule: at each absence's time, the leecher leaves (``leave I`` to its
+    group) unless it is done by then, and comes back at its end (``back I``)."""
+    events = sorted([(a.leave, 0, a) for a in plan] + [(a.back, 1, a) for a in plan])
+    gone: set[Absence] = set()
+    for at, kind, a in events:
+        await asyncio.sleep(max(0.0, t0 + at - time.monotonic()))
+        child, index = members[a.who]
+        if kind == 0 and not done[a.who]:
+            child.send(f"leave {index}")
+            gone.add(a)
+            applied.absences.append(a)
+        elif kind == 1 and a in gone:
+            child.send(f"back {index}")
+
+
+async def _sample(folder: Path, t0: float, samples: list[tuple[float, int]]) -> None:
+    """Every :data:`SAMPLE_EVERY` seconds, the bytes written in all the downloaders' folders:
+    what the seed and the peers have uploaded to them (a piece lands once verified)."""
+    while True:
+        got = await asyncio.to_thread(written, folder)
+        samples.append((time.monotonic() - t0, got))
+        await asyncio.sleep(SAMPLE_EVERY)
+
+
+def _result(
+    times: list[float], processes: list[Child], outcome: Outcome | None = None
+) -> ModeResult:
+    """The times, with what the processes cost up to now (before they are stopped), and
+    what the phase's faults came to (if it had any)."""
+    usage = [u for c in processes if (u := c.usage()) is not None]
+    known = len(usage) == len(processes)
+    return ModeResult(
+        times,
+        processes=len(processes),
+        cpu_seconds=sum(cpu for cpu, _ in usage) if known else None,
+        peak_rss=sum(rss for _, rss in usage) if known else None,
+        outcome=outcome,
+    )
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()

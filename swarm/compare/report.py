@@ -1,0 +1,169 @@
+"""The table of ``swarm compare`` and the lines under it, built here and printed by the CLI:
+each N's central and swarm rows (and the swarm with churn, with ``--churn``), the bounds, what
+F, u_s, u and d_min were, the spread of repeated N, and what failed, was cut off or churned."""
+
+from __future__ import annotations
+
+import statistics
+from typing import TYPE_CHECKING
+
+from swarm.compare.results import ModeResult, Run
+from swarm.units import format_rate, format_size
+
+if TYPE_CHECKING:
+    from rich.table import Table
+
+    from swarm.compare.churn import Churn
+
+
+def table(
+    runs: list[Run],
+    name: str,
+    file_size: int,
+    u_s: int,
+    u: int,
+    d_min: int | None,
+    churn: Churn | None = None,
+) -> tuple[Table, list[str]]:
+    """The table and the lines to print under it."""
+    from rich.table import Table
+
+    t = Table(
+        title=f"{name}: {format_size(file_size)} to N downloaders; server and seed upload "
+        f"{format_rate(u_s)}, each peer {format_rate(u)}",
+    )
+    noted = any(
+        m.outcome or m.cutoff or m.churn for r in runs for m in (r.central, r.swarm, r.churned) if m
+    )
+    cols = ["N", "mode", "min", "median", "max", "total", "bound", "vs bound", "speedup"]
+    for col in cols + (["what happened"] if noted else []):
+        t.add_column(col, justify="right" if col in cols[2:] else "left")
+    for r in runs:
+        rows: list[tuple[str, ModeResult, float]] = [
+            ("central", r.central, r.bound_central),
+            ("swarm", r.swarm, r.bound_swarm),
+        ]
+        if r.churned is not None:
+            rows.append(("swarm + churn", r.churned, r.bound_swarm))
+        for mode, res, bound in rows:
+            t.add_row(str(r.peers), mode, *_cells(r, mode, res, bound, noted))
+    t.caption = "times in seconds, from 'go' to each verified copy (time away included)"
+    lines = [
+        f"F = {format_size(file_size)} (the file), u_s = {format_rate(u_s)} (the central "
+        f"server's and the seed's upload), u = {format_rate(u)} (each peer's upload), "
+        f"d_min = {format_rate(d_min) if d_min else 'no cap'} (each downloader's download)",
+        "bounds (Kurose & Ross): D_cs = max(N*F/u_s, F/d_min); "
+        "D_p2p = max(F/u_s, F/d_min, N*F/(u_s + N*u)); speedup = central total / swarm total",
+        _download_cap(d_min),
+    ]
+    if any(r.per_process > 1 for r in runs):
+        ks = ", ".join(f"N={r.peers}: {r.per_process}" for r in runs if r.per_process > 1)
+        lines.append(f"downloaders per process (each its own peer, timed alone): {ks}")
+    lines += _spread_lines(runs)
+    if churn is not None:
+        lines.append(churn.describe())
+        lines += churn_lines(runs)
+    for r in runs:
+        modes = [("central", r.central), ("swarm", r.swarm), ("swarm + churn", r.churned)]
+        for mode, m in modes:
+            if m is not None and m.failed:
+                lines.append(f"N={r.peers} {mode}: failed: {m.failed}")
+            if m is not None and m.cutoff is not None:
+                lines.append(f"N={r.peers} {mode}: stopped: {m.cutoff.note()}")
+    return t, lines
+
+
+def _cells(r: Run, mode: str, res: ModeResult, bound: float, noted: bool) -> list[str]:
+    note = [_note(res, r.peers)] if noted else []
+    if res.cutoff is not None:
+        c = res.cutoff
+        return [
+            *_finished_figures(res.times),
+            f"~{c.extrapolated:.0f} extrapolated",
+            f"{bound:.2f}",
+            f"~{c.extrapolated / bound:.2f}x",
+            "",
+            *note,
+        ]
+    if res.failed:
+        return [*_finished_figures(res.times), "failed", f"{bound:.2f}", "", "", *note]
+    d = res.figures()
+    if mode == "swarm" and r.central.cutoff is not None:
+        speedup = f"~{r.central.cutoff.extrapolated / d['total']:.0f}x extrapolated"
+    elif mode == "swarm" and not r.central.failed:
+        speedup = f"{r.speedup:.2f}x"
+    else:
+        speedup = ""
+    return [
+        f"{d['min']:.2f}",
+        f"{d['median']:.2f}",
+        f"{d['max']:.2f}",
+        f"{d['total']:.2f}",
+        f"{bound:.2f}",
+        f"{d['total'] / bound:.2f}x",
+        speedup,
+        *note,
+    ]
+
+
+def _note(res: ModeResult, n: int) -> str:
+    parts = []
+    if res.outcome is not None:
+        parts.append(res.outcome.note())
+    if res.cutoff is not None:
+        done = f"{res.cutoff.finished} of {n} done"
+        parts.append(f"stopped at {res.cutoff.at:.0f} s (cutoff), {done}")
+    if res.churn is not None:
+        parts.append(res.churn.note(n))
+    return "; ".join(parts)
+
+
+def churn_lines(runs: list[Run]) -> list[str]:
+    """'N=8: churn delayed the median copy by +1.23 s and the last by +2.10 s'."""
+    lines = []
+    for r in runs:
+        if r.churned is None:
+            continue
+        d = r.churn_delay
+        if d is None:
+            lines.append(f"N={r.peers}: churn delay unknown (a swarm phase did not finish)")
+            continue
+        lines.append(
+            f"N={r.peers}: churn delayed the median copy by {d['median']:+.2f} s and the last "
+            f"by {d['total']:+.2f} s (with churn minus without, the same run)"
+        )
+    return lines
+
+
+def _spread_lines(runs: list[Run]) -> list[str]:
+    """For each N run more than once, how far its measurements spread."""
+    lines = []
+    for n in sorted({r.peers for r in runs}):
+        same = [r for r in runs if r.peers == n and _finished(r)]
+        if len(same) < 2:
+            continue
+        parts = []
+        for mode in ("central", "swarm"):
+            totals = [getattr(r, mode).total for r in same]
+            lo, hi, mid = min(totals), max(totals), statistics.median(totals)
+            parts.append(f"{mode} {lo:.2f} to {hi:.2f} s (spread {100 * (hi - lo) / mid:.0f}%)")
+        lines.append(f"N={n}, {len(same)} runs: total " + "; ".join(parts))
+    return lines
+
+
+def _finished(r: Run) -> bool:
+    return not (r.central.failed or r.swarm.failed or r.central.cutoff)
+
+
+def _finished_figures(times: list[float]) -> list[str]:
+    """min, median and max of the downloaders that finished in a failed mode ('-' if none)."""
+    if not times:
+        return ["-", "-", "-"]
+    return [f"{min(times):.2f}", f"{statistics.median(times):.2f}", f"{max(times):.2f}"]
+
+
+def _download_cap(d: int | None) -> str:
+    """What ``--download-rate`` came to, in words (0 and none mean no cap)."""
+    if d is None:
+        return "d_min: no download cap (--download-rate not given, 0 or none), so F/d_min = 0"
+    return f"d_min: each downloader downloads at most {format_rate(d)} (--download-rate)"
