@@ -82,6 +82,7 @@ class PiecePicker:
         # Lists counted piece by piece, by identity (held here, so no id is reused), and times:
         # every piece such a list has is counted, so none of them is in bucket 0.
         self._counted: dict[int, tuple[list[bool], int]] = {}
+        self.freed = 0  # times a piece or block became free to ask for (RequestPolicy.fill)
 
     # -- what peers and we have ----------------------------------------------------------
 
@@ -194,6 +195,7 @@ class PiecePicker:
             (self._insert if free else self._remove)(i)
 
     def _insert(self, i: int) -> None:
+        self.freed += 1
         order, pos, start = self._order, self._pos, self._start
         k = max(self.availability[i], 0)
         while len(start) - 2 < k:
@@ -381,16 +383,13 @@ class PiecePicker:
     def release(self, peer: Hashable, blocks: Iterable[Block]) -> None:
         """Blocks asked of *peer* that will not come (choke, reject, disconnect, snub)."""
         for index, begin, _length in blocks:
-            p = self.partial.get(index)
-            if p is None:
-                continue
-            b = begin // self.block_size
-            peers = p.requested.get(b)
-            if peers is None:
+            p, b = self.partial.get(index), begin // self.block_size
+            if p is None or (peers := p.requested.get(b)) is None:
                 continue
             peers.discard(peer)
             if not peers:
                 del p.requested[b]
+                self.freed += 1
             if not p.requested and not p.received:
                 del self.partial[index]
                 self._open.discard(index)

@@ -272,7 +272,9 @@ def test_initial_seeding_turns_a_second_asker_away_once() -> None:
 
 def test_directory_dials_within_the_limit_and_backs_off() -> None:
     clock = Clock()
-    d: PeerDirectory[FakePeer] = PeerDirectory(b"-SW0100-ourselves000", max_peers=2, clock=clock)
+    d: PeerDirectory[FakePeer] = PeerDirectory(
+        b"-SW0100-ourselves000", max_peers=2, max_initiate=2, clock=clock
+    )
     d.add([("127.0.0.1", p) for p in (1, 2, 3)] + [("127.0.0.1", 9)])
     assert d.to_dial(lambda: True, ("127.0.0.1", 9)) == [("127.0.0.1", 1), ("127.0.0.1", 2)]
     assert d.to_dial(lambda: True, ("127.0.0.1", 9)) == []  # two dials in flight: the limit
@@ -364,3 +366,59 @@ def test_a_peer_that_closes_us_at_once_is_dialled_again_ever_later() -> None:
         clock.now = d.candidates[addr].next_try
     assert waits[:3] == [4.0, 8.0, 16.0]  # refused three times: ever longer
     assert waits[3] == RECONNECT_SECONDS  # a connection that lasted: back soon, as before
+
+
+def test_a_pick_that_found_nothing_is_not_repeated_until_a_block_is_freed_or_a_piece_came() -> None:
+    have = [True, True] + [False] * (NUM - 2)
+    a, b = FakePeer("a", have), FakePeer("b", have)
+    rp, _ = policy(a, b)
+    picks: list[str] = []
+    real_pick = rp.picker.pick
+
+    def counting_pick(peer, peer_has, count, endgame=True):  # type: ignore[no-untyped-def]
+        picks.append(peer.peer_id[:1].decode())
+        return real_pick(peer, peer_has, count, endgame)
+
+    rp.picker.pick = counting_pick  # type: ignore[method-assign]
+    rp.bitfield(a, have)  # type: ignore[arg-type]
+    picks.clear()
+    rp.bitfield(b, have)  # type: ignore[arg-type]
+    assert a.asked and not b.asked  # a took all four blocks of the two pieces
+    for _ in range(3):
+        rp.fill(b)  # type: ignore[arg-type]
+    assert picks == ["b"]  # one pick found nothing; the next three did not look again
+    # A block a was asked for is freed (a choked us): b looks again and takes it.
+    a.state.peer_choking = True
+    rp.choked(a)  # type: ignore[arg-type]
+    assert b.asked
+    # b got a new piece we want: it is worth a pick again.
+    b.state.receive(wire.encode(wire.Have(5)), 1.0)
+    b.state.requests_out.clear()
+    rp.have(b, 5)  # type: ignore[arg-type]
+    assert (5, 0, BLOCK_SIZE) in b.asked
+
+
+def test_a_have_tops_up_only_a_peer_we_ask_nothing_of() -> None:
+    have = [True] + [False] * (NUM - 1)
+    p = FakePeer("a", have)
+    rp, _ = policy(p)
+    rp.bitfield(p, have)  # type: ignore[arg-type]
+    asked = len(p.asked)
+    assert asked == 2  # both blocks of piece 0
+    p.state.receive(wire.encode(wire.Have(3)), 1.0)
+    rp.have(p, 3)  # type: ignore[arg-type]
+    assert len(p.asked) == asked  # busy: the next block it sends tops it up
+    p.state.withdraw()
+    p.state.receive(wire.encode(wire.Have(4)), 1.0)
+    rp.have(p, 4)  # type: ignore[arg-type]
+    assert len(p.asked) > asked
+
+
+def test_the_directory_dials_half_its_limit_and_leaves_the_rest_to_those_who_dial_us() -> None:
+    d: PeerDirectory[FakePeer] = PeerDirectory(b"-SW0100-ourselves000", max_peers=4)
+    d.add([("127.0.0.1", p) for p in range(1, 9)])
+    assert len(d.to_dial(lambda: True, ("127.0.0.1", 99))) == 2
+    for name in "wxyz":
+        assert d.admit(FakePeer(name, outgoing=False))
+    late = FakePeer("late", outgoing=False)
+    assert not d.admit(late) and late.reason == "too many peers"
