@@ -3,13 +3,14 @@ Runs under the system Python (/usr/bin/python3, Debian's python3-libtorrent), in
 host's namespace (``ip netns exec NS /usr/bin/python3 lt_dht_peer.py ...``).
 
     lt_dht_peer.py seed T.torrent DATA_DIR ADDRESS ROUTER TIMEOUT [NAME=VALUE ...]
-        checks the data, prints "seeding PORT" and seeds (libtorrent announces it in the DHT
-        by itself) until killed or TIMEOUT seconds pass
+        once its DHT has bootstrapped, adds the torrent, checks the data, prints "seeding
+        PORT" and seeds (libtorrent announces it in the DHT by itself) until killed or TIMEOUT
+        seconds pass
     lt_dht_peer.py fetch INFO_HASH OUT_DIR ADDRESS ROUTER TIMEOUT [NAME=VALUE ...]
-        adds a bare magnet (the info-hash only: no tracker, no peer), prints "listening PORT",
-        "metadata NAME" once it has the metadata and "done" once every piece is verified and
-        the files are flushed, then "dht nodes N" (N: the nodes in libtorrent's routing table);
-        exits 0 then, 1 at the deadline
+        once its DHT has bootstrapped, adds a bare magnet (the info-hash only: no tracker, no
+        peer), prints "listening PORT", "metadata NAME" once it has the metadata and "done"
+        once every piece is verified and the files are flushed, then "dht nodes N" (N: the
+        nodes in libtorrent's routing table); exits 0 then, 1 at the deadline
 
 Both print "dht reply N" when a DHT lookup of theirs found N peers and "dht announce IP PORT"
 when a node announced a peer to their DHT node.
@@ -72,6 +73,18 @@ def settings(address: str, router: str, overrides: tuple[str, ...]) -> dict[str,
     return pack
 
 
+def start(address: str, router: str, timeout: str, overrides: tuple[str, ...]) -> lt.session:
+    """A session whose DHT has bootstrapped (its deadline: now + *timeout*), ready for a
+    torrent. libtorrent starts its DHT a moment after the session, and a torrent added before
+    that has no early DHT announce: its first comes with the regular timer, after
+    ``dht_announce_interval`` (15 minutes) divided by the number of torrents."""
+    ses = lt.session(settings(address, router, overrides))
+    if lt_helper.wait_alert(ses, lt.dht_bootstrap_alert, time.monotonic() + float(timeout)):
+        return ses
+    print("error: the DHT did not bootstrap", flush=True)
+    sys.exit(1)
+
+
 def dht_nodes(ses: lt.session) -> int:
     """The nodes in libtorrent's routing table now (from a dht_stats_alert; -1 if none came)."""
     ses.post_dht_stats()
@@ -93,7 +106,7 @@ def report(alert: lt.alert) -> None:
 def cmd_seed(
     torrent: str, data_dir: str, address: str, router: str, timeout: str, *overrides: str
 ) -> None:
-    ses = lt.session(settings(address, router, overrides))
+    ses = start(address, router, timeout, overrides)
     h = lt_helper.add(ses, torrent, data_dir)
     h.force_recheck()
     deadline = time.monotonic() + float(timeout)
@@ -113,7 +126,7 @@ def cmd_seed(
 def cmd_fetch(
     info_hash: str, out_dir: str, address: str, router: str, timeout: str, *overrides: str
 ) -> None:
-    ses = lt.session(settings(address, router, overrides))
+    ses = start(address, router, timeout, overrides)
     params = lt.add_torrent_params()
     params.info_hashes = lt.info_hash_t(lt.sha1_hash(bytes.fromhex(info_hash)))
     params.save_path = out_dir
