@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from swarm import bencoding
 from swarm.dht import krpc
 from swarm.dht.krpc import AnnouncePeer, FindNode, GetPeers, NodeInfo, Ping, Response
-from swarm.dht.node import BOOTSTRAP_AGAIN, QUERY_TIMEOUT, Node
+from swarm.dht.node import BOOTSTRAP_AGAIN, PING_AGAIN, QUERY_TIMEOUT, Node
 from swarm.dht.ratelimit import MAX_TRACKED, QUERY_BURST
 from swarm.dht.routing import REFRESH_AFTER, K, distance
 from swarm.dht.store import REPLY_VALUES
@@ -257,6 +257,34 @@ def test_two_nodes_learn_each_other() -> None:
         data, src, dst = queue.pop(0)
         queue += [(d, dst, to) for d, to in nodes[dst].receive(data, src, 0.1)]
     assert a.table.get(b.id) is not None and b.table.get(a.id) is not None
+
+
+def test_a_node_that_comes_back_with_a_new_id_is_known_by_it_after_a_ping() -> None:
+    # libtorrent takes a new id (BEP 42) once it learns its external address, soon after it
+    # has joined through us: its next query carries the new id from the same address
+    a = Node(random.Random(11), 0.0)
+    b = Node(random.Random(12), 0.0)
+    addr_a, addr_b = ("10.0.0.1", 1), ("10.0.0.2", 2)
+    nodes = {addr_a: a, addr_b: b}
+
+    def deliver(out: list[tuple[bytes, tuple[str, int]]], src: tuple[str, int], now: float) -> None:
+        queue = [(data, src, to) for data, to in out]
+        while queue:
+            data, frm, dst = queue.pop(0)
+            queue += [(d, dst, to) for d, to in nodes[dst].receive(data, frm, now)]
+
+    deliver(a.bootstrap([addr_b], 0.0)[1], addr_a, 0.0)
+    old_id = a.id
+    assert b.table.get(old_id) is not None
+    a.id = a.table.own_id = b"N" * 20
+    deliver(a.ping(addr_b, 1.0), addr_a, 1.0)  # its query carries the new id
+    # b asks that address again (PING_AGAIN after its last ping of it, when a joined); the
+    # answer has the new id
+    deliver(b.tick(PING_AGAIN), addr_b, PING_AGAIN)
+    assert b.table.get(old_id) is None
+    known = b.table.get(a.id)
+    assert known is not None and known.addr == addr_a
+    assert [n.id for n in b.table.closest(a.id)] == [a.id]
 
 
 def test_a_slow_query_lets_the_lookup_ask_one_more_node() -> None:

@@ -141,6 +141,24 @@ def test_an_id_keeps_its_address() -> None:
     assert node.fails == 0
 
 
+def test_an_address_that_queries_with_a_new_id_is_asked_again_and_takes_it() -> None:
+    # libtorrent changes its node id once it learns its external address (BEP 42): the
+    # queries it sends from then on carry the new id, from the address we hold the old one at
+    rng = random.Random(12)
+    table = RoutingTable(OWN, 0.0)
+    old, new = _id("1", rng), _id("1", rng)
+    table.responded(old, _addr(1), 1.0)
+    assert table.to_ping(2.0, 60.0) == []  # good
+    assert table.queried(new, _addr(1), 3.0) is False  # no ping from here, and not taken
+    assert table.get(new) is None
+    assert [c.id for c in table.to_ping(3.5, 60.0)] == [old]  # questionable now: pinged
+    assert table.responded(new, _addr(1), 4.0) is True  # the answer carries the new id
+    assert table.get(old) is None and len(table) == 1
+    node = table.get(new)
+    assert node is not None and node.addr == _addr(1) and node.good(4.0)
+    assert table.queried(new, _addr(1), 5.0) is False and table.to_ping(5.0, 60.0) == []
+
+
 def test_closest_is_the_k_nearest_by_xor() -> None:
     rng = random.Random(7)
     table = RoutingTable(rng.randbytes(20), 0.0)

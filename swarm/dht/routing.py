@@ -157,7 +157,13 @@ class RoutingTable:
             if node.addr == addr:
                 node.last_query = now
             return False
-        if addr in self._by_addr:
+        held = self._at(addr)
+        if held is not None:
+            if held.id != node_id:
+                # the address speaks for a new id (libtorrent takes one once it learns its
+                # external address, BEP 42): the old entry turns questionable, so to_ping asks
+                # it soon, and the answer (responded) puts the new id in its place
+                held.last_response = held.last_query = None
             return False
         known = bucket.replacements.get(node_id)
         if known is not None and known.addr == addr:
@@ -316,6 +322,11 @@ class RoutingTable:
         if self._by_addr.get(node.addr) == node.id:
             del self._by_addr[node.addr]
         self._count -= 1
+
+    def _at(self, addr: Address) -> Contact | None:
+        """The table's node at *addr*, if any."""
+        node_id = self._by_addr.get(addr)
+        return None if node_id is None else self.get(node_id)
 
     def _drop_addr(self, addr: Address) -> None:
         node_id = self._by_addr[addr]
