@@ -4,6 +4,7 @@ the table, the JSON and the scenario's lines make of a churned run."""
 from __future__ import annotations
 
 import statistics
+from pathlib import Path
 
 import pytest
 
@@ -126,3 +127,32 @@ def test_the_scenario_sets_the_claim_beside_what_was_measured() -> None:
     header = "\n".join(TEXTS.header(100, 10**7))
     assert "F = 10 MB" in header and "100 kB/s" in header and "NOT" not in header
     assert "N = 20, NOT the texts' 100" in "\n".join(TEXTS.header(20, 10**7))
+
+
+def _scenario_run() -> Run:
+    swarm = ModeResult([2.0, 2.5, 3.0])
+    swarm.samples = [(float(t), min(600_000, t * 250_000)) for t in range(5)]
+    central = ModeResult([], cutoff=Cutoff(1.0, 100_000, 600_000, 0))
+    return Run(3, central, swarm, 6.0, 2.0, churned=_run([3.0, 3.5]).churned)
+
+
+def test_the_table_labels_a_cut_off_central_phase_extrapolated() -> None:
+    from rich.console import Console
+
+    from swarm.compare.report import table
+
+    t, lines = table([_scenario_run()], "a.bin", 200_000, 100_000, 100_000, None)
+    console = Console(width=200, record=True)
+    console.print(t)
+    text = console.export_text()
+    assert "~6 extrapolated" in text and "stopped at 1 s (cutoff), 0 of 3 done" in text
+    assert "~2x extrapolated" in text  # the speedup against an extrapolated end says so
+    assert any("extrapolated, not measured" in x for x in lines)
+
+
+def test_the_chart_draws_the_rate_panel_and_the_churned_cdf(tmp_path: Path) -> None:
+    from swarm.compare.chart import plot
+
+    out = tmp_path / "c.png"
+    plot([_scenario_run()], out, 200_000, 100_000, 100_000)
+    assert out.stat().st_size > 10_000

@@ -369,16 +369,17 @@ def _table(
 
 def _scenario_json(preset: Scenario, run: Run, file_size: int) -> dict[str, object]:
     """The preset and what it came to beside the claim, for --json."""
-    from swarm.compare.scenario import RATE_WINDOW, rates, scenario_lines
+    from swarm.compare.scenario import peak_rate, scenario_lines
 
-    peak = max((r for _, r in rates(run.swarm.samples, RATE_WINDOW)), default=None)
+    window, peak = peak_rate(run.swarm.samples)
     return {
         "name": preset.name,
         "claim": preset.claim,
         "scale": preset.scale,
         "real": {"peers": preset.real_peers, "size": preset.real_size, "rate": preset.real_rate},
+        "header": preset.header(run.peers, file_size),
         "n_times_u": run.peers * preset.rate,
-        "peak_upload_rate": None if peak is None else round(peak, 1),
-        "peak_window": RATE_WINDOW,
+        "peak_upload_rate": round(peak, 1),
+        "peak_window": window,
         "lines": scenario_lines(preset, run, file_size),
     }

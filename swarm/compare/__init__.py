@@ -2,9 +2,13 @@
 from a swarm, each part its own ``swarm`` process, timed and checked, beside the Kurose and
 Ross bounds.
 
-:mod:`~swarm.compare.experiment` runs it, :mod:`~swarm.compare.children` starts the processes
-and reads their status lines (:mod:`swarm.status`), :mod:`~swarm.compare.results` holds the
-times and the bounds, :mod:`~swarm.compare.chart` draws them.
+:mod:`~swarm.compare.experiment` runs it, phase by phase through :mod:`~swarm.compare.phase`;
+:mod:`~swarm.compare.children` starts the processes and reads their status lines
+(:mod:`swarm.status`), :mod:`~swarm.compare.hosts` says where they run;
+:mod:`~swarm.compare.results` holds the times and the bounds, :mod:`~swarm.compare.report`
+makes the table of them and :mod:`~swarm.compare.chart` draws them.
+:mod:`~swarm.compare.faults` (``--fail``), :mod:`~swarm.compare.churn` (``--churn``) and
+:mod:`~swarm.compare.scenario` (``--scenario``) are the experiment's variations.
 """
 
 from swarm.compare.chart import plot

@@ -67,7 +67,18 @@ def plot(
                 capsize=3,
                 label=f"{name} (measured)",
             )
-        if failed := [n for n in ns if not ok[n]]:
+        # A phase stopped at its cutoff (--scenario): its extrapolated end, an open marker.
+        ext = {n: [c.extrapolated for r in groups[n] if (c := getattr(r, mode).cutoff)] for n in ns}
+        if ext_ns := [n for n in ns if ext[n] and not ok[n]]:
+            ax.plot(
+                ext_ns,
+                [statistics.median(ext[n]) for n in ext_ns],
+                "o",
+                mfc="none",
+                color=colour,
+                label=f"{name} (EXTRAPOLATED from its cutoff)",
+            )
+        if failed := [n for n in ns if not ok[n] and not ext[n]]:
             ax.plot(
                 failed,
                 [0] * len(failed),
@@ -90,8 +101,14 @@ def plot(
         # Shares of all the N: a failed mode's curve stops short of 1.
         times = sorted(t for r in last for t in getattr(r, mode).times)
         share = [(i + 1) / (len(last) * ns[-1]) for i in range(len(times))]
+        cut = [c for r in last if (c := getattr(r, mode).cutoff)]
+        if cut:
+            # Hours away: its bound and end are said in the legend, not drawn.
+            ends = f"~{statistics.median(c.extrapolated for c in cut):.0f} s"
+            name += f" (cut off at {cut[0].at:.0f} s; last copy {ends}, EXTRAPOLATED)"
         cdf.step([0.0, *times], [0.0, *share], where="post", color=colour, label=name)
-        cdf.axvline(bound_of(last[0]), color=colour, linestyle="--", alpha=0.6)
+        if not cut:
+            cdf.axvline(bound_of(last[0]), color=colour, linestyle="--", alpha=0.6)
     if ns[-1] >= LOG_X_RATIO * ns[0]:
         ax.set_xscale("log")
         ax.minorticks_off()
@@ -103,7 +120,11 @@ def plot(
     ax.set_title(f"{mib:.1f} MiB to N peers, server upload {server_rate / 2**20:.2f} MiB/s")
     ax.grid(True, alpha=0.3)
     ax.legend()
-    ax.set_ylim(bottom=0)
+    top = ax.get_ylim()[1]
+    if any(r.central.cutoff for r in runs) and top > 30 * min(r.bound_swarm for r in runs):
+        ax.set_yscale("log")  # an extrapolated central end hours away beside the swarm's
+    else:
+        ax.set_ylim(bottom=0)
     if churn_ns := [n for n in ns if any(_churn_total(r) for r in groups[n])]:
         mids = [
             statistics.median([t for r in groups[n] if (t := _churn_total(r))]) for n in churn_ns
@@ -136,12 +157,15 @@ def _rate_panel(ax: Any, runs: list[Run], n: int, server_rate: int, peer_rate: i
     per second), beside N x u and u_s + N x u."""
     from swarm.compare.scenario import rates
 
+    longest = max((r.swarm.samples[-1][0] for r in runs if r.swarm.samples), default=0.0)
+    window = 2.0 if longest >= 20 else 1.0
+
     for label, colour, results in (
         ("swarm", "tab:blue", [r.swarm for r in runs]),
         ("swarm + churn", "tab:green", [r.churned for r in runs if r.churned is not None]),
     ):
         for k, res in enumerate(results):
-            points = rates(res.samples, 2.0)
+            points = rates(res.samples, window)
             if points:
                 xs, ys = zip(*points, strict=True)
                 name = label if k == 0 else None
@@ -150,7 +174,7 @@ def _rate_panel(ax: Any, runs: list[Run], n: int, server_rate: int, peer_rate: i
     ax.axhline(
         (server_rate + n * peer_rate) / 1e6, color="grey", linestyle=":", label="u_s + N x u"
     )
-    ax.set_title(f"the swarm's total upload rate, N = {n} (2 s means)")
+    ax.set_title(f"the swarm's total upload rate, N = {n} ({window:g} s means)")
     ax.set_xlabel("seconds from 'go'")
     ax.set_ylabel("MB/s (decimal) delivered to the downloaders")
     ax.set_ylim(bottom=0)

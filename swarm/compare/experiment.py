@@ -10,6 +10,10 @@ With K peers per process (:func:`default_per_process`), downloaders run K to a
 ``swarm fetch-group`` process instead of one to a ``swarm fetch``: each is still a peer of its
 own (own session, port, peer id, caps and folder), timed by its own ``done`` line. Both phases
 group alike, so the two modes stay comparable.
+
+With ``--churn`` the swarm phase runs a second time with leechers leaving and coming back
+(:mod:`~swarm.compare.churn`); with ``--scenario`` the central phase may stop at a cutoff and
+the swarm's delivered bytes are sampled (:mod:`~swarm.compare.scenario`).
 """
 
 from __future__ import annotations

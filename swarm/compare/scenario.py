@@ -93,6 +93,13 @@ def rates(samples: list[tuple[float, int]], window: float = 1.0) -> list[tuple[f
     return out
 
 
+def peak_rate(samples: list[tuple[float, int]]) -> tuple[float, float]:
+    """(window, the best mean rate over it): over :data:`RATE_WINDOW` seconds, or over 1 s in
+    a run shorter than four windows."""
+    window = RATE_WINDOW if samples and samples[-1][0] >= 4 * RATE_WINDOW else 1.0
+    return window, max((r for _, r in rates(samples, window)), default=0.0)
+
+
 def scenario_lines(sc: Scenario, run: Run, size: int) -> list[str]:
     """The claim beside what was measured: the swarm's total upload rate against N x u,
     its completion times, and the central server's time at the same N."""
@@ -101,10 +108,10 @@ def scenario_lines(sc: Scenario, run: Run, size: int) -> list[str]:
     lines = []
     swarm = run.swarm
     if swarm.samples:
-        peak = max((r for _, r in rates(swarm.samples, RATE_WINDOW)), default=0.0)
+        window, peak = peak_rate(swarm.samples)
         lines.append(
             f"swarm's total upload rate: peak {si(peak, '/s')} over "
-            f"{RATE_WINDOW:g} s = {100 * peak / nu:.0f}% of N x u "
+            f"{window:g} s = {100 * peak / nu:.0f}% of N x u "
             f"({si(nu, '/s')}; u_s + N x u = "
             f"{si(nu + sc.rate, '/s')})"
         )
@@ -129,4 +136,13 @@ def scenario_lines(sc: Scenario, run: Run, size: int) -> list[str]:
     return lines
 
 
-__all__ = ["RATE_WINDOW", "SCENARIOS", "TEXTS", "Scenario", "rates", "scenario_lines", "si"]
+__all__ = [
+    "RATE_WINDOW",
+    "SCENARIOS",
+    "TEXTS",
+    "Scenario",
+    "peak_rate",
+    "rates",
+    "scenario_lines",
+    "si",
+]
