@@ -166,7 +166,7 @@ def stored(gateway: str, router: str, info_hash: bytes) -> set[tuple[str, int]]:
 def show(*procs: Proc) -> None:
     """The last lines of each process, for a failure's report."""
     for proc in procs:
-        print(" ".join(proc.args[4:7]), *proc.out[-15:], *proc.err[-15:], sep="\n  ")
+        print(" ".join(proc.args[3:8]), *proc.out[-15:], *proc.err[-15:], sep="\n  ")
 
 
 def test_libtorrent_finds_a_swarm_seed_through_the_dht(
