@@ -9,8 +9,8 @@ host's namespace (``ip netns exec NS /usr/bin/python3 lt_dht_peer.py ...``).
     lt_dht_peer.py fetch INFO_HASH OUT_DIR ADDRESS ROUTER TIMEOUT [NAME=VALUE ...]
         once its DHT has bootstrapped, adds a bare magnet (the info-hash only: no tracker, no
         peer), prints "listening PORT", "metadata NAME" once it has the metadata and "done"
-        once every piece is verified and the files are flushed, then "dht nodes N" (N: the
-        nodes in libtorrent's routing table); exits 0 then, 1 at the deadline
+        once every piece is verified and the files are flushed, then "dht nodes HOST:PORT
+        ..." (the nodes in libtorrent's routing table); exits 0 then, 1 at the deadline
 
 Both print "dht reply N" when a DHT lookup of theirs found N peers and "dht announce IP PORT"
 when a node announced a peer to their DHT node.
@@ -48,6 +48,7 @@ id is not derived from its IP address (BEP 42), which swarm's ids are not.
 import os
 import sys
 import time
+import warnings
 
 import libtorrent as lt  # type: ignore[import-not-found]
 
@@ -85,13 +86,20 @@ def start(address: str, router: str, timeout: str, overrides: tuple[str, ...]) -
     sys.exit(1)
 
 
-def dht_nodes(ses: lt.session) -> int:
-    """The nodes in libtorrent's routing table now (from a dht_stats_alert; -1 if none came)."""
-    ses.post_dht_stats()
-    alert = lt_helper.wait_alert(ses, lt.dht_stats_alert, time.monotonic() + 2.0)
-    if alert is None:
-        return -1
-    return sum(b["num_nodes"] for b in alert.routing_table)
+def dht_nodes(ses: lt.session) -> list[str]:
+    """The nodes in libtorrent's routing table now, as HOST:PORT (dht_live_nodes, asked of
+    each of its DHT node ids; the deprecated dht_state is these bindings' one way to them)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        state = ses.dht_state()
+    out = []
+    for raw in state.get(b"node-id", []):  # 20-byte id, then the socket's IPv4 address
+        ses.dht_live_nodes(lt.sha1_hash(raw[:20]))
+        alert = lt_helper.wait_alert(ses, lt.dht_live_nodes_alert, time.monotonic() + 2.0)
+        for node in alert.nodes if alert is not None else []:
+            host, port = node["endpoint"]
+            out.append(f"{host}:{port}")
+    return out
 
 
 def report(alert: lt.alert) -> None:
@@ -145,12 +153,12 @@ def cmd_fetch(
         if said and st.is_seeding:
             lt_helper.flush(ses, h)
             print("done", flush=True)
-            print(f"dht nodes {dht_nodes(ses)}", flush=True)
+            print("dht nodes", *dht_nodes(ses), flush=True)
             sys.exit(0)
     st = h.status()
     print(
         f"error: timed out; metadata {st.has_metadata}, progress {st.progress:.3f}, "
-        f"peers {st.num_peers}, dht nodes {dht_nodes(ses)}",
+        f"peers {st.num_peers}, dht nodes {' '.join(dht_nodes(ses)) or 'none'}",
         flush=True,
     )
     sys.exit(1)
