@@ -173,6 +173,32 @@ def test_closest_is_the_k_nearest_by_xor() -> None:
         assert [c.id for c in table.closest(target, K)] == want
 
 
+def test_closest_reads_buckets_nearest_first_and_agrees_with_a_full_sort() -> None:
+    # closest() answers every find_node and get_peers, so it reads a few buckets, not the
+    # whole table (it used to sort every node: 66 us a get_peers answer with 36 nodes, 171
+    # with 320): targets in every bucket, deep ones near our id too, bad nodes, any k
+    rng = random.Random(9)
+    own = rng.randbytes(20)
+    mine = int.from_bytes(own, "big")
+
+    def near(depth: int) -> bytes:  # shares exactly *depth* leading bits with our id
+        return (mine ^ (1 << (159 - depth)) ^ rng.getrandbits(159 - depth)).to_bytes(20, "big")
+
+    table = RoutingTable(own, 0.0)
+    for i in range(3000):
+        table.responded(near(i % 24), _addr(i), 0.0)
+    for c in list(table.contacts())[::7]:
+        table.failed(c.id, c.addr)
+        table.failed(c.id, c.addr)
+    held = [c.id for c in table.contacts() if not c.bad()]
+    assert table.bucket_count > 16 and len(held) > 100
+    targets = [rng.randbytes(20) for _ in range(20)] + [near(d) for d in range(30)] + [own]
+    for target in targets:
+        for k in (1, K, 3 * K, 1000):
+            want = sorted(held, key=lambda i: distance(i, target))[:k]
+            assert [c.id for c in table.closest(target, k)] == want
+
+
 def test_stale_buckets_give_a_random_id_in_their_range_to_look_up() -> None:
     rng = random.Random(8)
     own = rng.randbytes(20)

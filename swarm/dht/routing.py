@@ -18,6 +18,7 @@ from __future__ import annotations
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass
+from itertools import chain
 
 from swarm.dht.krpc import Address, NodeInfo
 
@@ -51,10 +52,6 @@ MAX_NODES = 1000
 def distance(a: bytes, b: bytes) -> int:
     """XOR distance of two ids as an unsigned integer (BEP 5)."""
     return int.from_bytes(a, "big") ^ int.from_bytes(b, "big")
-
-
-def _first(pair: tuple[int, Contact]) -> int:
-    return pair[0]
 
 
 @dataclass(slots=True)
@@ -195,11 +192,32 @@ class RoutingTable:
                     return
 
     def closest(self, target: bytes, k: int = K) -> list[Contact]:
-        """The *k* table nodes nearest *target*, nearest first; bad nodes left out."""
+        """The *k* table nodes nearest *target*, nearest first; bad nodes left out.
+
+        Every answer to find_node or get_peers asks this, so it reads buckets nearest first
+        and stops at *k* nodes, rather than sort the table. Bucket *i* holds the nodes that
+        share exactly *i* leading bits with our id (the last bucket: at least that many).
+        With *s* the bits the target shares with our id: the target's own bucket is nearest;
+        a bucket *i* < *s* is at distance 2^(159 - i) or more, each farther than the next;
+        a deeper bucket *j* (*s* < *j* < last) comes before all those deeper than it when
+        our id and the target differ in bit *j*, after them when they agree."""
         key = int.from_bytes(target, "big")
-        ranked = [(n.key ^ key, n) for n in self.contacts() if n.fails < MAX_FAILS]
-        ranked.sort(key=_first)
-        return [n for _, n in ranked[:k]]
+        at, last = self._index(key), len(self._buckets) - 1
+        apart = key ^ self._own
+        before: list[int] = []
+        after: list[int] = []
+        for j in range(at + 1, last):
+            (before if apart >> (ID_BITS - 1 - j) & 1 else after).append(j)
+        deeper = (last,) if at < last else ()
+        order = chain((at,), before, deeper, reversed(after), range(at - 1, -1, -1))
+        out: list[Contact] = []
+        for i in order:
+            ranked = [n for n in self._buckets[i].nodes.values() if n.fails < MAX_FAILS]
+            ranked.sort(key=lambda n: n.key ^ key)
+            out += ranked
+            if len(out) >= k:
+                break
+        return out[:k]
 
     def to_ping(self, now: float, interval: float) -> list[Contact]:
         """At most one node a bucket to ping now: the least recently seen questionable one, or
