@@ -7,8 +7,10 @@ loopback network, each figure beside its reference.
 
 queries: one `swarm dht --host 127.0.0.1 --port 0` process (its per-IP limit lifted with
   --query-rate: the load comes from one IP) answers `get_peers` for random info-hashes from
-  load.py beside this file, in this process: 32 UDP sockets that act as 32 nodes (they answer
-  the node's pings, so its table fills and its answers carry `nodes`), 256 queries in flight,
+  load.py beside this file, in this process: 160 UDP sockets that act as 160 nodes (they
+  answer the node's pings; their ids share 0-19 leading bits with the node's, 8 each, so its
+  table holds ~160 nodes in 20 buckets, as on the public DHT, and its answers carry `nodes`),
+  128 queries in flight (more overflow the receive buffer of a default socket),
   each answer matched by its transaction id (one in 64 decoded and checked), for --seconds or
   --count answers, whichever first, after a 1 s warm-up. Figures: answers a second (wall), the
   node's CPU (user + system, from /proc) in cores, and answers per CPU second: the node is one
@@ -194,7 +196,7 @@ def bench_queries(args: argparse.Namespace) -> bool:
             print("libtorrent left out: no /usr/bin/python3 or no non-loopback IPv4 address")
         gens = {name: Generator(src, target) for name, (_, src, target) in nodes.items()}
         for gen in gens.values():
-            gen.run(1.0, args.count)  # warm-up: the node's table fills with our sockets
+            gen.run(2.0, args.count)  # warm-up: the node's table fills with our sockets
         rows: dict[str, list[dict[str, float]]] = {name: [] for name in nodes}
         for run in range(args.runs):
             order = list(nodes) if run % 2 == 0 else list(reversed(nodes))
