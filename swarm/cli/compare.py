@@ -131,7 +131,8 @@ def _peer_counts(text: str) -> list[int]:
     help="Run the swarm phase twice, without and then with churn, and report both and the "
     "delay: each leecher leaves RATE times a minute on average while downloading (6 or "
     "6/min; 0.1/s is the same), stays away --churn-away seconds, then resumes from the "
-    "pieces it has; its time runs from the first 'go', the time away included. Seeds stay.",
+    "pieces it has; its time runs from the first 'go', the time away included. The seed stays "
+    "unless --churn-seed-leaves.",
 )
 @click.option(
     "--churn-away",
@@ -148,6 +149,12 @@ def _peer_counts(text: str) -> list[int]:
     metavar="N",
     help="The random seed of the churn schedule; the same seed, N and rate give the same "
     "departures (default: a random one, printed so that the run can be repeated).",
+)
+@click.option(
+    "--churn-seed-leaves",
+    is_flag=True,
+    help="With --churn: the seed leaves for good once a leecher is done (the swarm then holds "
+    "every piece); without it the seed stays.",
 )
 @click.option(
     "--scenario",
@@ -185,6 +192,7 @@ def compare_command(
     churn_rate: str | None,
     churn_away: float,
     churn_seed: int | None,
+    churn_seed_leaves: bool,
     scenario: str | None,
     central_cutoff: float | None,
 ) -> None:
@@ -215,9 +223,9 @@ def compare_command(
     churn = None
     if churn_rate is not None:
         seed = churn_seed if churn_seed is not None else random.SystemRandom().randrange(10**6)
-        churn = Churn(parse_churn(churn_rate), churn_away, seed)
-    elif churn_seed is not None:
-        raise UsageError("--churn-seed is for --churn")
+        churn = Churn(parse_churn(churn_rate), churn_away, seed, churn_seed_leaves)
+    elif churn_seed is not None or churn_seed_leaves:
+        raise UsageError("--churn-seed and --churn-seed-leaves are for --churn")
     if not math.isfinite(timeout):
         raise UsageError(f"--timeout must be a number of seconds, not {timeout}")
     upload_rate = upload_rate if upload_rate is not None else DEFAULT_RATE

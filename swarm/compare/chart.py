@@ -146,7 +146,7 @@ def plot(
     cdf.set_ylim(0, 1.02)
     cdf.set_xlim(left=0)
     cdf.grid(True, alpha=0.3)
-    cdf.legend(loc="lower right")
+    cdf.legend(loc="upper left")  # a CDF is 0 early, 1 late: upper left is free
     fig.tight_layout()
     fig.savefig(out)
     plt.close(fig)
@@ -180,7 +180,7 @@ def _rate_panel(ax: Any, runs: list[Run], n: int, server_rate: int, peer_rate: i
     ax.set_ylim(bottom=0)
     ax.set_xlim(left=0)
     ax.grid(True, alpha=0.3)
-    ax.legend(loc="lower right")
+    ax.legend(loc="lower center")  # the ramp is at the left, the tail at the right
 
 
 def _churn_total(r: Run) -> float | None:

@@ -50,17 +50,29 @@ class Churn:
     rate: float
     away: float = DEFAULT_AWAY
     seed: int = 0
+    seed_leaves: bool = False  # the seed leaves for good once a leecher is done
 
     def describe(self) -> str:
         mean = 60 / self.rate
         return (
-            f"churn: each leecher leaves {self.rate:g} times a minute on average (one every "
+            f"churn: each leecher leaves {self.rate:g} time{'' if self.rate == 1 else 's'} a "
+            f"minute on average (one every "
             f"{mean:.3g} s while downloading), away {self.away:g} s each time, then resumes; "
             f"--churn-seed {self.seed}"
+            + (
+                "; the seed leaves for good once a leecher is done (the swarm holds every piece)"
+                if self.seed_leaves
+                else ""
+            )
         )
 
-    def as_dict(self) -> dict[str, float | int]:
-        return {"rate_per_minute": self.rate, "away": self.away, "seed": self.seed}
+    def as_dict(self) -> dict[str, float | int | bool]:
+        return {
+            "rate_per_minute": self.rate,
+            "away": self.away,
+            "seed": self.seed,
+            "seed_leaves": self.seed_leaves,
+        }
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -94,6 +106,7 @@ class Applied:
 
     absences: list[Absence]
     resumed: dict[int, int] = field(default_factory=dict)  # a leaver: bytes it had at its return
+    seed_left: float | None = None  # when the seed left (--churn-seed-leaves), s from 'go'
 
     @property
     def leavers(self) -> int:
@@ -106,6 +119,8 @@ class Applied:
         if self.resumed:
             kept = sum(1 for b in self.resumed.values() if b > 0)
             note += f", {kept} resumed with pieces they had"
+        if self.seed_left is not None:
+            note += f"; the seed left at {self.seed_left:.1f} s"
         return note
 
     def as_list(self) -> list[dict[str, float | int | None]]:

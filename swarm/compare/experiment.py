@@ -112,15 +112,16 @@ async def _run(exp: Experiment, net: Net) -> list[Run]:
         runs = []
 
         async def renew() -> None:
-            # --fail killed parts in the last phase: every part anew, each phase the same faults.
+            # --fail killed parts in the last phase (or the seed left, --churn-seed-leaves): every
+            # part anew, so that each phase meets the same faults.
             await asyncio.gather(*(p.stop() for p in parts.values()), return_exceptions=True)
             for p in parts.values():
                 children.remove(p)
             parts.update(await _start_parts(exp, net, work, children))
-            exp.say("tracker, central server and seed started anew (--fail)")
+            exp.say("tracker, central server and seed started anew")
 
         for k, n in enumerate(exp.peer_counts):
-            if k > 0 and exp.faults:
+            if k > 0 and (exp.faults or (exp.churn and exp.churn.seed_leaves)):
                 await renew()
             d_cs, d_p2p = bounds(size, n, exp.server_rate, exp.peer_rate, exp.d_min)
             exp.say(

@@ -117,6 +117,9 @@ async def run_phase(
         if churn is not None and applied is not None:
             plan = schedule(churn, n, exp.timeout)
             background.append(asyncio.ensure_future(_churn(plan, members, done, t0, applied)))
+            if churn.seed_leaves:
+                seed = phase.parts["seed"]
+                background.append(asyncio.ensure_future(_seed_leaves(seed, done, t0, applied)))
         if swarm and exp.sample:
             background.append(asyncio.ensure_future(_sample(folder, t0, samples)))
         try:
@@ -225,6 +228,15 @@ async def _churn(
             applied.absences.append(a)
         elif kind == 1 and a in gone:
             child.send(f"back {index}")
+
+
+async def _seed_leaves(seed: Child, done: list[bool], t0: float, applied: Applied) -> None:
+    """Once a leecher is done (the swarm then holds every piece), the seed leaves for good:
+    SIGTERM, so that it tells the tracker (the experiment starts it anew for the next N)."""
+    while not any(done):
+        await asyncio.sleep(0.1)
+    applied.seed_left = time.monotonic() - t0
+    await seed.stop()
 
 
 async def _sample(folder: Path, t0: float, samples: list[tuple[float, int]]) -> None:

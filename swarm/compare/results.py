@@ -112,6 +112,9 @@ class ModeResult:
             out["cutoff"] = self.cutoff.as_dict()
         if self.churn is not None:
             out["departures"] = self.churn.as_list()
+            out["seed_left"] = (
+                None if self.churn.seed_left is None else round(self.churn.seed_left, 3)
+            )
         if self.samples:
             out["delivered"] = [[round(t, 2), b] for t, b in self.samples]
         if self.outcome is not None:

@@ -106,23 +106,24 @@ def scenario_lines(sc: Scenario, run: Run, size: int) -> list[str]:
     n = run.peers
     nu = n * sc.rate
     lines = []
-    swarm = run.swarm
-    if swarm.samples:
-        window, peak = peak_rate(swarm.samples)
-        lines.append(
-            f"swarm's total upload rate: peak {si(peak, '/s')} over "
-            f"{window:g} s = {100 * peak / nu:.0f}% of N x u "
-            f"({si(nu, '/s')}; u_s + N x u = "
-            f"{si(nu + sc.rate, '/s')})"
-        )
-    if swarm.times and not swarm.failed:
-        mean = n * size / max(swarm.times)
-        lines.append(
-            f"swarm: first copy {min(swarm.times):.1f} s, median "
-            f"{statistics.median(swarm.times):.1f} s, last {max(swarm.times):.1f} s "
-            f"(bound D_p2p {run.bound_swarm:.1f} s); N x F over the last: "
-            f"{si(mean, '/s')} = {100 * mean / nu:.0f}% of N x u"
-        )
+    modes = [("swarm", run.swarm)] + ([("swarm + churn", run.churned)] if run.churned else [])
+    for name, swarm in modes:
+        if swarm.samples:
+            window, peak = peak_rate(swarm.samples)
+            lines.append(
+                f"{name}: total upload rate: peak {si(peak, '/s')} over "
+                f"{window:g} s = {100 * peak / nu:.0f}% of N x u "
+                f"({si(nu, '/s')}; u_s + N x u = "
+                f"{si(nu + sc.rate, '/s')})"
+            )
+        if swarm.times and not swarm.failed:
+            mean = n * size / max(swarm.times)
+            lines.append(
+                f"{name}: first copy {min(swarm.times):.1f} s, median "
+                f"{statistics.median(swarm.times):.1f} s, last {max(swarm.times):.1f} s "
+                f"(bound D_p2p {run.bound_swarm:.1f} s); N x F over the last: "
+                f"{si(mean, '/s')} = {100 * mean / nu:.0f}% of N x u"
+            )
     c = run.central.cutoff
     if c is not None:
         lines.append(

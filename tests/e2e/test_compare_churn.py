@@ -20,11 +20,16 @@ def test_churn_runs_the_swarm_twice_and_leavers_resume(tmp_path: Path) -> None:
     # while the copies take 2 s (D_p2p); the central phase is cut at 0.5 s to save time.
     cmd = [*COMPARE, "--peers", "3", "--size", "512K", "--upload-rate", "256K"]
     cmd += ["--churn", "30", "--churn-seed", "22", "--churn-away", "1", "--central-cutoff", "0.5"]
-    cmd += ["--json", "--no-plot"]
+    cmd += ["--churn-seed-leaves", "--json", "--no-plot"]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout)
-    assert out["churn"] == {"rate_per_minute": 30.0, "away": 1.0, "seed": 22}
+    assert out["churn"] == {
+        "rate_per_minute": 30.0,
+        "away": 1.0,
+        "seed": 22,
+        "seed_leaves": True,
+    }
     (run,) = out["runs"]
     plain, churned = run["swarm"], run["swarm_churn"]
     assert len(plain["times"]) == len(churned["times"]) == 3
@@ -38,6 +43,8 @@ def test_churn_runs_the_swarm_twice_and_leavers_resume(tmp_path: Path) -> None:
     delay = run["churn_delay"]
     assert delay["total"] == pytest.approx(churned["total"] - plain["total"], abs=0.002)
     assert delay["total"] > 0  # a leecher away for 1 s of a 2 s download costs time
+    # The seed left once the first copy was done, and the others finished from the peers.
+    assert churned["seed_left"] == pytest.approx(min(churned["times"]), abs=0.5)
 
 
 @pytest.mark.parametrize(
@@ -45,7 +52,8 @@ def test_churn_runs_the_swarm_twice_and_leavers_resume(tmp_path: Path) -> None:
     [
         (["--churn", "0"], "--churn takes"),
         (["--churn", "often"], "--churn takes"),
-        (["--churn-seed", "3"], "--churn-seed is for --churn"),
+        (["--churn-seed", "3"], "are for --churn"),
+        (["--churn-seed-leaves"], "are for --churn"),
     ],
 )
 def test_bad_churn_options_are_usage_errors(tmp_path: Path, args: list[str], words: str) -> None:
