@@ -156,3 +156,14 @@ def test_the_chart_draws_the_rate_panel_and_the_churned_cdf(tmp_path: Path) -> N
     out = tmp_path / "c.png"
     plot([_scenario_run()], out, 200_000, 100_000, 100_000)
     assert out.stat().st_size > 10_000
+
+
+def test_repeated_n_spreads_each_mode_that_finished_churn_included() -> None:
+    from swarm.compare.report import table
+
+    runs = [_scenario_run(), _scenario_run()]
+    runs[1].swarm.times = [2.0, 2.5, 4.0]
+    _, lines = table(runs, "a.bin", 200_000, 100_000, 100_000, None)
+    (spread,) = [x for x in lines if x.startswith("N=3, 2 runs")]
+    assert "swarm 3.00 to 4.00 s" in spread and "swarm + churn 3.50 to 3.50 s" in spread
+    assert "central" not in spread  # cut off both times: no total to spread

@@ -4,6 +4,7 @@ F, u_s, u and d_min were, the spread of repeated N, and what failed, was cut off
 
 from __future__ import annotations
 
+import math
 import statistics
 from typing import TYPE_CHECKING
 
@@ -136,23 +137,28 @@ def churn_lines(runs: list[Run]) -> list[str]:
 
 
 def _spread_lines(runs: list[Run]) -> list[str]:
-    """For each N run more than once, how far its measurements spread."""
+    """For each N run more than once, how far each mode's totals spread (the runs where that
+    mode finished: one cut off or failed has no total)."""
     lines = []
     for n in sorted({r.peers for r in runs}):
-        same = [r for r in runs if r.peers == n and _finished(r)]
+        same = [r for r in runs if r.peers == n]
         if len(same) < 2:
             continue
         parts = []
-        for mode in ("central", "swarm"):
-            totals = [getattr(r, mode).total for r in same]
+        modes: list[tuple[str, list[ModeResult | None]]] = [
+            ("central", [r.central for r in same]),
+            ("swarm", [r.swarm for r in same]),
+            ("swarm + churn", [r.churned for r in same]),
+        ]
+        for mode, results in modes:
+            totals = [t for m in results if m is not None and not math.isnan(t := m.total)]
+            if len(totals) < 2:
+                continue
             lo, hi, mid = min(totals), max(totals), statistics.median(totals)
             parts.append(f"{mode} {lo:.2f} to {hi:.2f} s (spread {100 * (hi - lo) / mid:.0f}%)")
-        lines.append(f"N={n}, {len(same)} runs: total " + "; ".join(parts))
+        if parts:
+            lines.append(f"N={n}, {len(same)} runs: total " + "; ".join(parts))
     return lines
-
-
-def _finished(r: Run) -> bool:
-    return not (r.central.failed or r.swarm.failed or r.central.cutoff)
 
 
 def _finished_figures(times: list[float]) -> list[str]:
