@@ -7,8 +7,8 @@ import pytest
 from click.testing import CliRunner
 
 from swarm.cli.compare import MAX_PEERS, _peer_counts, compare_command
-from swarm.compare.experiment import MAX_PEERS as EXPERIMENT_MAX_PEERS
-from swarm.compare.experiment import Experiment, default_per_process
+from swarm.compare.settings import MAX_PEERS as EXPERIMENT_MAX_PEERS
+from swarm.compare.settings import Experiment, default_per_process
 from swarm.errors import UsageError
 
 

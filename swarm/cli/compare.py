@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
 DEFAULT_RATE = "1M"
 DEFAULT_PEERS = "8"
-MAX_PEERS = 200  # the same as swarm.compare.experiment.MAX_PEERS (not imported: start-up time)
+MAX_PEERS = 200  # the same as swarm.compare.settings.MAX_PEERS (not imported: start-up time)
 
 
 def _peer_counts(text: str) -> list[int]:

@@ -6,10 +6,16 @@ downloaders at once, then N swarm downloaders at once (each capped at upload rat
 downloader is timed from the moment all are told to go until its copy is complete, and
 every copy is checked (SHA-256 against the original) before its time counts.
 
-With K peers per process (:func:`default_per_process`), downloaders run K to a
-``swarm fetch-group`` process instead of one to a ``swarm fetch``: each is still a peer of its
-own (own session, port, peer id, caps and folder), timed by its own ``done`` line. Both phases
-group alike, so the two modes stay comparable.
+With K peers per process (:func:`~swarm.compare.settings.default_per_process`), downloaders
+run K to a ``swarm fetch-group`` process instead of one to a ``swarm fetch``: each is still a
+peer of its own (own session, port, peer id, caps and folder), timed by its own ``done`` line.
+Both phases group alike, so the two modes stay comparable.
+
+The torrent has pieces of at least :data:`MIN_PIECE_LENGTH` (32 KiB, Transmission's choice
+for a file under 50 MiB; ``swarm create`` would take 16 KiB for the 4 MiB sample). Every piece
+costs each downloader a hash, a write and a ``have`` to each of its peers, whatever its size:
+at N = 64 16 KiB pieces took 0.37 CPU s per downloader and 16-18 s, 32 KiB 0.24 s and 8-10 s
+(64 KiB: 0.23 s, 10 s; the bound 4 s).
 
 With ``--churn`` the swarm phase runs a second time with leechers leaving and coming back
 (:mod:`~swarm.compare.churn`); with ``--scenario`` the central phase may stop at a cutoff and
@@ -20,74 +26,27 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import math
-import os
 import random
 import shutil
 import tempfile
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import aiofiles
 
 from swarm.compare.children import Child
-from swarm.compare.churn import Churn
-from swarm.compare.faults import SWARM_PARTS, Fault
+from swarm.compare.faults import SWARM_PARTS
 from swarm.compare.hosts import Net
 from swarm.compare.netlab import NetLab
 from swarm.compare.phase import Phase, run_phase, sha256_file
 from swarm.compare.results import Run, bounds
-from swarm.create import create_torrent
+from swarm.compare.settings import Experiment
+from swarm.create import auto_piece_length, create_torrent
 from swarm.errors import CompareError, UsageError
 from swarm.status import Event
 from swarm.units import counted
 
+MIN_PIECE_LENGTH = 32 * 1024  # the torrent's pieces (see the module's docstring)
 START_TIMEOUT = 30.0  # seconds a child may take to listen, or to be ready
-MAX_PEERS = 200  # N: beyond this, one machine's 2 cores and ports are the experiment
-ALONE_UP_TO = 8  # per core: up to this many downloaders each have a process of their own
-PROCESSES_PER_CORE = 2  # beyond it, downloaders share this many processes per core
-
-
-def default_per_process(n: int, cores: int | None = None) -> int:
-    """K, the downloaders one process runs, when --peers-per-process is not given: 1 (a
-    process each, as ``swarm fetch`` runs) up to 8 per core (N <= 16 on 2 cores); beyond,
-    N spread over 2 processes per core (N = 100 on 2 cores: 25 to a process, 4 processes).
-    Measured on 2 cores, swarm phase at N = 32 and 100: 2 per core 7.1 s and 21.0 s, 4 per
-    core 8.1 s and 20.9-26.8 s, 1 per core 25.3 s at N = 100 (one interpreter per downloader:
-    17.1 s at N = 32): every process is an interpreter and a loop more to feed."""
-    cores = max(1, cores if cores is not None else (os.cpu_count() or 1))
-    if n <= ALONE_UP_TO * cores:
-        return 1
-    return math.ceil(n / (PROCESSES_PER_CORE * cores))
-
-
-@dataclass(slots=True)
-class Experiment:
-    """Settings of one comparison."""
-
-    path: Path
-    peer_counts: list[int]
-    server_rate: int
-    peer_rate: int
-    d_min: int | None = None
-    timeout: float = 600.0
-    on_event: Callable[[str], None] | None = None
-    per_process: int | None = None  # K; None: default_per_process(N)
-    lab: bool = False  # each process in a network namespace, its links capped by the kernel
-    faults: list[Fault] = field(default_factory=list)  # --fail: parts killed in each phase
-    churn: Churn | None = None  # --churn: the swarm phase runs again with leechers churning
-    central_cutoff: float | None = None  # stop the central phase here, extrapolate its end
-    sample: bool = False  # sample the bytes delivered in the swarm phases (the rate chart)
-
-    def k_for(self, n: int) -> int:
-        if self.lab:
-            return 1  # a kernel cap is a namespace's: one downloader to a namespace
-        return min(n, self.per_process or default_per_process(n))
-
-    def say(self, text: str) -> None:
-        if self.on_event:
-            self.on_event(text)
 
 
 async def run_experiment(exp: Experiment) -> list[Run]:
@@ -163,7 +122,10 @@ async def _start_parts(
     parts["tracker"] = tracker
     announce_url = (await tracker.wait_for(Event.LISTENING, START_TIMEOUT)).urls[0]
     torrent_file = work / (exp.path.name + ".torrent")
-    data = await asyncio.to_thread(create_torrent, exp.path, trackers=[[announce_url]])
+    length = max(MIN_PIECE_LENGTH, auto_piece_length(exp.path.stat().st_size))
+    data = await asyncio.to_thread(
+        create_torrent, exp.path, trackers=[[announce_url]], piece_length=length
+    )
     await _write(torrent_file, data)
     where = await net.host("central", up=exp.server_rate)
     central = await Child.start(

@@ -27,7 +27,7 @@ from swarm.errors import CompareError
 from swarm.status import Event
 
 if TYPE_CHECKING:
-    from swarm.compare.experiment import Experiment
+    from swarm.compare.settings import Experiment
 
 START_TIMEOUT = 30.0  # seconds a child may take to be ready
 SAMPLE_EVERY = 1.0  # seconds between samples of the bytes delivered

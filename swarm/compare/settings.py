@@ -1,0 +1,59 @@
+"""The settings of one ``swarm compare`` (:class:`Experiment`) and the rule for how many
+downloaders share a process; apart from :mod:`swarm.compare.experiment` so that the phase
+runner can take them without importing the experiment that runs it."""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from swarm.compare.churn import Churn
+from swarm.compare.faults import Fault
+
+MAX_PEERS = 200  # N: beyond this, one machine's 2 cores and ports are the experiment
+ALONE_UP_TO = 8  # per core: up to this many downloaders each have a process of their own
+PROCESSES_PER_CORE = 2  # beyond it, downloaders share this many processes per core
+
+
+def default_per_process(n: int, cores: int | None = None) -> int:
+    """K, the downloaders one process runs, when --peers-per-process is not given: 1 (a
+    process each, as ``swarm fetch`` runs) up to 8 per core (N <= 16 on 2 cores); beyond,
+    N spread over 2 processes per core (N = 100 on 2 cores: 25 to a process, 4 processes).
+    Measured on 2 cores, swarm phase at N = 32 and 100: 2 per core 7.1 s and 21.0 s, 4 per
+    core 8.1 s and 20.9-26.8 s, 1 per core 25.3 s at N = 100 (one interpreter per downloader:
+    17.1 s at N = 32): every process is an interpreter and a loop more to feed."""
+    cores = max(1, cores if cores is not None else (os.cpu_count() or 1))
+    if n <= ALONE_UP_TO * cores:
+        return 1
+    return math.ceil(n / (PROCESSES_PER_CORE * cores))
+
+
+@dataclass(slots=True)
+class Experiment:
+    """Settings of one comparison."""
+
+    path: Path
+    peer_counts: list[int]
+    server_rate: int
+    peer_rate: int
+    d_min: int | None = None
+    timeout: float = 600.0
+    on_event: Callable[[str], None] | None = None
+    per_process: int | None = None  # K; None: default_per_process(N)
+    lab: bool = False  # each process in a network namespace, its links capped by the kernel
+    faults: list[Fault] = field(default_factory=list)  # --fail: parts killed in each phase
+    churn: Churn | None = None  # --churn: the swarm phase runs again with leechers churning
+    central_cutoff: float | None = None  # stop the central phase here, extrapolate its end
+    sample: bool = False  # sample the bytes delivered in the swarm phases (the rate chart)
+
+    def k_for(self, n: int) -> int:
+        if self.lab:
+            return 1  # a kernel cap is a namespace's: one downloader to a namespace
+        return min(n, self.per_process or default_per_process(n))
+
+    def say(self, text: str) -> None:
+        if self.on_event:
+            self.on_event(text)
