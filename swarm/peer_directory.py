@@ -15,13 +15,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Generic, Protocol, TypeVar
 
-MAX_PEERS_PER_TORRENT = 30  # connections kept; see SHORT_LIVED_SECONDS
-# We dial only while fewer than this many are connected and leave the rest of the limit to
-# peers that dial us, as mainline BitTorrent did (max_initiate 40, max_allow_in 80): when
-# every peer dials up to the limit, two crossed dials and the refusals of full peers cost a
-# handshake, a bitfield and an extension handshake each (at N = 64, about 60 handshakes per
-# downloader for 30 connections kept).
-INITIATE_SHARE = 0.5
+MAX_PEERS_PER_TORRENT = 30  # as mainline BitTorrent initiated up to 40; see SHORT_LIVED_SECONDS
 MAX_CANDIDATES = 2000
 STRIKES_TO_BAN = 3
 RECONNECT_SECONDS = 5.0  # after a connection that worked closes
@@ -69,15 +63,10 @@ class PeerDirectory(Generic[P]):
         our_peer_id: bytes,
         *,
         max_peers: int = MAX_PEERS_PER_TORRENT,
-        max_initiate: int | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.our_peer_id = our_peer_id
         self.max_peers = max_peers
-        # dial while fewer are connected (or being dialled); the rest is for those who dial us
-        self.max_initiate = (
-            max(1, int(max_peers * INITIATE_SHARE)) if max_initiate is None else max_initiate
-        )
         self.clock = clock
         self.peers: set[P] = set()
         self.candidates: dict[Address, Candidate] = {}
@@ -136,7 +125,7 @@ class PeerDirectory(Generic[P]):
         connected = {p.address for p in self.peers}
         out: list[Address] = []
         for addr, cand in self.candidates.items():
-            if busy >= self.max_initiate or not can_connect():
+            if busy >= self.max_peers or not can_connect():
                 break
             if cand.connecting or cand.connected or addr in connected or cand.next_try > now:
                 continue

@@ -272,9 +272,7 @@ def test_initial_seeding_turns_a_second_asker_away_once() -> None:
 
 def test_directory_dials_within_the_limit_and_backs_off() -> None:
     clock = Clock()
-    d: PeerDirectory[FakePeer] = PeerDirectory(
-        b"-SW0100-ourselves000", max_peers=2, max_initiate=2, clock=clock
-    )
+    d: PeerDirectory[FakePeer] = PeerDirectory(b"-SW0100-ourselves000", max_peers=2, clock=clock)
     d.add([("127.0.0.1", p) for p in (1, 2, 3)] + [("127.0.0.1", 9)])
     assert d.to_dial(lambda: True, ("127.0.0.1", 9)) == [("127.0.0.1", 1), ("127.0.0.1", 2)]
     assert d.to_dial(lambda: True, ("127.0.0.1", 9)) == []  # two dials in flight: the limit
@@ -412,13 +410,3 @@ def test_a_have_tops_up_only_a_peer_we_ask_nothing_of() -> None:
     p.state.receive(wire.encode(wire.Have(4)), 1.0)
     rp.have(p, 4)  # type: ignore[arg-type]
     assert len(p.asked) > asked
-
-
-def test_the_directory_dials_half_its_limit_and_leaves_the_rest_to_those_who_dial_us() -> None:
-    d: PeerDirectory[FakePeer] = PeerDirectory(b"-SW0100-ourselves000", max_peers=4)
-    d.add([("127.0.0.1", p) for p in range(1, 9)])
-    assert len(d.to_dial(lambda: True, ("127.0.0.1", 99))) == 2
-    for name in "wxyz":
-        assert d.admit(FakePeer(name, outgoing=False))
-    late = FakePeer("late", outgoing=False)
-    assert not d.admit(late) and late.reason == "too many peers"
