@@ -16,12 +16,29 @@ up like swarm's, no download cap, the same swarm seed (u_s) and swarm tracker, t
 (made as compare makes it), timed the same way (from one 'go' to each 'done', every copy checked
 by SHA-256): libtorrent time / D_p2p. Targets (issue 16): swarm <= 1.3x D_p2p up to N = 100,
 <= 1.5x at 200, and ahead of libtorrent's ratio at N = 8 and 16.
+
+There libtorrent is capped by its own limiter, which is not swarm's: it hands out upload quota
+once a tick and every write waits for it, its requests to the seed too, which queue behind the
+piece data it uploads, so the seed idles; swarm's token bucket counts piece payload only.
+``--lab netns`` (root; N = 8,16 unless --peers) caps everyone alike, by the kernel:
+
+    python bench/scale/run.py --lab netns --peers 8,16 --lt 8,16 --central-cutoff 2
+
+the swarm side is ``swarm compare --peers N --lab netns`` (every process in a network namespace
+of its own on one bridge, its links shaped by tc tbf, swarm's own caps off); the reference runs
+in a NetLab of its own: the swarm tracker and the swarm seed each in a host (the seed's capped
+at u_s up), and each libtorrent downloader in a host capped at u up, with no libtorrent rate
+limit at all, listening on its host's address. The caps are compare's (swarm.compare.hosts.link:
+tbf counts whole frames, so a link gets u / TCP_PAYLOAD_SHARE for TCP data to flow at u).
+Its libtorrent line also gives the copies of the file the seed sent (the kernel's count of the
+seed's frames): the seed sends all the time there, so libtorrent's time / D_p2p follows it.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import shutil
@@ -38,6 +55,16 @@ ROOT = Path(__file__).resolve().parents[2]
 LT_PEER = Path(__file__).resolve().with_name("lt_peer.py")
 SYSTEM_PYTHON = "/usr/bin/python3"
 RATE = 1 << 20
+LOOPBACK_NOTE = (
+    "loopback: libtorrent is capped by its own upload_rate_limit, which hands out quota once a "
+    "tick and makes every write wait for it, its requests to the seed too, so they queue "
+    "behind the data it uploads and the seed idles (swarm's limiter counts piece payload "
+    "only): a penalty swarm does not pay; --lab netns caps both alike, by the kernel"
+)
+LAB_NOTE = (
+    "lab netns: every process in a namespace of its own, links capped by the kernel (tc tbf) "
+    "at u_s = u = 1 MiB/s of TCP data up; no rate limit of swarm's or libtorrent's own"
+)
 
 
 def tree_rss(root: int) -> tuple[int, int]:
@@ -66,10 +93,20 @@ def tree_rss(root: int) -> tuple[int, int]:
     return total, count
 
 
-def run_compare(n: int, size: str | None, per_process: int | None) -> dict:
+def run_compare(
+    n: int,
+    size: str | None,
+    per_process: int | None,
+    cutoff: float | None = None,
+    lab: bool = False,
+) -> dict:
     cmd = [sys.executable, "-m", "swarm", "compare", "--peers", str(n), "--json", "--no-plot"]
+    if lab:
+        cmd += ["--lab", "netns"]
     if size:
         cmd += ["--size", size]
+    if cutoff:
+        cmd += ["--central-cutoff", str(cutoff)]
     if per_process:
         cmd += ["--peers-per-process", str(per_process)]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -96,45 +133,72 @@ def run_compare(n: int, size: str | None, per_process: int | None) -> dict:
 # -- the libtorrent reference --------------------------------------------------------------
 
 
-async def lt_swarm(n: int, path: Path) -> float:
-    """Seconds until the last of N libtorrent downloaders has the file, from one 'go'."""
+async def lt_swarm(
+    n: int, path: Path, lab: bool = False, down: int | None = None
+) -> tuple[float, float | None]:
+    """Seconds until the last of N libtorrent downloaders has the file, from one 'go', and
+    (in the lab) how many copies of the file the seed sent meanwhile: on 127.0.0.1 under
+    libtorrent's own cap, or (*lab*) each part in a host of a NetLab of its own, the links
+    capped by the kernel (*down*: each downloader's download cap, bytes/s of TCP data; None:
+    none). The lab is closed whatever happens, after every process ended."""
     sys.path.insert(0, str(ROOT))
+    from swarm.compare.hosts import Net
+    from swarm.compare.netlab import NetLab
+
+    if not lab:
+        return await _lt_swarm(n, path, Net(None), None)
+    async with NetLab() as netlab:
+        return await _lt_swarm(n, path, Net(netlab), down)
+
+
+async def _lt_swarm(n: int, path: Path, net, down: int | None) -> tuple[float, float | None]:
     from swarm.compare.children import Child
-    from swarm.create import create_torrent
+    from swarm.compare.experiment import MIN_PIECE_LENGTH
+    from swarm.compare.netlab import TCP_PAYLOAD_SHARE
+    from swarm.create import auto_piece_length, create_torrent
     from swarm.status import Event
 
     work = Path(tempfile.mkdtemp(prefix="swarm-bench-scale-"))
     children: list[Child] = []
     peers: list[asyncio.subprocess.Process] = []
     try:
+        where = await net.host("tracker")
         tracker = await Child.start(
-            "tracker", "tracker", "--host", "127.0.0.1", "--port", "0", "--no-udp"
-        )
+            "tracker", "tracker", "--host", net.address(where), "--port", "0", "--no-udp",
+            host=where,
+        )  # fmt: skip
         children.append(tracker)
         url = (await tracker.wait_for(Event.LISTENING, 30)).urls[0]
         torrent = work / (path.name + ".torrent")
-        torrent.write_bytes(create_torrent(path, trackers=[[url]]))
+        # The torrent compare makes: the same piece length.
+        length = max(MIN_PIECE_LENGTH, auto_piece_length(path.stat().st_size))
+        torrent.write_bytes(create_torrent(path, trackers=[[url]], piece_length=length))
+        # In the lab the kernel caps the seed's link (net.caps gives no option then).
+        where = await net.host("seed", up=RATE)
         seed = await Child.start(
-            "seed", "seed", str(path), "--torrent", str(torrent), "--host", "127.0.0.1",
-            "--port", "0", "--max-upload-rate", str(RATE), "--no-verify",
+            "seed", "seed", str(path), "--torrent", str(torrent), "--host", net.address(where),
+            "--port", "0", *net.caps(RATE, None), "--no-verify", "--no-dht", host=where,
         )  # fmt: skip
         children.append(seed)
         await seed.wait_for(Event.LISTENING, 30)
+        # libtorrent's own caps on loopback; none in the lab, where the kernel caps the links.
+        up_cap, down_cap = ("0", "0") if net.lab is not None else (str(RATE), "0")
         for i in range(n):
             out = work / str(i)
             out.mkdir()
+            where = await net.host(f"d{i}", up=RATE, down=down)
+            argv = [SYSTEM_PYTHON, str(LT_PEER), str(torrent), str(out), up_cap, down_cap]
+            argv.append(net.address(where))
+            if where is not None:
+                argv = where.argv(*argv)  # ip netns exec execs it: the PID is lt_peer's
             peers.append(
                 await asyncio.create_subprocess_exec(
-                    SYSTEM_PYTHON,
-                    str(LT_PEER),
-                    str(torrent),
-                    str(out),
-                    str(RATE),
-                    "0",
+                    *argv,
                     stdin=subprocess.PIPE,
                     stdout=subprocess.PIPE,
                     stderr=subprocess.DEVNULL,
-                )  # fmt: skip
+                    start_new_session=True,
+                )
             )
         for p in peers:
             assert p.stdout is not None
@@ -157,18 +221,38 @@ async def lt_swarm(n: int, path: Path) -> float:
                 raise SystemExit(f"libtorrent peer {i} failed: {line!r}")
 
         await asyncio.gather(*(one(i, p) for i, p in enumerate(peers)))
+        copies = None
+        if net.lab is not None:
+            # the kernel's count of the frames the seed's host sent (headers and the odd
+            # message besides piece data included: a little over the piece data it sent)
+            sent = (await net.lab.link_bytes())["seed"][0] * TCP_PAYLOAD_SHARE
+            copies = sent / path.stat().st_size
         original = sha256_file(path)
         for i in range(n):
             if sha256_file(work / str(i) / path.name) != original:
                 raise SystemExit(f"libtorrent peer {i}'s copy does not match")
-        return max(times)
+        return max(times), copies
     finally:
         for p in peers:
             if p.returncode is None:
-                p.kill()
-            await p.wait()
+                with contextlib.suppress(ProcessLookupError):
+                    p.kill()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(10):
+                    await p.wait()
         await asyncio.gather(*(c.stop() for c in children), return_exceptions=True)
         shutil.rmtree(work, ignore_errors=True)
+
+
+def central_ratio(r: dict) -> str:
+    """The central phase's time over D_cs; '~' marks a time extrapolated from a cut-off
+    phase (--central-cutoff), never measured."""
+    c = r["central"]
+    if c.get("total") is not None:
+        return f"{c['total'] / r['bounds']['central']:.2f}x"
+    cut = c.get("cutoff") or {}
+    end = cut.get("extrapolated_total")
+    return "-" if end is None else f"~{end / r['bounds']['central']:.2f}x"
 
 
 def per(mode: dict, n: int) -> str:
@@ -180,34 +264,58 @@ def per(mode: dict, n: int) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--peers", default="8,16,32,64,100", help="the N to run (default %(default)s)")
+    ap.add_argument(
+        "--peers", default=None, help="the N to run (default 8,16,32,64,100; 8,16 with --lab)"
+    )
     ap.add_argument("--lt", default="8,16", help="N for the libtorrent reference (%(default)s)")
     ap.add_argument("--no-lt", action="store_true", help="skip the libtorrent reference")
     ap.add_argument("--size", default=None, help="a synthetic file of this size, not the sample")
     ap.add_argument("--per-process", type=int, default=None, help="K (default: compare's rule)")
     ap.add_argument("--json", type=Path, default=None, help="also write the figures here")
+    ap.add_argument(
+        "--central-cutoff",
+        type=float,
+        default=None,
+        help="stop each central phase after this many seconds (compare extrapolates its end)",
+    )
+    ap.add_argument(
+        "--lab",
+        choices=["none", "netns"],
+        default="none",
+        help="netns: everyone capped by the kernel, each process in a network namespace of its "
+        "own (compare --lab netns; libtorrent without a limit of its own; needs root)",
+    )
     args = ap.parse_args()
     sys.path.insert(0, str(ROOT))
     from swarm.compare.experiment import default_sample
     from swarm.compare.results import bounds
 
-    counts = [int(x) for x in args.peers.split(",")]
+    lab = args.lab == "netns"
+    if lab:
+        from swarm.compare.netlab import lab_problem
+
+        if problem := lab_problem():
+            raise SystemExit(problem)
+        if args.per_process:
+            raise SystemExit("--lab netns runs one downloader to a process: no --per-process")
+    counts = [int(x) for x in (args.peers or ("8,16" if lab else "8,16,32,64,100")).split(",")]
     lt_counts = [] if args.no_lt else [int(x) for x in args.lt.split(",")]
     rows = []
     for n in counts:
-        r = run_compare(n, args.size, args.per_process)
+        r = run_compare(n, args.size, args.per_process, args.central_cutoff, lab)
         rows.append(r)
         s, c = r["swarm"], r["central"]
         print(
             f"N={n}: swarm {s['total']:.2f} s / D_p2p {r['bounds']['swarm']:.2f} s = "
             f"{s['total'] / r['bounds']['swarm']:.2f}x; "
-            f"central {c['total'] / r['bounds']['central']:.2f}x"
+            f"central {central_ratio(r)}"
             f"; peak tree RSS {r['tree_peak_rss'] / 2**20:.0f} MiB; CPU s per downloader: "
             f"swarm {per(s, n)}, central {per(c, n)}; processes {s['processes']}",
             file=sys.stderr,
             flush=True,
         )
     refs = {}
+    seed_copies: dict[int, float | None] = {}
     if lt_counts:
         if args.size:
             src = Path(tempfile.mkdtemp(prefix="swarm-bench-scale-src-")) / "synthetic.bin"
@@ -220,15 +328,22 @@ def main() -> None:
             src = sample
         size = src.stat().st_size
         for n in lt_counts:
-            total = asyncio.run(lt_swarm(n, src))
+            total, copies = asyncio.run(lt_swarm(n, src, lab))
+            seed_copies[n] = copies
+            sent = "" if copies is None else f"; the seed sent {copies:.2f} copies of the file"
             refs[n] = (total, bounds(size, n, RATE, RATE)[1])
-            print(f"N={n}: libtorrent {total:.2f} s = {total / refs[n][1]:.2f}x", file=sys.stderr)
+            where = "lab netns" if lab else "loopback"
+            print(
+                f"N={n}: libtorrent ({where}) {total:.2f} s = {total / refs[n][1]:.2f}x{sent}",
+                file=sys.stderr,
+            )
         if args.size:
             shutil.rmtree(src.parent, ignore_errors=True)
     head = (
         f"{'N':>4} {'K':>3} {'procs':>5} {'swarm/D_p2p':>11} {'lt/D_p2p':>9} {'swarm/lt':>8} "
         f"{'central/D_cs':>12} {'peak RSS':>9} {'CPU s/dl swarm':>14} {'central':>7}"
     )
+    print(f"mode: {LAB_NOTE if lab else LOOPBACK_NOTE}")
     print(head)
     for r in rows:
         n, s, c = r["peers"], r["swarm"], r["central"]
@@ -237,12 +352,17 @@ def main() -> None:
         vs = f"{s['total'] / refs[n][0]:.2f}" if n in refs else "-"
         print(
             f"{n:>4} {r['peers_per_process']:>3} {s['processes']:>5} {ratio:>10.2f}x {lt:>9} "
-            f"{vs:>8} {c['total'] / r['bounds']['central']:>11.2f}x "
+            f"{vs:>8} {central_ratio(r):>12} "
             f"{r['tree_peak_rss'] / 2**20:>5.0f} MiB {per(s, n):>14} {per(c, n):>7}"
         )
     print("targets: swarm/D_p2p <= 1.3 up to N = 100, <= 1.5 at 200; swarm/lt < 1 at 8 and 16")
     if args.json:
-        args.json.write_text(json.dumps({"runs": rows, "libtorrent": refs}, indent=2))
+        args.json.write_text(
+            json.dumps(
+                {"lab": args.lab, "runs": rows, "libtorrent": refs, "lt_seed_copies": seed_copies},
+                indent=2,
+            )
+        )
 
 
 if __name__ == "__main__":
