@@ -21,7 +21,7 @@ from typing import Any, Protocol
 
 from swarm.announce import AnnounceRequest
 from swarm.announcer import Announcer
-from swarm.choker import ROUND_SECONDS, Choker, choke_round, unchoke_if_free
+from swarm.choker import ROUND_SECONDS, Choker, choke_round, unchoke_if_free, unchoke_waiting
 from swarm.errors import SwarmError, TrackerError
 from swarm.extensions import pex_round
 from swarm.have_batch import HaveBatcher
@@ -164,14 +164,20 @@ class TorrentController:
     def peer_ready(self, conn: PeerConnection) -> None:
         if self.directory.admit(conn):
             conn.send_initial()
+            self.haves.joined(conn)  # its bitfield told it of every piece verified so far
 
     def peer_closed(self, conn: PeerConnection) -> None:
         if not self.directory.remove(conn):
             return
         self.requests.peer_gone(conn)
+        if not conn.state.am_choking:  # its slot is free
+            unchoke_waiting(self.choker, self.peers, time.monotonic())
 
     def on_interest(self, conn: PeerConnection) -> None:
-        unchoke_if_free(self.choker, conn, self.peers)
+        if conn.state.peer_interested:
+            unchoke_if_free(self.choker, conn, self.peers)
+        elif not conn.state.am_choking:  # it lost interest: its slot is free
+            unchoke_waiting(self.choker, self.peers, time.monotonic())
 
     def on_piece(
         self, conn: PeerConnection, index: int, begin: int, block: bytes | memoryview
@@ -197,7 +203,7 @@ class TorrentController:
         ok, contributors = await self.io.verify_and_write(index)
         if ok:
             self.picker.piece_verified(index)
-            self.haves.add(index)  # with the others verified within 50 ms, to those who lack it
+            self.haves.add(index)  # with others verified in the same window, to those who lack it
             self.requests.lose_interest(index)
             if self.picker.complete:
                 self.haves.flush()  # that we are a seed now, at once

@@ -1,5 +1,6 @@
 """Our haves in batches (swarm/have_batch.py): one write per peer for the pieces verified in
-one window, none for a piece the peer has; a real event loop, fake connections."""
+one window (a short one to the peers downloading from us, a longer one to the rest), none for
+a piece the peer has; a real event loop, fake connections."""
 
 from __future__ import annotations
 
@@ -10,13 +11,15 @@ from swarm.have_batch import HaveBatcher
 
 
 class State:
-    def __init__(self, has: list[bool]) -> None:
+    def __init__(self, has: list[bool], downloading: bool) -> None:
         self.peer_has = has
+        self.am_choking = not downloading
+        self.peer_interested = downloading
 
 
 class Peer:
-    def __init__(self, has: list[bool]) -> None:
-        self.state = State(has)
+    def __init__(self, has: list[bool], downloading: bool = False) -> None:
+        self.state = State(has, downloading)
         self.closed = False
         self.writes: list[tuple[wire.Message, ...]] = []
         self.sent = asyncio.Event()
@@ -48,7 +51,7 @@ def test_one_write_per_peer_with_only_the_pieces_it_lacks() -> None:
 def test_the_window_sends_by_itself_and_close_drops_what_is_pending() -> None:
     async def main() -> None:
         a = Peer([False, False])
-        batcher = HaveBatcher({a}, delay=0.01)
+        batcher = HaveBatcher({a}, delay=0.01, idle_delay=0.01)
         batcher.add(1)
         async with asyncio.timeout(5):
             await a.sent.wait()
@@ -70,5 +73,50 @@ def test_a_closed_peer_is_not_written_to() -> None:
         batcher.add(0)
         batcher.flush()
         assert a.writes == []
+
+    asyncio.run(main())
+
+
+def test_the_downloading_hear_within_the_short_window_the_others_within_the_long_one() -> None:
+    async def main() -> None:
+        fast = Peer([False] * 4, downloading=True)
+        slow = Peer([False] * 4)
+        batcher = HaveBatcher({fast, slow}, delay=0.01, idle_delay=60.0)
+        batcher.add(0)
+        batcher.add(1)
+        async with asyncio.timeout(5):
+            await fast.sent.wait()
+        assert fast.writes == [(wire.Have(0), wire.Have(1))]
+        assert slow.writes == []  # choked by us: it hears at the long window
+        batcher._flush(everyone=True)  # the long window ends (as its timer would)
+        assert slow.writes == [(wire.Have(0), wire.Have(1))]
+        assert fast.writes == [(wire.Have(0), wire.Have(1))]  # told already: nothing again
+        batcher.close()
+
+    asyncio.run(main())
+
+
+def test_each_peer_hears_each_piece_once_whatever_window_it_comes_in() -> None:
+    async def main() -> None:
+        p = Peer([False] * 4)
+        late = Peer([False] * 4)
+        batcher = HaveBatcher({p}, delay=60.0, idle_delay=60.0)
+        batcher.add(0)
+        batcher._flush(everyone=False)  # p did not download then: not told
+        p.state.am_choking, p.state.peer_interested = False, True  # now it does
+        batcher.add(1)
+        batcher._flush(everyone=False)
+        assert p.writes == [(wire.Have(0), wire.Have(1))]  # what it missed comes along
+        batcher.peers = {p, late}
+        batcher.joined(late)  # our bitfield told it of 0 and 1
+        batcher.add(2)
+        p.state.am_choking = True  # it stops downloading before the next short window
+        batcher._flush(everyone=False)
+        batcher._flush(everyone=True)
+        assert p.writes[1:] == [(wire.Have(2),)]
+        assert late.writes == [(wire.Have(2),)]
+        batcher._flush(everyone=True)  # nothing new: nothing sent
+        assert len(p.writes) == 2 and len(late.writes) == 1
+        batcher.close()
 
     asyncio.run(main())
