@@ -3,8 +3,10 @@
 
 Every round (10 s) the *slots* interested peers that gave us the best download rate are
 unchoked (as a seed: those we upload to fastest, so the data spreads quickest); every third
-round one more peer is unchoked at random, new peers three times as likely. Pure: the caller
-passes peers' figures and a random source.
+round one more peer is unchoked at random, new peers three times as likely. Between rounds a
+newly interested peer takes a free slot, and a slot freed by a peer that lost interest or left
+goes at once to a waiting peer (chosen as the optimistic one is). Pure: the caller passes
+peers' figures and a random source.
 """
 
 from __future__ import annotations
@@ -66,6 +68,11 @@ class Choker:
         if self.optimistic is not None:
             unchoked.add(self.optimistic)
         return unchoked
+
+    def pick_waiting(self, waiting: Sequence[PeerInfo]) -> Hashable | None:
+        """A peer for a slot freed between rounds: at random, new peers three times as likely
+        (one that got no slot at the start waits no longer than the slot stays free)."""
+        return self._pick_optimistic(waiting)
 
     def _pick_optimistic(self, rest: Sequence[PeerInfo]) -> Hashable | None:
         if not rest:
@@ -131,3 +138,23 @@ def unchoke_if_free(choker: Choker, peer: ChokePeer, peers: Iterable[ChokePeer])
         unchoked = sum(1 for p in peers if not p.state.am_choking and p.state.peer_interested)
         if choker.has_free_slot(unchoked):
             peer.unchoke()
+
+
+def unchoke_waiting(choker: Choker, peers: Iterable[ChokePeer], now: float) -> None:
+    """A slot may have come free between rounds (an unchoked peer lost interest or left): give
+    each free slot to a waiting peer (interested, choked, not a seed) at once. Otherwise one
+    that got no slot when the swarm started waits for the next round, 10 s: at N = 100 some
+    downloaders had 30 peers and none unchoking them for 7 s, and finished at 20 s against a
+    median of 7 s."""
+    peers = list(peers)
+    unchoked = sum(1 for p in peers if not p.state.am_choking and p.state.peer_interested)
+    waiting = [
+        PeerInfo(p, True, p.download_rate, p.upload_rate, now - p.state.connected_at)
+        for p in peers
+        if p.state.peer_interested and p.state.am_choking and not p.state.peer_is_seed
+    ]
+    while waiting and choker.has_free_slot(unchoked):
+        key = choker.pick_waiting(waiting)
+        waiting = [w for w in waiting if w.key is not key]
+        key.unchoke()  # type: ignore[attr-defined]
+        unchoked += 1

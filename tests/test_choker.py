@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from swarm.choker import Choker, PeerInfo, choke_round, unchoke_if_free
+from swarm.choker import Choker, PeerInfo, choke_round, unchoke_if_free, unchoke_waiting
 
 
 def peer(
@@ -114,3 +114,21 @@ def test_unchoke_if_free_fills_a_free_slot_between_rounds() -> None:
     unchoke_if_free(choker, b, [a, b, c])  # slots + the optimistic one
     unchoke_if_free(choker, c, [a, b, c])
     assert [x.state.am_choking for x in (a, b, c)] == [False, False, True]
+
+
+def test_a_slot_freed_between_rounds_goes_to_a_waiting_peer_at_once() -> None:
+    choker = Choker(slots=1, rng=random.Random(5))
+    a, b, c, seed = _Conn(1.0), _Conn(1.0), _Conn(1.0), _Conn(1.0, seed=True)
+    peers = [a, b, c, seed]
+    for p in (a, b):
+        unchoke_if_free(choker, p, peers)  # the slot and the optimistic one
+    assert c.state.am_choking
+    unchoke_waiting(choker, peers, now=10.0)  # nothing came free: c still waits
+    assert c.state.am_choking
+    a.state.peer_interested = False  # a lost interest: its slot is c's now
+    unchoke_waiting(choker, peers, now=10.0)
+    assert not c.state.am_choking
+    assert seed.state.am_choking  # a seed wants nothing: never given a slot
+    b.state.peer_interested = False
+    unchoke_waiting(choker, peers, now=10.0)  # a free slot, nobody interested waiting
+    assert seed.state.am_choking
