@@ -153,9 +153,10 @@ async def lt_swarm(
 
 async def _lt_swarm(n: int, path: Path, net, down: int | None) -> tuple[float, float | None]:
     from swarm.compare.children import Child
-    from swarm.compare.experiment import MIN_PIECE_LENGTH
+    from swarm.compare.experiment import piece_length
     from swarm.compare.netlab import TCP_PAYLOAD_SHARE
-    from swarm.create import auto_piece_length, create_torrent
+    from swarm.compare.settings import Experiment
+    from swarm.create import create_torrent
     from swarm.status import Event
 
     work = Path(tempfile.mkdtemp(prefix="swarm-bench-scale-"))
@@ -170,8 +171,9 @@ async def _lt_swarm(n: int, path: Path, net, down: int | None) -> tuple[float, f
         children.append(tracker)
         url = (await tracker.wait_for(Event.LISTENING, 30)).urls[0]
         torrent = work / (path.name + ".torrent")
-        # The torrent compare makes: the same piece length.
-        length = max(MIN_PIECE_LENGTH, auto_piece_length(path.stat().st_size))
+        # The torrent compare makes for this N: the same piece length.
+        k = Experiment(path, [n], RATE, RATE, lab=net.lab is not None).k_for(n)
+        length = piece_length(path.stat().st_size, k)
         torrent.write_bytes(create_torrent(path, trackers=[[url]], piece_length=length))
         # In the lab the kernel caps the seed's link (net.caps gives no option then).
         where = await net.host("seed", up=RATE)

@@ -11,11 +11,14 @@ run K to a ``swarm fetch-group`` process instead of one to a ``swarm fetch``: ea
 peer of its own (own session, port, peer id, caps and folder), timed by its own ``done`` line.
 Both phases group alike, so the two modes stay comparable.
 
-The torrent has pieces of at least :data:`MIN_PIECE_LENGTH` (32 KiB, Transmission's choice
-for a file under 50 MiB; ``swarm create`` would take 16 KiB for the 4 MiB sample). Every piece
-costs each downloader a hash, a write and a ``have`` to each of its peers, whatever its size:
-at N = 64 16 KiB pieces took 0.37 CPU s per downloader and 16-18 s, 32 KiB 0.24 s and 8-10 s
-(64 KiB: 0.23 s, 10 s; the bound 4 s).
+The torrent's pieces are ``swarm create``'s choice (16 KiB for the 4 MiB sample) while every
+downloader has a process of its own, and at least :data:`SHARED_PIECE_LENGTH` (32 KiB,
+Transmission's choice for a file under 50 MiB) once they share processes (:func:`piece_length`):
+every piece costs each downloader a hash, a write and a ``have`` to each of its peers whatever
+its size, and there the cores are the limit. At N = 64, 16 KiB pieces took 0.37 CPU s per
+downloader and 16-18 s, 32 KiB 0.24 s and 8-10 s (64 KiB 0.23 s, 10 s; the bound 4 s); at
+N = 8, where CPU is plenty, 16 KiB 4.64-4.72 s, 32 KiB 5.00-5.12 s (each last piece takes
+twice as long to pass on).
 
 With ``--churn`` the swarm phase runs a second time with leechers leaving and coming back
 (:mod:`~swarm.compare.churn`); with ``--scenario`` the central phase may stop at a cutoff and
@@ -45,7 +48,7 @@ from swarm.errors import CompareError, UsageError
 from swarm.status import Event
 from swarm.units import counted
 
-MIN_PIECE_LENGTH = 32 * 1024  # the torrent's pieces (see the module's docstring)
+SHARED_PIECE_LENGTH = 32 * 1024  # least piece length once downloaders share processes
 START_TIMEOUT = 30.0  # seconds a child may take to listen, or to be ready
 
 
@@ -122,7 +125,7 @@ async def _start_parts(
     parts["tracker"] = tracker
     announce_url = (await tracker.wait_for(Event.LISTENING, START_TIMEOUT)).urls[0]
     torrent_file = work / (exp.path.name + ".torrent")
-    length = max(MIN_PIECE_LENGTH, auto_piece_length(exp.path.stat().st_size))
+    length = piece_length(exp.path.stat().st_size, max(exp.k_for(n) for n in exp.peer_counts))
     data = await asyncio.to_thread(
         create_torrent, exp.path, trackers=[[announce_url]], piece_length=length
     )
@@ -171,6 +174,13 @@ async def _write(path: Path, data: bytes) -> None:
             await f.write(data)
     except OSError as exc:
         raise CompareError(f"cannot write {path}: {exc.strerror or exc}") from None
+
+
+def piece_length(size: int, k: int) -> int:
+    """The torrent's piece length for a file of *size* bytes with up to *k* downloaders to a
+    process (see the module's docstring)."""
+    auto = auto_piece_length(size)
+    return auto if k <= 1 else max(SHARED_PIECE_LENGTH, auto)
 
 
 def synthetic_file(folder: Path, size: int) -> Path:
