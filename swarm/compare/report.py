@@ -48,7 +48,8 @@ def table(
             rows.append(("swarm + churn", r.churned, r.bound_swarm))
         for mode, res, bound in rows:
             t.add_row(str(r.peers), mode, *_cells(r, mode, res, bound, noted))
-    t.caption = "times in seconds, from 'go' to each verified copy (time away included)"
+    away = " (time away included)" if any(r.churned is not None for r in runs) else ""
+    t.caption = f"times in seconds, from 'go' to each verified copy{away}"
     lines = [
         f"F = {format_size(file_size)} (the file), u_s = {format_rate(u_s)} (the central "
         f"server's and the seed's upload), u = {format_rate(u)} (each peer's upload), "
