@@ -265,16 +265,21 @@ async def unless_stopped(work: Awaitable[T], stop: asyncio.Event) -> asyncio.Fut
     return None if task.cancelled() else task
 
 
-async def wait_stop(stop: asyncio.Event, t: TorrentController) -> None:
-    """Until Ctrl-C (or SIGTERM), or until the torrent stops by itself (raising why)."""
+async def first_of(*waits: Awaitable[object]) -> None:
+    """Until the first of *waits* is done; the others are cancelled."""
     import asyncio
 
-    waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(t.stopped.wait())]
+    futures = [asyncio.ensure_future(w) for w in waits]
     try:
-        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait(futures, return_when=asyncio.FIRST_COMPLETED)
     finally:
-        for w in waiters:
-            w.cancel()
+        for f in futures:
+            f.cancel()
+
+
+async def wait_stop(stop: asyncio.Event, t: TorrentController) -> None:
+    """Until Ctrl-C (or SIGTERM), or until the torrent stops by itself (raising why)."""
+    await first_of(stop.wait(), t.stopped.wait())
     if t.failed is not None:
         raise t.failed
 

@@ -25,11 +25,11 @@ import asyncio
 import os
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import click
 
-from swarm.cli.common import INTERRUPTED, report, run_until_signal, status_option
+from swarm.cli.common import INTERRUPTED, report, run_until_signal, status_option, unless_stopped
 from swarm.errors import UsageError
 from swarm.status import Event, Status
 
@@ -96,18 +96,13 @@ def fetch_group_command(
                 _torrent_one(torrent, i, folder, host, down, up, seed, stop, started, presence[i])
                 for i, folder in folders
             ]
-        task: asyncio.Future[Any] = asyncio.ensure_future(asyncio.gather(*jobs))
-        stopper: asyncio.Future[Any] = asyncio.ensure_future(stop.wait())
         commands = asyncio.ensure_future(_commands(presence))
         try:
-            await asyncio.wait([task, stopper], return_when=asyncio.FIRST_COMPLETED)
+            task = await unless_stopped(asyncio.gather(*jobs), stop)
         finally:
-            stopper.cancel()
             commands.cancel()
             await asyncio.gather(commands, return_exceptions=True)
-        if not task.done():
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+        if task is None:
             # Stopped once every download was done (while seeding): the normal end.
             return 0 if len(reported) == count else INTERRUPTED
         task.result()  # a downloader's failure is the group's
@@ -192,7 +187,7 @@ async def _torrent_one(
     """One peer: its own session (port, peer id, limiters), its own folder; done, then seed.
     Told to leave before it is done, it closes its session, and when told to come back it
     opens a new one on the folder, resuming from the pieces there."""
-    from swarm.cli.common import wait_stop
+    from swarm.cli.common import first_of, wait_stop
     from swarm.session import Session
 
     while True:
@@ -201,13 +196,7 @@ async def _torrent_one(
             host=host, port=0, max_upload_rate=up, max_download_rate=down
         ) as session:
             t = await session.add(torrent, folder)
-            waits = [t.complete.wait(), t.stopped.wait(), presence.away.wait()]
-            futures = [asyncio.ensure_future(w) for w in waits]
-            try:
-                await asyncio.wait(futures, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                for f in futures:
-                    f.cancel()
+            await first_of(t.complete.wait(), t.stopped.wait(), presence.away.wait())
             if t.failed is not None:
                 raise t.failed
             if t.complete.is_set():
