@@ -303,9 +303,9 @@ def check_tracker_url(url: str) -> str:
 
 
 def check_web_seed_url(url: str) -> str:
-    """*url* if it can be a web seed (BEP 19: ``http://`` or ``https://`` with a host), else
-    :class:`UsageError` (one line)."""
+    """*url* if a web seed (BEP 19) can be at it: http(s), a host, no #fragment; else UsageError."""
     problem = _url_problem(url, WEB_SEED_SCHEMES, port_needed=())
+    problem = problem or ("a #fragment has no place in it" if "#" in url else None)
     if problem:
         raise UsageError(f"bad web seed URL {url!r}: {problem}")
     return url

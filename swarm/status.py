@@ -5,13 +5,16 @@ option ``--status-fd N`` (N a pipe it passes down) and reads one JSON object per
 so that it never has to match the text printed for people (which is free to change)::
 
     {"event": "listening", "port": 6969, "urls": ["http://127.0.0.1:6969/announce"]}
+    {"event": "listening", "port": 8000, "urls": ["http://127.0.0.1:8000/x.bin"],
+     "webseed": "http://127.0.0.1:8000/"}
     {"event": "ready"}
     {"event": "done", "name": "x.bin", "downloaded": 1048576, "seconds": 1.234}
     {"event": "done", "name": "x.bin", "downloaded": 1048576, "seconds": 1.3, "index": 7}
     {"event": "error", "message": "TCP port 6969 is already in use", "exit_code": 1}
 
 ``listening``: a tracker, central server or seed accepts connections (``urls``: its announce
-URLs, or its files' URLs). ``ready``: a downloader has loaded everything and waits for a line
+URLs, or its files' URLs; a central server adds ``webseed``, the base URL to give a torrent as
+its web seed, BEP 19). ``ready``: a downloader has loaded everything and waits for a line
 on stdin. ``done``: a download is complete and verified. ``error``: the command is about to
 exit with ``exit_code``. Keys left out are unset; a reader ignores keys it does not know.
 
@@ -51,9 +54,20 @@ class Status:
     message: str | None = None
     exit_code: int | None = None
     index: int | None = None  # which downloader of a group (fetch-group); None: the only one
+    webseed: str | None = None  # serve-central's base URL for a torrent's url-list (BEP 19)
 
 
-_KEYS = ("port", "urls", "name", "downloaded", "seconds", "message", "exit_code", "index")
+_KEYS = (
+    "port",
+    "urls",
+    "name",
+    "downloaded",
+    "seconds",
+    "message",
+    "exit_code",
+    "index",
+    "webseed",
+)
 
 
 def encode(status: Status) -> bytes:
@@ -67,7 +81,7 @@ def encode(status: Status) -> bytes:
 
 
 _INT_FIELDS = ("port", "downloaded", "exit_code", "index")
-_STR_FIELDS = ("name", "message")
+_STR_FIELDS = ("name", "message", "webseed")
 
 
 def decode(line: bytes) -> Status:
@@ -111,6 +125,7 @@ def decode(line: bytes) -> Status:
         message=strs["message"],
         exit_code=ints["exit_code"],
         index=ints["index"],
+        webseed=strs["webseed"],
     )
 
 

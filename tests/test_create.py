@@ -347,6 +347,10 @@ def test_bad_urls_are_refused_before_any_hashing(
         (["-t", "ftp://x/announce"], ["ftp:// is not supported"]),
         (["-t", "http://ok/announce,udp://no-port"], ["'udp://no-port'", "needs a port"]),
         (["--webseed", "ftp://x/file"], ["bad web seed URL"]),
+        (["--webseed", "http:///file"], ["bad web seed URL", "no host"]),
+        (["--webseed", "http://x/files/#top"], ["bad web seed URL", "#fragment"]),
+        (["--webseed", "x.example/files/"], ["bad web seed URL", "not a URL"]),
+        (["--webseed", "http://x:0/"], ["bad web seed URL", "port"]),
     ],
 )
 def test_create_refuses_a_bad_url_as_a_process(

@@ -8,9 +8,18 @@ Bodies go out with ``os.sendfile`` on the connection's socket on any event loop
 each after the one :class:`~swarm.ratelimit.RateLimiter` shared by every connection allows
 it, so the server's total upload is capped.
 
-Only the served files can be reached: a request path that is not a plain name inside the
-folder (:func:`~swarm.central.protocol.split_request_path`) is a 404; so is a file whose
-real path (symlinks followed) leaves the folder.
+Only the served files can be reached: a request path whose segments are not all plain names
+(:func:`~swarm.central.protocol.split_request_path`: no ``..``, no ``.``, no empty or hidden
+segment, no encoded separator, valid percent-encoded UTF-8) is a 404; so is a file whose real
+path (symlinks followed) leaves the folder.
+
+A web seed (BEP 19): :attr:`CentralServer.webseed_url` is the base URL to give
+``swarm create --webseed`` or ``swarm seed --webseed``. A single-file torrent's file is at
+base + its name, which is where the file is served. A multi-file torrent's file is at base +
+the torrent's name + ``/`` + its path in the torrent; the torrent's name is the served folder's
+name (``swarm create`` names it so), so a folder's files are also found under
+``/FOLDER/...``: ``/album/cd1/01.flac`` is ``cd1/01.flac`` of the folder ``album``, unless the
+folder holds an ``album/cd1/01.flac`` of its own, which is served first.
 """
 
 from __future__ import annotations
@@ -75,6 +84,9 @@ class CentralServer:
         self._only: Path | None = p.resolve() if p.is_file() else None
         self._only_name = p.name
         self._root = p.parent.resolve() if self._only else p.resolve()
+        # A multi-file torrent of the folder is named after it (swarm create: the real
+        # path's name), and BEP 19 puts that name first in its files' URLs.
+        self._root_name = None if self._only else self._root.name
         self.host = host
         self._requested_port = port
         self._bound_port: int | None = None
@@ -89,6 +101,13 @@ class CentralServer:
             return self._only if parts == (self._only_name,) else None
         if not parts:
             return None
+        real = self._inside(parts)
+        if real is None and len(parts) > 1 and parts[0] == self._root_name:
+            real = self._inside(parts[1:])  # BEP 19: web seed base + torrent name + path
+        return real
+
+    def _inside(self, parts: tuple[str, ...]) -> Path | None:
+        """The regular file at *parts* under the root, its real path inside the root."""
         try:
             real = Path(os.path.realpath(self._root.joinpath(*parts), strict=True))
             if not real.is_relative_to(self._root) or not stat.S_ISREG(real.stat().st_mode):
@@ -130,6 +149,13 @@ class CentralServer:
         """The base URL, ``http://HOST:PORT/``: the index page."""
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"http://{host}:{self.port}/"
+
+    @property
+    def webseed_url(self) -> str:
+        """The URL to give a torrent as its web seed (BEP 19): the base URL, to which a
+        single-file torrent adds its name and a multi-file one its name and each file's path
+        (the folder's name is the torrent's: see the module's docstring)."""
+        return self.url
 
     @property
     def urls(self) -> list[str]:

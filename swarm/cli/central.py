@@ -31,7 +31,13 @@ from swarm.status import Event, Status
 )
 @status_option
 def serve_central_command(path: Path, host: str, port: int, max_upload_rate: str | None) -> None:
-    """Serve the file PATH, or every file of the folder PATH, over plain HTTP."""
+    """Serve the file PATH, or every file of the folder PATH, over plain HTTP.
+
+    It is also a web seed (BEP 19) for a torrent of PATH: give the URL it prints as
+    'web seed URL: ...' to `swarm create --webseed` or `swarm seed --webseed`. A torrent of a
+    file finds it at that URL + the file's name; a torrent of a folder (named after the folder,
+    as `swarm create` names it) at that URL + the folder's name + each file's path, which this
+    server maps into PATH. Hidden files (a name starting with '.') are not served."""
     from swarm.central.server import CentralServer
     from swarm.units import format_rate, parse_rate
 
@@ -48,8 +54,10 @@ def serve_central_command(path: Path, host: str, port: int, max_upload_rate: str
                 click.echo(f"upload capped at {format_rate(rate)} in all")
             for url in server.urls[:20]:
                 click.echo(f"  {url}")
+            click.echo(f"web seed URL: {server.webseed_url}")
             sys.stdout.flush()
-            report(Status(Event.LISTENING, port=server.port, urls=tuple(server.urls[:20])))
+            urls = tuple(server.urls[:20])
+            report(Status(Event.LISTENING, port=server.port, urls=urls, webseed=server.webseed_url))
             await stop.wait()
         finally:
             await server.stop()
