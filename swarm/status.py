@@ -18,6 +18,9 @@ its web seed, BEP 19). ``ready``: a downloader has loaded everything and waits f
 on stdin. ``done``: a download is complete and verified. ``error``: the command is about to
 exit with ``exit_code``. Keys left out are unset; a reader ignores keys it does not know.
 
+``web_seed_downloaded`` (on ``done``): of ``downloaded``, the bytes that came from web seeds
+(BEP 19); left out by a downloader that does not count them.
+
 ``index``: which of several downloaders in one process (``swarm fetch-group``) a line is about;
 a process with one downloader leaves it out, so its lines read as they always did.
 """
@@ -55,6 +58,7 @@ class Status:
     exit_code: int | None = None
     index: int | None = None  # which downloader of a group (fetch-group); None: the only one
     webseed: str | None = None  # serve-central's base URL for a torrent's url-list (BEP 19)
+    web_seed_downloaded: int | None = None  # done: of downloaded, the bytes from web seeds
 
 
 _KEYS = (
@@ -67,6 +71,7 @@ _KEYS = (
     "exit_code",
     "index",
     "webseed",
+    "web_seed_downloaded",
 )
 
 
@@ -80,7 +85,7 @@ def encode(status: Status) -> bytes:
     return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode() + b"\n"
 
 
-_INT_FIELDS = ("port", "downloaded", "exit_code", "index")
+_INT_FIELDS = ("port", "downloaded", "exit_code", "index", "web_seed_downloaded")
 _STR_FIELDS = ("name", "message", "webseed")
 
 
@@ -126,6 +131,7 @@ def decode(line: bytes) -> Status:
         exit_code=ints["exit_code"],
         index=ints["index"],
         webseed=strs["webseed"],
+        web_seed_downloaded=ints["web_seed_downloaded"],
     )
 
 

@@ -164,6 +164,8 @@ def test_status_line_carries_the_web_seed_url_and_old_lines_still_read() -> None
     assert decode(line).webseed == "http://a/"
     old = decode(b'{"event":"listening","port":5,"urls":["http://a/x"]}\n')
     assert old.webseed is None and old.urls == ("http://a/x",)
+    done = encode(Status(Event.DONE, name="x", downloaded=10, web_seed_downloaded=4))
+    assert decode(done).web_seed_downloaded == 4 and b'"web_seed_downloaded":4' in done
 
 
 def test_serve_central_prints_the_web_seed_url(album: Path) -> None:
