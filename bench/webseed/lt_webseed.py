@@ -3,6 +3,7 @@ finds any, for bench/webseed/run.py and tests/interop/test_webseed_clients.py. R
 system Python (/usr/bin/python3, Debian's python3-libtorrent).
 
     lt_webseed.py T.torrent OUT_DIR [--timeout S] [--peer HOST:PORT] [--sources]
+                  [--set NAME=VALUE ...]
         -> one JSON line when the download is complete and on the disk, exit 0:
            {"event": "done", "seconds": S, "web_seed_bytes": W, "peer_bytes": P, "settings": {}}
            (exit 1 with {"event": "error", ...} on a time-out)
@@ -75,9 +76,25 @@ def main():
     ap.add_argument("--timeout", type=float, default=120.0)
     ap.add_argument("--peer", help="HOST:PORT of a peer to dial (again while none is connected)")
     ap.add_argument("--sources", action="store_true", help="sample bytes per source")
+    ap.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a libtorrent setting to change (an experiment); repeatable",
+    )
     args = ap.parse_args()
 
-    pack = dict(SETTINGS)
+    settings = dict(SETTINGS)
+    defaults = lt.default_settings()
+    for item in args.set:
+        name, _, value = item.partition("=")
+        if name not in defaults:
+            emit({"event": "error", "message": f"no libtorrent setting {name!r}"})
+            sys.exit(2)
+        kind = type(defaults[name])
+        settings[name] = (value.lower() in ("1", "true")) if kind is bool else kind(value)
+    pack = dict(settings)
     pack["alert_mask"] = ALERTS
     ses = lt.session(pack)
     params = lt.add_torrent_params()
@@ -127,7 +144,7 @@ def main():
             "web_seed_bytes": sum(web.values()),
             "peer_bytes": sum(peers.values()),
             "libtorrent": lt.__version__,
-            "settings": SETTINGS,
+            "settings": settings,
         }
     )
 
