@@ -34,6 +34,7 @@ from swarm.metainfo import Torrent, from_info
 from swarm.peer import PeerConnection
 from swarm.ratelimit import RateLimiter, TokenBucket
 from swarm.torrent import TorrentController
+from swarm.webseed import WebSeedSettings
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +73,7 @@ class Session:
         dht_bootstrap: Iterable[tuple[str, int]] = (),
         dht_state: Path | None = None,
         give_up_after: float | None = None,
+        web_seeds: WebSeedSettings | bool = True,
     ) -> None:
         self.host = host
         self._requested_port = port
@@ -92,6 +94,8 @@ class Session:
         # 300 with the DHT, which may take that long to find a swarm).
         self.give_up_after = give_up_after
         self.dht: DhtClient | None = None
+        # Whether torrents use their web seeds (BEP 19), and how; add(web_seeds=...) overrides.
+        self.web_seeds = web_seeds
 
     async def __aenter__(self) -> Session:
         await self.start()
@@ -209,6 +213,7 @@ class Session:
         with *overwrite* False, files that hold other data raise ExistingDataError."""
         if torrent.info_hash in self.torrents:
             raise SwarmError(f"{torrent.name} is in this session already")
+        options.setdefault("web_seeds", self.web_seeds)
         if options.get("unchoke_slots") is None:
             options["unchoke_slots"] = default_slots(not self.upload_limiter.unlimited)
         controller = TorrentController(self, torrent, Path(root), rng=self.rng, **options)

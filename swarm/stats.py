@@ -58,6 +58,21 @@ class TorrentStats:
     hash_failures: int
     banned: int
     complete: bool
+    web_seed_downloaded: int = 0  # of downloaded, what came from web seeds (BEP 19)
+    web_seeds: int = 0  # web seeds in use (not dropped)
+
+    @property
+    def peer_downloaded(self) -> int:
+        """Of downloaded, what came from peers."""
+        return self.downloaded - self.web_seed_downloaded
+
+
+class _WebSeeds(Protocol):
+    @property
+    def downloaded(self) -> int: ...
+
+    @property
+    def active(self) -> int: ...
 
 
 class StatsSource(Protocol):
@@ -70,6 +85,9 @@ class StatsSource(Protocol):
     hash_failures: int
     rates: tuple[float, float]  # bytes/s down and up
     banned_ids: set[bytes]
+
+    @property
+    def web_seeds(self) -> _WebSeeds: ...
 
     @property
     def peers(self) -> Iterable[_Peer]: ...
@@ -94,4 +112,6 @@ def snapshot(src: StatsSource) -> TorrentStats:
         hash_failures=src.hash_failures,
         banned=len(src.banned_ids),
         complete=picker.complete,
+        web_seed_downloaded=src.web_seeds.downloaded,
+        web_seeds=src.web_seeds.active,
     )

@@ -34,6 +34,7 @@ from swarm.piece_io import Existing, PieceIO
 from swarm.requests import RequestPolicy
 from swarm.stats import TorrentStats, snapshot
 from swarm.tasks import TaskOwner
+from swarm.webseed import WebSeeds, WebSeedSettings
 from swarm.wire.ut_metadata import MAX_METADATA_SIZE, MetadataServer
 
 __all__ = ["TorrentController", "TorrentHost", "TorrentStats"]
@@ -53,6 +54,7 @@ class TorrentHost(Protocol):
     key: int
 
     def can_connect(self) -> bool: ...
+    def download_delay(self, n: int) -> float: ...
     async def connect(self, torrent: TorrentController, addr: Address) -> PeerConnection: ...
 
 
@@ -68,6 +70,7 @@ class TorrentController:
         rng: random.Random | None = None,
         max_peers: int = MAX_PEERS_PER_TORRENT,
         unchoke_slots: int = 4,
+        web_seeds: WebSeedSettings | bool = True,
     ) -> None:
         self.host = host
         self.torrent = torrent
@@ -90,6 +93,7 @@ class TorrentController:
         self.peers = self.directory.peers
         self.requests = RequestPolicy(self.picker, self.peers)
         self.haves = HaveBatcher(self.peers)
+        self.web_seeds = WebSeeds(self, torrent.url_list, host.download_delay, web_seeds)
         self.announcer = Announcer(
             torrent.announce_tiers,
             request=self._announce_request,
@@ -134,6 +138,7 @@ class TorrentController:
         self.tasks.spawn(self._choke_loop())
         if self.torrent.announce_tiers:
             self.tasks.spawn(self.announcer.run())
+        self.web_seeds.start(self.tasks.spawn)
 
     def _fail(self, exc: SwarmError) -> None:
         if self.failed is None:
@@ -215,7 +220,7 @@ class TorrentController:
         self.wasted += self.torrent.piece_size(index)
         self.picker.piece_failed(index)
         log.info("piece %d failed its hash check", index)
-        for p in self.directory.blame(contributors):
+        for p in self.directory.blame(self.web_seeds.blame(contributors)):
             log.info("banning %s: it sent corrupt data", p)
             p.close("banned: sent corrupt data")
         self.requests.refill_all()
@@ -264,6 +269,7 @@ class TorrentController:
             self.picker.complete
             or self.peers
             or self.directory.candidates
+            or self.web_seeds.active
             or (self.torrent.announce_tiers and self.announcer.usable)
         ):
             self._alone_since = None

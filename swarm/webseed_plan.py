@@ -36,6 +36,7 @@ __all__ = [
     "file_url",
     "parse_web_seeds",
     "plan_ranges",
+    "plan_span",
     "range_url",
 ]
 
@@ -119,7 +120,14 @@ def plan_ranges(layout: FileLayout, first_piece: int, last_piece: int) -> list[F
     if not 0 <= first_piece <= last_piece < layout.num_pieces:
         raise ValueError(f"pieces {first_piece}-{last_piece} out of range 0-{layout.num_pieces}")
     start = first_piece * layout.piece_length
-    end = min((last_piece + 1) * layout.piece_length, layout.length)  # exclusive
+    return plan_span(layout, start, min((last_piece + 1) * layout.piece_length, layout.length))
+
+
+def plan_span(layout: FileLayout, start: int, end: int) -> list[FileRange]:
+    """The range requests for the torrent's bytes *start* to *end* (exclusive), in order, one
+    per file they touch (see :func:`plan_ranges`)."""
+    if not 0 <= start < end <= layout.length:
+        raise ValueError(f"bytes {start}-{end} out of range 0-{layout.length}")
     files = layout.files
     # The last file that starts at or before *start*; zero-length files share offsets, so
     # walk on from there and skip the empty ones.

@@ -1,0 +1,299 @@
+"""Web seeds (BEP 19) in the download engine: HTTP servers holding the torrent's files, used
+beside the peers. This is the asyncio shell; what to ask and what an answer must be are in
+:mod:`swarm.webseed_run` and :mod:`swarm.webseed_plan`.
+
+One :class:`WebSeedSource` per usable URL of a torrent's ``url-list`` (a magnet's ``ws=``
+become the url-list of the torrent made from its metadata). It works as a peer that has
+every piece and never chokes: it asks the torrent's picker for work with itself as the peer
+key, fetches a run of consecutive whole pieces (about :attr:`WebSeedSettings.run_bytes`, one
+HTTP range request per file the run touches) on one of its keep-alive connections, and hands
+each 16 KiB block to the torrent exactly as a peer's block goes (``on_piece``): counted in the
+torrent's ``downloaded``, hash-checked, a corrupt piece held against the web seed. Each
+connection is a slot; a source takes a new run only when one is free. Its bytes are charged
+to the session's download limit as a peer's are.
+
+Policy: prefer peers for pieces the swarm already has, use the web seed for the rare ones.
+The web seed is not counted in the picker's availability, so rarest first hands it the
+pieces no connected peer has before any other. When peers have every piece it still takes
+runs while it has a free slot (libtorrent's choice too: a web seed is a never-choked peer in
+the normal picker): someone who lists a fast web seed wants it used, and at a capped swarm
+it shortens the download (see the report of issue 18 for the figures).
+``rare_only=True`` keeps it to the pieces no connected peer has. In end-game it duplicates
+blocks as a peer does. A web seed that errs (an HTTP error, a refused connection, a silent
+server: each request has a time limit) is backed off and tried again, and dropped after too
+many failures in a row or corrupt pieces (:class:`~swarm.webseed_plan.WebSeedHealth`), with
+the reason in the log. aiohttp is imported only when a torrent has a web seed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
+
+from swarm import __version__
+from swarm.metainfo import Torrent
+from swarm.picker import PiecePicker
+from swarm.webseed_plan import (
+    BASE_DELAY_SECONDS,
+    MAX_CORRUPT,
+    MAX_DELAY_SECONDS,
+    MAX_FAILURES,
+    Problem,
+    WebSeedHealth,
+    parse_web_seeds,
+    plan_span,
+    range_url,
+)
+from swarm.webseed_run import BadResponse, BlockCutter, Job, check_response, pick_run
+
+if TYPE_CHECKING:
+    import aiohttp
+
+__all__ = ["WebSeedSettings", "WebSeedSource", "WebSeeds", "WebSeedTorrent"]
+
+log = logging.getLogger(__name__)
+
+READ_CHUNK = 256 << 10
+
+
+@dataclass(frozen=True, slots=True)
+class WebSeedSettings:
+    """How the engine uses web seeds (tests shorten the times)."""
+
+    connections: int = 2  # per web seed: each carries one run at a time
+    run_bytes: int = 1 << 20  # a run is at least a piece and about this many bytes
+    timeout: float = 30.0  # to connect, and the longest silence while an answer comes
+    max_redirects: int = 5
+    idle_poll: float = 0.25  # seconds between looks for work when the picker had none
+    rare_only: bool = False  # new pieces only among those no connected peer has
+    base_delay: float = BASE_DELAY_SECONDS
+    max_delay: float = MAX_DELAY_SECONDS
+    max_failures: int = MAX_FAILURES
+    max_corrupt: int = MAX_CORRUPT
+
+
+class WebSeedTorrent(Protocol):
+    """The torrent controller, as its web seeds see it."""
+
+    torrent: Torrent
+    picker: PiecePicker
+
+    def on_piece(self, conn: Any, index: int, begin: int, block: bytes | memoryview) -> None: ...
+
+
+class WebSeeds:
+    """A torrent's web seeds: started with it, stopped with it, their figures summed."""
+
+    def __init__(
+        self,
+        owner: WebSeedTorrent,
+        urls: Iterable[str],
+        download_delay: Callable[[int], float] = lambda n: 0.0,
+        settings: WebSeedSettings | bool = True,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        """*settings*: False for no web seeds, True for the defaults."""
+        self.owner = owner
+        self.settings = settings if isinstance(settings, WebSeedSettings) else WebSeedSettings()
+        self.download_delay = download_delay
+        self.clock = clock
+        found = parse_web_seeds(urls if settings is not False else ())
+        for line in found.skipped:
+            log.info("%s: %s", owner.torrent.name, line)
+        self.sources = [WebSeedSource(self, url) for url in found.urls]
+
+    @property
+    def downloaded(self) -> int:
+        """Payload bytes received from web seeds (duplicates and corrupt pieces included)."""
+        return sum(s.downloaded for s in self.sources)
+
+    @property
+    def active(self) -> int:
+        """Web seeds not dropped."""
+        return sum(1 for s in self.sources if s.health.dropped is None)
+
+    def start(self, spawn: Callable[[Any], None]) -> None:
+        """Start every source's work as tasks of the torrent (*spawn* owns them); nothing for
+        a complete torrent (a seed never imports aiohttp for its url-list)."""
+        if self.owner.picker.complete:
+            return
+        for source in self.sources:
+            spawn(source.run())
+
+    def blame(self, contributors: set[bytes]) -> set[bytes]:
+        """A piece failed its hash check: the web seeds among its *contributors* are told; the
+        others (peers) are returned."""
+        ours = {s.peer_id: s for s in self.sources}
+        for pid in contributors & ours.keys():
+            ours[pid].corrupt()
+        return contributors - ours.keys()
+
+
+class WebSeedSource:
+    """One web seed of one torrent: a peer that has every piece, reached over HTTP."""
+
+    def __init__(self, owner: WebSeeds, url: str) -> None:
+        self.owner = owner
+        self.url = url
+        s = owner.settings
+        self.health = WebSeedHealth(url, s.max_failures, s.max_corrupt, s.base_delay, s.max_delay)
+        self.peer_id = b"web seed " + url.encode()  # no peer id is this long: never a peer's
+        self.downloaded = 0
+        self._cancelled: set[tuple[int, int]] = set()
+        self._jobs: list[Job] = []
+
+    def __repr__(self) -> str:
+        return f"web seed {self.url}"
+
+    # -- what the request policy may tell a peer ------------------------------------------------
+
+    def cancel(self, index: int, begin: int, length: int) -> None:
+        """An end-game block came from someone else: ours, if it still comes, is a duplicate."""
+        for job in self._jobs:
+            job.blocks.discard((index, begin))
+
+    # -- the work -----------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Fetch runs on :attr:`WebSeedSettings.connections` connections until the torrent is
+        complete or the web seed is dropped."""
+        s = self.owner.settings
+        aiohttp = await asyncio.to_thread(_import_aiohttp)
+        http = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=s.connections, force_close=False),
+            auto_decompress=False,
+            headers={"User-Agent": f"swarm/{__version__}", "Accept-Encoding": "identity"},
+        )
+        try:
+            async with asyncio.TaskGroup() as group:
+                for _ in range(s.connections):
+                    group.create_task(self._worker(http))
+        finally:
+            await http.close()
+
+    def _done(self) -> bool:
+        return self.health.dropped is not None or self.owner.owner.picker.complete
+
+    async def _worker(self, http: aiohttp.ClientSession) -> None:
+        owner = self.owner
+        picker = owner.owner.picker
+        while not self._done():
+            now = owner.clock()
+            if not self.health.ready(now):
+                await asyncio.sleep(max(self.health.next_try - now, 0.0))
+                continue
+            blocks = pick_run(
+                picker, self, owner.settings.run_bytes, rare_only=owner.settings.rare_only
+            )
+            if not blocks:
+                await asyncio.sleep(owner.settings.idle_poll)
+                continue
+            job = Job.of(blocks, picker.piece_length)
+            self._jobs.append(job)
+            try:
+                await self._fetch(http, job)
+                self.health.succeeded()
+            except BadResponse as exc:
+                self._failed(exc.problem, exc.detail, exc.retry_after)
+            except TimeoutError:
+                self._failed(Problem.TIMEOUT, f"nothing for {owner.settings.timeout:g} s")
+            except Exception as exc:  # aiohttp.ClientError, OSError: refused, reset, redirects
+                if not isinstance(exc, _client_errors()):
+                    raise
+                self._failed(Problem.HTTP_ERROR, _describe(exc))
+            finally:
+                self._jobs.remove(job)
+                left = job.remaining(picker)
+                if left:
+                    picker.release(self, left)  # moves picker.freed: peers pick them up
+
+    async def _fetch(self, http: aiohttp.ClientSession, job: Job) -> None:
+        """Fetch *job*'s span, file range by file range, handing on each block as it is whole."""
+        import aiohttp
+        import yarl
+
+        owner = self.owner
+        t = owner.owner.torrent
+        s = owner.settings
+        cutter = BlockCutter(owner.owner.picker, job.start)
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=s.timeout, sock_read=s.timeout)
+        for r in plan_span(t, job.start, job.end):
+            if not job.blocks:
+                return  # every block left came from others (end-game)
+            if r.padding:
+                self._deliver(job, cutter, bytes(r.length))
+                continue
+            url = yarl.URL(range_url(self.url, t.name, t, t.multi_file, r.file_index), encoded=True)
+            async with http.get(
+                url, headers={"Range": r.header}, timeout=timeout, max_redirects=s.max_redirects
+            ) as resp:
+                skip = check_response(resp.status, resp.headers, r, t.files[r.file_index].length)
+                await self._read_body(resp, job, cutter, skip, r.length)
+
+    async def _read_body(
+        self, resp: aiohttp.ClientResponse, job: Job, cutter: BlockCutter, skip: int, want: int
+    ) -> None:
+        while want > 0:
+            chunk = await resp.content.readany()
+            if not chunk:
+                raise BadResponse(Problem.HTTP_ERROR, f"the answer ended {want} bytes short")
+            if skip:
+                cut = min(skip, len(chunk))
+                chunk, skip = chunk[cut:], skip - cut
+            if len(chunk) > want:
+                chunk = chunk[:want]
+            want -= len(chunk)
+            self._deliver(job, cutter, chunk)
+            delay = self.owner.download_delay(len(chunk))
+            if delay > 0:
+                await asyncio.sleep(delay)  # reading stops: the server's sending slows to our cap
+            if not job.blocks and want:
+                resp.close()  # nothing of ours is left in it
+                return
+
+    def _deliver(self, job: Job, cutter: BlockCutter, data: bytes) -> None:
+        owner = self.owner
+        for index, begin, block in cutter.feed(data):
+            job.blocks.discard((index, begin))
+            self.downloaded += len(block)
+            owner.owner.on_piece(self, index, begin, block)
+
+    # -- health -------------------------------------------------------------------------------
+
+    def _failed(self, problem: Problem, detail: str, retry_after: float | None = None) -> None:
+        now = self.owner.clock()
+        if self.health.dropped is not None:
+            return
+        if not self.health.ready(now) and problem is not Problem.CORRUPT:
+            return  # the other connection's request failed as well: one failure, one back-off
+        delay = self.health.failed(now, problem, detail, retry_after)
+        if delay is None:
+            log.warning("dropping web seed %s: %s", self.url, self.health.dropped)
+        else:
+            log.info("web seed %s: %s; trying again in %.1f s", self.url, detail, delay)
+
+    def corrupt(self) -> None:
+        """A piece it sent failed its hash check."""
+        self._failed(Problem.CORRUPT, "a piece failed its hash check")
+
+
+def _import_aiohttp() -> Any:
+    import aiohttp
+
+    return aiohttp
+
+
+def _client_errors() -> tuple[type[BaseException], ...]:
+    import aiohttp
+
+    return (aiohttp.ClientError, OSError)
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    return text.splitlines()[0][:200]
