@@ -6,7 +6,6 @@ import asyncio
 import json
 import math
 import random
-import shutil
 import signal
 import tempfile
 from pathlib import Path
@@ -16,15 +15,15 @@ import click
 
 from swarm.cli.common import INTERRUPTED, SETTINGS, run_until_signal, unless_stopped
 from swarm.errors import StorageError, UsageError
-from swarm.units import format_size, parse_rate, parse_size
+from swarm.units import parse_rate, parse_size
 
 if TYPE_CHECKING:
     from swarm.compare import Run
     from swarm.compare.churn import Churn
-    from swarm.compare.scenario import Scenario
 
 DEFAULT_RATE = "1M"
 DEFAULT_PEERS = "8"
+DEFAULT_MODES = "central,swarm,hybrid"
 MAX_PEERS = 200  # the same as swarm.compare.settings.MAX_PEERS (not imported: start-up time)
 
 
@@ -175,6 +174,29 @@ def _peer_counts(text: str) -> list[int]:
     help="Stop the central phase after SECONDS and extrapolate its end from the bytes that "
     "came (labelled extrapolated); default 30 with --scenario, none otherwise.",
 )
+@click.option(
+    "--modes",
+    default=None,
+    metavar="LIST",
+    help="Which modes to run, a list of central, swarm and hybrid (default all three; "
+    "central,swarm with --scenario). hybrid: the central server, capped at u_s as in the "
+    "central mode, is the web seed (BEP 19) of N peers and there is no seed: the same server "
+    "budget u_s, two kinds of source; its bound is D_p2p (u_s the only upload beside the "
+    "peers'). Not run with --fail (it has no seed or tracker of the swarm's to kill).",
+)
+@click.option(
+    "--central",
+    type=click.Choice(["swarm", "nginx"]),
+    default="swarm",
+    show_default=True,
+    help="Which server runs the central mode: swarm's serve-central, or Debian's nginx "
+    "(started in a temporary prefix of its own). nginx caps a request, not a server "
+    "(limit_rate), so at each N it gets limit_rate = u_s / N: the N downloaders start "
+    "together, one request each, u_s in all. With --lab netns the kernel caps its link at "
+    "u_s and nginx runs uncapped, and serves hybrid's web seed too; without it the web seed "
+    "stays swarm's own server (a per-request cap cannot share u_s between peers that come "
+    "and go). The table says which ran.",
+)
 def compare_command(
     path: Path | None,
     peers: str | None,
@@ -195,13 +217,17 @@ def compare_command(
     churn_seed_leaves: bool,
     scenario: str | None,
     central_cutoff: float | None,
+    modes: str | None,
+    central: str,
 ) -> None:
-    """Share one file to N downloaders from a central server and from a swarm; compare."""
+    """Share one file to N downloaders from a central server, from a swarm, and from both
+    (the server as the swarm's web seed); compare."""
     from swarm.compare import Experiment, plot, prepare_path, run_experiment
     from swarm.compare.chart import DEFAULT_CHART
     from swarm.compare.churn import Churn
     from swarm.compare.churn import parse_rate as parse_churn
     from swarm.compare.faults import parse_faults
+    from swarm.compare.options import check_central, check_space, parse_modes
     from swarm.compare.scenario import SCENARIOS
 
     preset = SCENARIOS[scenario] if scenario else None
@@ -217,6 +243,14 @@ def compare_command(
         upload_rate = str(preset.rate)
         central_cutoff = central_cutoff if central_cutoff is not None else preset.cutoff
     counts = _peer_counts(peers if peers is not None else DEFAULT_PEERS)
+    chosen = parse_modes(modes if modes is not None else DEFAULT_MODES)
+    if preset is not None and modes is None:
+        chosen = ("central", "swarm")  # hybrid at N = 100 would add minutes: ask for it
+    if (preset is not None or churn_rate is not None) and not {"central", "swarm"} <= set(chosen):
+        raise UsageError(
+            "--scenario and --churn set the swarm beside the central server: "
+            "--modes must include central and swarm"
+        )
     if preset is not None and len(counts) > 1:
         raise UsageError(f"--scenario {scenario} runs one N: give --peers a single number")
     faults = parse_faults(fail)
@@ -247,6 +281,7 @@ def compare_command(
             raise UsageError(problem)
         if per_process not in (None, 1):
             raise UsageError("--lab netns runs one downloader to a process: no --peers-per-process")
+    check_central(central, chosen, bool(faults), lab == "netns")
     if no_plot and plot_path is not None:
         raise UsageError("give --plot or --no-plot, not both")
     plot_path = None if no_plot else (plot_path or DEFAULT_CHART)
@@ -261,7 +296,7 @@ def compare_command(
     # Until the event loop takes the signals over, SIGTERM ends the command as SIGINT does:
     # by an exception, so that the temporary folder (and a half-built --size file) goes.
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
-    _check_space(path, nbytes, counts)
+    check_space(path, nbytes, counts)
     with tempfile.TemporaryDirectory(prefix="swarm-compare-src-") as tmp:
         file = prepare_path(path, nbytes, Path(tmp))
         exp = Experiment(
@@ -278,6 +313,8 @@ def compare_command(
             churn=churn,
             central_cutoff=central_cutoff,
             sample=preset is not None,
+            modes=chosen,
+            server=central,
         )
         if churn is not None:
             say(churn.describe())
@@ -305,7 +342,9 @@ def compare_command(
                 if churn is not None:
                     obj["churn"] = churn.as_dict()
                 if preset is not None:
-                    obj["scenario"] = _scenario_json(preset, runs[0], file_size)
+                    from swarm.compare.scenario import scenario_json
+
+                    obj["scenario"] = scenario_json(preset, runs[0], file_size)
                 click.echo(json.dumps(obj))
             else:
                 _table(runs, file.name, file_size, u_s, u, d, churn)
@@ -333,26 +372,6 @@ def _exit_on_sigterm(signum: int, frame: object) -> None:
     raise SystemExit(128 + signum)
 
 
-def _check_space(path: Path | None, nbytes: int | None, counts: list[int]) -> None:
-    """Refuse, before anything is written, a comparison the temporary folder has no room for."""
-    from swarm.compare import space_needed
-    from swarm.compare.experiment import default_sample
-
-    source = path if path is not None else default_sample()
-    if nbytes is None and (source is None or not source.is_file()):
-        return  # prepare_path says what is wrong
-    size = nbytes if nbytes is not None else source.stat().st_size  # type: ignore[union-attr]
-    need = space_needed(size, counts, synthetic=nbytes is not None)
-    tmp = tempfile.gettempdir()
-    free = shutil.disk_usage(tmp).free
-    if need > free:
-        what = f"--size {format_size(nbytes)}" if nbytes is not None else str(source)
-        raise UsageError(
-            f"{what} with N up to {max(counts)} needs {format_size(need)} in {tmp} "
-            f"(the copies of one phase at once), and only {format_size(free)} is free"
-        )
-
-
 def _table(
     runs: list[Run],
     name: str,
@@ -373,21 +392,3 @@ def _table(
     console.print(t)
     for line in lines:
         click.echo(line)
-
-
-def _scenario_json(preset: Scenario, run: Run, file_size: int) -> dict[str, object]:
-    """The preset and what it came to beside the claim, for --json."""
-    from swarm.compare.scenario import peak_rate, scenario_lines
-
-    window, peak = peak_rate(run.swarm.samples)
-    return {
-        "name": preset.name,
-        "claim": preset.claim,
-        "scale": preset.scale,
-        "real": {"peers": preset.real_peers, "size": preset.real_size, "rate": preset.real_rate},
-        "header": preset.header(run.peers, file_size),
-        "n_times_u": run.peers * preset.rate,
-        "peak_upload_rate": round(peak, 1),
-        "peak_window": window,
-        "lines": scenario_lines(preset, run, file_size),
-    }

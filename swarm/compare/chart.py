@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import math
 import statistics
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from swarm.compare.results import Run
+from swarm.compare.results import ModeResult, Run
 
 DEFAULT_CHART = Path("swarm-compare.png")
 """Where ``swarm compare`` draws its chart unless told otherwise (the current folder)."""
@@ -46,18 +47,17 @@ def plot(
     fig, axes = plt.subplots(1, 3 if rate_panel else 2, figsize=(18 if rate_panel else 12, 4.5))
     fig.set_dpi(120)
     ax, cdf = axes[0], axes[1]
-    for mode, colour, bound_of in (
-        ("central", "tab:red", lambda r: r.bound_central),
-        ("swarm", "tab:blue", lambda r: r.bound_swarm),
-    ):
+    for mode, colour, bound_of in _modes(runs):
         # A failed run (--fail) has no total: its point is left out, and an N none of whose
         # runs finished is marked with an X at the foot of the axis.
-        ok = {n: [t for r in groups[n] if not math.isnan(t := getattr(r, mode).total)] for n in ns}
+        ok = {n: [t for r in groups[n] if not math.isnan(t := _of(r, mode).total)] for n in ns}
         xs = [n for n in ns if ok[n]]
         mid = [statistics.median(ok[n]) for n in xs]
         low = [m - min(ok[n]) for m, n in zip(mid, xs, strict=True)]
         high = [max(ok[n]) - m for m, n in zip(mid, xs, strict=True)]
-        name = "central server" if mode == "central" else "swarm"
+        name = {"central": "central server", "hybrid": "hybrid (server as web seed)"}.get(
+            mode, mode
+        )
         if xs:
             ax.errorbar(
                 *(xs, mid),
@@ -68,7 +68,7 @@ def plot(
                 label=f"{name} (measured)",
             )
         # A phase stopped at its cutoff (--scenario): its extrapolated end, an open marker.
-        ext = {n: [c.extrapolated for r in groups[n] if (c := getattr(r, mode).cutoff)] for n in ns}
+        ext = {n: [c.extrapolated for r in groups[n] if (c := _of(r, mode).cutoff)] for n in ns}
         if ext_ns := [n for n in ns if ext[n] and not ok[n]]:
             ax.plot(
                 ext_ns,
@@ -99,16 +99,17 @@ def plot(
         )
         last = groups[ns[-1]]
         # Shares of all the N: a failed mode's curve stops short of 1.
-        times = sorted(t for r in last for t in getattr(r, mode).times)
+        times = sorted(t for r in last for t in _of(r, mode).times)
         share = [(i + 1) / (len(last) * ns[-1]) for i in range(len(times))]
-        cut = [c for r in last if (c := getattr(r, mode).cutoff)]
+        cut = [c for r in last if (c := _of(r, mode).cutoff)]
         if cut:
             # Hours away: its bound and end are said in the legend, not drawn.
             ends = f"~{statistics.median(c.extrapolated for c in cut):.0f} s"
             name += f" (cut off at {cut[0].at:.0f} s; last copy {ends}, EXTRAPOLATED)"
         cdf.step([0.0, *times], [0.0, *share], where="post", color=colour, label=name)
-        if not cut:
+        if not cut and bound_of(last[0]) is not None:
             cdf.axvline(bound_of(last[0]), color=colour, linestyle="--", alpha=0.6)
+
     if ns[-1] >= LOG_X_RATIO * ns[0]:
         ax.set_xscale("log")
         ax.minorticks_off()
@@ -127,7 +128,7 @@ def plot(
         ax.set_ylim(bottom=0)
     if churn_ns := [n for n in ns if any(_churn_total(r) for r in groups[n])]:
         mids = [
-            statistics.median([t for r in groups[n] if (t := _churn_total(r))]) for n in churn_ns
+            statistics.median([ct for r in groups[n] if (ct := _churn_total(r))]) for n in churn_ns
         ]
         ax.plot(churn_ns, mids, "o", color="tab:green", label="swarm + churn (measured)")
         ax.legend()
@@ -150,6 +151,25 @@ def plot(
     fig.tight_layout()
     fig.savefig(out)
     plt.close(fig)
+
+
+def _of(r: Run, mode: str) -> ModeResult:
+    """The result of *mode* in run *r* (a hybrid never run: an empty result, not run)."""
+    res: ModeResult | None = getattr(r, mode)
+    return ModeResult(ran=False) if res is None else res
+
+
+def _modes(runs: list[Run]) -> list[tuple[str, str, Callable[[Run], Any]]]:
+    """The modes that ran, their colour and their bound: central and swarm unless --modes
+    left them out; hybrid where it ran (its bound is None at an N where it did not)."""
+    out: list[tuple[str, str, Callable[[Run], Any]]] = []
+    if any(r.central.ran for r in runs):
+        out.append(("central", "tab:red", lambda r: r.bound_central))
+    if any(r.swarm.ran for r in runs):
+        out.append(("swarm", "tab:blue", lambda r: r.bound_swarm))
+    if any(r.hybrid is not None for r in runs):
+        out.append(("hybrid", "tab:purple", lambda r: r.bound_hybrid))
+    return out
 
 
 def _rate_panel(ax: Any, runs: list[Run], n: int, server_rate: int, peer_rate: int) -> None:

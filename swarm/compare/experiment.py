@@ -20,6 +20,13 @@ downloader and 16-18 s, 32 KiB 0.24 s and 8-10 s (64 KiB 0.23 s, 10 s; the bound
 N = 8, where CPU is plenty, 16 KiB 4.64-4.72 s, 32 KiB 5.00-5.12 s (each last piece takes
 twice as long to pass on).
 
+The hybrid mode (``--modes``, on by default) is the central server, capped at u_s as in the
+central mode, as the only web seed (BEP 19) of N peers with no seed: a CDN origin that seeds a
+swarm. Its torrent is the same file's with a ``url-list`` and announces to a tracker of its own,
+so that the swarm phase's seed (same info-hash) is never found; its bound is the swarm's, the
+server's u_s being the only upload outside the peers (:func:`~swarm.compare.results.hybrid_bound`).
+With ``--central nginx`` the central mode is served by nginx (:mod:`~swarm.compare.nginx`).
+
 With ``--churn`` the swarm phase runs a second time with leechers leaving and coming back
 (:mod:`~swarm.compare.churn`); with ``--scenario`` the central phase may stop at a cutoff and
 the swarm's delivered bytes are sampled (:mod:`~swarm.compare.scenario`).
@@ -40,8 +47,9 @@ from swarm.compare.children import Child
 from swarm.compare.faults import SWARM_PARTS
 from swarm.compare.hosts import Net
 from swarm.compare.netlab import NetLab
+from swarm.compare.nginx import Nginx, request_rate
 from swarm.compare.phase import Phase, run_phase, sha256_file
-from swarm.compare.results import Run, bounds
+from swarm.compare.results import ModeResult, Run, bounds, hybrid_bound
 from swarm.compare.settings import Experiment
 from swarm.create import auto_piece_length, create_torrent
 from swarm.errors import CompareError, UsageError
@@ -65,12 +73,34 @@ async def run_experiment(exp: Experiment) -> list[Run]:
 async def _run(exp: Experiment, net: Net) -> list[Run]:
     work = Path(tempfile.mkdtemp(prefix="swarm-compare-"))
     children: list[Child] = []
+    nginx: Nginx | None = None
     try:
         size = exp.path.stat().st_size
         original = await asyncio.to_thread(sha256_file, exp.path)
         parts = await _start_parts(exp, net, work, children)
         what = f"{exp.path.name}, {counted(size, 'byte')}"
         exp.say(f"tracker, central server and seed are up; file {what}")
+        hybrid_skipped = exp.hybrid_skipped() if "hybrid" in exp.modes else None
+        hybrid = "hybrid" in exp.modes and hybrid_skipped is None
+        if hybrid_skipped:
+            exp.say(f"hybrid mode skipped: {hybrid_skipped}")
+        if exp.server == "nginx":
+            where = await net.host("central", up=exp.server_rate)
+            rates = {n: request_rate(size, n, exp.server_rate) for n in exp.peer_counts}
+            rates = {} if net.lab else rates
+            address = net.address(where)
+            nginx = await Nginx.start(exp.path, work / "nginx", rates, address, where)
+            exp.say(f"nginx serves the central mode at {nginx.url()}")
+        # nginx is the web seed only where the kernel caps its link for all connections at
+        # once (see swarm.compare.nginx); else swarm's own server, capped at u_s in all.
+        webseed_server = "nginx" if nginx is not None and net.lab else "swarm"
+
+        async def start_hybrid() -> None:
+            url = nginx.url() if nginx is not None and net.lab else _webseed(parts)
+            await _start_hybrid(exp, net, work, children, parts, url)
+
+        if hybrid:
+            await start_hybrid()
         runs = []
 
         async def renew() -> None:
@@ -79,25 +109,38 @@ async def _run(exp: Experiment, net: Net) -> list[Run]:
             await asyncio.gather(*(p.stop() for p in parts.values()), return_exceptions=True)
             for p in parts.values():
                 children.remove(p)
+            parts.clear()
             parts.update(await _start_parts(exp, net, work, children))
+            if hybrid:
+                await start_hybrid()  # the central server, its web seed, has a new port
             exp.say("tracker, central server and seed started anew")
 
         for k, n in enumerate(exp.peer_counts):
             if k > 0 and (exp.faults or (exp.churn and exp.churn.seed_leaves)):
                 await renew()
             d_cs, d_p2p = bounds(size, n, exp.server_rate, exp.peer_rate, exp.d_min)
-            exp.say(
-                f"N={n}: {counted(n, 'downloader')} from the central server (bound {d_cs:.1f} s)"
-            )
             folder = work / f"run-{k}-n{n}"  # one folder per run: an N may be repeated
             listening = (s for s in parts["central"].statuses if s.event is Event.LISTENING)
             file_url = next(listening).urls[0]
-            phase = Phase(exp, net, folder / "central", n, original, parts, children)
-            c = await run_phase(phase, [file_url], cutoff=exp.central_cutoff)
-            exp.say(f"N={n}: {counted(n, 'downloader')} in the swarm (bound {d_p2p:.1f} s)")
+            if nginx is not None:
+                file_url = nginx.url(None if net.lab else n)
+            c = s = ModeResult(ran=False)
+            if "central" in exp.modes:
+                who = f"{counted(n, 'downloader')} from the central server"
+                exp.say(f"N={n}: {who} ({exp.server}, bound {d_cs:.1f} s)")
+                phase = Phase(exp, net, folder / "central", n, original, parts, children)
+                c = await run_phase(phase, [file_url], cutoff=exp.central_cutoff)
             swarm_fetch = [str(work / (exp.path.name + ".torrent")), "--seed"]
-            phase = Phase(exp, net, folder / "swarm", n, original, parts, children)
-            s = await run_phase(phase, swarm_fetch)
+            if "swarm" in exp.modes:
+                exp.say(f"N={n}: {counted(n, 'downloader')} in the swarm (bound {d_p2p:.1f} s)")
+                phase = Phase(exp, net, folder / "swarm", n, original, parts, children)
+                s = await run_phase(phase, swarm_fetch)
+            h = d_h = None
+            if hybrid:
+                d_h = hybrid_bound(size, n, exp.server_rate, exp.peer_rate, exp.d_min)
+                exp.say(f"N={n}: hybrid, the central server as web seed (bound {d_h:.1f} s)")
+                phase = Phase(exp, net, folder / "hybrid", n, original, parts, children)
+                h = await run_phase(phase, [str(work / HYBRID_TORRENT), "--seed"])
             churned = None
             if exp.churn is not None:
                 if any(f.part in SWARM_PARTS for f in exp.faults):
@@ -105,10 +148,16 @@ async def _run(exp: Experiment, net: Net) -> list[Run]:
                 exp.say(f"N={n}: the swarm again, with churn ({exp.churn.rate:g}/min per leecher)")
                 phase = Phase(exp, net, folder / "churn", n, original, parts, children)
                 churned = await run_phase(phase, swarm_fetch, churn=exp.churn)
-            runs.append(Run(n, c, s, d_cs, d_p2p, exp.k_for(n), churned=churned))
+            run = Run(n, c, s, d_cs, d_p2p, exp.k_for(n), churned=churned)
+            run.hybrid, run.bound_hybrid, run.hybrid_skipped = h, d_h, hybrid_skipped
+            run.central_server = "nginx" if nginx is not None else "swarm"
+            run.webseed_server = webseed_server if hybrid else None
+            runs.append(run)
         return runs
     finally:
         await asyncio.gather(*(c.stop() for c in children), return_exceptions=True)
+        if nginx is not None:
+            await nginx.stop()
         shutil.rmtree(work, ignore_errors=True)
 
 
@@ -165,6 +214,39 @@ async def _start_parts(
     parts["seed"] = seed
     await seed.wait_for(Event.LISTENING, START_TIMEOUT)
     return parts
+
+
+HYBRID_TORRENT = "hybrid.torrent"
+
+
+def _webseed(parts: dict[str, Child]) -> str:
+    """swarm's central server's web seed URL, from its listening line (its file's URL when
+    it is too old to say: a single-file torrent takes the file's own URL as well)."""
+    line = next(s for s in parts["central"].statuses if s.event is Event.LISTENING)
+    return line.webseed or line.urls[0]
+
+
+async def _start_hybrid(
+    exp: Experiment,
+    net: Net,
+    work: Path,
+    children: list[Child],
+    parts: dict[str, Child],
+    webseed: str,
+) -> None:
+    """The hybrid mode's tracker (its own, so that the swarm's seed is never among its peers)
+    and its torrent: the same file and pieces, the central server as its web seed."""
+    where = await net.host("hybrid-tracker")
+    address = ["--host", net.address(where), "--port", "0"]
+    tracker = await Child.start("hybrid tracker", "tracker", *address, "--no-udp", host=where)
+    children.append(tracker)
+    parts["hybrid-tracker"] = tracker
+    announce_url = (await tracker.wait_for(Event.LISTENING, START_TIMEOUT)).urls[0]
+    length = piece_length(exp.path.stat().st_size, max(exp.k_for(n) for n in exp.peer_counts))
+    data = await asyncio.to_thread(
+        create_torrent, exp.path, trackers=[[announce_url]], piece_length=length, webseeds=[webseed]
+    )
+    await _write(work / HYBRID_TORRENT, data)
 
 
 async def _write(path: Path, data: bytes) -> None:

@@ -99,11 +99,13 @@ async def run_phase(
         times: list[float] = [0.0] * n
         done = [False] * n
         last_session: list[int | None] = [None] * n  # bytes its last session fetched
+        from_webseed: list[int | None] = [None] * n  # of those, the web seeds' (hybrid)
 
         async def one(i: int, child: Child, index: int | None) -> float:
             status = await child.wait_for(Event.DONE, exp.timeout, index)
             done[i] = True
             last_session[i] = status.downloaded
+            from_webseed[i] = status.web_seed_downloaded
             times[i] = time.monotonic() - t0
             got = await asyncio.to_thread(sha256_file, folder / str(i) / exp.path.name)
             if got != phase.original:
@@ -132,6 +134,8 @@ async def run_phase(
             samples.append((time.monotonic() - t0, await asyncio.to_thread(written, folder)))
         result.samples = samples
         result.churn = applied
+        if from_webseed and all(b is not None for b in from_webseed):
+            result.webseed_bytes = sum(b for b in from_webseed if b is not None)
         if applied is not None:
             size = exp.path.stat().st_size
             for who in {a.who for a in applied.absences}:

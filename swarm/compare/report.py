@@ -34,20 +34,17 @@ def table(
         f"{format_rate(u_s)}, each peer {format_rate(u)}",
     )
     noted = any(
-        m.outcome or m.cutoff or m.churn for r in runs for m in (r.central, r.swarm, r.churned) if m
+        m.outcome or m.cutoff or m.churn
+        for r in runs
+        for m in (r.central, r.swarm, r.churned, r.hybrid)
+        if m
     )
     cols = ["N", "mode", "min", "median", "max", "total", "bound", "vs bound", "speedup"]
     for col in cols + (["what happened"] if noted else []):
         t.add_column(col, justify="right" if col in cols[2:] else "left")
     for r in runs:
-        rows: list[tuple[str, ModeResult, float]] = [
-            ("central", r.central, r.bound_central),
-            ("swarm", r.swarm, r.bound_swarm),
-        ]
-        if r.churned is not None:
-            rows.append(("swarm + churn", r.churned, r.bound_swarm))
-        for mode, res, bound in rows:
-            t.add_row(str(r.peers), mode, *_cells(r, mode, res, bound, noted))
+        for label, mode, res, bound in _rows(r, file_size):
+            t.add_row(str(r.peers), label, *_cells(r, mode, res, bound, noted))
     away = " (time away included)" if any(r.churned is not None for r in runs) else ""
     t.caption = f"times in seconds, from 'go' to each verified copy{away}"
     lines = [
@@ -57,6 +54,7 @@ def table(
         "bounds (Kurose & Ross): D_cs = max(N*F/u_s, F/d_min); "
         "D_p2p = max(F/u_s, F/d_min, N*F/(u_s + N*u)); speedup = central total / swarm total",
         _download_cap(d_min),
+        *_server_lines(runs, u_s),
     ]
     if any(r.per_process > 1 for r in runs):
         ks = ", ".join(f"N={r.peers}: {r.per_process}" for r in runs if r.per_process > 1)
@@ -66,13 +64,56 @@ def table(
         lines.append(churn.describe())
         lines += churn_lines(runs)
     for r in runs:
-        modes = [("central", r.central), ("swarm", r.swarm), ("swarm + churn", r.churned)]
+        modes = [
+            ("central", r.central),
+            ("swarm", r.swarm),
+            ("swarm + churn", r.churned),
+            ("hybrid", r.hybrid),
+        ]
         for mode, m in modes:
             if m is not None and m.failed:
                 lines.append(f"N={r.peers} {mode}: failed: {m.failed}")
             if m is not None and m.cutoff is not None:
                 lines.append(f"N={r.peers} {mode}: stopped: {m.cutoff.note()}")
     return t, lines
+
+
+def _rows(r: Run, file_size: int) -> list[tuple[str, str, ModeResult, float]]:
+    """(label, mode, result, bound) of each mode run at this N, in the table's order."""
+    central = "central" if r.central_server == "swarm" else f"central ({r.central_server})"
+    rows = [
+        (central, "central", r.central, r.bound_central),
+        ("swarm", "swarm", r.swarm, r.bound_swarm),
+    ]
+    rows = [row for row in rows if row[2].ran]
+    if r.churned is not None:
+        rows.append(("swarm + churn", "swarm + churn", r.churned, r.bound_swarm))
+    if r.hybrid is not None and r.bound_hybrid is not None:
+        share = r.hybrid.webseed_share(file_size)
+        label = "hybrid" if share is None else f"hybrid (web seed {100 * share:.0f}%)"
+        rows.append((label, "hybrid", r.hybrid, r.bound_hybrid))
+    return rows
+
+
+def _server_lines(runs: list[Run], u_s: int) -> list[str]:
+    """Which program served the central mode and the hybrid's web seed, how each was capped,
+    and why hybrid did not run where it was skipped."""
+    lines = []
+    r = runs[0]
+    if r.central_server == "nginx":
+        lines.append(
+            "central server: nginx (--central nginx), limit_rate = u_s / N per download (one "
+            "request each, all N at once: u_s in all), or uncapped behind the lab's kernel cap"
+        )
+    if r.webseed_server is not None:
+        lines.append(
+            f"hybrid: the central server ({r.webseed_server}, {format_rate(u_s)} in all) is the "
+            "only web seed (BEP 19) of the N peers, no seed; bound = D_p2p (u_s_total = u_s): "
+            "max(F/u_s, F/d_min, N*F/(u_s + N*u)); 'web seed X%': its share of the bytes"
+        )
+    if r.hybrid_skipped is not None:
+        lines.append(f"hybrid: not run: {r.hybrid_skipped}")
+    return lines
 
 
 def _cells(r: Run, mode: str, res: ModeResult, bound: float, noted: bool) -> list[str]:
@@ -90,10 +131,11 @@ def _cells(r: Run, mode: str, res: ModeResult, bound: float, noted: bool) -> lis
     if res.failed:
         return [*_finished_figures(res.times), "failed", f"{bound:.2f}", "", "", *note]
     d = res.figures()
-    if mode == "swarm" and r.central.cutoff is not None:
+    against = mode in ("swarm", "hybrid") and r.central.ran
+    if against and r.central.cutoff is not None:
         speedup = f"~{r.central.cutoff.extrapolated / d['total']:.0f}x extrapolated"
-    elif mode == "swarm" and not r.central.failed:
-        speedup = f"{r.speedup:.2f}x"
+    elif against and not r.central.failed:
+        speedup = f"{r.central.total / d['total']:.2f}x"
     else:
         speedup = ""
     return [
@@ -150,6 +192,7 @@ def _spread_lines(runs: list[Run]) -> list[str]:
             ("central", [r.central for r in same]),
             ("swarm", [r.swarm for r in same]),
             ("swarm + churn", [r.churned for r in same]),
+            ("hybrid", [r.hybrid for r in same]),
         ]
         for mode, results in modes:
             totals = [t for m in results if m is not None and not math.isnan(t := m.total)]

@@ -24,6 +24,15 @@ def bounds(
     return d_cs, d_p2p
 
 
+def hybrid_bound(
+    file_size: int, n: int, server_rate: float, peer_rate: float, d_min: float | None = None
+) -> float:
+    """The hybrid mode's minimum distribution time: the central server (upload u_s) is the
+    only source outside the peers, so u_s_total = u_s and the swarm's bound holds:
+    D = max(F / u_s_total, F / d_min, N F / (u_s_total + N u))."""
+    return bounds(file_size, n, server_rate, peer_rate, d_min)[1]
+
+
 @dataclass(frozen=True, slots=True)
 class Cutoff:
     """A phase stopped at a stated time before its end (the central phase of ``--scenario``,
@@ -78,6 +87,15 @@ class ModeResult:
     cutoff: Cutoff | None = None  # stopped at a stated time: *times* are the copies done by then
     churn: Applied | None = None  # --churn: the absences that happened
     samples: list[tuple[float, int]] = field(default_factory=list)  # (s, bytes delivered)
+    webseed_bytes: int | None = None  # hybrid: bytes the downloaders had from the web seed
+    ran: bool = True  # False: the mode was not run (--modes left it out)
+
+    def webseed_share(self, file_size: int) -> float | None:
+        """The web seed's share of the N copies' bytes (None when the downloaders did not
+        say how much came from it)."""
+        if self.webseed_bytes is None or not self.times:
+            return None
+        return self.webseed_bytes / (file_size * len(self.times))
 
     @property
     def failed(self) -> str | None:
@@ -88,7 +106,7 @@ class ModeResult:
     def total(self) -> float:
         """Seconds to the last copy; NaN when the mode failed or was stopped at a cutoff
         (there was no last copy)."""
-        if not self.times or self.failed or self.cutoff is not None:
+        if not self.times or self.failed or self.cutoff is not None or not self.ran:
             return math.nan
         return max(self.times)
 
@@ -115,6 +133,8 @@ class ModeResult:
             out["seed_left"] = (
                 None if self.churn.seed_left is None else round(self.churn.seed_left, 3)
             )
+        if self.webseed_bytes is not None:
+            out["webseed_bytes"] = self.webseed_bytes
         if self.samples:
             out["delivered"] = [[round(t, 2), b] for t, b in self.samples]
         if self.outcome is not None:
@@ -133,7 +153,10 @@ class ModeResult:
 
 @dataclass(slots=True)
 class Run:
-    """Both modes at one N, with their bounds."""
+    """The modes at one N, with their bounds. *hybrid*: the central server as the web seed of
+    the peers, no seed (None when not run: *hybrid_skipped* says why, if it was asked for);
+    its bound is the swarm's (the same u_s: see :func:`hybrid_bound`). *central_server* and
+    *webseed_server*: which program served the central mode and the web seed."""
 
     peers: int
     central: ModeResult
@@ -142,6 +165,11 @@ class Run:
     bound_swarm: float
     per_process: int = 1  # downloaders in one process (--peers-per-process)
     churned: ModeResult | None = None  # --churn: the swarm phase again, leechers churning
+    hybrid: ModeResult | None = None
+    bound_hybrid: float | None = None
+    hybrid_skipped: str | None = None
+    central_server: str = "swarm"
+    webseed_server: str | None = None
 
     @property
     def churn_delay(self) -> dict[str, float] | None:
@@ -158,18 +186,33 @@ class Run:
 
     def as_dict(self) -> dict[str, object]:
         speedup = None if math.isnan(self.speedup) else round(self.speedup, 3)
-        return {
-            "peers": self.peers,
-            "central": self.central.as_dict(),
-            "swarm": self.swarm.as_dict(),
-            "bounds": {
-                "central": round(self.bound_central, 3),
-                "swarm": round(self.bound_swarm, 3),
-            },
-            "speedup": speedup,
-            "peers_per_process": self.per_process,
-        } | (
-            {}
-            if self.churned is None
-            else {"swarm_churn": self.churned.as_dict(), "churn_delay": self.churn_delay}
+        return (
+            {
+                "peers": self.peers,
+                "central": self.central.as_dict() if self.central.ran else None,
+                "swarm": self.swarm.as_dict() if self.swarm.ran else None,
+                "bounds": {
+                    "central": round(self.bound_central, 3),
+                    "swarm": round(self.bound_swarm, 3),
+                }
+                | ({} if self.bound_hybrid is None else {"hybrid": round(self.bound_hybrid, 3)}),
+                "speedup": speedup,
+                "peers_per_process": self.per_process,
+            }
+            | (
+                {}
+                if self.churned is None
+                else {"swarm_churn": self.churned.as_dict(), "churn_delay": self.churn_delay}
+            )
+            | self._hybrid_dict()
         )
+
+    def _hybrid_dict(self) -> dict[str, object]:
+        out: dict[str, object] = {"central_server": self.central_server}
+        if self.hybrid is not None and self.bound_hybrid is not None:
+            out["hybrid"] = self.hybrid.as_dict() | {"webseed_server": self.webseed_server}
+            speedup = self.central.total / self.hybrid.total
+            out["hybrid_speedup"] = None if math.isnan(speedup) else round(speedup, 3)
+        if self.hybrid_skipped is not None:
+            out["hybrid_skipped"] = self.hybrid_skipped
+        return out

@@ -137,6 +137,22 @@ def scenario_lines(sc: Scenario, run: Run, size: int) -> list[str]:
     return lines
 
 
+def scenario_json(preset: Scenario, run: Run, file_size: int) -> dict[str, object]:
+    """The preset and what it came to beside the claim, for ``--json``."""
+    window, peak = peak_rate(run.swarm.samples)
+    return {
+        "name": preset.name,
+        "claim": preset.claim,
+        "scale": preset.scale,
+        "real": {"peers": preset.real_peers, "size": preset.real_size, "rate": preset.real_rate},
+        "header": preset.header(run.peers, file_size),
+        "n_times_u": run.peers * preset.rate,
+        "peak_upload_rate": round(peak, 1),
+        "peak_window": window,
+        "lines": scenario_lines(preset, run, file_size),
+    }
+
+
 __all__ = [
     "RATE_WINDOW",
     "SCENARIOS",
@@ -144,6 +160,7 @@ __all__ = [
     "Scenario",
     "peak_rate",
     "rates",
+    "scenario_json",
     "scenario_lines",
     "si",
 ]

@@ -13,6 +13,11 @@ from pathlib import Path
 from swarm.compare.churn import Churn
 from swarm.compare.faults import Fault
 
+MODES = ("central", "swarm", "hybrid")
+"""``--modes``: the central server alone; a seed and the peers; the central server as the web
+seed of the peers (no seed), with the same upload u_s."""
+SERVERS = ("swarm", "nginx")  # --central: which program serves the central mode
+
 MAX_PEERS = 200  # N: beyond this, one machine's 2 cores and ports are the experiment
 ALONE_UP_TO = 8  # per core: up to this many downloaders each have a process of their own
 PROCESSES_PER_CORE = 2  # beyond it, downloaders share this many processes per core
@@ -48,11 +53,23 @@ class Experiment:
     churn: Churn | None = None  # --churn: the swarm phase runs again with leechers churning
     central_cutoff: float | None = None  # stop the central phase here, extrapolate its end
     sample: bool = False  # sample the bytes delivered in the swarm phases (the rate chart)
+    modes: tuple[str, ...] = MODES  # --modes, in MODES' order
+    server: str = "swarm"  # --central: swarm's serve-central or nginx
 
     def k_for(self, n: int) -> int:
         if self.lab:
             return 1  # a kernel cap is a namespace's: one downloader to a namespace
         return min(n, self.per_process or default_per_process(n))
+
+    def hybrid_skipped(self) -> str | None:
+        """Why the hybrid mode does not run although asked for (None: it runs)."""
+        import importlib.util
+
+        if self.faults:
+            return "--fail kills the tracker and seed of the swarm phase, which hybrid has not"
+        if importlib.util.find_spec("swarm.webseed") is None:
+            return "this build's engine does not download from web seeds (swarm.webseed)"
+        return None
 
     def say(self, text: str) -> None:
         if self.on_event:

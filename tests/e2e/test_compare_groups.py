@@ -23,7 +23,8 @@ def test_compare_times_and_checks_every_downloader_of_a_group(tmp_path: Path) ->
     assert proc.returncode == 0, proc.stderr
     (run,) = json.loads(proc.stdout)["runs"]
     assert run["peers"] == 6 and run["peers_per_process"] == 3
-    for mode in ("central", "swarm"):
+    modes = ("central", "swarm", "hybrid") if "hybrid" in run else ("central", "swarm")
+    for mode in modes:
         res = run[mode]
         assert res["processes"] == 2  # 6 downloaders, 3 to a process
         assert len(res["times"]) == 6 and all(t > 0 for t in res["times"])
