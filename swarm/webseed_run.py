@@ -81,7 +81,10 @@ def pick_run(
     pieces = _whole_pieces(picker, peer, picker.pick(peer, mask, full, endgame=False))
     if not pieces:
         # Nothing new to start: help finish a started piece, one piece per request.
-        blocks = picker.pick(peer, [True] * n, full, endgame=True)
+        started = [False] * n
+        for i in picker.partial:
+            started[i] = True
+        blocks = picker.pick(peer, started, full, endgame=True)
         if not blocks:
             return []
         first = blocks[0][0]
