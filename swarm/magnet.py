@@ -20,7 +20,7 @@ from typing import Any
 
 from swarm.errors import MagnetError
 
-__all__ = ["Magnet", "MagnetError", "parse_magnet"]
+__all__ = ["Magnet", "MagnetError", "parse_magnet", "without_web_seeds"]
 
 PREFIX = "magnet:?"
 BTIH = "urn:btih:"
@@ -192,3 +192,11 @@ def _add(urls: list[str], url: str) -> None:
 def _show(text: str) -> str:
     """*text* quoted for a one-line message (repr escapes a newline), cut when long."""
     return repr(text if len(text) <= _SHOWN else text[:_SHOWN] + "...")
+
+
+def without_web_seeds(uri: str) -> str:
+    """The magnet URI *uri* without its web seeds (``ws=``), for a fetch told not to use them
+    (:class:`MagnetError` if it is not a magnet)."""
+    magnet = parse_magnet(uri)
+    magnet.web_seeds = []
+    return magnet.uri()

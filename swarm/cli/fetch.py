@@ -32,9 +32,10 @@ def status_line(st: TorrentStats, down: float | None = None) -> str:
     measured itself (default: the engine's, which reads 0 until its first 1 s tick)."""
     down = st.download_rate if down is None else down
     left = st.total_bytes - st.have_bytes
+    web = f"  web seeds {format_size(st.web_seed_downloaded)}" if st.web_seed_downloaded else ""
     return (
         f"down {format_rate(down)}  up {format_rate(st.upload_rate)}  "
-        f"peers {st.peers}  eta {eta(left, down)}"
+        f"peers {st.peers}{web}  eta {eta(left, down)}"
     )
 
 
@@ -86,12 +87,16 @@ def summary(
     overwritten: int = 0,
     hash_failures: int = 0,
     banned: int = 0,
+    web_seeds: int = 0,
 ) -> str:
     """The ``done:`` line. *fetched* is the bytes of the file that came in this run (the rate
     is theirs); *wasted* are the bytes received besides those (duplicates in end-game, pieces
-    that failed their hash check); *uploaded* what went to peers (None for an HTTP fetch)."""
+    that failed their hash check); *uploaded* what went to peers (None for an HTTP fetch);
+    *web_seeds* the bytes received from web seeds (BEP 19), said when there were any."""
     rate = fetched / seconds if seconds > 0 else 0.0
     line = f"done: {name}: {fetched} bytes in {seconds:.2f} s ({format_rate(rate)})"
+    if web_seeds:
+        line += f"; {format_size(web_seeds)} of it from web seeds"
     if uploaded is not None:
         line += f"; uploaded {format_size(uploaded)}"
     if wasted:
@@ -122,6 +127,22 @@ def totals_line(st: TorrentStats, seconds: float) -> str:
 # -- a torrent ----------------------------------------------------------------------------------
 
 
+def preload_engine(source: str, web_seeds: bool = True) -> None:
+    """Import what a torrent download of *source* needs before it is timed (compare's 'go'):
+    the engine, and the HTTP client too when *source* is a .torrent with web seeds."""
+    import swarm.session  # noqa: F401
+
+    if web_seeds and not source.lower().startswith("magnet:"):
+        from swarm import metainfo
+        from swarm.errors import SwarmError
+
+        try:
+            if metainfo.load(Path(source)).url_list:
+                import aiohttp  # noqa: F401
+        except (SwarmError, OSError):
+            pass  # said once the fetch reads it
+
+
 def fetch_torrent(
     path: Path,
     out_dir: Path,
@@ -136,8 +157,10 @@ def fetch_torrent(
     direct: list[tuple[str, int]],
     dht: DhtArgs = (False, (), None),
     give_up: float | None = None,
+    web_seeds: bool = True,
 ) -> int:
-    """Download the torrent at *path* into *out_dir*; the exit code."""
+    """Download the torrent at *path* into *out_dir*; the exit code. *web_seeds*: whether to
+    use the torrent's web seeds (BEP 19 url-list) as well as peers."""
     from swarm import metainfo
     from swarm.cli.common import run_until_signal
     from swarm.cli.dht import dht_session_options
@@ -158,6 +181,7 @@ def fetch_torrent(
             max_download_rate=down,
             **dht_kw,
             give_up_after=give_up,
+            web_seeds=web_seeds,
         ) as session:
             t = await session.add(torrent, out_dir, overwrite=overwrite)
             t.add_peers(direct)
@@ -182,7 +206,13 @@ async def download_and_seed(
     else:
         click.echo(_summary_of(t, st, elapsed))
     sys.stdout.flush()
-    _report_done(name, st.downloaded - st.wasted, elapsed)
+    fetched = st.downloaded - st.wasted
+    _report_done(
+        name,
+        fetched,
+        elapsed,
+        min(st.web_seed_downloaded, fetched) if t.web_seeds.sources else None,
+    )
     if seed:
         echo(f"seeding on port {port}; Ctrl-C to stop")
         sys.stdout.flush()
@@ -241,6 +271,7 @@ def _summary_of(t: TorrentController, st: TorrentStats, elapsed: float) -> str:
         overwritten=0 if repair else replaced,
         hash_failures=st.hash_failures,
         banned=st.banned,
+        web_seeds=st.web_seed_downloaded,
     )
 
 
@@ -315,12 +346,23 @@ class _Rate:
         return self.rate
 
 
-def _report_done(name: str, nbytes: int, seconds: float) -> None:
-    report(Status(Event.DONE, name=name, downloaded=nbytes, seconds=round(seconds, 3)))
+def _report_done(name: str, nbytes: int, seconds: float, web_seeds: int | None = None) -> None:
+    """The status line ``done``; *web_seeds*: of *nbytes*, those from web seeds (None: the
+    download had none)."""
+    report(
+        Status(
+            Event.DONE,
+            name=name,
+            downloaded=nbytes,
+            seconds=round(seconds, 3),
+            web_seed_downloaded=web_seeds,
+        )
+    )
 
 
 __all__ = [
     "download_and_seed",
+    "preload_engine",
     "existing_line",
     "fetch_http",
     "fetch_torrent",

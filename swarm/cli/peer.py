@@ -25,9 +25,10 @@ from swarm.cli.common import (
     wait_stop,
 )
 from swarm.cli.dht import DhtArgs, dht_options, dht_session_options
-from swarm.cli.fetch import fetch_http, fetch_torrent
+from swarm.cli.fetch import fetch_http, fetch_torrent, preload_engine
 from swarm.cli.magnet_fetch import fetch_magnet
 from swarm.errors import StorageError, UsageError
+from swarm.magnet import without_web_seeds
 from swarm.status import Event, Status
 from swarm.units import format_size
 
@@ -85,6 +86,13 @@ def resolve_data_root(path: Path, torrent: Torrent) -> Path:
     help="Tracker URL for a torrent made here; repeatable.",
 )
 @click.option(
+    "--webseed",
+    "webseeds",
+    multiple=True,
+    metavar="URL",
+    help="Web seed URL (BEP 19) for a torrent made here, e.g. serve-central's; repeatable.",
+)
+@click.option(
     "--force",
     is_flag=True,
     help="Make the .torrent again from PATH even if it exists (as create --force does).",
@@ -113,6 +121,7 @@ def seed_command(
     path: Path,
     torrent_path: Path | None,
     trackers: tuple[str, ...],
+    webseeds: tuple[str, ...],
     force: bool,
     host: str,
     port: int | None,
@@ -132,7 +141,7 @@ def seed_command(
     rate = parse_rate(max_upload_rate)
     if not path.exists():
         raise UsageError(f"{path}: no such file or folder")
-    torrent_file, made_here = seed_torrent_file(path, torrent_path, trackers, force)
+    torrent_file, made_here = seed_torrent_file(path, torrent_path, trackers, force, webseeds)
     torrent = metainfo.load(torrent_file)
     root = resolve_data_root(path, torrent)
     dht_args: DhtArgs = (dht, dht_bootstrap, dht_port)
@@ -176,13 +185,18 @@ def seed_command(
 
 
 def seed_torrent_file(
-    path: Path, torrent_path: Path | None, trackers: tuple[str, ...], force: bool
+    path: Path,
+    torrent_path: Path | None,
+    trackers: tuple[str, ...],
+    force: bool,
+    webseeds: tuple[str, ...] = (),
 ) -> tuple[Path, bool]:
     """The .torrent to seed PATH with, and whether it was made just now.
 
     As ``create`` does, an existing .torrent is rewritten only with ``--force``: one that the
-    options contradict (other trackers with ``-t``; for PATH.torrent, other files than PATH
-    has) is a usage error; one they agree with is used as it is.
+    options contradict (other trackers with ``-t``, other web seeds with ``--webseed``; for
+    PATH.torrent, other files than PATH has) is a usage error; one they agree with is used
+    as it is.
     """
     from swarm import metainfo
     from swarm.cli.common import write_file
@@ -190,12 +204,18 @@ def seed_torrent_file(
 
     target = torrent_path or path.with_name(path.name + ".torrent")
     tiers = tracker_tiers(trackers)
+    seeds = [metainfo.check_web_seed_url(u) for u in dict.fromkeys(webseeds)]
     if target.exists() and not force:
         existing = metainfo.load(target)
         if tiers and [list(t) for t in existing.announce_tiers] != tiers:
             raise UsageError(
                 f"{target} exists and names other trackers than -t: --force to make it again "
                 "with these, or leave out -t to use it as it is"
+            )
+        if seeds and list(existing.url_list) != seeds:
+            raise UsageError(
+                f"{target} exists and names other web seeds than --webseed: --force to make it "
+                "again with these, or leave out --webseed to use it as it is"
             )
         if torrent_path is None and not _same_files(existing, path):
             raise UsageError(
@@ -205,7 +225,7 @@ def seed_torrent_file(
         return target, False
     if torrent_path is not None and not target.exists() and not force:
         metainfo.load(target)  # the user's file is missing: say so (exit 2)
-    write_file(target, create_torrent(path, trackers=tiers))
+    write_file(target, create_torrent(path, trackers=tiers, webseeds=seeds))
     return target, True
 
 
@@ -288,6 +308,7 @@ def _same_files(torrent: Torrent, path: Path) -> bool:
     help="Give up (exit 1) after this long with no peer and no usable tracker; "
     "default 30, or 300 with the DHT on.",
 )
+@click.option("--no-webseed", is_flag=True, help="Do not use the torrent's web seeds (BEP 19).")
 @dht_options
 @status_option
 def fetch_command(
@@ -306,6 +327,7 @@ def fetch_command(
     dht_bootstrap: tuple[str, ...],
     dht_port: int | None,
     give_up_after: float | None,
+    no_webseed: bool,
 ) -> None:
     """Download SOURCE (a .torrent file, a magnet: URI, or an http:// URL of a central
     server) into a folder.
@@ -323,7 +345,7 @@ def fetch_command(
         if source.startswith(("http://", "https://")):
             import swarm.central.client  # noqa: F401
         else:
-            import swarm.session  # noqa: F401
+            preload_engine(source, web_seeds=not no_webseed)
 
         click.echo("ready")
         sys.stdout.flush()
@@ -347,8 +369,10 @@ def fetch_command(
         give_up=give_up_after,
     )
     if source.lower().startswith("magnet:"):
+        if no_webseed:  # its ws= left out, so the torrent made from its metadata has none
+            source = without_web_seeds(source)
         raise SystemExit(fetch_magnet(source, out_dir, **options))
-    raise SystemExit(fetch_torrent(Path(source), out_dir, **options))
+    raise SystemExit(fetch_torrent(Path(source), out_dir, **options, web_seeds=not no_webseed))
 
 
 def parse_peer(text: str) -> tuple[str, int]:
