@@ -52,7 +52,8 @@ def table(
         f"server's and the seed's upload), u = {format_rate(u)} (each peer's upload), "
         f"d_min = {format_rate(d_min) if d_min else 'no cap'} (each downloader's download)",
         "bounds (Kurose & Ross): D_cs = max(N*F/u_s, F/d_min); "
-        "D_p2p = max(F/u_s, F/d_min, N*F/(u_s + N*u)); speedup = central total / swarm total",
+        "D_p2p = max(F/u_s, F/d_min, N*F/(u_s + N*u)); speedup = central total / swarm total "
+        "(hybrid's: central total / hybrid total)",
         _download_cap(d_min),
         *_server_lines(runs, u_s),
     ]
@@ -102,8 +103,10 @@ def _server_lines(runs: list[Run], u_s: int) -> list[str]:
     r = runs[0]
     if r.central_server == "nginx":
         lines.append(
-            "central server: nginx (--central nginx), limit_rate = u_s / N per download (one "
-            "request each, all N at once: u_s in all), or uncapped behind the lab's kernel cap"
+            "central server: nginx (--central nginx); its limit_rate is per request, so each of "
+            "the N downloads (one request each, all at once) gets F*u_s/(N*F + u_s), about "
+            "u_s/N (nginx runs a second ahead of its rate): u_s in all; under --lab netns "
+            "nginx is uncapped and the kernel caps its link at u_s"
         )
     if r.webseed_server is not None:
         lines.append(

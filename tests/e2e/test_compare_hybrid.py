@@ -52,7 +52,8 @@ def test_hybrid_row_beside_its_bound() -> None:
     assert len(hybrid["times"]) == 2 and hybrid["total"] >= d_p2p * 0.9
     assert hybrid["webseed_server"] == "swarm" and "hybrid_skipped" not in run
     if "webseed_bytes" in hybrid:
-        assert 0 < hybrid["webseed_bytes"] <= 2 * MiB
+        # The peers start empty: every piece came from the web seed at least once.
+        assert MiB <= hybrid["webseed_bytes"] <= 2 * MiB
 
 
 def nginx_or_skip() -> None:
