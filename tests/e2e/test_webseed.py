@@ -1,0 +1,190 @@
+"""Web seeds (BEP 19) end to end: ``swarm fetch`` as a real process from ``swarm serve-central``
+(a real process) as a web seed, alone and beside a swarm; web seeds that serve corrupt data,
+errors or nothing (small aiohttp servers in the test) are left and the download finishes from
+a peer."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from aiohttp import web
+from procutil import Proc, digest, start_seed, swarm_run
+
+pytestmark = pytest.mark.e2e
+
+LOCAL = ("--host", "127.0.0.1", "--port", "0", "--no-dht")
+
+
+def central(procs: Callable[..., Proc], path: Path, *extra: str) -> str:
+    """A ``swarm serve-central`` of *path*; the web seed URL it prints."""
+    p = procs("serve-central", path, "--host", "127.0.0.1", "--port", "0", *extra)
+    return p.wait_line(lambda s: s.startswith("web seed URL: ")).split()[-1]
+
+
+def make(
+    tmp_path: Path, size: int, webseed: str, tracker: str | None = None, piece: str = "16K"
+) -> tuple[Path, Path]:
+    src = tmp_path / "src" / "movie.bin"
+    src.parent.mkdir(exist_ok=True)
+    if not src.exists():
+        src.write_bytes(random.Random(size).randbytes(size))
+    torrent = tmp_path / "movie.torrent"
+    args = ["-q", "create", src, "-o", torrent, "--piece-length", piece, "--webseed", webseed]
+    r = swarm_run(*args, *(("-t", tracker) if tracker else ()), "--force")
+    assert r.returncode == 0, r.stderr
+    return src, torrent
+
+
+def done_status(p: Proc, timeout: float = 60) -> dict[str, int]:
+    """The ``done`` status line of a fetch run with ``--status-fd 1``."""
+    line = p.wait_line(lambda s: s.startswith('{"event":"done"'), timeout=timeout)
+    return json.loads(line)  # type: ignore[no-any-return]
+
+
+def fetch(procs: Callable[..., Proc], torrent: Path, out: Path, *extra: str) -> Proc:
+    return procs("fetch", torrent, "-o", out, *LOCAL, "--status-fd", "1", *extra)
+
+
+def test_a_web_seed_alone(tmp_path: Path, procs: Callable[..., Proc]) -> None:
+    (tmp_path / "src").mkdir()
+    src, torrent = make(tmp_path, 3_000_000 + 123, central(procs, tmp_path / "src"))
+    p = fetch(procs, torrent, tmp_path / "out", "--no-seed")
+    st = done_status(p)
+    assert p.wait_exit(timeout=30) == 0
+    assert digest(tmp_path / "out" / src.name) == digest(src)
+    assert st["web_seed_downloaded"] == st["downloaded"] == src.stat().st_size
+    assert any("from web seeds" in line for line in p.out if line.startswith("done:"))
+
+
+def test_no_webseed_turns_it_off(tmp_path: Path, procs: Callable[..., Proc]) -> None:
+    (tmp_path / "src").mkdir()
+    _, torrent = make(tmp_path, 100_000, central(procs, tmp_path / "src"))
+    p = fetch(procs, torrent, tmp_path / "out", "--no-seed", "--no-webseed", "--give-up-after", "1")
+    assert p.wait_exit(timeout=30) == 1
+    assert "no usable tracker and no peer" in p.err[-1]
+
+
+def test_a_multi_file_torrent_from_a_web_seed(tmp_path: Path, procs: Callable[..., Proc]) -> None:
+    album = tmp_path / "src" / "my album"
+    names = ["a b.bin", "sub/ü&c.bin", "sub/deeper/d%.bin", "z.bin"]
+    for i, name in enumerate(names):
+        (album / name).parent.mkdir(parents=True, exist_ok=True)
+        (album / name).write_bytes(random.Random(i).randbytes(40_000 * (i + 1) + i))
+    url = central(procs, album)
+    torrent = tmp_path / "album.torrent"
+    r = swarm_run("-q", "create", album, "-o", torrent, "--piece-length", "16K", "--webseed", url)
+    assert r.returncode == 0, r.stderr
+    p = fetch(procs, torrent, tmp_path / "out", "--no-seed")
+    assert p.wait_exit(timeout=30) == 0, p.err
+    for name in names:
+        assert digest(tmp_path / "out" / "my album" / name) == digest(album / name)
+
+
+def test_web_seed_and_swarm_both_serve(
+    tmp_path: Path, procs: Callable[..., Proc], tracker: str
+) -> None:
+    (tmp_path / "src").mkdir()
+    url = central(procs, tmp_path / "src", "--max-upload-rate", "1M")
+    src, torrent = make(tmp_path, 3 * 1024 * 1024, url, tracker)
+    start_seed(procs, src, torrent, rate="1M")
+    leechers = [fetch(procs, torrent, tmp_path / f"l{i}", "--no-seed") for i in range(4)]
+    done = [done_status(p, timeout=60) for p in leechers]
+    for i, p in enumerate(leechers):
+        assert p.wait_exit(timeout=30) == 0
+        assert digest(tmp_path / f"l{i}" / src.name) == digest(src)
+    from_web = sum(d["web_seed_downloaded"] for d in done)
+    from_peers = sum(d["downloaded"] - d["web_seed_downloaded"] for d in done)
+    assert from_web > 0 and from_peers > 0, done
+
+
+# -- bad web seeds, beside a good seed --------------------------------------------------------
+
+
+class Server:
+    """A small aiohttp server on 127.0.0.1 in a thread of its own; *mode* says how it answers."""
+
+    def __init__(self, data: bytes, mode: str) -> None:
+        self.data, self.mode, self.hits = data, mode, 0
+        self.loop = asyncio.new_event_loop()
+        self.ready = threading.Event()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        self.runner = asyncio.run_coroutine_threadsafe(self._start(), self.loop).result(10)
+
+    async def _start(self) -> web.AppRunner:
+        app = web.Application()
+        app.router.add_get("/{name}", self._handle)
+        runner = web.AppRunner(app, shutdown_timeout=0.1)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
+        self.url = f"http://127.0.0.1:{runner.addresses[0][1]}/"
+        self.gate = asyncio.Event()  # a hung answer waits for it
+        return runner
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        self.hits += 1
+        if self.mode == "hang":
+            await self.gate.wait()
+        if self.mode in ("404", "500"):
+            return web.Response(status=int(self.mode))
+        first, stop = request.http_range.start, request.http_range.stop
+        body = self.data[first:stop]
+        if self.mode == "corrupt":
+            body = bytes(b ^ 0x55 for b in body)
+        headers = {"Content-Range": f"bytes {first}-{stop - 1}/{len(self.data)}"}
+        return web.Response(status=206, body=body, headers=headers)
+
+    def close(self) -> None:
+        self.loop.call_soon_threadsafe(self.gate.set)
+        asyncio.run_coroutine_threadsafe(self.runner.cleanup(), self.loop).result(10)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+
+
+@pytest.fixture
+def server() -> Iterator[Callable[[bytes, str], Server]]:
+    made: list[Server] = []
+
+    def make_server(data: bytes, mode: str) -> Server:
+        made.append(Server(data, mode))
+        return made[-1]
+
+    yield make_server
+    for s in made:
+        s.close()
+
+
+@pytest.mark.parametrize("mode", ["corrupt", "404", "500", "hang"])
+def test_a_bad_web_seed_is_left_and_peers_finish(
+    tmp_path: Path,
+    procs: Callable[..., Proc],
+    tracker: str,
+    server: Callable[[bytes, str], Server],
+    mode: str,
+) -> None:
+    # With a corrupt web seed the seed takes 4 s alone: the web seed, backed off 2 s after its
+    # first bad piece, is back in time for its second, which drops it.
+    size = 2 * 1024 * 1024 + 5 if mode == "corrupt" else 1024 * 1024 + 5
+    data = random.Random(size).randbytes(size)
+    bad = server(data, mode)
+    src, torrent = make(tmp_path, size, bad.url, tracker)
+    assert src.read_bytes() == data
+    start_seed(procs, src, torrent, rate="512K" if mode == "corrupt" else "1M")
+    p = fetch(procs, torrent, tmp_path / "out", "--no-seed", "-v")
+    st = done_status(p, timeout=40)
+    assert p.wait_exit(timeout=30) == 0
+    assert digest(tmp_path / "out" / src.name) == digest(src)
+    assert bad.hits >= 1
+    log = "\n".join(p.err)
+    if mode == "corrupt":
+        assert "dropping web seed" in log and "corrupt" in log
+        assert "banning" not in log  # the seed, which sent good pieces, is not blamed
+    elif mode != "hang":
+        assert f"HTTP {mode}; trying again in" in log
+    assert st["downloaded"] - st["web_seed_downloaded"] > 0
