@@ -154,7 +154,8 @@ def test_nginx_is_capped_per_request_so_that_n_at_once_make_u_s() -> None:
     f, u_s = MiB, MiB
     for n in (1, 2, 8, 100):
         rate = request_rate(f, n, u_s)
-        # nginx allows rate x (whole seconds + 1): F bytes end at F / rate - 1 = N F / u_s.
+        # nginx sends a second's worth, then waits for it: F bytes end at
+        # ceil(F / rate) - 1 s, and F / rate - 1 is the bound N F / u_s.
         assert f / rate - 1 == pytest.approx(n * f / u_s, rel=1e-3)
     text = config(Path("/tmp/p"), "127.0.0.1", 8080, {2: 1000, 8: 250}, "")
     assert "listen 127.0.0.1:8080;" in text and "daemon off;" in text

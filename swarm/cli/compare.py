@@ -191,8 +191,9 @@ def _peer_counts(text: str) -> list[int]:
     show_default=True,
     help="Which server runs the central mode: swarm's serve-central, or Debian's nginx "
     "(started in a temporary prefix of its own). nginx caps a request, not a server "
-    "(limit_rate), so at each N it gets limit_rate = u_s / N: the N downloaders start "
-    "together, one request each, u_s in all. With --lab netns the kernel caps its link at "
+    "(limit_rate), so at each N it gets about u_s / N (F*u_s/(N*F + u_s): nginx sends a "
+    "second ahead of its rate): the N downloaders start together, one request each, u_s in "
+    "all. With --lab netns the kernel caps its link at "
     "u_s and nginx runs uncapped, and serves hybrid's web seed too; without it the web seed "
     "stays swarm's own server (a per-request cap cannot share u_s between peers that come "
     "and go). The table says which ran.",

@@ -13,11 +13,16 @@ download is one request). So each N gets a folder of its own, ``/nN/FILE``, with
 gets its fair share of u_s, so the server's total is u_s while all are running, as the bound
 N F / u_s assumes (swarm's own server shares one token bucket between its connections: a
 download that ends early leaves its share to the others, which nginx cannot do; with all N
-starting together none ends early). nginx lets a request run one second ahead of its rate
-(it allows rate x (whole seconds since the request began + 1) bytes), so one copy at u_s / N
-takes N F / u_s - 1 s, not N F / u_s; :func:`request_rate` takes that second off:
-limit_rate = F u_s / (N F + u_s), under which F bytes take exactly N F / u_s (measured: 1 MiB
-to 2 at 1 MiB/s took 1.06 s with u_s / N, the bound being 2 s; 2.06 s with this rate).
+starting together none ends early). nginx paces a request by bursts: it sends what its
+limit allows (rate x (whole seconds since the request began + 1) bytes, so a second's worth at
+once), then waits as long as that burst takes at the rate. The last burst's wait does not
+count, so a copy at rate r ends at ceil(F / r) - 1 s, a second before F / r (measured, 1 MiB to
+2 at 1 MiB/s: 1.06 s at u_s / N against a bound of 2 s). :func:`request_rate` gives that second
+back: limit_rate = F u_s / (N F + u_s), so F / r = N F / u_s + 1 and the copies end at
+ceil(N F / u_s), never before the bound and less than a second after it (measured: 2.06 s for
+a bound of 2 s, 5.03-5.07 s for 4 s with a rate that took off 1.5 s instead). Where the
+socket's buffer holds less than a second's worth the bursts are smaller and the copies end
+later, still within a second of F / r.
 
 In the network lab (``--lab netns``) the kernel caps the central host's link at u_s for all
 its connections together, so nginx runs uncapped there (``/FILE``), and the same nginx is the
@@ -55,7 +60,8 @@ def find_nginx() -> str:
 
 def request_rate(file_size: int, n: int, server_rate: int) -> int:
     """nginx's ``limit_rate`` for one of *n* downloads of *file_size* bytes at once to make
-    *server_rate* in all (see the module's docstring: nginx's one second ahead taken off)."""
+    *server_rate* in all (see the module's docstring: nginx's copy ends a second before
+    F / rate, so that second is given back)."""
     return max(1, file_size * server_rate // (n * file_size + server_rate))
 
 

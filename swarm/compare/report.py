@@ -105,7 +105,7 @@ def _server_lines(runs: list[Run], u_s: int) -> list[str]:
         lines.append(
             "central server: nginx (--central nginx); its limit_rate is per request, so each of "
             "the N downloads (one request each, all at once) gets F*u_s/(N*F + u_s), about "
-            "u_s/N (nginx runs a second ahead of its rate): u_s in all; under --lab netns "
+            "u_s/N (nginx sends a second ahead of its rate): u_s in all; under --lab netns "
             "nginx is uncapped and the kernel caps its link at u_s"
         )
     if r.webseed_server is not None:

@@ -66,11 +66,14 @@ def nginx_or_skip() -> None:
 
 def test_central_mode_served_by_nginx_within_its_bound() -> None:
     nginx_or_skip()
-    obj = compare("--modes", "central", "--central", "nginx", "--peers", "2", "--size", "1M")
+    args = ["--modes", "central", "--central", "nginx", "--peers", "2", "--size", "1M"]
+    obj = compare(*args, "--upload-rate", "512K")
     (run,) = obj["runs"]
     assert run["central_server"] == "nginx"
-    d_cs = bounds(MiB, 2, MiB, MiB)[0]  # 2 s: limit_rate holds the two to u_s in all
-    assert d_cs * 0.95 <= run["central"]["total"] <= d_cs * 1.3, run["central"]
+    # 4 s: limit_rate holds the two to u_s in all (nginx's second ahead given back: see
+    # swarm.compare.nginx), never faster than the bound allows.
+    d_cs = bounds(MiB, 2, MiB // 2, MiB // 2)[0]
+    assert d_cs * 0.97 <= run["central"]["total"] <= d_cs * 1.3, run["central"]
 
 
 def test_central_nginx_says_so_in_the_table() -> None:
