@@ -27,7 +27,7 @@ from swarm import __version__, metainfo
 from swarm.choker import default_slots
 from swarm.dht_client import PATIENCE, DhtClient
 from swarm.dht_shell import DhtNode
-from swarm.errors import MetainfoError, SessionError, StorageError, SwarmError
+from swarm.errors import MetainfoError, SessionError, StorageError, SwarmError, TrackerError
 from swarm.magnet import Magnet, parse_magnet
 from swarm.metadata_fetch import FetchedMetadata, MetadataFetcher, MetadataProgress
 from swarm.metainfo import Torrent, from_info
@@ -257,8 +257,14 @@ class Session:
         dial = direct
         if torrent is None:
             fetcher = self.metadata_fetcher(magnet, direct)
-            async with self._dht_feeding(magnet.info_hash, fetcher):
-                fetched = await fetcher.run(on_progress)
+            try:
+                async with self._dht_feeding(magnet.info_hash, fetcher):
+                    fetched = await fetcher.run(on_progress)
+            except TrackerError as exc:  # nowhere to fetch it from
+                if not magnet.web_seeds or fetcher.handshaken:
+                    raise
+                note = "a web seed (ws=) cannot give it: the metadata comes from peers (BEP 9)"
+                raise TrackerError(f"{exc}; {note}") from None
             torrent = from_info(fetched.info, magnet.trackers, web_seeds=magnet.web_seeds)
             write_torrent_file(folder, torrent)
             if on_metadata is not None:

@@ -14,6 +14,8 @@ import pytest
 from aiohttp import web
 
 from swarm import metainfo
+from swarm.errors import TrackerError
+from swarm.magnet import parse_magnet, without_web_seeds
 from swarm.picker import PiecePicker
 from swarm.session import Session
 from swarm.webseed import WebSeedSettings
@@ -321,3 +323,20 @@ def test_no_web_seeds_when_turned_off(tmp_path: Path, data: bytes) -> None:
         assert t.web_seeds.sources == [] and t.stats().web_seeds == 0
 
     with_server(ranged(data), test, web_seeds=False)
+
+
+def test_a_magnet_with_only_web_seeds_says_they_cannot_give_metadata(tmp_path: Path) -> None:
+    uri = "magnet:?xt=urn:btih:" + "ab" * 20 + "&ws=http%3A%2F%2F127.0.0.1%3A9%2F"
+
+    async def main() -> None:
+        async with Session(host="127.0.0.1", port=0, give_up_after=0.2) as s:
+            await s.add_magnet(uri, tmp_path)
+
+    with pytest.raises(TrackerError, match=r"web seed \(ws=\) cannot give it"):
+        asyncio.run(main())
+
+
+def test_without_web_seeds_keeps_the_rest_of_a_magnet() -> None:
+    uri = "magnet:?xt=urn:btih:" + "ab" * 20 + "&dn=x&tr=http%3A%2F%2Ft%2Fa&ws=http%3A%2F%2Fw%2F"
+    m = parse_magnet(without_web_seeds(uri))
+    assert m.web_seeds == [] and m.trackers == ["http://t/a"] and m.display_name == "x"
