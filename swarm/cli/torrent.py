@@ -42,7 +42,13 @@ BIG_FILE = 64 * 1024 * 1024  # hashing shows a progress bar from this size on (o
     help="Piece length (power of two, >= 16K); automatic by default.",
 )
 @click.option(
-    "--webseed", "webseeds", multiple=True, metavar="URL", help="Web seed URL (BEP 19); repeatable."
+    "--webseed",
+    "webseeds",
+    multiple=True,
+    metavar="URL",
+    help="Web seed URL (BEP 19): http:// or https://, a host, no #fragment; ending in / it is "
+    "a folder the torrent's name (and a multi-file torrent's paths) are appended to, as "
+    "`swarm serve-central` prints it ('web seed URL: ...'). Repeatable.",
 )
 @click.option("--private", is_flag=True, help="Mark the torrent private (BEP 27).")
 @click.option("--comment", help="A comment stored in the torrent.")
