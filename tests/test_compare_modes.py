@@ -49,6 +49,8 @@ def test_a_bad_modes_list_is_refused(text: str) -> None:
         ["--modes", "hybrid,hybrid"],
         ["--modes", "hybrid", "--churn", "6"],
         ["--central", "apache"],
+        ["--central", "nginx", "--modes", "swarm,hybrid"],  # nginx would serve nothing
+        ["--central", "nginx", "--fail", "central@1s"],  # --fail kills swarm's server
     ],
 )
 def test_compare_refuses_a_bad_mode_before_anything_runs(args: list[str]) -> None:
