@@ -20,15 +20,20 @@ from swarm.picker import Block, PiecePicker
 from swarm.webseed_plan import FileRange, Problem
 
 __all__ = [
+    "FIRST_RUN_BYTES",
+    "RUN_SECONDS",
     "WHOLE_BODY_LIMIT",
     "BadResponse",
     "BlockCutter",
     "Job",
+    "RunSizer",
     "check_response",
     "pick_run",
 ]
 
 WHOLE_BODY_LIMIT = 4 << 20  # a 200 (no range support) is read only for a file this small
+RUN_SECONDS = 1.0  # a run is about this long at the connection's measured rate ...
+FIRST_RUN_BYTES = 256 << 10  # ... and this long before there is a measure
 _CONTENT_RANGE = re.compile(r"bytes\s+(\d+)-(\d+)/(\d+|\*)\s*", re.ASCII | re.IGNORECASE)
 
 
@@ -111,6 +116,29 @@ def pick_run(
         for i in range(lo, hi + 1)
         for b in range(_nblocks(picker, i))
     ]
+
+
+class RunSizer:
+    """How many bytes to ask a web seed's connection for at once: about :data:`RUN_SECONDS`
+    of its measured rate, at most *max_bytes* (fewer, larger requests where the web seed is
+    fast; where it is slow, a run it holds for long is one the peers wait for or duplicate in
+    end-game: a 1 MiB run from a web seed capped at 1 MiB/s and shared by four downloaders
+    took each of them the whole download's time)."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self.rate = 0.0  # bytes/s of one connection, a moving average over runs
+
+    def done(self, nbytes: int, seconds: float) -> None:
+        """A run of *nbytes* took *seconds*."""
+        if nbytes > 0 and seconds > 0:
+            sample = nbytes / seconds
+            self.rate = sample if self.rate == 0 else 0.5 * (self.rate + sample)
+
+    @property
+    def run_bytes(self) -> int:
+        want = FIRST_RUN_BYTES if self.rate == 0 else self.rate * RUN_SECONDS
+        return int(max(1, min(want, self.max_bytes)))
 
 
 # -- one job: a byte span of the torrent, cut into blocks --------------------------------------

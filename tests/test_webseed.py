@@ -21,10 +21,12 @@ from swarm.session import Session
 from swarm.webseed import WebSeedSettings
 from swarm.webseed_plan import FileRange, Problem
 from swarm.webseed_run import (
+    FIRST_RUN_BYTES,
     WHOLE_BODY_LIMIT,
     BadResponse,
     BlockCutter,
     Job,
+    RunSizer,
     check_response,
     pick_run,
 )
@@ -104,6 +106,18 @@ def test_the_short_last_piece_and_a_released_run() -> None:
     assert pieces_of(blocks) == [0, 1, 2] and blocks[-1] == (2, 0, 100)
     p.release(WS, blocks)
     assert p.partial == {} and pieces_of(pick_run(p, WS, 10 * K)) == [0, 1, 2]
+
+
+def test_a_run_is_about_a_second_of_the_measured_rate() -> None:
+    sizer = RunSizer(4 << 20)
+    assert sizer.run_bytes == FIRST_RUN_BYTES
+    sizer.done(512 << 10, 2.0)  # 256 KiB/s
+    assert sizer.run_bytes == 256 << 10
+    sizer.done(100 << 20, 1.0)
+    assert sizer.run_bytes == 4 << 20  # never more than the most
+    tiny = RunSizer(4 << 20)
+    tiny.done(10, 10.0)
+    assert tiny.run_bytes == 1  # pick_run still gives a whole piece
 
 
 # -- bytes into blocks ----------------------------------------------------------------------
