@@ -175,6 +175,7 @@ class WebSeedSource:
         http = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=s.connections, force_close=False),
             auto_decompress=False,
+            read_bufsize=READ_CHUNK,
             headers={"User-Agent": f"swarm/{__version__}", "Accept-Encoding": "identity"},
         )
         try:

@@ -47,7 +47,7 @@ def done_status(p: Proc, timeout: float = 60) -> dict[str, int]:
     return json.loads(line)  # type: ignore[no-any-return]
 
 
-def fetch(procs: Callable[..., Proc], torrent: Path, out: Path, *extra: str) -> Proc:
+def fetch(procs: Callable[..., Proc], torrent: Path | str, out: Path, *extra: str) -> Proc:
     return procs("fetch", torrent, "-o", out, *LOCAL, "--status-fd", "1", *extra)
 
 
@@ -188,3 +188,20 @@ def test_a_bad_web_seed_is_left_and_peers_finish(
     elif mode != "hang":
         assert f"HTTP {mode}; trying again in" in log
     assert st["downloaded"] - st["web_seed_downloaded"] > 0
+
+
+def test_a_magnets_web_seed_is_used_once_the_metadata_came(
+    tmp_path: Path, procs: Callable[..., Proc]
+) -> None:
+    (tmp_path / "src").mkdir()
+    url = central(procs, tmp_path / "src")
+    src, torrent = make(tmp_path, 2 * 1024 * 1024, url)
+    seed = start_seed(procs, src, torrent, rate="256K")  # the metadata, and a slow peer
+    port = int(seed.wait_line(lambda s: s.startswith("seeding on port")).split()[3].rstrip(";"))
+    magnet = next(s.split()[-1] for s in seed.out if s.startswith("magnet:"))
+    assert "ws=" in magnet
+    p = fetch(procs, magnet, tmp_path / "out", "--no-seed", "--peer", f"127.0.0.1:{port}")
+    st = done_status(p)
+    assert p.wait_exit(timeout=30) == 0
+    assert digest(tmp_path / "out" / src.name) == digest(src)
+    assert st["web_seed_downloaded"] > 0
