@@ -51,7 +51,7 @@ class TorrentStats:
     downloaded: int  # every payload byte received
     uploaded: int
     wasted: int  # received but not in the file: duplicates, pieces that failed their hash
-    download_rate: float
+    download_rate: float  # from peers and web seeds
     upload_rate: float
     peers: int
     seeds: int
@@ -73,6 +73,9 @@ class _WebSeeds(Protocol):
 
     @property
     def active(self) -> int: ...
+
+    @property
+    def rate(self) -> float: ...
 
 
 class StatsSource(Protocol):
@@ -105,7 +108,7 @@ def snapshot(src: StatsSource) -> TorrentStats:
         downloaded=src.downloaded,
         uploaded=src.uploaded,
         wasted=src.wasted,
-        download_rate=src.rates[0],
+        download_rate=src.rates[0] + src.web_seeds.rate,
         upload_rate=src.rates[1],
         peers=len(peers),
         seeds=sum(1 for p in peers if p.state.peer_is_seed),

@@ -113,11 +113,23 @@ class WebSeeds:
         for line in found.skipped:
             log.info("%s: %s", owner.torrent.name, line)
         self.sources = [WebSeedSource(self, url) for url in found.urls]
+        self._rate = (0.0, clock(), 0)  # bytes/s, when measured, downloaded then
 
     @property
     def downloaded(self) -> int:
         """Payload bytes received from web seeds (duplicates and corrupt pieces included)."""
         return sum(s.downloaded for s in self.sources)
+
+    @property
+    def rate(self) -> float:
+        """Bytes/s from web seeds since the last measure (taken when read, a second apart)."""
+        rate, at, total = self._rate
+        now = self.clock()
+        if now - at >= 1.0:
+            downloaded = self.downloaded
+            rate = (downloaded - total) / (now - at)
+            self._rate = (rate, now, downloaded)
+        return rate
 
     @property
     def active(self) -> int:

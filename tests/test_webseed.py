@@ -18,7 +18,7 @@ from swarm.errors import TrackerError
 from swarm.magnet import parse_magnet, without_web_seeds
 from swarm.picker import PiecePicker
 from swarm.session import Session
-from swarm.webseed import WebSeedSettings
+from swarm.webseed import WebSeeds, WebSeedSettings
 from swarm.webseed_plan import FileRange, Problem
 from swarm.webseed_run import (
     FIRST_RUN_BYTES,
@@ -354,3 +354,21 @@ def test_without_web_seeds_keeps_the_rest_of_a_magnet() -> None:
     uri = "magnet:?xt=urn:btih:" + "ab" * 20 + "&dn=x&tr=http%3A%2F%2Ft%2Fa&ws=http%3A%2F%2Fw%2F"
     m = parse_magnet(without_web_seeds(uri))
     assert m.web_seeds == [] and m.trackers == ["http://t/a"] and m.display_name == "x"
+
+
+def test_the_web_seeds_rate_is_measured_when_read() -> None:
+    now = [0.0]
+
+    class Owner:
+        torrent = make_torrent(b"x" * K, "http://w/")
+        picker = picker(1)
+
+        def on_piece(self, conn: object, index: int, begin: int, block: bytes) -> None: ...
+
+    seeds = WebSeeds(Owner(), ["http://w/", "ftp://no/"], clock=lambda: now[0])
+    assert [s.url for s in seeds.sources] == ["http://w/"] and seeds.rate == 0.0
+    seeds.sources[0].downloaded = 3000
+    now[0] = 0.5
+    assert seeds.rate == 0.0  # not a second yet
+    now[0] = 1.5
+    assert seeds.rate == 2000.0 and seeds.downloaded == 3000
