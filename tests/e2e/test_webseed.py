@@ -16,6 +16,8 @@ import pytest
 from aiohttp import web
 from procutil import Proc, digest, start_seed, swarm_run
 
+from swarm import metainfo
+
 pytestmark = pytest.mark.e2e
 
 LOCAL = ("--host", "127.0.0.1", "--port", "0", "--no-dht")
@@ -205,3 +207,20 @@ def test_a_magnets_web_seed_is_used_once_the_metadata_came(
     assert p.wait_exit(timeout=30) == 0
     assert digest(tmp_path / "out" / src.name) == digest(src)
     assert st["web_seed_downloaded"] > 0
+
+
+def test_seed_webseed_makes_a_torrent_with_a_url_list(
+    tmp_path: Path, procs: Callable[..., Proc]
+) -> None:
+    src = tmp_path / "song.bin"
+    src.write_bytes(random.Random(3).randbytes(50_000))
+    seed = procs("seed", src, *LOCAL, "--webseed", "http://127.0.0.1:1/", "--webseed", "http://b/")
+    seed.wait_line(lambda s: s.startswith("seeding on port"))
+    made = metainfo.load(tmp_path / "song.bin.torrent")
+    assert made.url_list == ("http://127.0.0.1:1/", "http://b/")
+    seed.stop()
+    # Used as it is when --webseed agrees or is left out; another is a usage error.
+    other = swarm_run("seed", src, *LOCAL, "--webseed", "http://c/", timeout=30)
+    assert other.returncode == 2 and "other web seeds than --webseed" in other.stderr
+    bad = swarm_run("seed", src, *LOCAL, "--webseed", "ftp://c/", "--force", timeout=30)
+    assert bad.returncode == 2 and "bad web seed URL" in bad.stderr
