@@ -278,7 +278,7 @@ class WebSeedSource:
                 resp.close()  # nothing of ours is left in it
                 return
 
-    def _deliver(self, job: Job, cutter: BlockCutter, data: bytes) -> None:
+    def _deliver(self, job: Job, cutter: BlockCutter, data: bytes | memoryview) -> None:
         owner = self.owner
         for index, begin, block in cutter.feed(data):
             job.blocks.discard((index, begin))

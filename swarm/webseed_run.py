@@ -179,20 +179,33 @@ class BlockCutter:
         index, begin = divmod(self.offset, self.piece_length)
         return min(self.block_size, self.piece_size(index) - begin)
 
-    def feed(self, data: bytes | memoryview) -> Iterator[tuple[int, int, bytes]]:
-        """The blocks *data* completes (take them before feeding more)."""
+    def feed(self, data: bytes | memoryview) -> Iterator[tuple[int, int, bytes | memoryview]]:
+        """The blocks *data* completes (take each before the next: a block may be a view of
+        *data*, which the caller copies into its piece, rather than a copy of its own)."""
+        view = memoryview(data)
         buf = self._buf
-        buf += data
-        pos = 0
+        if buf:  # a block begun in an earlier read: finish it first
+            need = self._next_length() - len(buf)
+            if len(view) < need:
+                buf += view
+                return
+            buf += view[:need]
+            view = view[need:]
+            index, begin = divmod(self.offset, self.piece_length)
+            self.offset += len(buf)
+            yield index, begin, bytes(buf)
+            buf.clear()
         while True:
             n = self._next_length()
-            if n <= 0 or len(buf) - pos < n:  # n = 0: the torrent's end
+            if n <= 0:  # the torrent's end
+                return
+            if len(view) < n:
                 break
             index, begin = divmod(self.offset, self.piece_length)
-            yield index, begin, bytes(buf[pos : pos + n])
-            pos += n
             self.offset += n
-        del buf[:pos]
+            yield index, begin, view[:n]
+            view = view[n:]
+        buf += view
 
     @property
     def pending(self) -> int:
