@@ -270,10 +270,12 @@ class WebSeedSource:
             if len(chunk) > want:
                 chunk = chunk[:want]
             want -= len(chunk)
-            self._deliver(job, cutter, chunk)
             delay = self.owner.download_delay(len(chunk))
             if delay > 0:
-                await asyncio.sleep(delay)  # reading stops: the server's sending slows to our cap
+                # Paid before the bytes count (the kernel may hold a whole small answer): and
+                # while we wait, reading stops and the server's sending slows to our cap.
+                await asyncio.sleep(delay)
+            self._deliver(job, cutter, chunk)
             if not job.blocks and want:
                 resp.close()  # nothing of ours is left in it
                 return

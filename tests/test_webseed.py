@@ -372,3 +372,21 @@ def test_the_web_seeds_rate_is_measured_when_read() -> None:
     assert seeds.rate == 0.0  # not a second yet
     now[0] = 1.5
     assert seeds.rate == 2000.0 and seeds.downloaded == 3000
+
+
+def test_the_sessions_download_cap_holds_for_a_web_seed(tmp_path: Path, data: bytes) -> None:
+    async def main() -> float:
+        runner, url = await serve(ranged(data))
+        try:
+            async with Session(host="127.0.0.1", port=0, max_download_rate=250_000) as s:
+                loop = asyncio.get_running_loop()
+                started = loop.time()
+                t = await s.add(make_torrent(data, url), tmp_path / "out")
+                async with asyncio.timeout(20):
+                    await t.complete.wait()
+                return loop.time() - started
+        finally:
+            await runner.cleanup()
+
+    seconds = asyncio.run(main())
+    assert seconds >= len(data) / 250_000 * 0.8  # 300 kB at 250 kB/s: 1.2 s (0.96 s at least)
