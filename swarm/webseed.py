@@ -319,5 +319,9 @@ def _client_errors() -> tuple[type[BaseException], ...]:
 
 
 def _describe(exc: BaseException) -> str:
+    import aiohttp
+
+    if isinstance(exc, aiohttp.TooManyRedirects):
+        return f"too many redirects (more than {len(exc.history)})"
     text = str(exc) or type(exc).__name__
     return text.splitlines()[0][:200]

@@ -390,3 +390,27 @@ def test_the_sessions_download_cap_holds_for_a_web_seed(tmp_path: Path, data: by
 
     seconds = asyncio.run(main())
     assert seconds >= len(data) / 250_000 * 0.8  # 300 kB at 250 kB/s: 1.2 s (0.96 s at least)
+
+
+def test_redirects_are_followed_and_bounded(tmp_path: Path, data: bytes) -> None:
+    serve_file = ranged(data)
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        name = request.match_info["name"]
+        if name == "w.bin":
+            raise web.HTTPFound("/moved.bin")
+        if name == "loop.bin":
+            raise web.HTTPFound("/loop.bin")
+        return await serve_file(request)  # type: ignore[no-any-return, misc]
+
+    async def test(session: Session, url: str) -> None:
+        t = await session.add(make_torrent(data, url), tmp_path / "out")
+        async with asyncio.timeout(20):
+            await t.complete.wait()
+        assert (tmp_path / "out" / "w.bin").read_bytes() == data
+        looping = await session.add(make_torrent(data[:-1], url + "loop.bin"), tmp_path / "l")
+        src = looping.web_seeds.sources[0]
+        await until(lambda: src.health.failures > 0, 10)
+        assert src.health.last_problem is not None and "redirect" in src.health.last_problem.lower()
+
+    with_server(handle, test)
