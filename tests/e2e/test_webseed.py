@@ -93,7 +93,7 @@ def test_web_seed_and_swarm_both_serve(
 ) -> None:
     (tmp_path / "src").mkdir()
     url = central(procs, tmp_path / "src", "--max-upload-rate", "1M")
-    src, torrent = make(tmp_path, 3 * 1024 * 1024, url, tracker)
+    src, torrent = make(tmp_path, 2 * 1024 * 1024, url, tracker)
     start_seed(procs, src, torrent, rate="1M")
     leechers = [fetch(procs, torrent, tmp_path / f"l{i}", "--no-seed") for i in range(4)]
     done = [done_status(p, timeout=60) for p in leechers]
