@@ -163,7 +163,6 @@ class WebSeedSource:
         self.health = WebSeedHealth(url, s.max_failures, s.max_corrupt, s.base_delay, s.max_delay)
         self.peer_id = b"web seed " + url.encode()  # no peer id is this long: never a peer's
         self.downloaded = 0
-        self._cancelled: set[tuple[int, int]] = set()
         self._jobs: list[Job] = []
         self._sizer = RunSizer(owner.settings.run_bytes)
 
