@@ -181,7 +181,8 @@ class TorrentController:
     def on_interest(self, conn: PeerConnection) -> None:
         if conn.state.peer_interested:
             unchoke_if_free(self.choker, conn, self.peers)
-        elif not conn.state.am_choking:  # it lost interest: its slot is free
+        elif not conn.state.am_choking:  # it lost interest: choked (see the choker), and
+            conn.choke()  # its slot goes to a peer that waits
             unchoke_waiting(self.choker, self.peers, time.monotonic())
 
     def on_piece(

@@ -455,6 +455,27 @@ def test_keep_alive_flood_is_harmless(files: Files) -> None:
     asyncio.run(main())
 
 
+def test_a_peer_that_loses_interest_is_choked_and_unchoked_when_interested_again(
+    files: Files,
+) -> None:
+    """As libtorrent does: an unchoked peer that says it is not interested is choked (its
+    slot goes to a peer that waits), and unchoked again when it is interested and a slot is
+    free."""
+
+    async def main() -> None:
+        async with Session(host="127.0.0.1") as seeder:
+            await seeder.add(files.torrent, files.src.parent, seed=True)
+            raw = await RawPeer.connect(seeder.port)
+            await raw.handshake(files.torrent.info_hash)
+            await raw.unchoked()
+            raw.send(msg(wire.NOT_INTERESTED))
+            await raw.receive(wire.Choke)
+            await raw.unchoked()  # interested again: a slot is free
+            await raw.fetch(files, 0, 0, BLOCK)
+
+    asyncio.run(main())
+
+
 def test_requests_up_to_our_advertised_reqq_are_all_served(files: Files) -> None:
     """The other side of the flood bound: OUR_REQQ requests at once (what we tell peers they
     may queue, BEP 10 'reqq') are all answered, in order."""
