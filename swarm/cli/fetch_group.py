@@ -156,10 +156,21 @@ async def _commands(presence: dict[int, _Presence]) -> None:
         transport.close()
 
 
-def _done(index: int, name: str, nbytes: int, started: float) -> None:
+def _done(index: int, name: str, nbytes: int, started: float, web_seeds: int | None = None) -> None:
+    """*web_seeds*: of *nbytes*, those from web seeds (a torrent that has some), as ``swarm
+    fetch`` reports them: compare's hybrid row reads it in grouped runs too."""
     reported.add(index)
     seconds = round(time.monotonic() - started, 3)
-    report(Status(Event.DONE, name=name, downloaded=nbytes, seconds=seconds, index=index))
+    report(
+        Status(
+            Event.DONE,
+            name=name,
+            downloaded=nbytes,
+            seconds=seconds,
+            index=index,
+            web_seed_downloaded=web_seeds,
+        )
+    )
 
 
 async def _http_one(
@@ -201,7 +212,9 @@ async def _torrent_one(
                 raise t.failed
             if t.complete.is_set():
                 st = t.stats()
-                _done(index, torrent.name, st.downloaded - st.wasted, started)
+                fetched = st.downloaded - st.wasted
+                web = min(st.web_seed_downloaded, fetched) if t.web_seeds.sources else None
+                _done(index, torrent.name, fetched, started, web)
                 if seed:
                     await wait_stop(stop, t)
                 return

@@ -6,7 +6,6 @@ missing, except under CI (CI=true), which installs it and must run the test."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import shutil
@@ -37,23 +36,24 @@ def compare(*args: str, timeout: float = 90) -> dict:  # type: ignore[type-arg]
     return obj
 
 
-def test_hybrid_row_beside_its_bound() -> None:
-    obj = compare("--modes", "hybrid", "--peers", "2", "--size", "1M", "--upload-rate", "2M")
+@pytest.mark.parametrize("per_process", ["1", "2"])
+def test_hybrid_row_beside_its_bound(per_process: str) -> None:
+    """One downloader to a process (swarm fetch) and both in one (fetch-group) say how many
+    of their bytes came from the web seed."""
+    obj = compare(
+        *("--modes", "hybrid", "--peers", "2", "--size", "1M", "--upload-rate", "2M"),
+        *("--peers-per-process", per_process),
+    )
     (run,) = obj["runs"]
     assert run["central"] is None and run["swarm"] is None  # --modes left them out
     d_p2p = bounds(MiB, 2, 2 * MiB, 2 * MiB)[1]
     assert run["bounds"]["hybrid"] == pytest.approx(d_p2p, abs=1e-3)
-    if importlib.util.find_spec("swarm.webseed") is None:
-        assert "web seeds" in run["hybrid_skipped"] and "hybrid" not in run
-        pytest.skip("the engine does not download from web seeds yet: the row says why")
     hybrid = run["hybrid"]
-    # No seed in hybrid: every copy that verified came from the web seed and the peers, so
-    # the web seed served bytes; the downloaders say how many where they count them.
+    # No seed in hybrid: every copy that verified came from the web seed and the peers.
     assert len(hybrid["times"]) == 2 and hybrid["total"] >= d_p2p * 0.9
     assert hybrid["webseed_server"] == "swarm" and "hybrid_skipped" not in run
-    if "webseed_bytes" in hybrid:
-        # The peers start empty: every piece came from the web seed at least once.
-        assert MiB <= hybrid["webseed_bytes"] <= 2 * MiB
+    # The peers start empty: every piece came from the web seed at least once.
+    assert MiB <= hybrid["webseed_bytes"] <= 2 * MiB, hybrid
 
 
 def nginx_or_skip() -> None:
