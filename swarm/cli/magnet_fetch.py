@@ -61,9 +61,11 @@ def fetch_magnet(
     direct: list[tuple[str, int]],
     dht: DhtArgs = (False, (), None),
     give_up: float | None = None,
+    web_seeds: bool = True,
 ) -> int:
     """Download what the magnet *uri* names into *out_dir*; the exit code. Without tr and
-    x.pe, the DHT alone finds its peers."""
+    x.pe, the DHT alone finds its peers. *web_seeds* False: no web seed is used (neither the
+    magnet's ws= nor a url-list in its metadata)."""
     from swarm.cli.common import run_until_signal
     from swarm.cli.dht import dht_session_options
     from swarm.magnet import parse_magnet
@@ -84,6 +86,7 @@ def fetch_magnet(
             max_download_rate=down,
             **dht_kw,
             give_up_after=give_up,
+            web_seeds=web_seeds,
         ) as session:
             display = Display(magnet.display_name or magnet.info_hash_hex, None)
 

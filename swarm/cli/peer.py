@@ -371,7 +371,7 @@ def fetch_command(
     if source.lower().startswith("magnet:"):
         if no_webseed:  # its ws= left out, so the torrent made from its metadata has none
             source = without_web_seeds(source)
-        raise SystemExit(fetch_magnet(source, out_dir, **options))
+        raise SystemExit(fetch_magnet(source, out_dir, **options, web_seeds=not no_webseed))
     raise SystemExit(fetch_torrent(Path(source), out_dir, **options, web_seeds=not no_webseed))
 
 
