@@ -34,6 +34,25 @@ class SourceFile:
     disk_path: Path
     path: tuple[str, ...]  # relative to the torrent's folder (just the name for one file)
     length: int
+    pad: bool = False  # a BEP 47 pad file: zeros, not on disk
+
+
+def align_files(files: list[SourceFile], piece_length: int) -> list[SourceFile]:
+    """*files* with BEP 47 pad files between them, laid out as libtorrent 2.0 lays them out
+    (``create_torrent`` with ``v1_only | canonical_files_no_tail_padding``): before each
+    non-empty file that would not start on a piece boundary, ``.pad/N``, the N zero bytes up
+    to it; so no pad after the last file. *files* are in libtorrent's order already (by path,
+    component by component: see :func:`collect_files`)."""
+    out: list[SourceFile] = []
+    offset = 0
+    for f in files:
+        if f.length and offset % piece_length:
+            n = piece_length - offset % piece_length
+            out.append(SourceFile(Path(), (".pad", str(n)), n, pad=True))
+            offset += n
+        out.append(f)
+        offset += f.length
+    return out
 
 
 def auto_piece_length(total: int) -> int:
@@ -91,6 +110,8 @@ class _Reader:
         self._offsets: list[int] = []
         self._lengths: list[int] = []
         offset = 0
+        # Every pad file reads as a slice of one buffer of zeros (pads are under a piece).
+        self._zeros = memoryview(bytes(max((f.length for f in files if f.pad), default=0)))
         try:
             for f in files:
                 self._offsets.append(offset)
@@ -107,9 +128,9 @@ class _Reader:
         self.total = offset
 
     def _map(self, f: SourceFile) -> None:
-        if not f.length:
+        if not f.length or f.pad:
             self._mmaps.append(None)
-            self._maps.append(None)
+            self._maps.append(self._zeros[: f.length] if f.pad else None)
             return
         with open(f.disk_path, "rb") as fh:
             size = os.fstat(fh.fileno()).st_size
@@ -268,6 +289,14 @@ def hash_pieces(
         return job.wait(on_progress)
 
 
+def _attr(f: SourceFile) -> str:
+    """BEP 47 ``attr`` as libtorrent writes it: ``p`` a pad file, ``x`` if the owner may
+    execute the file (libtorrent's test, ``S_IXUSR``)."""
+    if f.pad:
+        return "p"
+    return "x" if f.disk_path.stat().st_mode & 0o100 else ""
+
+
 def check_urls(trackers: list[list[str]] | None, webseeds: list[str] | None = None) -> None:
     """:class:`UsageError` for the first tracker or web seed URL a torrent should not carry
     (see :func:`swarm.metainfo.check_tracker_url`)."""
@@ -293,13 +322,16 @@ def create_torrent(
     threads: int | None = None,
     on_progress: Callable[[int, int], None] | None = None,
     dht_nodes: list[tuple[str, int]] | None = None,
+    align: bool = False,
 ) -> bytes:
     """Build the bytes of a .torrent for the file or folder at *path*.
 
     *trackers* is a list of tiers (BEP 12); *on_progress(done, total)* reports hashing. A
     tracker or web seed URL no client could use is :class:`UsageError`, before any hashing.
     *dht_nodes* become BEP 5's ``nodes``: DHT nodes a client of a trackerless torrent can
-    bootstrap from.
+    bootstrap from. *align*: a folder's files each start on a piece boundary, padded as
+    libtorrent pads them (:func:`align_files`), executable ones marked ``x`` as libtorrent
+    marks them (BEP 47); the same files give libtorrent's info-hash.
     """
     check_urls(trackers, webseeds)
     root = Path(path)
@@ -314,6 +346,10 @@ def create_torrent(
             f"piece length must be a power of two of at least 16 KiB, not {piece_length}"
         )
     progress = (lambda done: on_progress(done, total)) if on_progress else None
+    single = root.is_file()
+    if align and not single:
+        files = align_files(files, piece_length)
+        total = sum(f.length for f in files)
     with Hashing(files, piece_length, threads) as job:
         # Imported here, not at the top: this thread loads the bencoding and metainfo code
         # while the workers hash (hashlib lets go of the GIL), which takes it off the clock
@@ -321,13 +357,13 @@ def create_torrent(
         from swarm import metainfo
 
         hashes = job.wait(progress)
-    single = root.is_file()
     data = metainfo.build_metainfo(
         name=root.resolve().name,
         piece_length=piece_length,
         piece_hashes=hashes,
         length=total if single else None,
         files=None if single else [(f.path, f.length) for f in files],
+        attrs=[_attr(f) for f in files] if align and not single else None,
         trackers=trackers,
         url_list=webseeds,
         private=private,

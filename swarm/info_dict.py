@@ -20,6 +20,7 @@ __all__ = [
     "MAX_FILES",
     "MAX_PIECE_LENGTH",
     "MAX_TOTAL_LENGTH",
+    "V2_ONLY",
     "FileEntry",
     "Info",
     "parse_info",
@@ -31,20 +32,45 @@ MAX_TOTAL_LENGTH = 1 << 50  # 1 PiB: anything bigger is a lie or an attack
 MAX_FILES = 1_000_000
 
 _DRIVE_RE = re.compile(r"^[A-Za-z]:")
+_BITCOMET_PAD = "_____padding_file_"  # BitComet's pad files, before BEP 47 had 'attr'
+
+V2_ONLY = "this is a BitTorrent v2-only torrent; swarm reads v1 and hybrid torrents"
 
 
 @dataclass(frozen=True, slots=True)
 class FileEntry:
-    """One file of a torrent: its path inside the torrent's folder, length and byte offset."""
+    """One file of a torrent: its path inside the torrent's folder, length and byte offset,
+    and its BEP 47 attributes: a pad file (``p``: zeros that align the next file to a piece
+    boundary, never on disk), executable (``x``), hidden (``h``), a symlink (``l``, with
+    its ``symlink path``: it takes no bytes of the torrent and swarm never creates it)."""
 
     path: tuple[str, ...]
     length: int
     offset: int
     padding: bool = False
+    executable: bool = False
+    hidden: bool = False
+    symlink: tuple[str, ...] | None = None  # the target, relative to the torrent's folder
 
     @property
     def path_str(self) -> str:
         return "/".join(self.path)
+
+    def summary(self) -> dict[str, Any]:
+        """How ``swarm info --json`` shows it: path, length, and its attributes if any."""
+        out: dict[str, Any] = {"path": self.path_str, "length": self.length}
+        if self.executable:
+            out["executable"] = True
+        if self.hidden:
+            out["hidden"] = True
+        if self.symlink is not None:
+            out["symlink"] = "/".join(self.symlink)
+        return out
+
+    @property
+    def on_disk(self) -> bool:
+        """Whether the file exists on disk: not a pad file, not a symlink."""
+        return not self.padding and self.symlink is None
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +87,9 @@ class Info:
 
 def parse_info(info: dict[bytes, Any]) -> Info:
     """Check a decoded ``info`` dictionary; :class:`MetainfoError` names what is wrong."""
+    if info.get(b"meta version") == 2 and b"pieces" not in info:
+        # BEP 52 alone (no v1 part to read a hybrid torrent by): say what it is, once.
+        raise MetainfoError(V2_ONLY)
     name_raw = info.get(b"name.utf-8", info.get(b"name"))
     if name_raw is None:
         raise MetainfoError("'info.name' is missing")
@@ -90,7 +119,10 @@ def parse_info(info: dict[bytes, Any]) -> Info:
     if has_length:
         length = _int(info, b"length", "info.length")
         _check_length(length, "info.length")
-        files = [FileEntry(path=(name,), length=length, offset=0)]
+        attr = _attr(info)  # BEP 47 lets a single file's attributes stand in 'info'
+        if "p" in attr or "l" in attr:
+            raise MetainfoError("a single-file torrent's file cannot be a pad file or a symlink")
+        files = [FileEntry((name,), length, 0, executable="x" in attr, hidden="h" in attr)]
         multi = False
     elif has_files:
         files = _parse_files(name, info[b"files"])
@@ -131,23 +163,47 @@ def _parse_files(name: str, raw_files: object) -> list[FileEntry]:
         what = f"info.files[{i}]"
         if not isinstance(entry, dict):
             raise MetainfoError(f"'{what}' must be a dictionary")
+        attr = _attr(entry)
         length = _int(entry, b"length", f"{what}.length")
         _check_length(length, f"{what}.length")
+        symlink = _symlink(entry, what) if "l" in attr else None
+        if "l" in attr:
+            length = 0  # a symlink takes no bytes of the torrent, whatever it says (libtorrent)
+        padding = "p" in attr
         path_raw = entry.get(b"path.utf-8", entry.get(b"path"))
+        if path_raw is None and padding:
+            path_raw = [b".pad", str(length).encode()]  # a pad file needs no path (libtorrent)
         if path_raw is None:
             raise MetainfoError(f"'{what}.path' is missing")
         path = safe_path_components(path_raw, what)
-        attr = entry.get(b"attr", b"")
-        padding = isinstance(attr, bytes) and b"p" in attr
+        padding = padding or any(p.startswith(_BITCOMET_PAD) for p in path)
         full = (name, *path)
-        if full in seen and not padding:
-            raise MetainfoError(f"'{what}': duplicate file path {'/'.join(path)!r}")
-        seen.add(full)
-        files.append(FileEntry(path=full, length=length, offset=offset, padding=padding))
+        if not padding:  # pad files share names (.pad/N): they are never on disk
+            if full in seen:
+                raise MetainfoError(f"'{what}': duplicate file path {'/'.join(path)!r}")
+            seen.add(full)
+        link = None if padding else symlink
+        files.append(FileEntry(full, length, offset, padding, "x" in attr, "h" in attr, link))
         offset += length
         if offset > MAX_TOTAL_LENGTH:
             raise MetainfoError("the torrent's total length is absurdly large")
     return files
+
+
+def _attr(entry: dict[bytes, Any]) -> str:
+    """BEP 47 ``attr``: its letters (unknown ones ignored, a value of the wrong type too)."""
+    attr = entry.get(b"attr", b"")
+    return attr.decode("ascii", "replace") if isinstance(attr, bytes) else ""
+
+
+def _symlink(entry: dict[bytes, Any], what: str) -> tuple[str, ...] | None:
+    """A symlink's ``symlink path``, or None when it has none or it is not a list of strings
+    (then, as libtorrent does, the entry is an empty regular file). Not checked as a path:
+    swarm never creates the link, it only names its target in a log line."""
+    target = entry.get(b"symlink path")
+    if not isinstance(target, list) or not all(isinstance(t, bytes) for t in target):
+        return None
+    return tuple(_text(t, f"{what}.symlink path") for t in target)
 
 
 def safe_path_components(parts: object, what: str) -> tuple[str, ...]:

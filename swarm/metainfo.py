@@ -53,7 +53,8 @@ _Urls = list[str] | tuple[str, ...]
 
 @dataclass(frozen=True, slots=True, eq=False)
 class Torrent:
-    """A parsed, validated v1 torrent."""
+    """A parsed, validated v1 torrent (or a hybrid's v1 part); its *files* include BEP 47 pad
+    files (:attr:`FileEntry.padding`: zeros in the pieces, never on disk)."""
 
     info_hash: bytes
     name: str
@@ -132,9 +133,8 @@ class Torrent:
             "length": self.length,
             "piece_length": self.piece_length,
             "pieces": self.num_pieces,
-            "files": [
-                {"path": f.path_str, "length": f.length} for f in self.files if not f.padding
-            ],
+            "files": [f.summary() for f in self.files if not f.padding],
+            "pad_files": sum(1 for f in self.files if f.padding),
             "announce": self.trackers,
             "announce_tiers": [list(t) for t in self.announce_tiers],
             "private": self.private,
@@ -195,15 +195,8 @@ def parse(data: bytes, max_size: int = MAX_TORRENT_SIZE) -> Torrent:
     start, end = spans[b"info"]
     raw_info = data[start:end]
     checked = parse_info(info)
-    known = {
-        b"info",
-        b"announce",
-        b"announce-list",
-        b"url-list",
-        b"comment",
-        b"created by",
-        b"creation date",
-    }
+    known = {b"info", b"announce", b"announce-list", b"url-list", b"comment", b"created by"}
+    known.add(b"creation date")
     return Torrent(  # the fields in their declared order
         info_hash=hashlib.sha1(raw_info).digest(),
         name=checked.name,
@@ -349,6 +342,7 @@ def build_metainfo(
     piece_length: int,
     piece_hashes: list[bytes],
     files: list[tuple[tuple[str, ...], int]] | None = None,
+    attrs: list[str] | None = None,
     length: int | None = None,
     trackers: list[list[str]] | None = None,
     url_list: list[str] | None = None,
@@ -358,8 +352,9 @@ def build_metainfo(
     creation_date: int | None = None,
 ) -> bytes:
     """Bencode a v1 torrent. Give *length* for a single file, or *files* (paths relative to
-    the torrent's folder, with lengths) for a multi-file torrent. *trackers* is a list of
-    tiers (BEP 12)."""
+    the torrent's folder, with lengths) for a multi-file torrent, and *attrs*, one a file, for
+    their BEP 47 ``attr`` (``"p"`` a pad file, ``"x"`` executable; ``""`` none). *trackers*
+    is a list of tiers (BEP 12)."""
     info: dict[bytes, Any] = {
         b"name": name.encode(),
         b"piece length": piece_length,
@@ -371,6 +366,9 @@ def build_metainfo(
         info[b"files"] = [
             {b"length": flen, b"path": [part.encode() for part in path]} for path, flen in files
         ]
+        for entry, attr in zip(info[b"files"], attrs or [], strict=False):
+            if attr:
+                entry[b"attr"] = attr.encode()
     else:
         info[b"length"] = length
     if private:

@@ -6,6 +6,12 @@ verified the files are renamed to their real names. A small resume file (``.NAME
 the output folder) records which pieces were verified and the sizes and mtimes of the files,
 so a restart can trust it instead of hashing everything again.
 
+BEP 47: a pad file's bytes are zeros that only align the next file to a piece boundary. They
+are never on disk: read (to upload or to check a piece) they are zeros, written they are
+dropped, and no ``.pad`` file or folder is created, so a padded torrent seeds from the original
+folder. A symlink entry (``l``) takes no bytes and is never created (a log line says so); an
+executable one (``x``) gets its execute bits when the download is finished.
+
 Every method here is blocking; the session calls them from worker threads.
 """
 
@@ -53,6 +59,13 @@ def _strerror(exc: OSError) -> str:
     return exc.strerror or str(exc)
 
 
+def _make_executable(path: Path) -> None:
+    """BEP 47 ``x``: execute bits wherever the file is readable (``chmod +x`` under the usual
+    umask), as a finished download's executable file is."""
+    mode = path.stat().st_mode
+    path.chmod(mode | (mode & 0o444) >> 2)
+
+
 class Storage:
     """The files of one torrent under *root* (the output folder for a download, or the folder
     that holds the data to seed)."""
@@ -61,6 +74,8 @@ class Storage:
         self.torrent = torrent
         self.root = Path(root)
         self.final_paths = [self.root.joinpath(*f.path) for f in torrent.files]
+        # The files that are on disk: not pad files, not symlinks (BEP 47).
+        self.disk_files = [i for i, f in enumerate(torrent.files) if f.on_disk]
         self._fds: dict[int, int] = {}
         self._lock = threading.Lock()
         self.complete_on_disk = False  # files carry their real names
@@ -127,8 +142,8 @@ class Storage:
             return
         self.close()
         try:
-            for i, p in enumerate(self.final_paths):
-                p.replace(self.part_path(i))
+            for i in self.disk_files:
+                self.final_paths[i].replace(self.part_path(i))
         except OSError as exc:
             raise StorageError(f"cannot rename {exc.filename}: {_strerror(exc)}") from None
         self.complete_on_disk = False
@@ -140,8 +155,9 @@ class Storage:
         """Use the complete files as they are (read-only)."""
         self.complete_on_disk = True
         self.writable = False
-        for i, f in enumerate(self.torrent.files):
-            p = self.final_paths[i]
+        self._say_symlinks()
+        for i in self.disk_files:
+            f, p = self.torrent.files[i], self.final_paths[i]
             if not p.is_file():
                 kind = "is not a regular file" if p.exists() else "is missing"
                 raise StorageError(f"{p} {kind}; it must hold the torrent's data to seed it")
@@ -155,17 +171,19 @@ class Storage:
         """Prepare the output folder: real names if the data is complete already, otherwise
         ``.part`` files (created sparse at full length)."""
         self.writable = True
+        self._say_symlinks()
+        files = self.torrent.files
         finals_ok = all(
-            p.is_file() and p.stat().st_size == f.length
-            for p, f in zip(self.final_paths, self.torrent.files, strict=True)
+            self.final_paths[i].is_file() and self.final_paths[i].stat().st_size == files[i].length
+            for i in self.disk_files
         )
         self.complete_on_disk = finals_ok
         if finals_ok:
             return
         try:
             self.root.mkdir(parents=True, exist_ok=True)
-            for i, f in enumerate(self.torrent.files):
-                p = self.final_paths[i]
+            for i in self.disk_files:
+                f, p = files[i], self.final_paths[i]
                 part = p.with_name(p.name + PART)
                 part.parent.mkdir(parents=True, exist_ok=True)
                 if p.is_dir() or part.is_dir():
@@ -223,6 +241,9 @@ class Storage:
         """Read bytes of a piece (a block, or the whole piece)."""
         parts = []
         for s in self.spans(piece, begin, length):
+            if self.torrent.files[s.file_index].padding:
+                parts.append(bytes(s.length))  # BEP 47: a pad file is zeros, never on disk
+                continue
             try:
                 data = os.pread(self._fd(s.file_index), s.length, s.file_offset)
             except OSError as exc:
@@ -241,6 +262,9 @@ class Storage:
         view = memoryview(data)
         pos = 0
         for s in self.spans(piece):
+            if self.torrent.files[s.file_index].padding:
+                pos += s.length  # a pad file's bytes are never written (BEP 47)
+                continue
             chunk = view[pos : pos + s.length]
             fd = self._fd(s.file_index)
             try:
@@ -290,12 +314,20 @@ class Storage:
                     raise StorageError(f"cannot flush data to disk: {_strerror(exc)}") from None
         self.close()
         try:
-            for p in self.final_paths:
-                p.with_name(p.name + PART).replace(p)
+            for i in self.disk_files:
+                self.part_path(i).replace(self.final_paths[i])
+                if self.torrent.files[i].executable:
+                    _make_executable(self.final_paths[i])
         except OSError as exc:
             raise StorageError(f"cannot rename {exc.filename}: {_strerror(exc)}") from None
         self.complete_on_disk = True
         self.writable = False
+
+    def _say_symlinks(self) -> None:
+        for f in self.torrent.files:
+            if f.symlink is not None and not f.padding:
+                # Never created: a link's target could lie outside the output folder.
+                log.info("not creating symlink %s -> %s", f.path_str, "/".join(f.symlink))
 
     # -- fast resume ---------------------------------------------------------------------
 
@@ -305,7 +337,7 @@ class Storage:
 
     def _file_stamps(self) -> list[list[int]]:
         out = []
-        for i in range(len(self.torrent.files)):
+        for i in self.disk_files:
             st = self.path_for(i).stat()
             out.append([st.st_size, st.st_mtime_ns])
         return out

@@ -51,6 +51,13 @@ BIG_FILE = 64 * 1024 * 1024  # hashing shows a progress bar from this size on (o
     "`swarm serve-central` prints it ('web seed URL: ...'). Repeatable.",
 )
 @click.option("--private", is_flag=True, help="Mark the torrent private (BEP 27).")
+@click.option(
+    "--align",
+    is_flag=True,
+    help="Start every file of a folder on a piece boundary, with BEP 47 pad files (.pad/N, "
+    "zeros no client writes to disk) between them, as libtorrent lays them out (executable "
+    "files marked x): the same files give libtorrent's info-hash.",
+)
 @click.option("--comment", help="A comment stored in the torrent.")
 @click.option(
     "--dht-node",
@@ -68,6 +75,7 @@ def create_command(
     piece_length: int | None,
     webseeds: tuple[str, ...],
     private: bool,
+    align: bool,
     comment: str | None,
     dht_nodes: tuple[str, ...],
     force: bool,
@@ -93,6 +101,7 @@ def create_command(
             comment=comment,
             on_progress=progress.update if progress.shown else None,
             dht_nodes=nodes,
+            align=align,
         )
     write_file(out, data)
     from swarm import metainfo  # loaded by create_torrent (while it hashed): no cost here
@@ -156,9 +165,15 @@ def info_command(torrent: str, as_json: bool) -> None:
     files = [f for f in t.files if not f.padding]
     click.echo(f"files:        {len(files)}")
     for f in files[:50]:
-        click.echo(f"  {format_size(f.length):>10}  {f.path_str}")
+        link = f" -> {'/'.join(f.symlink)} (a symlink: not created)" if f.symlink else ""
+        flag = " (executable)" if f.executable else ""
+        click.echo(f"  {format_size(f.length):>10}  {f.path_str}{flag}{link}")
     if len(files) > 50:
         click.echo(f"  ... and {len(files) - 50} more")
+    pads = [f for f in t.files if f.padding]
+    if pads:  # BEP 47: in the pieces as zeros, never on disk
+        size = format_size(sum(f.length for f in pads))
+        click.echo(f"pad files:    {len(pads)} ({size} of zeros aligning files; never written)")
     click.echo(f"magnet:       {t.magnet()}")
 
 
