@@ -1,7 +1,8 @@
 """BEP 47 end to end (issue 20): a padded multi-file hybrid torrent made by libtorrent (its
 defaults: ``.pad/N`` after every file that does not end on a piece boundary, the last one too)
 seeded by ``swarm seed`` from the original folder, which has no ``.pad``, to ``swarm fetch``,
-which writes none: every file byte-identical, the executable one executable."""
+which writes none: every file byte-identical, the executable one executable; a damaged byte
+is found and repaired by the next fetch."""
 
 from __future__ import annotations
 
@@ -83,6 +84,13 @@ def test_padded_libtorrent_torrent_seeded_from_the_original_folder(procs, tmp_pa
     assert not (out / "set" / ".pad").exists()
     assert os.access(out / "set" / "z.sh", os.X_OK)
     assert not os.access(out / "set" / "a.bin", os.X_OK)
+    # A damaged byte: the next fetch checks the files (pads read as zeros), repairs one piece.
+    with open(out / "set" / "sub" / "b.bin", "r+b") as f:
+        f.seek(100)
+        f.write(b"X" if f.read(1) != b"X" else b"Y")
+    fetch = procs("fetch", torrent, "-o", out, "--no-seed", *LOCAL, "--peer", f"127.0.0.1:{port}")
+    assert fetch.wait_exit(timeout=60) == 0, fetch.err[-5:]
+    assert files_of(out / "set") == files_of(src)
     # The download checks again as a seed (pads read as zeros): seeding from it works.
     again = procs("seed", out / "set", "--torrent", torrent, *LOCAL)
     seed_port(again)
