@@ -155,7 +155,7 @@ class Storage:
         """Use the complete files as they are (read-only)."""
         self.complete_on_disk = True
         self.writable = False
-        self._say_symlinks()
+        self._say_symlinks(logging.INFO)
         for i in self.disk_files:
             f, p = self.torrent.files[i], self.final_paths[i]
             if not p.is_file():
@@ -171,7 +171,7 @@ class Storage:
         """Prepare the output folder: real names if the data is complete already, otherwise
         ``.part`` files (created sparse at full length)."""
         self.writable = True
-        self._say_symlinks()
+        self._say_symlinks(logging.WARNING)  # the user looks for the link: say where it went
         files = self.torrent.files
         finals_ok = all(
             self.final_paths[i].is_file() and self.final_paths[i].stat().st_size == files[i].length
@@ -323,11 +323,12 @@ class Storage:
         self.complete_on_disk = True
         self.writable = False
 
-    def _say_symlinks(self) -> None:
+    def _say_symlinks(self, level: int) -> None:
         for f in self.torrent.files:
-            if f.symlink is not None and not f.padding:
+            if f.symlink is not None:
                 # Never created: a link's target could lie outside the output folder.
-                log.info("not creating symlink %s -> %s", f.path_str, "/".join(f.symlink))
+                target = "/".join(f.symlink)
+                log.log(level, "not creating symlink %s -> %s (BEP 47)", f.path_str, target)
 
     # -- fast resume ---------------------------------------------------------------------
 

@@ -5,6 +5,7 @@ such (issue 20)."""
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import random
 import subprocess
@@ -222,13 +223,15 @@ def test_download_never_creates_pad_files_and_sets_x(
     assert not os.access(out / "set" / "a.bin", os.X_OK)
 
 
-def test_symlinks_are_never_created(tmp_path: Path) -> None:
+def test_symlinks_are_never_created(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     data, stream = padded([("a.bin", A, ""), ("link", 0, "l")])
     info = bencoding.decode(data)[b"info"]
     info[b"files"][1][b"symlink path"] = [b"..", b"outside"]
     t = metainfo.parse(bencoding.encode({b"info": info}))
     st = Storage(t, tmp_path / "out")
-    st.open_for_download()
+    with caplog.at_level(logging.WARNING, "swarm.storage"):
+        st.open_for_download()
+    assert caplog.messages == ["not creating symlink set/link -> ../outside (BEP 47)"]
     for i in range(t.num_pieces):
         st.write_piece(i, stream[i * PIECE : (i + 1) * PIECE])
     st.finalize()
