@@ -8,7 +8,7 @@ for a user; a front end (``swarm tracker``) wraps it into its own error type.
 
 from __future__ import annotations
 
-__all__ = ["PacketError", "RequestError", "StartError"]
+__all__ = ["PacketError", "RequestError", "StartError", "TorrentFileError"]
 
 
 class RequestError(Exception):
@@ -21,3 +21,7 @@ class StartError(Exception):
 
 class PacketError(ValueError):
     """A UDP tracker packet (BEP 15) that is too short or malformed to read."""
+
+
+class TorrentFileError(ValueError):
+    """A .torrent file the tracker cannot read a name from (``str(err)`` says why, for a user)."""

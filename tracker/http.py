@@ -1,6 +1,6 @@
-"""The HTTP shell of the tracker: /announce, /scrape (BEP 3, 48), /stats (JSON) and / (an HTML
-page listing the swarms), as an asyncio protocol over httptools (llhttp, the parser behind
-Node.js and uvicorn).
+"""The HTTP shell of the tracker: /announce, /scrape (BEP 3, 48), /stats (JSON) and / (a live
+page of the swarms, with its script at /page.js: :mod:`tracker.page`), as an asyncio protocol
+over httptools (llhttp, the parser behind Node.js and uvicorn).
 
 Why not aiohttp here: an announce is a few dict lookups and one small bencoded answer, so the
 per-request cost of a full framework (request objects, header multidicts, tasks) is most of the
@@ -15,7 +15,6 @@ read and show; unknown paths get 404; a request that is not HTTP gets 400 and a 
 from __future__ import annotations
 
 import asyncio
-import html
 import json
 import logging
 import time
@@ -24,7 +23,7 @@ from typing import cast
 
 import httptools
 
-from tracker import protocol
+from tracker import page, protocol
 from tracker.errors import RequestError
 from tracker.state import TrackerState
 
@@ -44,14 +43,22 @@ _REASONS = {200: b"OK", 400: b"Bad Request", 404: b"Not Found", 405: b"Method No
 _BENCODED = b"text/plain"
 _JSON = b"application/json"
 _HTML = b"text/html; charset=utf-8"
+_SCRIPT = b"text/javascript; charset=utf-8"
+# The page runs only its own script (/page.js): an injected inline script or event handler
+# would not run even if escaping failed.
+_CSP = (
+    b"Content-Security-Policy: default-src 'none'; script-src 'self'; connect-src 'self'; "
+    b"style-src 'unsafe-inline'; img-src 'self'\r\n"
+)
 
 
 def _head(status: int, content_type: bytes, length: int, keep_alive: bool) -> bytes:
-    return b"HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %d\r\n%s\r\n" % (
+    return b"HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %d\r\n%s%s\r\n" % (
         status,
         _REASONS[status],
         content_type,
         length,
+        _CSP if content_type is _HTML else b"",
         b"" if keep_alive else b"Connection: close\r\n",
     )
 
@@ -107,9 +114,11 @@ class HTTPTracker:
             if path == b"/scrape":
                 return 200, _BENCODED, self.scrape(query)
             if path == b"/stats":
-                return 200, _JSON, json.dumps(self.state.stats()).encode()
+                return 200, _JSON, json.dumps(page.snapshot(self.state, self.names)).encode()
             if path == b"/":
                 return 200, _HTML, self.page().encode()
+            if path == b"/page.js":
+                return 200, _SCRIPT, page.SCRIPT.encode()
         except Exception:  # a bug: log it, but a client still gets an answer it can read
             log.exception("tracker request %r failed", path[:100])
             return 200, _BENCODED, protocol.failure("internal tracker error")
@@ -140,45 +149,14 @@ class HTTPTracker:
         return protocol.scrape_response(self.state.scrape(hashes))
 
     def page(self) -> str:
-        """A small HTML overview: totals, then each torrent's swarm (the first 500), named
-        where the tracker was told the torrent's name (``names``)."""
-        st = self.state.stats()
-        rows = [
-            f'<tr><td class="name">{html.escape(self.names.get(info_hash, ""))}</td>'
-            f"<td><code>{info_hash.hex()}</code></td><td>{swarm.seeders}</td>"
-            f"<td>{swarm.leechers}</td><td>{swarm.completed}</td></tr>"
-            for info_hash, swarm in list(self.state.swarms.items())[:500]
-        ]
-        body = "\n".join(rows) or '<tr><td colspan="5">no torrents yet</td></tr>'
-        totals = ", ".join(
-            _counted(int(st[key]), noun)
-            for key, noun in (
-                ("torrents", "torrent"),
-                ("seeders", "seeder"),
-                ("leechers", "leecher"),
-                ("completed", "completed download"),
-            )
-        )
-        return f"""<!doctype html>
-<html><head><meta charset="utf-8"><title>swarm tracker</title>
-<style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse}}
-td,th{{border:1px solid #ccc;padding:.3em .8em;text-align:right}}
-td.name{{text-align:left}}</style></head>
-<body><h1>swarm tracker</h1>
-<p>{totals}, {st["announces_per_second"]} announces/s.</p>
-<table><tr><th>name</th><th>info-hash</th><th>seeders</th><th>leechers</th><th>completed</th></tr>
-{body}
-</table><p>{html.escape("announce: /announce  scrape: /scrape  stats: /stats")}</p></body></html>
-"""
+        """The live page at ``/`` (:mod:`tracker.page`): totals, then each torrent's swarm and
+        peers, named where the tracker was told the torrent's name (``names``)."""
+        return page.render(page.snapshot(self.state, self.names))
 
     def sweep_idle(self, now: float) -> None:
         """Close keep-alive connections that have been idle longer than :data:`IDLE_TIMEOUT`."""
         for conn in [c for c in self.connections if now - c.last_active > IDLE_TIMEOUT]:
             conn.close()
-
-
-def _counted(n: int, noun: str) -> str:
-    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 class HTTPTrackerProtocol(asyncio.Protocol):

@@ -48,6 +48,8 @@ class Swarm:
     v6: int = 0  # peers with an IPv6 compact form (while 0, compacts are all 6 bytes or b"")
     seeders: int = 0
     completed: int = 0
+    announces: int = 0
+    recent: deque[list[int]] = field(default_factory=deque)  # [whole second, announces in it]
 
     @property
     def leechers(self) -> int:
@@ -204,6 +206,7 @@ class TrackerState:
         now = self.clock()
         self.announces += 1
         sec = int(now)
+        # counted inline (not by a call) on this path, which every announce takes
         recent = self._recent
         if recent and recent[-1][0] == sec:
             recent[-1][1] += 1
@@ -222,6 +225,14 @@ class TrackerState:
             if len(self.swarms) >= self.limits.max_torrents:
                 raise RequestError("tracker is full: too many torrents")
             swarm = self.swarms[a.info_hash] = Swarm()
+        swarm.announces += 1
+        recent = swarm.recent  # the torrent's own rate, for the page: 11 seconds kept
+        if recent and recent[-1][0] == sec:
+            recent[-1][1] += 1
+        else:
+            recent.append([sec, 1])
+            if len(recent) > 11:
+                recent.popleft()
         old = swarm.peers.get(a.peer_id)
         if a.event == "stopped":
             if old is not None:
@@ -321,9 +332,12 @@ class TrackerState:
             out[h] = (s.seeders, s.completed, s.leechers) if s else (0, 0, 0)
         return out
 
-    def announces_per_second(self, window: float = 10.0) -> float:
+    def announces_per_second(self, window: float = 10.0, swarm: Swarm | None = None) -> float:
+        """Announces a second over the last *window* whole seconds, to the tracker or to one
+        *swarm*."""
         now = int(self.clock())
-        total = sum(n for sec, n in self._recent if now - window <= sec < now)
+        recent = self._recent if swarm is None else swarm.recent
+        total = sum(n for sec, n in recent if now - window <= sec < now)
         return total / window
 
     def stats(self) -> dict[str, float]:

@@ -13,7 +13,7 @@ import click
 from swarm.cli.common import report, run_until_signal, status_option
 from swarm.errors import TrackerStartError, UsageError
 from swarm.status import Event, Status
-from tracker.errors import StartError
+from tracker.errors import StartError, TorrentFileError
 
 if TYPE_CHECKING:
     from tracker.server import Tracker
@@ -53,6 +53,21 @@ def load_allow(path: Path) -> tuple[set[bytes], dict[bytes, str]]:
             raise UsageError(f"{path}:{n}: not a 40-hex info-hash")
         allow.add(value)
     return allow, {}
+
+
+def load_names(paths: tuple[Path, ...]) -> dict[bytes, str]:
+    """The name of each torrent in the .torrent files *paths*, by info-hash, read by the
+    tracker's own reader (which takes any name: it is only shown, never a path)."""
+    from tracker import torrent_file
+
+    names = {}
+    for p in paths:
+        try:
+            info_hash, name = torrent_file.load(p)
+        except TorrentFileError as exc:
+            raise UsageError(str(exc)) from None
+        names[info_hash] = name
+    return names
 
 
 async def start_tracker(tracker: Tracker) -> None:
@@ -99,6 +114,14 @@ async def start_tracker(tracker: Tracker) -> None:
     help="Allow only these torrents: a folder of .torrent files (the page at / shows their "
     "names) or a file of hex info-hashes.",
 )
+@click.option(
+    "--torrent",
+    "torrents",
+    type=click.Path(path_type=Path, exists=True, dir_okay=False),
+    multiple=True,
+    help="A .torrent whose name the page at / shows (repeatable; it does not restrict what "
+    "the tracker tracks, as --allow does).",
+)
 @click.option("--max-torrents", type=click.IntRange(1), default=100_000, show_default=True)
 @click.option(
     "--max-peers",
@@ -121,6 +144,7 @@ def tracker_command(
     interval: int,
     min_interval: int,
     allow: Path | None,
+    torrents: tuple[Path, ...],
     max_torrents: int,
     max_peers: int,
     allow_ip_param: bool,
@@ -131,6 +155,7 @@ def tracker_command(
     if no_udp and udp_port is not None:
         raise UsageError("--udp-port and --no-udp cannot be used together")
     allowed, names = load_allow(allow) if allow else (None, {})
+    names.update(load_names(torrents))
     config = TrackerConfig(
         host=host,
         port=port,
@@ -151,7 +176,9 @@ def tracker_command(
         try:
             for url in tracker.announce_urls:
                 click.echo(url)
-            click.echo(f"stats: http://{host}:{tracker.port}/stats")
+            shown = f"[{host}]" if ":" in host else host
+            click.echo(f"stats: http://{shown}:{tracker.port}/stats")
+            click.echo(f"page: http://{shown}:{tracker.port}/")
             sys.stdout.flush()
             report(Status(Event.LISTENING, port=tracker.port, urls=tuple(tracker.announce_urls)))
             await stop.wait()
