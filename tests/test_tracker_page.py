@@ -216,3 +216,29 @@ def test_swarm_tracker_refuses_a_bad_torrent_in_one_line(tmp_path: Path) -> None
     )
     assert r.returncode == 2
     assert r.stderr.strip() == f"error: {bad}: not a .torrent file: 'info' is not a dictionary"
+
+
+def test_a_stats_body_is_reused_only_for_a_multiple_of_its_cost(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import tracker.http as http
+
+    ticks = iter([10.0, 10.5, 10.6, 20.0, 20.1, 20.2])  # made in 0.5 s: reused for 1 s
+    monkeypatch.setattr(http.time, "monotonic", lambda: next(ticks))
+    h = HTTPTracker(tracker(), 60, 5)
+    first = h.stats_body()
+    announce(h.state, H1, b"z" * 20, left=0)
+    assert h.stats_body() == first  # at 10.6, before 10.5 + 1
+    assert json.loads(h.stats_body())["seeders"] == 1  # at 20.0: made again
+
+
+def test_a_cheap_stats_body_is_fresh() -> None:
+    h = HTTPTracker(tracker(), 60, 5)
+    assert json.loads(h.stats_body())["seeders"] == 0
+    announce(h.state, H1, b"z" * 20, left=0)
+    # a tiny tracker's body takes microseconds: reused for at most 20 times that
+    import time
+
+    deadline = time.monotonic() + 1
+    while json.loads(h.stats_body())["seeders"] != 1:
+        assert time.monotonic() < deadline
