@@ -60,6 +60,9 @@ class PieceIO:
         self._cache: OrderedDict[int, asyncio.Future[bytes]] = OrderedDict()
         self._cache_bytes = 0
         self.existing: Existing | None = None
+        # Whether a piece just verified may be asked for soon (a peer is connected): then a
+        # copy is kept for uploading; else none is made (a peer reads it from disk later).
+        self.keep_for_upload: Callable[[], bool] = lambda: True
         self._resume_dirty = False
         self._resume_at = 0.0
 
@@ -175,7 +178,8 @@ class PieceIO:
             # Peers ask for a piece just verified first (it is new to them): keep a copy for
             # uploading instead of reading it back (the buffer itself is reused, below).
             self._drop_cached(index)
-            self._cache_piece(index, bytes(data))
+            if self.keep_for_upload():
+                self._cache_piece(index, bytes(data))
             self._resume_dirty = True
         if len(data) == self.torrent.piece_length and len(self._spare) < self._spare_max:
             self._spare.append(data)  # hashed and written: nothing else holds it

@@ -86,6 +86,7 @@ class TorrentController:
             else None
         )
         self.io = PieceIO(torrent, root)
+        self.io.keep_for_upload = lambda: bool(self.peers)  # no copy for nobody (web seeds)
         self.storage = self.io.storage
         self.picker = PiecePicker(*self._shape[1:], rng=self.rng)
         self.choker = Choker(unchoke_slots, rng=self.rng)
@@ -188,8 +189,7 @@ class TorrentController:
     def on_piece(
         self, conn: PeerConnection, index: int, begin: int, block: bytes | memoryview
     ) -> None:
-        """A block we asked *conn* for. (The connection tops up its requests once it has
-        handled all that one read brought.)"""
+        """A block we asked *conn* for (it tops up its requests after a read's blocks)."""
         self.downloaded += len(block)
         if self.requests.block_arrived(conn, index, begin, len(block)):
             self.io.add_block(index, begin, block, conn.peer_id or b"")

@@ -44,6 +44,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from swarm import __version__
 from swarm.metainfo import Torrent
 from swarm.picker import PiecePicker
+from swarm.piece_io import PieceIO
 from swarm.webseed_plan import (
     BASE_DELAY_SECONDS,
     MAX_CORRUPT,
@@ -72,7 +73,7 @@ class WebSeedSettings:
     """How the engine uses web seeds (tests shorten the times)."""
 
     connections: int = 2  # per web seed: each carries one run at a time
-    run_bytes: int = 4 << 20  # a run: at least a piece, a second of the rate, at most this
+    run_bytes: int = 16 << 20  # a run: at least a piece, a second of the rate, at most this
     timeout: float = 30.0  # to connect, and the longest silence while an answer comes
     max_redirects: int = 5
     idle_poll: float = 0.25  # seconds between looks for work when the picker had none
@@ -88,6 +89,9 @@ class WebSeedTorrent(Protocol):
 
     torrent: Torrent
     picker: PiecePicker
+    io: PieceIO
+    downloaded: int
+    wasted: int
 
     def on_piece(self, conn: Any, index: int, begin: int, block: bytes | memoryview) -> None: ...
 
@@ -280,11 +284,10 @@ class WebSeedSource:
                 return
 
     def _deliver(self, job: Job, cutter: BlockCutter, data: bytes | memoryview) -> None:
-        owner = self.owner
-        for index, begin, block in cutter.feed(data):
-            job.blocks.discard((index, begin))
-            self.downloaded += len(block)
-            owner.owner.on_piece(self, index, begin, block)
+        torrent = self.owner.owner
+        for index, begin, span in cutter.feed(data):
+            self.downloaded += len(span)
+            hand_on(torrent, self, index, begin, span, job.blocks)
 
     # -- health -------------------------------------------------------------------------------
 
@@ -303,6 +306,42 @@ class WebSeedSource:
     def corrupt(self) -> None:
         """A piece it sent failed its hash check."""
         self._failed(Problem.CORRUPT, "a piece failed its hash check")
+
+
+def hand_on(
+    torrent: WebSeedTorrent,
+    source: WebSeedSource,
+    index: int,
+    begin: int,
+    span: bytes | memoryview,
+    asked: set[tuple[int, int]],
+) -> None:
+    """Whole blocks of one piece from *source*, *begin* onwards, to *torrent*: every block
+    but the last straight into the piece (one copy, one picker call per block, no request
+    timing: a web seed has no request queue to size), the last as a peer's block goes
+    (``on_piece``: the piece verified once full). In end-game, every block as a peer's (the
+    others it was asked of get a cancel)."""
+    picker = torrent.picker
+    bs = picker.block_size
+    last = begin + (len(span) - 1) // bs * bs
+    if last > begin and not picker.in_endgame:
+        new = 0
+        for b in range(begin, last, bs):
+            asked.discard((index, b))
+            ok, others = picker.block_received(source, index, b)
+            if not ok:
+                break
+            new += 1
+            for other in others:  # not outside end-game, but a peer must hear of it
+                other.cancel(index, b, picker.block_length(index, b // bs))  # type: ignore[attr-defined]
+        head = new * bs
+        if head:
+            torrent.downloaded += head
+            torrent.io.add_block(index, begin, span[:head], source.peer_id)
+        begin, span = begin + head, span[head:]
+    for b in range(begin, begin + len(span), bs):
+        asked.discard((index, b))
+        torrent.on_piece(source, index, b, span[b - begin : b - begin + bs])
 
 
 def _import_aiohttp() -> Any:

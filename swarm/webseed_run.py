@@ -99,23 +99,32 @@ def pick_run(
         return [b for b in blocks if b[0] == first]
     lo = hi = pieces[0]
     size = picker.piece_size(lo)
-    one = [False] * n
+    # The run grows over free pieces next to the first, up then down, all taken in one call.
+    more: list[int] = []
     for step in (1, -1):
         i = hi + 1 if step > 0 else lo - 1
         while size < run_bytes and 0 <= i < n and _free(picker, i, rare_only):
-            one[i] = True
-            got = picker.pick(peer, one, _nblocks(picker, i), endgame=False)
-            one[i] = False
-            if _whole_pieces(picker, peer, got) != [i]:
-                break
+            more.append(i)
             size += picker.piece_size(i)
-            lo, hi = min(lo, i), max(hi, i)
             i += step
-    return [
-        (i, b * picker.block_size, picker.block_length(i, b))
-        for i in range(lo, hi + 1)
-        for b in range(_nblocks(picker, i))
-    ]
+    if more:
+        mask = [False] * n
+        for i in more:
+            mask[i] = True
+        got = set(_whole_pieces(picker, peer, picker.pick(peer, mask, len(more) * full, False)))
+        while hi + 1 in got:
+            hi += 1
+        while lo - 1 in got:
+            lo -= 1
+        stray = [i for i in got if not lo <= i <= hi]  # not next to the run (not expected)
+        if stray:
+            picker.release(peer, [b for i in stray for b in _blocks(picker, i)])
+    return [b for i in range(lo, hi + 1) for b in _blocks(picker, i)]
+
+
+def _blocks(picker: PiecePicker, index: int) -> list[Block]:
+    bs = picker.block_size
+    return [(index, b * bs, picker.block_length(index, b)) for b in range(_nblocks(picker, index))]
 
 
 class RunSizer:
@@ -165,8 +174,9 @@ class Job:
 
 
 class BlockCutter:
-    """Cuts the bytes of a :class:`Job`'s span, fed in order, into whole blocks
-    ``(index, begin, data)``: a block ends at the block size or at its piece's end."""
+    """Cuts the bytes of a :class:`Job`'s span, fed in order, into spans of whole blocks
+    ``(index, begin, data)`` inside one piece each (a block ends at the block size or at its
+    piece's end): as many whole blocks of a piece as a read brought, handed on at once."""
 
     def __init__(self, picker: PiecePicker, start: int) -> None:
         self.piece_length = picker.piece_length
@@ -180,7 +190,7 @@ class BlockCutter:
         return min(self.block_size, self.piece_size(index) - begin)
 
     def feed(self, data: bytes | memoryview) -> Iterator[tuple[int, int, bytes | memoryview]]:
-        """The blocks *data* completes (take each before the next: a block may be a view of
+        """The spans *data* completes (take each before the next: a span may be a view of
         *data*, which the caller copies into its piece, rather than a copy of its own)."""
         view = memoryview(data)
         buf = self._buf
@@ -195,13 +205,15 @@ class BlockCutter:
             self.offset += len(buf)
             yield index, begin, bytes(buf)
             buf.clear()
-        while True:
-            n = self._next_length()
-            if n <= 0:  # the torrent's end
-                return
-            if len(view) < n:
-                break
+        bs = self.block_size
+        while view:
             index, begin = divmod(self.offset, self.piece_length)
+            left = self.piece_size(index) - begin
+            if left <= 0:  # the torrent's end
+                return
+            n = left if len(view) >= left else len(view) // bs * bs
+            if n <= 0:
+                break
             self.offset += n
             yield index, begin, view[:n]
             view = view[n:]

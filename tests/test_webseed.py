@@ -123,23 +123,27 @@ def test_a_run_is_about_a_second_of_the_measured_rate() -> None:
 # -- bytes into blocks ----------------------------------------------------------------------
 
 
-def test_the_cutter_cuts_a_span_into_blocks_however_it_is_fed() -> None:
+def test_the_cutter_cuts_a_span_into_whole_blocks_of_a_piece_however_it_is_fed() -> None:
     p = picker(3, 2 * K, 5 * K + 7)
     data = random.Random(2).randbytes(p.total_length)
+    blocks = [(0, 0, K), (0, K, K), (1, 0, K), (1, K, K), (2, 0, K), (2, K, 7)]
     for step in (1000, K, 3 * K + 5, len(data)):
         cutter = BlockCutter(p, 0)
         out = []
         for i in range(0, len(data), step):
-            out += list(cutter.feed(data[i : i + step]))
-        assert [(i, b, len(d)) for i, b, d in out] == [
-            (0, 0, K),
-            (0, K, K),
-            (1, 0, K),
-            (1, K, K),
-            (2, 0, K),
-            (2, K, 7),
-        ]
+            out += [(i, b, bytes(d)) for i, b, d in cutter.feed(data[i : i + step])]
         assert b"".join(d for _, _, d in out) == data and cutter.pending == 0
+        for index, begin, d in out:  # whole blocks, never across a piece's end
+            assert begin % K == 0 and (len(d) % K == 0 or begin + len(d) == p.piece_size(index))
+            assert begin + len(d) <= p.piece_size(index)
+        cut = [(i, b + o, min(K, len(d) - o)) for i, b, d in out for o in range(0, len(d), K)]
+        assert cut == blocks
+    whole = BlockCutter(p, 0)  # one read of all: a span per piece
+    assert [(i, b, len(d)) for i, b, d in whole.feed(data)] == [
+        (0, 0, 2 * K),
+        (1, 0, 2 * K),
+        (2, 0, K + 7),
+    ]
 
 
 def test_a_job_covers_its_blocks() -> None:
