@@ -37,7 +37,7 @@ def chromium_path() -> str | None:
     """Debian's chromium (``$SWARM_CHROMIUM`` overrides), or None."""
     override = os.environ.get("SWARM_CHROMIUM")
     if override:
-        return override
+        return override if os.path.exists(override) else None
     for name in CHROMIUM_NAMES:
         path = shutil.which(name)
         if path:
@@ -57,9 +57,13 @@ def browser() -> Iterator[Any]:
     if path is None:
         _missing("chromium (Debian package chromium)")
     with sync_playwright() as pw:
-        # --no-sandbox: CI runs as root, where chromium's sandbox refuses to start
+        # --no-sandbox: CI runs as root, where chromium's sandbox refuses to start;
+        # --disable-dev-shm-usage: a container's small /dev/shm crashes its renderer
         b = pw.chromium.launch(
-            executable_path=path, headless=True, args=["--no-sandbox"], timeout=30_000
+            executable_path=path,
+            headless=True,
+            args=["--no-sandbox", "--disable-dev-shm-usage"],
+            timeout=30_000,
         )
         try:
             yield b

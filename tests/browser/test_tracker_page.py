@@ -24,11 +24,11 @@ NAME_ATTACK = "<script>window.__pwned=1</script>"
 PEER_ATTACK = b"<img src=x onerror=window.__pwned=2>"
 
 
-def start_tracker(procs: Callable[..., Proc], *torrents: Path) -> str:
-    """A ``swarm tracker`` (HTTP only, port 0) told *torrents*' names; its base URL."""
+def start_tracker(procs: Callable[..., Proc], *torrents: Path) -> tuple[Proc, str]:
+    """A ``swarm tracker`` (HTTP only, port 0) told *torrents*' names; it and its base URL."""
     names = [a for t in torrents for a in ("--torrent", str(t))]
     p = procs("tracker", "--host", "127.0.0.1", "--port", "0", "--no-udp", *names)
-    return p.wait_line(lambda s: s.startswith("page: ")).split()[1].rstrip("/")
+    return p, p.wait_line(lambda s: s.startswith("page: ")).split()[1].rstrip("/")
 
 
 def announce(base: str, info_hash: bytes, peer_id: bytes, port: int, left: int) -> None:
@@ -60,7 +60,7 @@ def test_the_page_follows_the_swarm_without_a_reload(
     procs: Callable[..., Proc], page: Any, tmp_path: Path
 ) -> None:
     info_hash = make_torrent(tmp_path / "song.torrent", "song.wav")
-    base = start_tracker(procs, tmp_path / "song.torrent")
+    tracker, base = start_tracker(procs, tmp_path / "song.torrent")
     announce(base, info_hash, b"-SW0001-seed00000000", 7001, left=0)
     announce(base, info_hash, b"-TR3000-\x00\xffleech00000", 7002, left=5000)
     page.goto(base + "/")
@@ -87,6 +87,12 @@ def test_the_page_follows_the_swarm_without_a_reload(
     assert "127.0.0.1:7004" in peers and "s ago" in peers
     shot = screenshot(page, tmp_path / "tracker-page.png")
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # the tracker goes away: the page says so, keeps the last figures, and raises nothing
+    assert tracker.stop() == 0
+    page.wait_for_function(
+        "document.getElementById('status').textContent.startsWith('tracker unreachable')"
+    )
+    assert page.text_content(f"{row} td.seeders") == "2"
     assert page.errors == []
 
 
@@ -94,7 +100,7 @@ def test_a_hostile_name_and_peer_id_are_shown_as_text(
     procs: Callable[..., Proc], page: Any, tmp_path: Path
 ) -> None:
     info_hash = make_torrent(tmp_path / "evil.torrent", NAME_ATTACK)
-    base = start_tracker(procs, tmp_path / "evil.torrent")
+    _, base = start_tracker(procs, tmp_path / "evil.torrent")
     peer_id = PEER_ATTACK[:20]  # a peer_id is 20 bytes
     announce(base, info_hash, peer_id, 7001, left=10)
     page.goto(base + "/")
