@@ -1,4 +1,5 @@
-"""Bencoding of the tracker's answers (BEP 3): encode only, the tracker never decodes any.
+"""Bencoding of the tracker's answers (BEP 3): encode only, the tracker decodes no request.
+(The .torrent files named for its page are read by :mod:`tracker.torrent_file`.)
 
 bencode.py (module ``bencodepy``) is the project's bencoding library; the tracker encodes with
 fastbencode instead because an answer is bencoded on every announce, and there it measures
