@@ -125,6 +125,8 @@ def flush(ses, h, timeout=60.0):
     files = h.torrent_file().files()
     save_path = h.status().save_path
     for i in range(files.num_files()):
+        if files.file_flags(i) & lt.file_storage.flag_pad_file:
+            continue  # BEP 47 pad files are never written, by libtorrent or swarm
         fd = os.open(os.path.join(save_path, files.file_path(i)), os.O_RDONLY)
         try:
             os.fsync(fd)
