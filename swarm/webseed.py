@@ -7,37 +7,43 @@ become the url-list of the torrent made from its metadata). It works as a peer t
 every piece and never chokes: it asks the torrent's picker for work with itself as the peer
 key, fetches a run of consecutive whole pieces (about :attr:`WebSeedSettings.run_bytes`, one
 HTTP range request per file the run touches) on one of its keep-alive connections, and hands
-each 16 KiB block to the torrent exactly as a peer's block goes (``on_piece``): counted in the
+its bytes to the torrent a piece at a time (:func:`hand_on`: whole blocks straight into the
+piece buffer, the last one as a peer's block goes, through ``on_piece``): counted in the
 torrent's ``downloaded``, hash-checked, a corrupt piece held against the web seed. Each
 connection is a slot; a source takes a new run only when one is free. Its bytes are charged
 to the session's download limit as a peer's are.
 
 Policy: prefer peers for pieces the swarm already has, use the web seed for the rare ones.
 The web seed is not counted in the picker's availability, so rarest first hands it the
-pieces no connected peer has before any other. When peers have every piece it still takes
-runs while it has a free slot (libtorrent's choice too: a web seed is a never-choked peer in
-the normal picker): someone who lists a fast web seed wants it used. Measured on loopback
-(4 MiB, 32 KiB pieces, a tracker, a seed capped at 1 MiB/s): one downloader with an 8 MiB/s
-web seed took 0.46 s this way, 3.3-3.5 s with ``rare_only`` (the web seed then got only
-end-game blocks) and 4.0 s without it; four downloaders (1 MiB/s up each) and a 1 MiB/s web
-seed took 3.25-3.46 s, 3.28-3.40 s with ``rare_only``, 4.5-5.0 s without (bound 2.67 s).
-A run is about a second of the web seed's measured rate (:class:`~swarm.webseed_run.
-RunSizer`, at most :attr:`WebSeedSettings.run_bytes`): fixed 1 MiB runs from that capped web
-seed took 4.3-4.7 s and 2-3.5 MiB of duplicates, the runs' last blocks fetched again by
-peers in end-game while the web seed still held them.
-``rare_only=True`` keeps it to the pieces no connected peer has. In end-game it duplicates
-blocks as a peer does. A web seed that errs (an HTTP error, a refused connection, a silent
-server: each request has a time limit) is backed off and tried again, and dropped after too
-many failures in a row or corrupt pieces (:class:`~swarm.webseed_plan.WebSeedHealth`), with
-the reason in the log. aiohttp is imported only when a torrent has a web seed.
+pieces no connected peer has before any other. Alone, or beside a seed, it takes runs while it
+has a free slot (libtorrent's choice too: a web seed is a never-choked peer in the normal
+picker): someone who lists a fast web seed wants it used. Among other downloaders and no seed
+(:meth:`WebSeeds.shared`: N downloaders of one server, compare's hybrid mode) each would pull
+the same pieces from it (1.66-1.78 copies of the file from a 1 MiB/s server to 8
+downloaders, 1.71-1.82x the bound): there it is asked only for pieces no connected peer has,
+one piece at a time on one connection, random among those, and when fewer such pieces are left
+than twice the downloaders, a downloader takes one only with a chance (``crowd`` in
+:func:`~swarm.webseed_run.pick_run`), so that about one asks for each: 1.18-1.22 copies and
+1.23-1.27x the bound at N = 8 (``rare_only`` alone: 1.76 copies, 1.81x). Before any peer is
+known, the first run is one piece on one connection. A run is otherwise about a second of
+the web seed's measured rate (:class:`~swarm.webseed_run.RunSizer`, at most
+:attr:`WebSeedSettings.run_bytes`): fixed 1 MiB runs from a capped web seed beside peers took
+4.3-4.7 s and 2-3.5 MiB of duplicates, the runs' last blocks fetched again by peers in
+end-game while the web seed still held them. ``rare_only=True`` always keeps it to the pieces
+no connected peer has. In end-game it duplicates blocks as a peer does. A web seed that
+errs (an HTTP error, a refused connection, a silent server: each request has a time limit) is
+backed off and tried again, and dropped after too many failures in a row or corrupt pieces
+(:class:`~swarm.webseed_plan.WebSeedHealth`), with the reason in the log.
+aiohttp is imported only when a torrent has a web seed.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -93,6 +99,9 @@ class WebSeedTorrent(Protocol):
     downloaded: int
     wasted: int
 
+    @property
+    def peers(self) -> Collection[Any]: ...
+
     def on_piece(self, conn: Any, index: int, begin: int, block: bytes | memoryview) -> None: ...
 
 
@@ -135,6 +144,15 @@ class WebSeeds:
             self._rate = (rate, now, downloaded)
         return rate
 
+    def shared(self) -> bool:
+        """Whether the web seeds are shared with the connected peers: some are connected and
+        none is a seed (downloaders of one web seed, as in compare's hybrid mode). Then a web
+        seed is asked only for pieces no connected peer has, a piece at a time, on one
+        connection, so that N downloaders fetch different pieces from it rather than each the
+        whole file (and once a peer has a piece it comes from the peer)."""
+        picker = self.owner.picker
+        return self.settings.rare_only or (bool(self.owner.peers) and picker.seeds == 0)
+
     @property
     def active(self) -> int:
         """Web seeds not dropped."""
@@ -169,6 +187,7 @@ class WebSeedSource:
         self.downloaded = 0
         self._jobs: list[Job] = []
         self._sizer = RunSizer(owner.settings.run_bytes)
+        self._rng = random.Random()
 
     def __repr__(self) -> str:
         return f"web seed {self.url}"
@@ -195,15 +214,15 @@ class WebSeedSource:
         )
         try:
             async with asyncio.TaskGroup() as group:
-                for _ in range(s.connections):
-                    group.create_task(self._worker(http))
+                for slot in range(s.connections):
+                    group.create_task(self._worker(http, slot))
         finally:
             await http.close()
 
     def _done(self) -> bool:
         return self.health.dropped is not None or self.owner.owner.picker.complete
 
-    async def _worker(self, http: aiohttp.ClientSession) -> None:
+    async def _worker(self, http: aiohttp.ClientSession, slot: int = 0) -> None:
         owner = self.owner
         picker = owner.owner.picker
         while not self._done():
@@ -211,10 +230,18 @@ class WebSeedSource:
             if not self.health.ready(now):
                 await asyncio.sleep(max(self.health.next_try - now, 0.0))
                 continue
-            run_bytes = self._sizer.run_bytes
-            blocks = pick_run(picker, self, run_bytes, rare_only=owner.settings.rare_only)
-            if not blocks:
+            shared = owner.shared()
+            if slot > 0 and (shared or self._sizer.rate == 0):
+                # One request at a time when shared (fewer collisions), and until the first
+                # answer came (before peers are known, a run of a piece on one connection).
                 await asyncio.sleep(owner.settings.idle_poll)
+                continue
+            run_bytes = picker.piece_length if shared else self._sizer.run_bytes
+            crowd = len(owner.owner.peers) - picker.seeds if shared else 0
+            draw = self._rng.random()
+            blocks = pick_run(picker, self, run_bytes, rare_only=shared, crowd=crowd, draw=draw)
+            if not blocks:  # shared: the last pieces go quickly, look again sooner
+                await asyncio.sleep(owner.settings.idle_poll / (5 if shared else 1))
                 continue
             job = Job.of(blocks, picker.piece_length)
             self._jobs.append(job)

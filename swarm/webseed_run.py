@@ -33,7 +33,8 @@ __all__ = [
 
 WHOLE_BODY_LIMIT = 4 << 20  # a 200 (no range support) is read only for a file this small
 RUN_SECONDS = 1.0  # a run is about this long at the connection's measured rate ...
-FIRST_RUN_BYTES = 256 << 10  # ... and this long before there is a measure
+CROWD_SHARE = 2  # see pick_run's crowd
+FIRST_RUN_BYTES = 1  # ... and this long before there is a measure
 _CONTENT_RANGE = re.compile(r"bytes\s+(\d+)-(\d+)/(\d+|\*)\s*", re.ASCII | re.IGNORECASE)
 
 
@@ -64,14 +65,24 @@ def _free(picker: PiecePicker, index: int, rare_only: bool) -> bool:
 
 
 def pick_run(
-    picker: PiecePicker, peer: Hashable, run_bytes: int, *, rare_only: bool = False
+    picker: PiecePicker,
+    peer: Hashable,
+    run_bytes: int,
+    *,
+    rare_only: bool = False,
+    crowd: int = 0,
+    draw: float = 0.0,
 ) -> list[Block]:
     """Blocks for *peer* (a web seed) to fetch in one go, marked requested in *picker*: a run
     of consecutive whole pieces, at least one and about *run_bytes*, starting from the piece
     rarest first gives a peer that has everything (pieces other peers have started are left
     to them); when no piece is free, blocks of one started piece (those nobody was asked for,
     or in end-game those others are fetching, as a peer would duplicate them). *rare_only*:
-    new pieces only among those no connected peer has (end-game as usual). Empty: nothing.
+    new pieces only among those no connected peer has (end-game as usual); then with *crowd*
+    other downloaders of the web seed connected (each may be fetching such a piece from it
+    that we cannot know of), a new piece is taken only if *draw* (uniform in [0, 1)) times
+    *crowd* + 1 is below the count of such pieces: when fewer are left than downloaders, about
+    one downloader per piece asks, rather than all of them for the same few. Empty: nothing.
     """
     n = picker.num_pieces
     if picker.complete or n == 0:
@@ -79,6 +90,8 @@ def pick_run(
     full = _nblocks(picker, 0)
     if rare_only:
         mask = [_free(picker, i, True) for i in range(n)]
+        if crowd > 0 and draw * CROWD_SHARE * (crowd + 1) >= sum(mask):
+            mask = [False] * n  # let the others take the few left; end-game as usual
     else:
         mask = [True] * n
         for i in picker.partial:

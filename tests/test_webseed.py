@@ -90,6 +90,35 @@ def test_rare_only_leaves_pieces_peers_have_to_them() -> None:
     assert pick_run(p, WS, 8 * K, rare_only=True) == []
 
 
+def test_among_a_crowd_few_rare_pieces_are_left_to_the_others() -> None:
+    p = picker(8)
+    has = [True] * 8
+    has[3] = has[6] = False
+    p.peer_bitfield(has)  # two pieces no peer has, three other downloaders connected
+    assert pick_run(p, WS, 8 * K, rare_only=True, crowd=3, draw=0.5) == []  # 0.5*2*4 >= 2
+    assert len(pieces_of(pick_run(p, WS, 8 * K, rare_only=True, crowd=3, draw=0.2))) == 1
+
+
+def test_a_web_seed_is_shared_only_among_downloaders() -> None:
+    class Owner:
+        torrent = make_torrent(b"x" * K, "http://w/")
+
+        def __init__(self) -> None:
+            self.picker = picker(2)
+            self.peers: set[object] = set()
+
+        def on_piece(self, conn: object, index: int, begin: int, block: bytes) -> None: ...
+
+    owner = Owner()
+    seeds = WebSeeds(owner, ["http://w/"])
+    assert not seeds.shared()  # alone: the web seed is used fully
+    owner.peers.add("a downloader")
+    assert seeds.shared()  # a piece at a time, pieces no peer has
+    owner.picker.peer_bitfield([True, True])
+    assert owner.picker.seeds == 1 and not seeds.shared()  # beside a seed: as before
+    assert WebSeeds(Owner(), ["http://w/"], settings=WebSeedSettings(rare_only=True)).shared()
+
+
 def test_with_nothing_free_it_helps_finish_started_pieces_then_duplicates_in_end_game() -> None:
     p = picker(2, 2 * K)
     p.pick("peer", [True, True], 3)  # piece 0 whole and half of piece 1 asked of a peer
