@@ -1,0 +1,137 @@
+"""swarm's MSE/PE initiator (swarm.wire.mse) against libtorrent with encryption forced (issue 20).
+
+libtorrent seeds with ``out_enc_policy`` and ``in_enc_policy`` forced and ``allowed_enc_level``
+RC4, so it refuses a plain handshake; the test dials it on 127.0.0.1 with the sans-I/O
+initiator driven by a small asyncio loop here, sends the BitTorrent handshake as IA, and reads
+libtorrent's handshake and bitfield through the RC4 stream. Skipped without python3-libtorrent,
+except under CI=true (conftest).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import struct
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from swarm import metainfo
+from swarm.wire.handshake import HANDSHAKE_LEN, Handshake
+from swarm.wire.mse import EncryptionPolicy, Handshaken, Initiator
+from swarm.wire.mse_crypto import CRYPTO_PLAINTEXT, CRYPTO_RC4
+
+pytestmark = pytest.mark.interop
+
+PIECE = 32 * 1024
+PIECES = 12  # a bitfield of two bytes, the last four bits spare
+
+# lt_helper's seed, its settings with encryption forced both ways and RC4 only.
+FORCED_SEED = """
+import sys
+sys.path.insert(0, sys.argv[1])
+import libtorrent as lt
+import lt_helper
+
+plain_settings = lt_helper.settings
+
+def forced():
+    pack = plain_settings()
+    pack["out_enc_policy"] = int(lt.enc_policy.forced)
+    pack["in_enc_policy"] = int(lt.enc_policy.forced)
+    pack["allowed_enc_level"] = int(lt.enc_level.rc4)
+    pack["prefer_rc4"] = True
+    return pack
+
+lt_helper.settings = forced
+lt_helper.cmd_seed(sys.argv[2], sys.argv[3])
+"""
+
+
+def _seed(tmp_path: Path, procs, libtorrent: list[str]) -> tuple[metainfo.Torrent, int]:
+    src = tmp_path / "src" / "payload.bin"
+    src.parent.mkdir()
+    src.write_bytes(random.Random(20).randbytes(PIECE * PIECES))
+    torrent = tmp_path / "t.torrent"
+    subprocess.run(
+        [sys.executable, "-m", "swarm", "-q", "create", str(src), "-o", str(torrent)]
+        + ["--piece-length", "32K"],
+        check=True,
+        timeout=60,
+    )
+    python = libtorrent[0]
+    seed = procs(
+        python, "-c", FORCED_SEED, Path(libtorrent[1]).parent, torrent, src.parent, raw=True
+    )
+    line = seed.wait_line(lambda s: s.startswith("seeding"), timeout=60)
+    return metainfo.load(torrent), int(line.split()[1])
+
+
+async def _read(reader: asyncio.StreamReader) -> bytes:
+    """The next bytes, or b"" once the peer closed (a reset counts as closed)."""
+    try:
+        return await reader.read(65536)
+    except ConnectionError:
+        return b""
+
+
+async def _handshake_and_bitfield(
+    port: int, info_hash: bytes, policy: EncryptionPolicy
+) -> tuple[Handshaken, bytes, bytes]:
+    """Dial, run the MSE initiator, then read libtorrent's handshake and its first message."""
+    ours = Handshake(bytes(8), info_hash, b"-SW0000-mseinterop00")
+    mse = Initiator(info_hash, policy=policy, ia=ours.encode())
+    async with asyncio.timeout(20):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            writer.write(mse.start())
+            done = None
+            while done is None:
+                data = await _read(reader)
+                assert data, "libtorrent closed the connection during the MSE handshake"
+                step = mse.receive(data)
+                writer.write(step.send)
+                done = step.done
+            plain = bytearray(done.payload)
+            while len(plain) < HANDSHAKE_LEN + 4 or len(plain) < HANDSHAKE_LEN + 4 + int(
+                struct.unpack(">I", plain[HANDSHAKE_LEN : HANDSHAKE_LEN + 4])[0]
+            ):
+                data = await _read(reader)
+                assert data, "libtorrent closed the connection after the MSE handshake"
+                plain += done.stream.decrypt(data)
+            theirs = bytes(plain[:HANDSHAKE_LEN])
+            (length,) = struct.unpack(">I", plain[HANDSHAKE_LEN : HANDSHAKE_LEN + 4])
+            first = bytes(plain[HANDSHAKE_LEN + 4 : HANDSHAKE_LEN + 4 + length])
+            return done, theirs, first
+        finally:
+            writer.close()
+
+
+@pytest.mark.parametrize(
+    "policy",
+    [EncryptionPolicy(), EncryptionPolicy(allowed=CRYPTO_RC4)],
+    ids=["offer-both", "rc4-only"],
+)
+def test_mse_initiator_gets_libtorrents_bitfield(
+    tmp_path: Path, procs, libtorrent: list[str], policy: EncryptionPolicy
+) -> None:
+    torrent, port = _seed(tmp_path, procs, libtorrent)
+    done, theirs, first = asyncio.run(_handshake_and_bitfield(port, torrent.info_hash, policy))
+    assert done.method == CRYPTO_RC4 and done.stream.encrypted
+    hs = Handshake.decode(theirs)
+    assert hs.info_hash == torrent.info_hash
+    # A bitfield (id 5) with every one of the 12 pieces, the spare bits zero.
+    assert first == b"\x05\xff\xf0"
+
+
+def test_plaintext_only_is_refused_by_forced_libtorrent(
+    tmp_path: Path, procs, libtorrent: list[str]
+) -> None:
+    """Offering only plaintext to an RC4-only libtorrent: it closes, and we see it as a closed
+    connection during the handshake, not a hang."""
+    torrent, port = _seed(tmp_path, procs, libtorrent)
+    policy = EncryptionPolicy(allowed=CRYPTO_PLAINTEXT, prefer=CRYPTO_PLAINTEXT)
+    with pytest.raises(AssertionError, match="closed the connection during"):
+        asyncio.run(_handshake_and_bitfield(port, torrent.info_hash, policy))
