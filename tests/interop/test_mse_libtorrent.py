@@ -20,7 +20,7 @@ import pytest
 
 from swarm import metainfo
 from swarm.wire.handshake import HANDSHAKE_LEN, Handshake
-from swarm.wire.mse import EncryptionPolicy, Handshaken, Initiator
+from swarm.wire.mse import EncryptionPolicy, Handshaken, Initiator, Receiver, skey_lookup
 from swarm.wire.mse_crypto import CRYPTO_PLAINTEXT, CRYPTO_RC4
 
 pytestmark = pytest.mark.interop
@@ -28,8 +28,8 @@ pytestmark = pytest.mark.interop
 PIECE = 32 * 1024
 PIECES = 12  # a bitfield of two bytes, the last four bits spare
 
-# lt_helper's seed, its settings with encryption forced both ways and RC4 only.
-FORCED_SEED = """
+# lt_helper's seed or download, its settings with encryption forced both ways and RC4 only.
+FORCED_LT = """
 import sys
 sys.path.insert(0, sys.argv[1])
 import libtorrent as lt
@@ -46,11 +46,15 @@ def forced():
     return pack
 
 lt_helper.settings = forced
-lt_helper.cmd_seed(sys.argv[2], sys.argv[3])
+if sys.argv[2] == "seed":
+    lt_helper.cmd_seed(sys.argv[3], sys.argv[4])
+else:
+    lt_helper.cmd_download(*sys.argv[3:])
 """
 
 
-def _seed(tmp_path: Path, procs, libtorrent: list[str]) -> tuple[metainfo.Torrent, int]:
+def _make_torrent(tmp_path: Path) -> tuple[Path, Path]:
+    """The payload (12 pieces of 32 KiB) and its .torrent, made by ``swarm create``."""
     src = tmp_path / "src" / "payload.bin"
     src.parent.mkdir()
     src.write_bytes(random.Random(20).randbytes(PIECE * PIECES))
@@ -61,10 +65,18 @@ def _seed(tmp_path: Path, procs, libtorrent: list[str]) -> tuple[metainfo.Torren
         check=True,
         timeout=60,
     )
-    python = libtorrent[0]
-    seed = procs(
-        python, "-c", FORCED_SEED, Path(libtorrent[1]).parent, torrent, src.parent, raw=True
-    )
+    return src, torrent
+
+
+def _forced(libtorrent: list[str]) -> list[str]:
+    """The command prefix of lt_helper under the system Python, encryption forced."""
+    return [libtorrent[0], "-c", FORCED_LT, str(Path(libtorrent[1]).parent)]
+
+
+def _seed(tmp_path: Path, procs, libtorrent: list[str]) -> tuple[metainfo.Torrent, int]:
+    """A forced-RC4 libtorrent seeding the payload: its torrent and listening port."""
+    src, torrent = _make_torrent(tmp_path)
+    seed = procs(*_forced(libtorrent), "seed", torrent, src.parent, raw=True)
     line = seed.wait_line(lambda s: s.startswith("seeding"), timeout=60)
     return metainfo.load(torrent), int(line.split()[1])
 
@@ -135,3 +147,57 @@ def test_plaintext_only_is_refused_by_forced_libtorrent(
     policy = EncryptionPolicy(allowed=CRYPTO_PLAINTEXT, prefer=CRYPTO_PLAINTEXT)
     with pytest.raises(AssertionError, match="closed the connection during"):
         asyncio.run(_handshake_and_bitfield(port, torrent.info_hash, policy))
+
+
+def test_libtorrent_dials_the_mse_receiver(tmp_path: Path, procs, libtorrent: list[str]) -> None:
+    """The receiver role: a forced-RC4 libtorrent leecher dials a listener here that runs
+    swarm's MSE receiver; the IA is libtorrent's BitTorrent handshake for the torrent, and
+    after our handshake and a full bitfield, libtorrent's 'interested' comes back through
+    the RC4 stream."""
+    _, torrent_path = _make_torrent(tmp_path)
+    torrent = metainfo.load(torrent_path)
+    result: dict[str, object] = {}
+
+    async def serve() -> None:
+        got = asyncio.Event()
+
+        async def on_peer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            try:
+                mse = Receiver(skey_lookup([torrent.info_hash]))
+                done = None
+                while done is None:
+                    data = await _read(reader)
+                    if not data:
+                        return
+                    step = mse.receive(data)
+                    writer.write(step.send)
+                    done = step.done
+                result["done"] = done
+                ours = Handshake(bytes(8), torrent.info_hash, b"-SW0000-mseinterop01")
+                writer.write(done.stream.encrypt(ours.encode() + b"\0\0\0\x03\x05\xff\xf0"))
+                plain = bytearray(done.payload)
+                while b"\0\0\0\x01\x02" not in plain:
+                    data = await _read(reader)
+                    if not data:
+                        return
+                    plain += done.stream.decrypt(data)
+                result["interested"] = True
+            finally:
+                got.set()
+                writer.close()
+
+        server = await asyncio.start_server(on_peer, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        out = tmp_path / "out"
+        procs(
+            *_forced(libtorrent), "download", torrent_path, out, "30", f"127.0.0.1:{port}", raw=True
+        )
+        async with server, asyncio.timeout(30):
+            await got.wait()
+
+    asyncio.run(serve())
+    done = result.get("done")
+    assert isinstance(done, Handshaken), "libtorrent's MSE handshake did not complete"
+    assert done.method == CRYPTO_RC4 and done.info_hash == torrent.info_hash
+    assert Handshake.decode(done.ia).info_hash == torrent.info_hash
+    assert result.get("interested") is True
