@@ -239,7 +239,10 @@ class WebSeedSource:
             run_bytes = picker.piece_length if shared else self._sizer.run_bytes
             crowd = len(owner.owner.peers) - picker.seeds if shared else 0
             draw = self._rng.random()
-            blocks = pick_run(picker, self, run_bytes, rare_only=shared, crowd=crowd, draw=draw)
+            alone = not owner.owner.peers
+            blocks = pick_run(
+                picker, self, run_bytes, rare_only=shared, crowd=crowd, draw=draw, in_order=alone
+            )
             if not blocks:  # shared: the last pieces go quickly, look again sooner
                 await asyncio.sleep(owner.settings.idle_poll / (5 if shared else 1))
                 continue

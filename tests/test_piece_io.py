@@ -6,7 +6,9 @@ import asyncio
 import random
 from pathlib import Path
 
-from swarm import metainfo
+import pytest
+
+from swarm import metainfo, piece_io
 from swarm.create import create_torrent
 from swarm.piece_io import PieceIO
 
@@ -74,3 +76,38 @@ def test_a_just_verified_piece_is_uploaded_from_memory_and_a_bad_one_is_not(
         await io.close([True, False], False)
 
     asyncio.run(main())
+
+
+def test_no_upload_copy_while_nobody_can_ask_and_written_data_is_flushed_as_it_goes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    src = tmp_path / "src" / "data.bin"
+    src.parent.mkdir()
+    data = random.Random(9).randbytes(3 * PIECE)
+    src.write_bytes(data)
+    torrent = metainfo.parse(create_torrent(src, piece_length=PIECE))
+    flushed: list[list[Path]] = []
+    monkeypatch.setattr(piece_io, "FLUSH_BYTES", 2 * PIECE)
+    monkeypatch.setattr(piece_io, "_flush", lambda paths: flushed.append(paths))
+
+    async def main() -> None:
+        io = PieceIO(torrent, tmp_path / "out")
+        io.keep_for_upload = lambda: False  # no peer connected
+        await io.open(seed=False, verify=True)
+        for index in range(3):
+            io.add_block(index, 0, data[index * PIECE : (index + 1) * PIECE], b"w")
+            assert await io.verify_and_write(index) == (True, {b"w"})
+            assert io.cached_block(index, 0, 16) is None  # not copied for uploading
+        assert bytes(await io.read_block(1, 0, 16)) == data[PIECE : PIECE + 16]  # from disk
+        await io.finalize()
+        await io.close([True] * 3, True)
+
+    asyncio.run(main())
+    assert len(flushed) == 1 and len(flushed[0]) == 1  # after 2 of the 3 pieces, one file
+    assert (tmp_path / "out" / "data.bin").read_bytes() == data
+
+
+def test_a_flush_of_files_gone_is_not_an_error(tmp_path: Path) -> None:
+    there = tmp_path / "a"
+    there.write_bytes(b"x")
+    piece_io._flush([there, tmp_path / "gone"])
