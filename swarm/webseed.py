@@ -188,6 +188,7 @@ class WebSeedSource:
         self._jobs: list[Job] = []
         self._sizer = RunSizer(owner.settings.run_bytes)
         self._rng = random.Random()
+        self._start = self._rng.randrange(1 << 30)  # alone, runs go in order from here
 
     def __repr__(self) -> str:
         return f"web seed {self.url}"
@@ -239,9 +240,9 @@ class WebSeedSource:
             run_bytes = picker.piece_length if shared else self._sizer.run_bytes
             crowd = len(owner.owner.peers) - picker.seeds if shared else 0
             draw = self._rng.random()
-            alone = not owner.owner.peers
+            start = None if owner.owner.peers else self._start
             blocks = pick_run(
-                picker, self, run_bytes, rare_only=shared, crowd=crowd, draw=draw, in_order=alone
+                picker, self, run_bytes, rare_only=shared, crowd=crowd, draw=draw, in_order=start
             )
             if not blocks:  # shared: the last pieces go quickly, look again sooner
                 await asyncio.sleep(owner.settings.idle_poll / (5 if shared else 1))

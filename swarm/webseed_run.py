@@ -72,7 +72,7 @@ def pick_run(
     rare_only: bool = False,
     crowd: int = 0,
     draw: float = 0.0,
-    in_order: bool = False,
+    in_order: int | None = None,
 ) -> list[Block]:
     """Blocks for *peer* (a web seed) to fetch in one go, marked requested in *picker*: a run
     of consecutive whole pieces, at least one and about *run_bytes*, starting from the piece
@@ -84,8 +84,10 @@ def pick_run(
     that we cannot know of), a new piece is taken only if *draw* (uniform in [0, 1)) times
     *crowd* + 1 is below the count of such pieces: when fewer are left than downloaders, about
     one downloader per piece asks, rather than all of them for the same few. *in_order*: the
-    run starts at the first free piece (alone with a web seed, the file is written front to
-    back, as curl writes it, rather than in runs at random places). Empty: nothing.
+    run starts at the first free piece from that piece on (wrapping round): alone with a web
+    seed, the file is written in order from one place, rather than in runs at random places
+    (and downloaders that start at different places do not all ask for the same first piece).
+    Empty: nothing.
     """
     n = picker.num_pieces
     if picker.complete or n == 0:
@@ -95,8 +97,9 @@ def pick_run(
         mask = [_free(picker, i, True) for i in range(n)]
         if crowd > 0 and draw * CROWD_SHARE * (crowd + 1) >= sum(mask):
             mask = [False] * n  # let the others take the few left; end-game as usual
-    elif in_order:
-        first = next((i for i in range(n) if _free(picker, i, False)), None)
+    elif in_order is not None:
+        order = [*range(in_order % n, n), *range(in_order % n)]
+        first = next((i for i in order if _free(picker, i, False)), None)
         mask = [i == first for i in range(n)]
     else:
         mask = [True] * n

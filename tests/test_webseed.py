@@ -90,6 +90,12 @@ def test_rare_only_leaves_pieces_peers_have_to_them() -> None:
     assert pick_run(p, WS, 8 * K, rare_only=True) == []
 
 
+def test_alone_runs_go_in_order_from_a_start_wrapping_round() -> None:
+    p = picker(16)
+    runs = [pieces_of(pick_run(p, WS, 4 * K, in_order=10)) for _ in range(5)]
+    assert runs == [[10, 11, 12, 13], [14, 15], [0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]
+
+
 def test_among_a_crowd_few_rare_pieces_are_left_to_the_others() -> None:
     p = picker(8)
     has = [True] * 8
