@@ -209,6 +209,24 @@ def test_a_magnets_web_seed_is_used_once_the_metadata_came(
     assert st["web_seed_downloaded"] > 0
 
 
+def test_no_webseed_with_a_magnet_uses_no_web_seed_at_all(
+    tmp_path: Path, procs: Callable[..., Proc]
+) -> None:
+    (tmp_path / "src").mkdir()
+    url = central(procs, tmp_path / "src")
+    src, torrent = make(tmp_path, 300_000, url)
+    seed = start_seed(procs, src, torrent, rate="1M")
+    port = int(seed.wait_line(lambda s: s.startswith("seeding on port")).split()[3].rstrip(";"))
+    magnet = next(s.split()[-1] for s in seed.out if s.startswith("magnet:"))
+    # Neither the magnet's ws= nor the url-list in the metadata from the peer is used.
+    args = ("--no-seed", "--no-webseed", "--peer", f"127.0.0.1:{port}")
+    p = fetch(procs, magnet, tmp_path / "out", *args)
+    st = done_status(p)
+    assert p.wait_exit(timeout=30) == 0
+    assert digest(tmp_path / "out" / src.name) == digest(src)
+    assert "web_seed_downloaded" not in st  # said only when the torrent has web seeds
+
+
 def test_seed_webseed_makes_a_torrent_with_a_url_list(
     tmp_path: Path, procs: Callable[..., Proc]
 ) -> None:
