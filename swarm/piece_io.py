@@ -125,8 +125,9 @@ class PieceIO:
         touched = st.pieces_of_files(finals)
         differ = sum(1 for i in touched if not found[i])
         paths = [st.final_paths[i] for i in sorted(finals)]
-        complete_size = len(finals) == len(st.final_paths) and all(
-            p.stat().st_size == f.length for p, f in zip(paths, self.torrent.files, strict=True)
+        # Every file that is ever on disk (pad files never are, BEP 47) there at its size.
+        complete_size = finals == set(st.disk_files) and all(
+            st.final_paths[i].stat().st_size == self.torrent.files[i].length for i in finals
         )
         existing = Existing(paths, differ, len(touched), complete_size)
         if differ and not overwrite:

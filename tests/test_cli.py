@@ -631,3 +631,23 @@ def test_the_bar_rate_shows_bytes_that_came_before_its_first_half_second() -> No
     assert rate.update(100.7, 2 * 1024 * 1024) == pytest.approx(1024 * 1024 / 0.5)  # held
     assert rate.update(101.0, 2 * 1024 * 1024) == pytest.approx(1024 * 1024 / 0.5)
     assert rate.update(101.5, 2 * 1024 * 1024) == 0.0  # a real stall reads 0 B/s
+
+
+def test_seed_of_a_folder_uses_its_own_torrent_again(tmp_path: Path) -> None:
+    """`swarm seed FOLDER` writes FOLDER.torrent, and the next `swarm seed FOLDER` uses it
+    rather than calling it "made for other files" (a multi-file torrent's paths start with
+    the folder's name; the folder's own do not); a changed file still says so."""
+    from swarm.cli.peer import seed_torrent_file
+    from swarm.errors import UsageError
+
+    folder = tmp_path / "fold"
+    (folder / "sub").mkdir(parents=True)
+    (folder / "a.txt").write_bytes(b"x" * 100)
+    (folder / "sub" / "b.bin").write_bytes(b"y" * 5000)
+    target, made = seed_torrent_file(folder, None, (), False)
+    assert made and target == tmp_path / "fold.torrent"
+    again, made = seed_torrent_file(folder, None, (), False)
+    assert again == target and not made
+    (folder / "a.txt").write_bytes(b"x" * 101)
+    with pytest.raises(UsageError, match="made for other files"):
+        seed_torrent_file(folder, None, (), False)

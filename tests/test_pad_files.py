@@ -267,3 +267,31 @@ def test_create_align_pads_each_file_to_a_piece_boundary(tmp_path: Path) -> None
     plain = metainfo.parse(create_torrent(root, piece_length=PIECE))
     assert not any(f.padding or f.executable for f in plain.files)
     assert metainfo.parse(create_torrent(root / "a.bin", align=True)).files[0].path == ("a.bin",)
+
+
+def test_a_finished_padded_download_that_was_damaged_is_complete_sized(tmp_path: Path) -> None:
+    """Every real file at its full size is a finished download (one damaged since: repair),
+    though its pad files are not there: they never are."""
+    import asyncio
+
+    from swarm.piece_io import PieceIO
+
+    root = tmp_path / "set"
+    (root / "sub").mkdir(parents=True)
+    (root / "a.bin").write_bytes(A)
+    (root / "sub" / "b.bin").write_bytes(B)
+    t = metainfo.parse(create_torrent(root, piece_length=PIECE, align=True))
+    assert any(f.padding for f in t.files)
+    data = bytearray(A)
+    data[5] ^= 0xFF
+    (root / "a.bin").write_bytes(bytes(data))  # damaged since it was finished
+
+    async def main() -> None:
+        io = PieceIO(t, tmp_path)
+        have = await io.open(seed=False, verify=True)
+        assert io.existing is not None and io.existing.complete_size
+        assert io.existing.differ == 1 and not all(have)
+        await io.close(have, False)
+
+    asyncio.run(main())
+    assert not (root / ".pad").exists()

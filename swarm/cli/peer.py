@@ -241,7 +241,9 @@ def _same_files(torrent: Torrent, path: Path) -> bool:
         return False
     if not torrent.multi_file:
         return len(found) == 1 and found[0][1] == torrent.length and path.is_file()
-    return path.is_dir() and found == [(f.path, f.length) for f in torrent.files if not f.padding]
+    # A multi-file torrent's paths start with its name (the folder); the folder's do not.
+    wanted = [(f.path[1:], f.length) for f in torrent.files if f.on_disk]
+    return path.is_dir() and found == wanted
 
 
 # -- fetch --------------------------------------------------------------------------------------
