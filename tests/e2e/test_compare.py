@@ -64,6 +64,7 @@ def test_compare_json_table_and_chart(tmp_path: Path) -> None:
         "-m",
         "swarm",
         "compare",
+        *("--modes", "central,swarm"),  # hybrid has tests of its own: test_compare_hybrid
         "--peers",
         "1,2",
         "--size",
@@ -98,6 +99,7 @@ def test_compare_table(tmp_path: Path) -> None:
             "-m",
             "swarm",
             "compare",
+            *("--modes", "central,swarm"),
             "--peers",
             "1,2",
             "--size",
@@ -225,7 +227,8 @@ def test_compare_plot_into_a_missing_folder_is_bad_input_before_anything_runs(
 def test_a_repeated_n_is_measured_each_time_and_its_spread_shown(tmp_path: Path) -> None:
     # --peers 2,2 crashed after the first N: FileExistsError on .../central-2/0.
     r = subprocess.run(
-        [sys.executable, "-m", "swarm", "compare", "--size", "64K", "--peers", "1,1,1"],
+        [sys.executable, "-m", "swarm", "compare", "--modes", "central,swarm", "--size", "64K"]
+        + ["--peers", "1,1,1"],
         capture_output=True,
         text=True,
         timeout=120,
@@ -323,10 +326,12 @@ def test_the_default_compare_lands_near_its_bounds_with_either_kind_of_cap(
     (run,) = obj["runs"]
     for mode in ("central", "swarm"):
         assert run[mode]["total"] <= 1.3 * run["bounds"][mode], (mode, run)
-    # The hybrid mode is in the default run, beside its bound (the swarm's: the same u_s),
-    # unless this build's engine cannot use a web seed, which the JSON then says.
+    # The hybrid mode is in the default run, beside its bound (the swarm's: the same u_s).
+    # 1.10-1.14x at N = 2 without the lab; held to 2x here (the 1.3x for hybrid is a
+    # benchmark figure, bench/README), which a web seed asked for the same pieces twice fails.
     assert run["bounds"]["hybrid"] == run["bounds"]["swarm"]
-    assert "hybrid_skipped" in run or len(run["hybrid"]["times"]) == 2, run
+    assert "hybrid_skipped" not in run and len(run["hybrid"]["times"]) == 2, run
+    assert run["hybrid"]["total"] <= 2.0 * run["bounds"]["hybrid"], run["hybrid"]
     if lab == "netns":
         names = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
         assert "sl" not in names  # the lab's namespaces are gone

@@ -18,6 +18,7 @@ pytestmark = pytest.mark.e2e
 
 def test_compare_times_and_checks_every_downloader_of_a_group(tmp_path: Path) -> None:
     cmd = [sys.executable, "-m", "swarm", "compare", "--peers", "6", "--peers-per-process", "3"]
+    cmd += ["--modes", "central,swarm"]  # hybrid in groups: test_compare_hybrid
     cmd += ["--size", "256K", "--upload-rate", "2M", "--json", "--no-plot"]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=240, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
