@@ -63,12 +63,8 @@ class Experiment:
 
     def hybrid_skipped(self) -> str | None:
         """Why the hybrid mode does not run although asked for (None: it runs)."""
-        import importlib.util
-
         if self.faults:
             return "--fail kills the tracker and seed of the swarm phase, which hybrid has not"
-        if importlib.util.find_spec("swarm.webseed") is None:
-            return "this build's engine does not download from web seeds (swarm.webseed)"
         return None
 
     def say(self, text: str) -> None:
