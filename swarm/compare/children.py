@@ -17,6 +17,19 @@ from swarm.status import MAX_LINE, Event, Status, decode
 STOP_TIMEOUT = 10.0  # seconds from SIGTERM to SIGKILL
 
 
+async def terminate(proc: asyncio.subprocess.Process, timeout: float = STOP_TIMEOUT) -> None:
+    """SIGTERM a process we started, then SIGKILL if it is still there after *timeout*."""
+    if proc.returncode is None:
+        with contextlib.suppress(ProcessLookupError):
+            proc.send_signal(signal.SIGTERM)
+        try:
+            async with asyncio.timeout(timeout):
+                await proc.wait()
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()
+
+
 class Child:
     """One ``swarm`` child process and the status lines it has sent."""
 
@@ -143,15 +156,7 @@ class Child:
 
     async def stop(self) -> None:
         """SIGTERM, then SIGKILL if it is still there after :data:`STOP_TIMEOUT`."""
-        if self.proc.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                self.proc.send_signal(signal.SIGTERM)
-            try:
-                async with asyncio.timeout(STOP_TIMEOUT):
-                    await self.proc.wait()
-            except TimeoutError:
-                self.proc.kill()
-                await self.proc.wait()
+        await terminate(self.proc)
         self._transport.close()
         for task in (self._reader, self._stderr):
             task.cancel()

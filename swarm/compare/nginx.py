@@ -41,6 +41,7 @@ import subprocess
 import urllib.parse
 from pathlib import Path
 
+from swarm.compare.children import terminate
 from swarm.compare.netlab import Host
 from swarm.errors import CompareError, UsageError
 
@@ -180,15 +181,7 @@ class Nginx:
 
     async def stop(self) -> None:
         """SIGTERM (nginx's fast shutdown), SIGKILL after :data:`STOP_TIMEOUT`."""
-        if self.proc.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                self.proc.terminate()
-            try:
-                async with asyncio.timeout(STOP_TIMEOUT):
-                    await self.proc.wait()
-            except TimeoutError:
-                self.proc.kill()
-                await self.proc.wait()
+        await terminate(self.proc, STOP_TIMEOUT)
 
 
 def _version_text(binary: str) -> str:
