@@ -36,6 +36,7 @@ from swarm.announce import AnnounceRequest, announce_once
 from swarm.announcer import AnnounceOnce, Announcer
 from swarm.errors import ProtocolError, SwarmError, TrackerError
 from swarm.metadata_plan import PIPELINE, MetadataPlan
+from swarm.mse_shell import PeerCrypto
 from swarm.wire import ut_metadata
 
 __all__ = [
@@ -128,8 +129,10 @@ class MetadataFetcher:
         no_source_seconds: float = NO_SOURCE_SECONDS,
         announce: AnnounceOnce = announce_once,
         clock: Callable[[], float] = time.monotonic,
+        crypto: PeerCrypto | None = None,  # MSE/PE: the session's policy (prefer by default)
     ) -> None:
         self.info_hash = info_hash
+        self.crypto = crypto or PeerCrypto()
         self.peer_id = peer_id
         self.port = port
         self.version = version
@@ -278,10 +281,11 @@ class MetadataFetcher:
 
     async def _connection(self, peer: _Peer) -> None:
         try:
-            async with asyncio.timeout(self.connect_timeout):
-                reader, peer.writer = await asyncio.open_connection(*peer.addr)
             reserved = wire.make_reserved(fast=True, extended=True)
-            peer.send(wire.Handshake(reserved, self.info_hash, self.peer_id))
+            hs = wire.Handshake(reserved, self.info_hash, self.peer_id).encode()
+            reader, peer.writer = await self.crypto.open_stream(
+                peer.addr, self.info_hash, hs, self.connect_timeout
+            )
             peer.give_up_at = self._clock() + HANDSHAKE_TIMEOUT
             parser = wire.Parser(expect_handshake=True)
             while True:

@@ -90,6 +90,8 @@ class PeerHost(Protocol):
 class PeerConnection(asyncio.Protocol):
     """A connection to one peer, incoming or outgoing (*torrent* known)."""
 
+    handshake_sent = False  # set by a dialler that sends our handshake itself (MSE's IA)
+
     def __init__(
         self,
         host: PeerHost,
@@ -155,7 +157,7 @@ class PeerConnection(asyncio.Protocol):
         self._handshake_timer = loop.call_later(
             self.host.handshake_timeout, self._handshake_timeout
         )
-        if self.torrent is not None:
+        if self.torrent is not None and not self.handshake_sent:
             self._write(self.state.handshake())
 
     def connection_lost(self, exc: Exception | None) -> None:

@@ -31,6 +31,7 @@ from swarm.errors import MetainfoError, SessionError, StorageError, SwarmError, 
 from swarm.magnet import Magnet, parse_magnet
 from swarm.metadata_fetch import FetchedMetadata, MetadataFetcher, MetadataProgress
 from swarm.metainfo import Torrent, from_info
+from swarm.mse_shell import PeerCrypto
 from swarm.peer import PeerConnection
 from swarm.ratelimit import RateLimiter, TokenBucket
 from swarm.torrent import TorrentController
@@ -74,6 +75,8 @@ class Session:
         dht_state: Path | None = None,
         give_up_after: float | None = None,
         web_seeds: WebSeedSettings | bool = True,
+        encryption: str = "prefer",
+        on_notice: Callable[[str], None] | None = None,
     ) -> None:
         self.host = host
         self._requested_port = port
@@ -96,6 +99,15 @@ class Session:
         self.dht: DhtClient | None = None
         # Whether torrents use their web seeds (BEP 19), and how; add(web_seeds=...) overrides.
         self.web_seeds = web_seeds
+        # MSE/PE (prefer, require, off; see swarm.mse_shell); *on_notice* hears what the user
+        # can act on (peers refused for the policy's sake), once a kind, as does `notices`.
+        self.crypto = PeerCrypto(
+            encryption,
+            info_hashes=self.torrents.keys,
+            handshake_timeout=handshake_timeout,
+            on_notice=on_notice,
+        )
+        self.notices = self.crypto.notices
 
     async def __aenter__(self) -> Session:
         await self.start()
@@ -160,13 +172,13 @@ class Session:
         if self.dht is not None:
             self.dht.node.ping(addr)
 
-    def _incoming(self) -> PeerConnection:
+    def _incoming(self) -> asyncio.Protocol:
         conn = PeerConnection(self)
         if len(self.connections) >= self.max_connections:
             # Refuse politely: the protocol closes the transport as soon as it is made.
             asyncio.get_running_loop().call_soon(conn.close, "too many connections")
         self.connections.add(conn)
-        return conn
+        return self.crypto.incoming(conn)
 
     def can_connect(self) -> bool:
         return len(self.connections) < self.max_connections
@@ -175,15 +187,17 @@ class Session:
         """Open an outgoing connection to a peer for *torrent* (OSError if it cannot be)."""
         if not self.can_connect():
             raise OSError("the session's connection limit is reached")
-        loop = asyncio.get_running_loop()
-        conn = PeerConnection(self, torrent=torrent, address=addr)
-        self.connections.add(conn)
-        try:
-            async with asyncio.timeout(CONNECT_TIMEOUT):
-                await loop.create_connection(lambda: conn, addr[0], addr[1])
-        except BaseException:
-            self.connections.discard(conn)
-            raise
+
+        def make() -> PeerConnection:
+            conn = PeerConnection(self, torrent=torrent, address=addr)
+            conn.handshake_sent = True  # the shell sends it, plain or as MSE's IA
+            self.connections.add(conn)
+            return conn
+
+        def handshake(conn: PeerConnection) -> bytes:
+            return conn.state.handshake()
+
+        conn, _ = await self.crypto.dial(addr, make, torrent.info_hash, handshake, CONNECT_TIMEOUT)
         return conn
 
     def connection_closed(self, conn: PeerConnection) -> None:
@@ -290,6 +304,7 @@ class Session:
             trackers=magnet.trackers,
             key=self.key,
             rng=self.rng,
+            crypto=self.crypto,
         )
         if self.give_up_after is not None:
             fetcher.no_source_seconds = self.give_up_after

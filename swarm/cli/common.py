@@ -142,6 +142,43 @@ def report(status: Status) -> None:
         SETTINGS.status.send(status)
 
 
+# -- the peer commands' ports -------------------------------------------------------------
+
+DEFAULT_PORT = 6881
+PORT_ATTEMPTS = 10  # 6881..6890
+
+
+def port_option(f: F) -> F:
+    """``--port``: 6881 or the next free one up to 6890 when not given; N exactly; 0 any."""
+    return click.option(
+        "--port",
+        type=click.IntRange(0, 65535),
+        default=None,
+        help=f"Port to listen on for peers [default: {DEFAULT_PORT}, or the next free one up "
+        f"to {DEFAULT_PORT + PORT_ATTEMPTS - 1}]; 0: any free port.",
+    )(f)
+
+
+def listen_port(port: int | None) -> tuple[int, int]:
+    """(port, attempts) for the session: a port the user named is that port or nothing."""
+    return (DEFAULT_PORT, PORT_ATTEMPTS) if port is None else (port, 1)
+
+
+# -- encryption (MSE/PE) -------------------------------------------------------------------
+
+
+def encryption_option(f: F) -> F:
+    """``--encryption prefer|require|off`` (see :mod:`swarm.mse_shell`)."""
+    return click.option(
+        "--encryption",
+        type=click.Choice(["prefer", "require", "off"]),
+        default="prefer",
+        show_default=True,
+        help="Peer encryption (MSE/PE). prefer: accept both, dial plain first and encrypted "
+        "if refused; require: encrypted (RC4) only; off: unencrypted only.",
+    )(f)
+
+
 # -- sizes, rates, trackers -------------------------------------------------------------
 
 

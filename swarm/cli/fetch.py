@@ -27,6 +27,12 @@ if TYPE_CHECKING:
     from swarm.torrent import TorrentController, TorrentStats
 
 
+def notice(line: str) -> None:
+    """A line the user can act on (peers refused for the encryption policy), said once."""
+    echo(f"notice: {line}")
+    sys.stdout.flush()
+
+
 def status_line(st: TorrentStats, down: float | None = None) -> str:
     """The progress bar's text: rates, peers, time left. *down*: the download rate the bar
     measured itself (default: the engine's, which reads 0 until its first 1 s tick)."""
@@ -158,6 +164,7 @@ def fetch_torrent(
     dht: DhtArgs = (False, (), None),
     give_up: float | None = None,
     web_seeds: bool = True,
+    encryption: str = "prefer",
 ) -> int:
     """Download the torrent at *path* into *out_dir*; the exit code. *web_seeds*: whether to
     use the torrent's web seeds (BEP 19 url-list) as well as peers."""
@@ -182,6 +189,8 @@ def fetch_torrent(
             **dht_kw,
             give_up_after=give_up,
             web_seeds=web_seeds,
+            encryption=encryption,
+            on_notice=notice,
         ) as session:
             t = await session.add(torrent, out_dir, overwrite=overwrite)
             t.add_peers(direct)

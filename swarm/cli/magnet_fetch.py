@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 import click
 
 from swarm.cli.common import INTERRUPTED, Display, echo, unless_stopped
-from swarm.cli.fetch import download_and_seed
+from swarm.cli.fetch import download_and_seed, notice
 from swarm.units import counted
 
 if TYPE_CHECKING:
@@ -62,6 +62,7 @@ def fetch_magnet(
     dht: DhtArgs = (False, (), None),
     give_up: float | None = None,
     web_seeds: bool = True,
+    encryption: str = "prefer",
 ) -> int:
     """Download what the magnet *uri* names into *out_dir*; the exit code. Without tr and
     x.pe, the DHT alone finds its peers. *web_seeds* False: no web seed is used (neither the
@@ -87,6 +88,8 @@ def fetch_magnet(
             **dht_kw,
             give_up_after=give_up,
             web_seeds=web_seeds,
+            encryption=encryption,
+            on_notice=notice,
         ) as session:
             display = Display(magnet.display_name or magnet.info_hash_hex, None)
 

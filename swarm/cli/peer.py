@@ -10,14 +10,18 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from swarm.cli.common import (
+    DEFAULT_PORT,
+    PORT_ATTEMPTS,
     echo,
+    encryption_option,
+    listen_port,
+    port_option,
     report,
     run_until_signal,
     status_option,
@@ -34,27 +38,6 @@ from swarm.units import format_size
 
 if TYPE_CHECKING:
     from swarm.metainfo import Torrent
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-DEFAULT_PORT = 6881
-PORT_ATTEMPTS = 10  # 6881..6890
-
-
-def port_option(f: F) -> F:
-    """``--port``: 6881 or the next free one up to 6890 when not given; N exactly; 0 any."""
-    return click.option(
-        "--port",
-        type=click.IntRange(0, 65535),
-        default=None,
-        help=f"Port to listen on for peers [default: {DEFAULT_PORT}, or the next free one up "
-        f"to {DEFAULT_PORT + PORT_ATTEMPTS - 1}]; 0: any free port.",
-    )(f)
-
-
-def listen_port(port: int | None) -> tuple[int, int]:
-    """(port, attempts) for the session: a port the user named is that port or nothing."""
-    return (DEFAULT_PORT, PORT_ATTEMPTS) if port is None else (port, 1)
 
 
 def resolve_data_root(path: Path, torrent: Torrent) -> Path:
@@ -115,6 +98,7 @@ def resolve_data_root(path: Path, torrent: Torrent) -> Path:
     "with --max-upload-rate].",
 )
 @click.option("--no-verify", is_flag=True, help="Trust the data without hashing it first.")
+@encryption_option
 @dht_options
 @status_option
 def seed_command(
@@ -128,6 +112,7 @@ def seed_command(
     max_upload_rate: str | None,
     unchoke_slots: int | None,
     no_verify: bool,
+    encryption: str,
     dht: bool | None,
     dht_bootstrap: tuple[str, ...],
     dht_port: int | None,
@@ -154,7 +139,12 @@ def seed_command(
 
     async def main(stop: asyncio.Event) -> int:
         async with Session(
-            host=host, port=port, port_attempts=attempts, max_upload_rate=rate, **dht_kw
+            host=host,
+            port=port,
+            port_attempts=attempts,
+            max_upload_rate=rate,
+            encryption=encryption,
+            **dht_kw,
         ) as session:
             try:
                 t = await session.add(
@@ -311,6 +301,7 @@ def _same_files(torrent: Torrent, path: Path) -> bool:
     "default 30, or 300 with the DHT on.",
 )
 @click.option("--no-webseed", is_flag=True, help="Do not use the torrent's web seeds (BEP 19).")
+@encryption_option
 @dht_options
 @status_option
 def fetch_command(
@@ -330,6 +321,7 @@ def fetch_command(
     dht_port: int | None,
     give_up_after: float | None,
     no_webseed: bool,
+    encryption: str,
 ) -> None:
     """Download SOURCE (a .torrent file, a magnet: URI, or an http:// URL of a central
     server) into a folder.
@@ -369,6 +361,7 @@ def fetch_command(
         direct=direct,
         dht=dht_args,
         give_up=give_up_after,
+        encryption=encryption,
     )
     if source.lower().startswith("magnet:"):
         if no_webseed:  # its ws= left out, so the torrent made from its metadata has none

@@ -112,6 +112,11 @@ class Rc4:
     def apply(self, data: bytes | bytearray | memoryview) -> bytes:
         return self._ctx.update(data)
 
+    def apply_into(self, data: bytes | bytearray | memoryview, out: memoryview) -> int:
+        """``apply`` written into *out* (at least ``len(data)`` bytes), no copy of its own;
+        the bytes written."""
+        return self._ctx.update_into(data, out)
+
 
 def key_a(secret: bytes, info_hash: bytes) -> bytes:
     """HASH('keyA', S, SKEY): the key of what the initiator (A) sends."""
@@ -137,6 +142,14 @@ class MseStream:
     @property
     def encrypted(self) -> bool:
         return self._out is not None
+
+    @property
+    def ciphers(self) -> tuple[Rc4, Rc4] | None:
+        """RC4's (out, in) ciphers, None when plaintext was selected: for a shell that
+        encrypts into its own buffers rather than call :meth:`encrypt` per message."""
+        if self._out is None or self._in is None:
+            return None
+        return self._out, self._in
 
     def encrypt(self, data: bytes | bytearray | memoryview) -> bytes:
         """Bytes to send, as they go on the wire."""

@@ -1,0 +1,84 @@
+"""The transport and the reader of an MSE connection (see :mod:`swarm.mse_shell`): the socket's
+own methods while the bytes are plain, RC4 on the way out and in once RC4 is selected."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from swarm.wire.mse_crypto import Rc4
+
+__all__ = ["MseTransport", "Rc4Reader"]
+
+
+class MseTransport:
+    """The transport the protocol above writes to: the socket's, with RC4 on the way out once
+    RC4 is selected. ``abort`` and ``close`` from above are remembered (we closed it, the peer
+    did not)."""
+
+    def __init__(self, real: asyncio.Transport) -> None:
+        self.real = real
+        self.closed_by_us = False
+        self._out: Rc4 | None = None
+        self.write: Callable[[Any], None] = real.write
+        self.writelines: Callable[[Iterable[Any]], None] = real.writelines
+        self.is_closing = real.is_closing
+        self.get_extra_info = real.get_extra_info
+        self.set_write_buffer_limits = real.set_write_buffer_limits
+        self.get_write_buffer_size = real.get_write_buffer_size
+        self.pause_reading = real.pause_reading
+        self.resume_reading = real.resume_reading
+        self.is_reading = real.is_reading
+        self.can_write_eof = real.can_write_eof
+        self.write_eof = real.write_eof
+
+    def abort(self) -> None:
+        self.closed_by_us = True
+        self.real.abort()
+
+    def close(self) -> None:
+        self.closed_by_us = True
+        self.real.close()
+
+    def encrypt_with(self, cipher: Rc4) -> None:
+        self._out = cipher
+        self.write = self._write_rc4
+        self.writelines = self._writelines_rc4
+
+    def _write_rc4(self, data: bytes | bytearray | memoryview) -> None:
+        assert self._out is not None
+        self.real.write(self._out.apply(data))
+
+    def _writelines_rc4(self, parts: Iterable[bytes | bytearray | memoryview]) -> None:
+        """The parts encrypted into one buffer (their one copy), written in one call."""
+        assert self._out is not None
+        parts = list(parts)
+        buf = bytearray(sum(len(p) for p in parts))
+        view, at = memoryview(buf), 0
+        for p in parts:
+            at += self._out.apply_into(p, view[at:])
+        self.real.write(buf)
+
+
+class Rc4Reader(asyncio.Protocol):
+    """After an RC4 handshake: what the socket reads, decrypted, to the protocol above."""
+
+    def __init__(self, inner: asyncio.Protocol, cipher: Rc4) -> None:
+        self.inner = inner
+        self._apply = cipher.apply
+
+    def data_received(self, data: bytes) -> None:
+        self.inner.data_received(self._apply(data))
+
+    def eof_received(self) -> bool | None:
+        return self.inner.eof_received()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.inner.connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        self.inner.pause_writing()
+
+    def resume_writing(self) -> None:
+        self.inner.resume_writing()
