@@ -117,6 +117,8 @@ def _fast(data: bytes) -> Any:
         value = fastbencode.bdecode(data)
     except Exception:  # its errors are ValueError, but it is C: take no chances
         return None
+    if data.count(b"d") + data.count(b"l") < _MAX_DEPTH:
+        return value  # too few list and dict openings to nest that deep: no walk needed
     return value if _depth_ok(value) else None
 
 

@@ -236,3 +236,19 @@ def test_encode_writes_what_bencode_py_writes(value: Any) -> None:
     import bencodepy
 
     assert bencoding.encode(value) == bencodepy.encode(value)
+
+
+@pytest.mark.parametrize("depth", range(60, 70))
+def test_the_fast_reader_and_the_strict_one_agree_on_nesting_near_the_limit(depth: int) -> None:
+    # The fast path skips its depth walk when the data has too few 'l' and 'd' bytes to nest
+    # that deep; near the limit the answer must be the strict reader's.
+    data = b"l" * depth + b"i1e" + b"e" * depth
+    try:
+        strict: object = bencoding._DECODER.decode(data)
+    except Exception:
+        strict = BencodeError
+    if strict is BencodeError:
+        with pytest.raises(BencodeError):
+            bencoding.decode(data)
+    else:
+        assert bencoding.decode(data) == strict
