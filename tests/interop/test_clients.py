@@ -91,30 +91,33 @@ def test_libtorrent_and_aria2_fetch_from_swarm_seed(
     assert digest(tmp_path / "aria" / payload.name) == digest(payload)
 
 
-@pytest.mark.parametrize("scheme", ["http", "udp"])
-def test_transmission_fetches_from_swarm_seed(
-    scheme: str,
-    tmp_path: Path,
-    payload: Path,
-    procs,
-    tracker_urls: tuple[str, str],
-    transmission_cli: str,
+def test_transmission_fetches_from_swarm_seed_through_http_and_udp_trackers(
+    tmp_path: Path, payload: Path, procs, transmission_cli: str
 ) -> None:
-    url = tracker_urls[0] if scheme == "http" else tracker_urls[1]
-    torrent = make_torrent(payload, [url], tmp_path / "t.torrent")
+    # Two trackers, one tier each (BEP 12): Transmission announces to every tier, so one run
+    # shows it speaking both our HTTP and our UDP tracker protocols (each tracker must count it
+    # as a leecher) and then downloading from the swarm seed the trackers named.
+    http = start_tracker(procs)[0]
+    udp = start_tracker(procs)[1]
+    torrent = make_torrent(payload, [http, udp], tmp_path / "t.torrent")
     out = tmp_path / "tr"
     out.mkdir()
     # Transmission 3.00 never dials 127.x peers (it calls them martian), so on loopback the
-    # seed must dial it: Transmission announces first and the seed finds it at the tracker.
+    # seed must dial it: Transmission announces first and the seed finds it at a tracker.
     tr = transmission(procs, transmission_cli, torrent, out, tmp_path / "trhome")
-    stats = tracker_urls[0].replace("/announce", "/stats")
 
-    def announced() -> bool:
-        assert tr.popen.poll() is None, "transmission-cli exited"
-        with urllib.request.urlopen(stats, timeout=5) as resp:
-            return json.load(resp)["leechers"] >= 1
+    def announced(url: str) -> Callable[[], bool]:
+        stats = url.split("://", 1)[1].split("/", 1)[0]
 
-    wait_for(announced, 60, "transmission to announce")
+        def check() -> bool:
+            assert tr.popen.poll() is None, "transmission-cli exited"
+            with urllib.request.urlopen(f"http://{stats}/stats", timeout=5) as resp:
+                return json.load(resp)["leechers"] >= 1
+
+        return check
+
+    wait_for(announced(http), 60, "transmission to announce over HTTP")
+    wait_for(announced(udp), 60, "transmission to announce over UDP")
     swarm_seed(procs, payload, torrent)
     done = out / payload.name
     want = digest(payload)
@@ -123,6 +126,16 @@ def test_transmission_fetches_from_swarm_seed(
         120,
         "transmission to finish the download",
     )
+
+
+def start_tracker(procs: Callable[..., Proc]) -> tuple[str, str]:
+    """A ``swarm tracker`` of its own: its HTTP and UDP announce URLs."""
+    p = procs(
+        "tracker", "--host", "127.0.0.1", "--port", "0", "--interval", "5", "--min-interval", "1"
+    )
+    http = p.wait_line(lambda s: s.startswith("http://")).split()[0]
+    udp = p.wait_line(lambda s: s.startswith("udp://")).split()[0]
+    return http, udp
 
 
 def test_mixed_swarm(
@@ -149,15 +162,16 @@ def test_mixed_swarm(
         assert digest(tmp_path / folder / payload.name) == want, folder
 
 
-def test_swarm_fetches_32_mib_from_a_transmission_seed(
+def test_swarm_fetches_from_a_transmission_seed(
     tmp_path: Path, procs, transmission_cli: str
 ) -> None:
     # Issue 14, item 5: Transmission answers requests in bursts, and a downloader that kept
-    # only a few requests out crawled (124 KiB/s). Functional, not timed: the speed is
-    # bench/slowstart's business; the bound is generous.
-    src = tmp_path / "data" / "payload32.bin"
+    # only a few requests out crawled (124 KiB/s: 66 s for these 8 MiB, over the time limit
+    # below; about 6 s now, Transmission's seed tops out near 1.5 MiB/s on loopback). The
+    # speed itself is bench/slowstart's business (32 MiB against libtorrent).
+    src = tmp_path / "data" / "payload8.bin"
     src.parent.mkdir()
-    src.write_bytes(random.Random(32).randbytes(32 * 1024 * 1024))
+    src.write_bytes(random.Random(32).randbytes(8 * 1024 * 1024))
     torrent = make_torrent(src, [], tmp_path / "t.torrent")
 
     # stdbuf: transmission-cli's status line ("Seeding, ...") reaches the pipe at once.
@@ -173,5 +187,5 @@ def test_swarm_fetches_32_mib_from_a_transmission_seed(
         "fetch", torrent, "-o", out, "--no-seed", "--host", "127.0.0.1", "--port", "0",
         "--peer", f"127.0.0.1:{port}",
     )  # fmt: skip
-    assert fetch.wait_exit(timeout=240) == 0, fetch.err[-5:]
+    assert fetch.wait_exit(timeout=45) == 0, fetch.err[-5:]
     assert digest(out / src.name) == digest(src)
