@@ -1,0 +1,192 @@
+"""The asyncio uTP shell on real UDP sockets on 127.0.0.1: transfers both ways, refused and
+unanswered dials, flow control both ways, and a DHT sharing the port."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import random
+import socket
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+import pytest
+
+from swarm.utp_shell import UtpEndpoint
+
+DEADLINE = 30.0
+
+
+def run(test: Callable[[], Coroutine[Any, Any, None]]) -> Callable[[], None]:
+    """A plain test that runs the coroutine *test* in a fresh event loop."""
+
+    @functools.wraps(test)
+    def wrapper() -> None:
+        asyncio.run(test())
+
+    return wrapper
+
+
+class Peer(asyncio.Protocol):
+    """Writes *payload* when connected, keeps what arrives, closes after the peer's EOF."""
+
+    def __init__(self, payload: bytes = b"", want: int = 0) -> None:
+        self.payload = payload
+        self.want = want
+        self.got = bytearray()
+        self.transport: asyncio.Transport | None = None
+        self.complete = asyncio.Event()
+        self.lost: asyncio.Future[Exception | None] = asyncio.get_running_loop().create_future()
+        self.paused = 0
+        self.resumed = 0
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        if self.payload:
+            transport.write(self.payload[:1000])  # several writes, joined by the shell
+            transport.writelines([self.payload[1000:5000], self.payload[5000:]])
+        if self.want == 0:
+            self.complete.set()
+
+    def data_received(self, data: bytes) -> None:
+        self.got += data
+        if len(self.got) >= self.want:
+            self.complete.set()
+
+    def eof_received(self) -> bool:
+        return False
+
+    def pause_writing(self) -> None:
+        self.paused += 1
+
+    def resume_writing(self) -> None:
+        self.resumed += 1
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.lost.done():
+            self.lost.set_result(exc)
+
+
+async def endpoints(accept=None) -> tuple[UtpEndpoint, UtpEndpoint]:
+    server = UtpEndpoint(accept=accept, rng=random.Random(1))
+    client = UtpEndpoint(rng=random.Random(2))
+    await server.start("127.0.0.1", 0)
+    await client.start("127.0.0.1", 0)
+    return server, client
+
+
+@run
+async def test_four_mib_both_ways_at_once() -> None:
+    rng = random.Random(3)
+    up, down = rng.randbytes(4 << 20), rng.randbytes(4 << 20)
+    accepted: list[Peer] = []
+
+    def make() -> Peer:
+        accepted.append(Peer(down, len(up)))
+        return accepted[-1]
+
+    server, client = await endpoints(make)
+    try:
+        async with asyncio.timeout(DEADLINE):
+            tr, proto = await client.connect(lambda: Peer(up, len(down)), server.address)
+            assert isinstance(proto, Peer)
+            assert tr.get_extra_info("peername") == server.address
+            assert tr.get_extra_info("sockname") == client.address
+            await proto.complete.wait()
+            await accepted[0].complete.wait()
+            assert bytes(proto.got) == down
+            assert bytes(accepted[0].got) == up
+            assert accepted[0].transport is not None
+            assert accepted[0].transport.get_extra_info("peername") == client.address
+            tr.close()
+            assert await proto.lost is None
+            assert await accepted[0].lost is None
+    finally:
+        await client.stop()
+        await server.stop()
+
+
+@run
+async def test_dial_to_a_port_with_nothing_listening_fails_in_bounded_time() -> None:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()
+    client = UtpEndpoint(rng=random.Random(2))
+    await client.start("127.0.0.1", 0)
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    try:
+        with pytest.raises(TimeoutError):
+            await client.connect(Peer, ("127.0.0.1", port), timeout=1.0)
+        assert loop.time() - start < 2.0
+        assert len(client.mux) == 0
+    finally:
+        await client.stop()
+
+
+@run
+async def test_an_endpoint_that_does_not_accept_refuses_at_once() -> None:
+    server, client = await endpoints(accept=None)
+    try:
+        async with asyncio.timeout(2.0):
+            with pytest.raises(ConnectionRefusedError):
+                await client.connect(Peer, server.address)
+    finally:
+        await client.stop()
+        await server.stop()
+
+
+@run
+async def test_flow_control_pauses_the_writer_while_the_reader_is_paused() -> None:
+    accepted: list[Peer] = []
+    payload = random.Random(4).randbytes(3 << 20)
+
+    def make() -> Peer:
+        accepted.append(Peer(b"", len(payload)))
+        return accepted[-1]
+
+    server, client = await endpoints(make)
+    try:
+        async with asyncio.timeout(DEADLINE):
+            tr, proto = await client.connect(Peer, server.address)
+            assert isinstance(proto, Peer)
+            while not accepted or accepted[0].transport is None:
+                await asyncio.sleep(0.01)
+            reader = accepted[0]
+            assert reader.transport is not None
+            reader.transport.pause_reading()
+            tr.set_write_buffer_limits(high=256 * 1024)
+            tr.write(payload)
+            assert proto.paused == 1
+            await asyncio.sleep(0.5)  # the reader stays paused: only its window may arrive
+            assert len(reader.got) == 0
+            assert tr.get_write_buffer_size() > 1 << 20
+            reader.transport.resume_reading()
+            await reader.complete.wait()
+            assert bytes(reader.got) == payload
+            while proto.resumed == 0:
+                await asyncio.sleep(0.01)
+    finally:
+        await client.stop()
+        await server.stop()
+
+
+@run
+async def test_other_datagrams_go_to_the_other_handler() -> None:
+    got: list[tuple[bytes, tuple[str, int]]] = []
+    server = UtpEndpoint(other=lambda data, addr: got.append((data, addr)))
+    await server.start("127.0.0.1", 0)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        sock.bind(("127.0.0.1", 0))
+        sock.sendto(b"d1:ad2:id20:" + bytes(20) + b"e1:q4:ping1:t2:aa1:y1:qe", server.address)
+        sock.sendto(b"\x41" + bytes(5), server.address)  # too short for uTP: not uTP
+        async with asyncio.timeout(2.0):
+            while len(got) < 2:
+                await asyncio.sleep(0.01)
+        assert got[0][0].startswith(b"d1:a") and got[0][1] == sock.getsockname()
+    finally:
+        sock.close()
+        await server.stop()
