@@ -1,20 +1,21 @@
 """The asyncio shell around the sans-I/O uTP core (BEP 29, :mod:`swarm.utp`): one UDP socket,
-its connections as asyncio transports.
+its connections as asyncio transports (:class:`~swarm.utp_transport.UtpTransport`).
 
-:class:`UtpEndpoint` is the socket's ``asyncio.DatagramProtocol``. :meth:`UtpEndpoint.connect`
-mirrors ``loop.create_connection``: it dials, and once the peer answers gives a
-:class:`UtpTransport` (``write``, ``writelines``, ``close``, ``abort``, ``is_closing``,
-``get_extra_info("peername"/"sockname")``, pause/resume reading, write-buffer limits with
-``pause_writing``/``resume_writing`` on the protocol) and the ``asyncio.Protocol`` made for
-it; an *accept* protocol factory, like ``loop.create_server``'s, gets one per incoming
-connection. Datagrams that are not uTP (a DHT's, first byte ``d``) go to *other*, so the
-DHT can share the port; :meth:`UtpEndpoint.sendto` sends its answers from the same socket.
+:meth:`UtpEndpoint.connect` mirrors ``loop.create_connection``: it dials, and once the peer
+answers gives the transport and the ``asyncio.Protocol`` made for it; an *accept* protocol
+factory, like ``loop.create_server``'s, gets one per incoming connection. Datagrams that are
+not uTP (a DHT's, first byte ``d``) go to *other*, so the DHT can share the port;
+:meth:`UtpEndpoint.sendto` sends its answers from the same socket.
 
-It only moves bytes and time: every datagram goes to :class:`~swarm.utp.mux.UtpMux`, every
-datagram the core returns is sent, one timer per endpoint (every :data:`TICK` seconds while
-connections exist) gives the core the time, and writes made in one turn of the loop go to
-the core together (one flush per turn), so small messages share packets.
-"""
+It only moves bytes and time: datagrams go to :class:`~swarm.utp.mux.UtpMux` and what the
+core returns is sent; one timer per endpoint (every :data:`TICK` seconds while connections
+exist) gives the core the time; writes made in one turn of the loop go to the core together.
+The socket is read with ``loop.add_reader`` rather than through a ``DatagramProtocol``,
+because asyncio's datagram transport reads one datagram per turn of the loop: here up to
+:data:`READ_BATCH` are read at once and each connection that got data sends one ack for
+them all (as libutp does after draining its socket), which halves the datagrams a transfer
+costs. A datagram the kernel will not take is dropped (and counted), as a network drops it:
+uTP resends it."""
 
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ import random
 import secrets
 import socket
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any
 
 from swarm.errors import SessionError
@@ -33,6 +34,7 @@ from swarm.utp.connection import UtpConnection
 from swarm.utp.events import Closed, Connected, Data, Eof, Output
 from swarm.utp.mux import UtpMux
 from swarm.utp.packet import looks_like_utp
+from swarm.utp_transport import UtpTransport, connection_error
 
 log = logging.getLogger(__name__)
 
@@ -44,173 +46,11 @@ ProtocolFactory = Callable[[], asyncio.Protocol]
 TICK = 0.05
 CONNECT_TIMEOUT = 3.0
 SOCKET_BUFFER = 4 << 20  # asked of the kernel for each direction; it may give less
-_REASONS: dict[str, type[OSError]] = {
-    "connection refused": ConnectionRefusedError,
-    "connection reset by peer": ConnectionResetError,
-    "timed out": TimeoutError,
-}
+READ_BATCH = 64  # datagrams read in one go before the acks go out
+RECV_SIZE = 2048
 
 
-def _error(reason: str | None) -> OSError | None:
-    return None if reason is None else _REASONS.get(reason, ConnectionError)(reason)
-
-
-class UtpTransport(asyncio.Transport):
-    """One uTP connection as an asyncio transport (made by :class:`UtpEndpoint`)."""
-
-    def __init__(self, endpoint: UtpEndpoint, conn: UtpConnection, protocol: asyncio.Protocol):
-        super().__init__()
-        self._endpoint = endpoint
-        self._conn = conn
-        self._protocol = protocol
-        self._pending: list[bytes] = []
-        self._pending_size = 0
-        self._closing = False
-        self._lost = False
-        self._reading = True
-        self._backlog: list[bytes] = []
-        self._eof_waiting = False
-        self._write_paused = False
-        self._high = 64 * 1024
-        self._low = 16 * 1024
-
-    # -- writing ----------------------------------------------------------------------------
-
-    def write(self, data: bytes | bytearray | memoryview) -> None:
-        if self._closing or not data:
-            return
-        self._pending.append(bytes(data))
-        self._pending_size += len(data)
-        self._endpoint._mark(self)
-        self._check_write_buffer()
-
-    def writelines(self, list_of_data: Iterable[bytes | bytearray | memoryview]) -> None:
-        for data in list_of_data:
-            self.write(data)
-
-    def get_write_buffer_size(self) -> int:
-        return self._pending_size + self._conn.send_buffer_size
-
-    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
-        if high is None:
-            high = 64 * 1024 if low is None else 4 * low
-        if low is None:
-            low = high // 4
-        if not 0 <= low <= high:
-            raise ValueError(f"high ({high!r}) must be >= low ({low!r}) must be >= 0")
-        self._high, self._low = high, low
-        self._check_write_buffer()
-
-    def get_write_buffer_limits(self) -> tuple[int, int]:
-        return self._low, self._high
-
-    def can_write_eof(self) -> bool:
-        return False
-
-    def _check_write_buffer(self) -> None:
-        size = self.get_write_buffer_size()
-        if not self._write_paused and size > self._high and not self._lost:
-            self._write_paused = True
-            self._call(self._protocol.pause_writing)
-        elif self._write_paused and size <= self._low:
-            self._write_paused = False
-            self._call(self._protocol.resume_writing)
-
-    # -- closing ----------------------------------------------------------------------------
-
-    def close(self) -> None:
-        """Send what is buffered, then a FIN; ``connection_lost`` once the peer acks it."""
-        if not self._closing:
-            self._closing = True
-            self._endpoint._mark(self)
-
-    def abort(self) -> None:
-        """Drop the connection at once (an ST_RESET); ``connection_lost(None)`` follows."""
-        self._closing = True
-        self._pending.clear()
-        self._pending_size = 0
-        self._endpoint._handle(self._conn, self._conn.abort(self._endpoint.clock()))
-
-    def is_closing(self) -> bool:
-        return self._closing or self._lost
-
-    # -- reading ----------------------------------------------------------------------------
-
-    def pause_reading(self) -> None:
-        self._reading = False
-
-    def resume_reading(self) -> None:
-        if not self._reading:
-            self._reading = True
-            asyncio.get_running_loop().call_soon(self._drain_backlog)
-
-    def is_reading(self) -> bool:
-        return self._reading
-
-    def _drain_backlog(self) -> None:
-        while self._backlog and self._reading and not self._lost and not self._closing:
-            self._call(self._protocol.data_received, self._backlog.pop(0))
-        if not self._backlog and self._eof_waiting and self._reading:
-            self._eof_waiting = False
-            self._eof()
-        self._set_backlog()
-
-    def _set_backlog(self) -> None:
-        size = sum(map(len, self._backlog))
-        out = self._conn.set_read_backlog(size, self._endpoint.clock())
-        self._endpoint._handle(self._conn, out)
-
-    def _data(self, data: bytes) -> None:
-        if self._closing or self._lost:
-            return
-        if self._reading and not self._backlog:
-            self._call(self._protocol.data_received, data)
-        else:
-            self._backlog.append(data)
-            self._set_backlog()
-
-    def _eof(self) -> None:
-        if self._backlog or not self._reading:
-            self._eof_waiting = True
-        elif not self._closing and not self._lost:
-            keep_open = self._call(self._protocol.eof_received)
-            if not keep_open:
-                self.close()
-
-    def _connection_lost(self, exc: Exception | None) -> None:
-        if not self._lost:
-            self._lost = self._closing = True
-            self._call(self._protocol.connection_lost, exc)
-
-    def _call(self, fn: Callable[..., Any], *args: Any) -> Any:
-        """Call the protocol; its exception aborts this connection, never the socket."""
-        try:
-            return fn(*args)
-        except Exception:
-            log.exception("utp: the protocol of %s:%d failed", *self._conn.addr)
-            if not self._lost:
-                self._lost = self._closing = True
-                self._endpoint._handle(self._conn, self._conn.abort(self._endpoint.clock()))
-            return None
-
-    # -- the rest of the Transport interface ------------------------------------------------
-
-    def get_extra_info(self, name: str, default: Any = None) -> Any:
-        if name == "peername":
-            return self._conn.addr
-        if name == "sockname":
-            return self._endpoint.address
-        return default
-
-    def set_protocol(self, protocol: asyncio.BaseProtocol) -> None:
-        assert isinstance(protocol, asyncio.Protocol)
-        self._protocol = protocol
-
-    def get_protocol(self) -> asyncio.BaseProtocol:
-        return self._protocol
-
-
-class UtpEndpoint(asyncio.DatagramProtocol):
+class UtpEndpoint:
     """uTP on one UDP socket: :meth:`start`, then :meth:`connect` as often as wanted; *accept*
     (a protocol factory) serves incoming connections; *other* takes non-uTP datagrams."""
 
@@ -227,7 +67,9 @@ class UtpEndpoint(asyncio.DatagramProtocol):
         self.clock = clock
         self.mux = UtpMux(rng or random.Random(secrets.randbits(64)), accept=accept is not None)
         self.address: Address = ("0.0.0.0", 0)
-        self._transport: asyncio.DatagramTransport | None = None
+        self.dropped = 0  # datagrams the kernel would not take (a full send buffer)
+        self._sock: socket.socket | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._transports: dict[UtpConnection, UtpTransport] = {}
         self._dialing: dict[UtpConnection, tuple[ProtocolFactory, asyncio.Future[Any]]] = {}
         self._dirty: dict[UtpTransport, None] = {}
@@ -237,21 +79,22 @@ class UtpEndpoint(asyncio.DatagramProtocol):
     # -- life cycle ---------------------------------------------------------------------------
 
     async def start(self, host: str = "0.0.0.0", port: int = 0) -> None:
-        """Bind the UDP socket (port 0: any free port)."""
-        loop = asyncio.get_running_loop()
+        """Bind the UDP socket (port 0: any free port) and start reading it."""
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         try:
-            transport, _ = await loop.create_datagram_endpoint(
-                lambda: self, local_addr=(host, port), family=socket.AF_INET
-            )
+            sock.setblocking(False)
+            for opt in (socket.SO_RCVBUF, socket.SO_SNDBUF):
+                with contextlib.suppress(OSError):
+                    sock.setsockopt(socket.SOL_SOCKET, opt, SOCKET_BUFFER)
+            sock.bind((host, port))
         except OSError as exc:
+            sock.close()
             raise SessionError(f"cannot open the uTP port {host}:{port}: {exc}") from None
-        self._transport = transport
-        sock = transport.get_extra_info("socket")
-        for opt in (socket.SO_RCVBUF, socket.SO_SNDBUF):
-            with contextlib.suppress(OSError, AttributeError):
-                sock.setsockopt(socket.SOL_SOCKET, opt, SOCKET_BUFFER)
-        sockname = transport.get_extra_info("sockname")
-        self.address = (str(sockname[0]), int(sockname[1]))
+        self._sock = sock
+        self._loop = asyncio.get_running_loop()
+        self._loop.add_reader(sock.fileno(), self._read_ready)
+        name = sock.getsockname()
+        self.address = (str(name[0]), int(name[1]))
 
     async def stop(self) -> None:
         """Reset every connection (``connection_lost`` for each) and close the socket."""
@@ -261,9 +104,10 @@ class UtpEndpoint(asyncio.DatagramProtocol):
             if handle is not None:
                 handle.cancel()
         self._timer = self._flush_handle = None
-        if self._transport is not None:
-            self._transport.close()
-            self._transport = None
+        if self._sock is not None and self._loop is not None:
+            self._loop.remove_reader(self._sock.fileno())
+            self._sock.close()
+            self._sock = None
 
     async def connect(
         self, protocol_factory: ProtocolFactory, addr: Address, timeout: float = CONNECT_TIMEOUT
@@ -271,7 +115,7 @@ class UtpEndpoint(asyncio.DatagramProtocol):
         """Dial *addr* over uTP; like ``loop.create_connection``: the transport and the
         protocol *protocol_factory* made once the peer answered. ConnectionRefusedError
         (an ST_RESET) or TimeoutError (no answer within *timeout* seconds) otherwise."""
-        if self._transport is None:
+        if self._sock is None:
             raise ConnectionError("the uTP endpoint is not started")
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         conn, out = self.mux.connect((addr[0], int(addr[1])), self.clock())
@@ -289,35 +133,69 @@ class UtpEndpoint(asyncio.DatagramProtocol):
         return tr, proto
 
     def sendto(self, data: bytes, addr: Address) -> None:
-        """Send a datagram of another protocol (the DHT's) from this socket."""
-        if self._transport is not None:
-            self._transport.sendto(data, addr)
+        """Send one datagram (also another protocol's, the DHT's) from this socket; one the
+        kernel will not take now is dropped, as a network would drop it."""
+        if self._sock is None:
+            return
+        try:
+            self._sock.sendto(data, addr)
+        except (BlockingIOError, InterruptedError):
+            self.dropped += 1
+        except OSError as exc:
+            log.debug("utp: cannot send to %s:%d: %s", addr[0], addr[1], exc)
 
     # -- datagrams, events and time -----------------------------------------------------------
 
-    def datagram_received(self, data: bytes, addr: tuple[str | Any, int]) -> None:
-        src = (str(addr[0]), int(addr[1]))
+    def _read_ready(self) -> None:
+        """Read up to READ_BATCH datagrams, then send one ack for each connection that got
+        data (libutp acks after draining the socket, too)."""
+        sock = self._sock
+        touched: dict[UtpConnection, None] = {}
+        for _ in range(READ_BATCH):
+            if sock is None:
+                break
+            try:
+                data, addr = sock.recvfrom(RECV_SIZE)
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError as exc:  # an ICMP error of an earlier send
+                log.debug("utp: %s", exc)
+                continue
+            conn = self._datagram(data, (str(addr[0]), int(addr[1])))
+            if conn is not None:
+                touched[conn] = None
+            sock = self._sock
+        if touched:
+            now = self.clock()
+            for conn in touched:
+                self._handle(conn, conn.flush(now))
+
+    def datagram_received(self, data: bytes, addr: Address) -> None:
+        """Take one datagram from *addr* (as a DatagramProtocol would) and ack it at once."""
+        conn = self._datagram(data, addr)
+        if conn is not None:
+            self._handle(conn, conn.flush(self.clock()))
+
+    def _datagram(self, data: bytes, src: Address) -> UtpConnection | None:
         if not looks_like_utp(data):
             if self.other is not None:
                 self.other(data, src)
-            return
-        routed = self.mux.receive(data, src, self.clock())
+            return None
+        routed = self.mux.receive(data, src, self.clock(), defer_ack=True)
         conn = routed.connection
         if conn is None:
             for d in routed.output.datagrams:
                 self.sendto(d, src)
-            return
+            return None
         self._handle(conn, routed.output, accepted=routed.accepted)
         tr = self._transports.get(conn)
         if tr is not None and tr._write_paused:
             tr._check_write_buffer()
-
-    def error_received(self, exc: Exception) -> None:
-        log.debug("utp: %s", exc)  # an ICMP error of an earlier send: that connection times out
+        return conn
 
     def _handle(self, conn: UtpConnection, out: Output, accepted: bool = False) -> None:
-        if out.datagrams and self._transport is not None:
-            sendto, addr = self._transport.sendto, conn.addr
+        if out.datagrams:
+            sendto, addr = self.sendto, conn.addr
             for d in out.datagrams:
                 sendto(d, addr)
         for ev in out.events:
@@ -332,7 +210,7 @@ class UtpEndpoint(asyncio.DatagramProtocol):
                     tr._eof()
             elif type(ev) is Closed:
                 self._closed(conn, ev.reason)
-        if self._timer is None and len(self.mux) and self._transport is not None:
+        if self._timer is None and len(self.mux) and self._sock is not None:
             self._timer = asyncio.get_running_loop().call_later(TICK, self._tick)
 
     def _connected(self, conn: UtpConnection, accepted: bool) -> None:
@@ -355,11 +233,11 @@ class UtpEndpoint(asyncio.DatagramProtocol):
     def _closed(self, conn: UtpConnection, reason: str | None) -> None:
         dialing = self._dialing.pop(conn, None)
         if dialing is not None and not dialing[1].done():
-            dialing[1].set_exception(_error(reason) or ConnectionRefusedError("closed"))
+            dialing[1].set_exception(connection_error(reason) or ConnectionRefusedError("closed"))
         tr = self._transports.pop(conn, None)
         if tr is not None:
             self._dirty.pop(tr, None)
-            tr._connection_lost(_error(reason))
+            tr._connection_lost(connection_error(reason))
 
     def _mark(self, tr: UtpTransport) -> None:
         self._dirty[tr] = None
@@ -385,5 +263,5 @@ class UtpEndpoint(asyncio.DatagramProtocol):
         self._timer = None
         for conn, out in self.mux.tick(self.clock()):
             self._handle(conn, out)
-        if len(self.mux) and self._transport is not None and self._timer is None:
+        if len(self.mux) and self._sock is not None and self._timer is None:
             self._timer = asyncio.get_running_loop().call_later(TICK, self._tick)

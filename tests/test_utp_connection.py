@@ -10,7 +10,7 @@ from collections.abc import Callable
 from swarm.utp.connection import PAYLOAD_SIZE, UtpConnection
 from swarm.utp.events import Closed, Connected, Data, Eof, Output, State
 from swarm.utp.mux import UtpMux
-from swarm.utp.packet import Packet, PacketType, encode, header
+from swarm.utp.packet import Packet, PacketType, decode, encode, header
 
 A = ("10.0.0.1", 6881)
 B = ("10.0.0.2", 6882)
@@ -288,3 +288,24 @@ def test_the_window_grows_on_a_quiet_link_and_shrinks_when_delay_rises() -> None
     link.run(lambda: link.now > start + 3.5)
     assert client.ledbat.history.queuing_delay > 100_000
     assert client.ledbat.cwnd < before * 0.85
+
+
+def test_a_deferred_ack_covers_a_batch_and_reordering_acks_at_once() -> None:
+    link = Link()
+    client = link.connect()
+    link.run(lambda: client.state is State.CONNECTED)
+    link.run(lambda: bool(link.conns[B]))
+    server = link.conns[B][0]
+    client.ledbat.cwnd = 100_000.0
+    datagrams = client.send(bytes(10 * PAYLOAD_SIZE), link.now).datagrams
+    assert len(datagrams) == 10
+    mux = link.muxes[B]
+    for d in datagrams[:5]:
+        assert mux.receive(d, A, link.now, defer_ack=True).output.datagrams == []
+    (ack,) = server.flush(link.now).datagrams
+    assert decode(ack).type is PacketType.STATE
+    assert decode(ack).ack_nr == decode(datagrams[4]).seq_nr
+    # a gap: the selective ack goes at once
+    (sack,) = mux.receive(datagrams[6], A, link.now, defer_ack=True).output.datagrams
+    assert decode(sack).sack == b"\x01\x00\x00\x00"
+    assert server.flush(link.now).datagrams == []

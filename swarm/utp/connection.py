@@ -45,6 +45,7 @@ SYN_RETRIES = 2  # a SYN times out after 1 + 2 + 4 seconds
 MAX_RETRIES = 5  # consecutive timeouts of a connected socket before it gives up
 KEEPALIVE = 29.0  # seconds without sending before an empty ack (NAT bindings; libutp's)
 ZERO_WINDOW_PROBE = 1.0  # seconds a zero window from the peer is obeyed before one probe
+MAX_DEFERRED_ACKS = 16  # in-order packets one deferred ack may cover
 
 
 class UtpConnection:
@@ -68,6 +69,7 @@ class UtpConnection:
         self._syn_seq: int | None = None  # the acceptor: the SYN it answered
         self._reply_micro = 0
         self._need_ack = False
+        self._acks_owed = 0
         self._rto_at: float | None = None
         self._zero_window_at: float | None = None
         self._last_sent = now
@@ -148,8 +150,10 @@ class UtpConnection:
 
     # -- the network's calls ----------------------------------------------------------------
 
-    def receive(self, datagram: bytes | Packet, now: float) -> Output:
-        """Take one datagram (or packet already decoded) from the peer."""
+    def receive(self, datagram: bytes | Packet, now: float, *, defer_ack: bool = False) -> Output:
+        """Take one datagram (or packet already decoded) from the peer. With *defer_ack*, the
+        ack of in-order data may wait for :meth:`flush` (the owner calls it after a batch of
+        datagrams, so one ack covers them), up to :data:`MAX_DEFERRED_ACKS` packets."""
         if isinstance(datagram, Packet):
             pkt = datagram
         else:
@@ -200,7 +204,17 @@ class UtpConnection:
             if rcv.eof_reached and not was_eof:
                 self._events_add(Eof())
             self._need_ack = True
+            self._acks_owed += 1
+            if defer_ack and self._acks_owed < MAX_DEFERRED_ACKS and not rcv.reordering:
+                self._flush(now, ack=False)
+                return self._take()
         self._flush(now)
+        return self._take()
+
+    def flush(self, now: float) -> Output:
+        """Send what is due now, a deferred ack included."""
+        if self.state not in (State.CLOSED, State.RESET):
+            self._flush(now)
         return self._take()
 
     def tick(self, now: float) -> Output:
@@ -253,7 +267,7 @@ class UtpConnection:
     def _window(self) -> int:
         return max(RECV_WINDOW - self.receiver.buffered_bytes - self.read_backlog, 0)
 
-    def _flush(self, now: float) -> None:
+    def _flush(self, now: float, ack: bool = True) -> None:
         snd = self.sender
         window = min(self.ledbat.window, self.peer_window)
         while snd.resend:
@@ -280,7 +294,7 @@ class UtpConnection:
         if self._close_asked and not buf and self.state is State.CONNECTED:
             self.state = State.FIN_SENT
             self._transmit(snd.add(PacketType.FIN, b""), now)
-        if self._need_ack:
+        if self._need_ack and ack:
             self._send_state(now)
 
     def _transmit(self, pkt: OutPacket, now: float) -> None:
@@ -304,6 +318,7 @@ class UtpConnection:
         self._last_sent = now
         if not rcv.reordering:
             self._need_ack = False
+            self._acks_owed = 0
 
     def _send_state(self, now: float) -> None:
         rcv = self.receiver
@@ -322,6 +337,7 @@ class UtpConnection:
         )
         self._last_sent = now
         self._need_ack = False
+        self._acks_owed = 0
 
     def _end(self, reason: str | None, *, reset: bool = False, now: float) -> None:
         if reset:

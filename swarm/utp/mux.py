@@ -72,8 +72,9 @@ class UtpMux:
         self._conns[(addr, conn.recv_id)] = conn
         return conn, out
 
-    def receive(self, data: bytes, addr: Address, now: float) -> Routed:
-        """Route the datagram *data* from *addr*; a malformed one is dropped."""
+    def receive(self, data: bytes, addr: Address, now: float, *, defer_ack: bool = False) -> Routed:
+        """Route the datagram *data* from *addr*; a malformed one is dropped. *defer_ack*: see
+        :meth:`UtpConnection.receive <swarm.utp.connection.UtpConnection.receive>`."""
         try:
             pkt = decode(data)
         except UtpPacketError:
@@ -97,7 +98,7 @@ class UtpMux:
                     break
         if conn is None:
             return Routed(None, Output() if pkt.type is PacketType.RESET else self._reset(pkt, now))
-        return Routed(conn, conn.receive(pkt, now))
+        return Routed(conn, conn.receive(pkt, now, defer_ack=defer_ack))
 
     def tick(self, now: float) -> list[tuple[UtpConnection, Output]]:
         """Time for every connection; forgets the ended ones (after TIME_WAIT if clean)."""
