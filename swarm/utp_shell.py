@@ -125,11 +125,12 @@ class UtpEndpoint:
             async with asyncio.timeout(timeout):
                 tr, proto = await asyncio.shield(fut)
         except TimeoutError:
-            if conn in self._dialing:
+            raise TimeoutError(f"no uTP answer from {addr[0]}:{addr[1]}") from None
+        finally:
+            if conn in self._dialing:  # no answer in time, or our caller was cancelled
                 self._dialing.pop(conn)
                 self._handle(conn, conn.abort(self.clock()))
                 self.mux.forget(conn)
-            raise TimeoutError(f"no uTP answer from {addr[0]}:{addr[1]}") from None
         return tr, proto
 
     def sendto(self, data: bytes, addr: Address) -> None:

@@ -190,3 +190,78 @@ async def test_other_datagrams_go_to_the_other_handler() -> None:
     finally:
         sock.close()
         await server.stop()
+
+
+@run
+async def test_abort_resets_the_peer_and_a_failing_protocol_loses_only_its_connection() -> None:
+    accepted: list[Peer] = []
+
+    class Failing(Peer):
+        def data_received(self, data: bytes) -> None:
+            raise RuntimeError("a bug in the protocol")
+
+    def make() -> Peer:
+        accepted.append(Failing() if len(accepted) == 1 else Peer())
+        return accepted[-1]
+
+    server, client = await endpoints(make)
+    try:
+        async with asyncio.timeout(DEADLINE):
+            tr, proto = await client.connect(Peer, server.address)
+            assert isinstance(proto, Peer)
+            while not accepted:
+                await asyncio.sleep(0.01)
+            tr.abort()
+            assert tr.is_closing()
+            assert await proto.lost is None
+            assert isinstance(await accepted[0].lost, ConnectionResetError)
+            # the second connection's protocol raises: it is reset, the endpoint goes on
+            tr2, proto2 = await client.connect(lambda: Peer(b"x" * 100), server.address)
+            assert isinstance(proto2, Peer)
+            assert isinstance(await proto2.lost, ConnectionResetError)
+            tr3, proto3 = await client.connect(lambda: Peer(b"y" * 100), server.address)
+            while len(accepted[2].got) < 100:
+                await asyncio.sleep(0.01)
+            assert not tr3.is_closing() and bytes(accepted[2].got) == b"y" * 100
+    finally:
+        await client.stop()
+        await server.stop()
+
+
+@run
+async def test_asyncio_streams_run_over_a_utp_transport() -> None:
+    async def echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        data = await reader.readexactly(100_000)
+        writer.write(data[::-1])
+        await writer.drain()
+        writer.close()
+
+    loop = asyncio.get_running_loop()
+    tasks: list[asyncio.Task[None]] = []
+
+    def serve() -> asyncio.Protocol:
+        reader = asyncio.StreamReader()
+
+        def connected(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+            tasks.append(loop.create_task(echo(r, w)))
+
+        return asyncio.StreamReaderProtocol(reader, connected)
+
+    server, client = await endpoints(serve)
+    try:
+        async with asyncio.timeout(DEADLINE):
+            reader = asyncio.StreamReader()
+            tr, proto = await client.connect(
+                lambda: asyncio.StreamReaderProtocol(reader), server.address
+            )
+            writer = asyncio.StreamWriter(tr, proto, reader, loop)
+            payload = random.Random(6).randbytes(100_000)
+            writer.write(payload)
+            await writer.drain()
+            assert await reader.readexactly(100_000) == payload[::-1]
+            assert await reader.read() == b""  # the server's FIN
+            writer.close()
+            await asyncio.gather(*tasks)
+    finally:
+        await client.stop()
+        await server.stop()

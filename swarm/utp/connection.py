@@ -297,61 +297,41 @@ class UtpConnection:
         if self._need_ack and ack:
             self._send_state(now)
 
-    def _transmit(self, pkt: OutPacket, now: float) -> None:
+    def _header(self, ptype: PacketType, seq: int, now: float) -> bytes:
         rcv = self.receiver
-        syn = pkt.type is PacketType.SYN
-        self._advertised = self._window()
-        head = header(
-            pkt.type,
+        syn = ptype is PacketType.SYN
+        self._advertised = 0 if ptype is PacketType.RESET else self._window()
+        return header(
+            ptype,
             self.recv_id if syn else self.send_id,
             int(now * 1e6),
             self._reply_micro,
             self._advertised,
-            pkt.seq,
+            seq,
             0 if syn else rcv.ack_nr,
-            None if syn else rcv.sack(),
+            None if syn or ptype is PacketType.RESET else rcv.sack(),
         )
+
+    def _transmit(self, pkt: OutPacket, now: float) -> None:
+        head = self._header(pkt.type, pkt.seq, now)
         self._out.datagrams.append(head + pkt.payload if pkt.payload else head)
         if self._rto_at is None:
             self._rto_at = now + self.sender.rto
         self.sender.sent(pkt, now)
         self._last_sent = now
-        if not rcv.reordering:
+        if not self.receiver.reordering:
             self._need_ack = False
             self._acks_owed = 0
 
     def _send_state(self, now: float) -> None:
-        rcv = self.receiver
-        self._advertised = self._window()
-        self._out.datagrams.append(
-            header(
-                PacketType.STATE,
-                self.send_id,
-                int(now * 1e6),
-                self._reply_micro,
-                self._advertised,
-                self.sender.snd_nxt,
-                rcv.ack_nr,
-                rcv.sack(),
-            )
-        )
+        self._out.datagrams.append(self._header(PacketType.STATE, self.sender.snd_nxt, now))
         self._last_sent = now
         self._need_ack = False
         self._acks_owed = 0
 
     def _end(self, reason: str | None, *, reset: bool = False, now: float) -> None:
         if reset:
-            self._out.datagrams.append(
-                header(
-                    PacketType.RESET,
-                    self.send_id,
-                    int(now * 1e6),
-                    self._reply_micro,
-                    0,
-                    self.sender.snd_nxt,
-                    self.receiver.ack_nr,
-                )
-            )
+            self._out.datagrams.append(self._header(PacketType.RESET, self.sender.snd_nxt, now))
         self.state = State.RESET if reset or reason else State.CLOSED
         self._rto_at = self._zero_window_at = None
         self._sendbuf.clear()
