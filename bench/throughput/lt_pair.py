@@ -17,6 +17,9 @@ libtorrent's local peer class, which has no rate limit. The seed's data is check
 it is seeding (so before run.py starts the clock); the leecher leaves only once its file is on the
 disk (`lt_helper.flush`: flush_cache, then fsync), as `swarm fetch` does. run.py times the leecher
 process from its start to its exit and takes its CPU time from the kernel (wait4), as for swarm.
+
+With LT_ENCRYPTION=rc4 in the environment (rc4.py), both encryption policies are forced and RC4
+is the only level allowed (what qBittorrent's "require encryption" sets).
 """
 
 import os
@@ -29,6 +32,19 @@ sys.path.insert(0, os.path.join(HERE, "..", "..", "tests", "interop"))
 
 import libtorrent as lt  # noqa: E402
 import lt_helper  # noqa: E402
+
+if os.environ.get("LT_ENCRYPTION") == "rc4":
+    _plain_settings = lt_helper.settings
+
+    def _rc4_settings():
+        pack = _plain_settings()
+        pack["out_enc_policy"] = int(lt.enc_policy.forced)
+        pack["in_enc_policy"] = int(lt.enc_policy.forced)
+        pack["allowed_enc_level"] = int(lt.enc_level.rc4)
+        pack["prefer_rc4"] = True
+        return pack
+
+    lt_helper.settings = _rc4_settings
 
 
 def seed(torrent, data_dir):
