@@ -21,10 +21,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import random
 import secrets
 import socket
+import struct
+import sys
 import time
 from collections.abc import Callable
 from typing import Any
@@ -48,6 +51,11 @@ CONNECT_TIMEOUT = 3.0
 SOCKET_BUFFER = 4 << 20  # asked of the kernel for each direction; it may give less
 READ_BATCH = 64  # datagrams read in one go before the acks go out
 RECV_SIZE = 2048
+# Linux queues ICMP errors of an unconnected UDP socket only with IP_RECVERR (Python 3.11 has
+# no name for it); elsewhere a dial to a closed port waits for its timeouts.
+IP_RECVERR = 11
+MSG_ERRQUEUE = getattr(socket, "MSG_ERRQUEUE", 0) if sys.platform == "linux" else 0
+UNREACHABLE = (errno.ECONNREFUSED, errno.EHOSTUNREACH, errno.ENETUNREACH)
 
 
 class UtpEndpoint:
@@ -86,6 +94,9 @@ class UtpEndpoint:
             for opt in (socket.SO_RCVBUF, socket.SO_SNDBUF):
                 with contextlib.suppress(OSError):
                     sock.setsockopt(socket.SOL_SOCKET, opt, SOCKET_BUFFER)
+            if MSG_ERRQUEUE:
+                with contextlib.suppress(OSError):
+                    sock.setsockopt(socket.IPPROTO_IP, IP_RECVERR, 1)
             sock.bind((host, port))
         except OSError as exc:
             sock.close()
@@ -161,6 +172,7 @@ class UtpEndpoint:
                 break
             except OSError as exc:  # an ICMP error of an earlier send
                 log.debug("utp: %s", exc)
+                self._read_errors()
                 continue
             conn = self._datagram(data, (str(addr[0]), int(addr[1])))
             if conn is not None:
@@ -170,6 +182,25 @@ class UtpEndpoint:
             now = self.clock()
             for conn in touched:
                 self._handle(conn, conn.flush(now))
+
+    def _read_errors(self) -> None:
+        """The ICMP errors queued on the socket (Linux, IP_RECVERR): a SYN that met "port
+        unreachable" fails its dial at once, rather than after its timeouts."""
+        sock = self._sock
+        for _ in range(READ_BATCH):
+            if sock is None or not MSG_ERRQUEUE:
+                return
+            try:
+                data, ancdata, _flags, addr = sock.recvmsg(RECV_SIZE, 512, MSG_ERRQUEUE)
+            except OSError:
+                return
+            for level, kind, cdata in ancdata:
+                if level != socket.IPPROTO_IP or kind != IP_RECVERR or len(cdata) < 4:
+                    continue
+                if struct.unpack_from("=I", cdata)[0] in UNREACHABLE and addr:
+                    hit = self.mux.unreachable((str(addr[0]), int(addr[1])), data, self.clock())
+                    if hit is not None:
+                        self._handle(*hit)
 
     def datagram_received(self, data: bytes, addr: Address) -> None:
         """Take one datagram from *addr* (as a DatagramProtocol would) and ack it at once."""

@@ -309,3 +309,21 @@ def test_a_deferred_ack_covers_a_batch_and_reordering_acks_at_once() -> None:
     (sack,) = mux.receive(datagrams[6], A, link.now, defer_ack=True).output.datagrams
     assert decode(sack).sack == b"\x01\x00\x00\x00"
     assert server.flush(link.now).datagrams == []
+
+
+def test_an_icmp_error_refuses_a_dial_but_not_a_connection() -> None:
+    link = Link(loss=1.0)
+    client = link.connect()
+    syn = client.sender.packets[client.sender.snd_una]
+    datagram = header(PacketType.SYN, client.recv_id, 0, 0, 0, syn.seq, 0)
+    mux = link.muxes[A]
+    assert mux.unreachable(("10.9.9.9", 1), datagram, link.now) is None  # not where it went
+    hit = mux.unreachable(B, datagram, link.now)
+    assert hit is not None and hit[0] is client
+    assert hit[1].events == [Closed("connection refused")]
+    link.loss = 0.0
+    other = link.connect()
+    link.run(lambda: other.state is State.CONNECTED)
+    syn2 = header(PacketType.SYN, other.recv_id, 0, 0, 0, 0, 0)
+    hit = mux.unreachable(B, syn2, link.now)
+    assert hit is not None and hit[1].events == [] and other.state is State.CONNECTED

@@ -138,6 +138,13 @@ class UtpConnection:
             self._end(None, reset=True, now=now)
         return self._take()
 
+    def unreachable(self, now: float) -> Output:
+        """An ICMP error says nothing listens where our SYN went: refused, without the wait
+        for its timeouts. Ignored once connected (a forged ICMP error must not end one)."""
+        if self.state is State.SYN_SENT:
+            self._end("connection refused", now=now)
+        return self._take()
+
     def set_read_backlog(self, size: int, now: float) -> Output:
         """The application holds *size* delivered bytes unread (it paused reading): the window
         we advertise shrinks by as much, and an ack says so when it opens again."""

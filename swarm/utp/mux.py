@@ -100,6 +100,20 @@ class UtpMux:
             return Routed(None, Output() if pkt.type is PacketType.RESET else self._reset(pkt, now))
         return Routed(conn, conn.receive(pkt, now, defer_ack=defer_ack))
 
+    def unreachable(
+        self, addr: Address, datagram: bytes, now: float
+    ) -> tuple[UtpConnection, Output] | None:
+        """The kernel says *datagram*, sent to *addr*, met an ICMP error (port or host
+        unreachable): the connection whose SYN it was, refused, if there is one."""
+        try:
+            pkt = decode(datagram)
+        except UtpPacketError:
+            return None
+        conn = self._conns.get((addr, pkt.connection_id))
+        if pkt.type is not PacketType.SYN or conn is None:
+            return None
+        return conn, conn.unreachable(now)
+
     def tick(self, now: float) -> list[tuple[UtpConnection, Output]]:
         """Time for every connection; forgets the ended ones (after TIME_WAIT if clean)."""
         out = []
