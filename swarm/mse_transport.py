@@ -24,14 +24,11 @@ class MseTransport:
         self.write: Callable[[Any], None] = real.write
         self.writelines: Callable[[Iterable[Any]], None] = real.writelines
         self.is_closing = real.is_closing
-        self.get_extra_info = real.get_extra_info
-        self.set_write_buffer_limits = real.set_write_buffer_limits
-        self.get_write_buffer_size = real.get_write_buffer_size
-        self.pause_reading = real.pause_reading
-        self.resume_reading = real.resume_reading
-        self.is_reading = real.is_reading
-        self.can_write_eof = real.can_write_eof
-        self.write_eof = real.write_eof
+
+    def __getattr__(self, name: str) -> Any:
+        # The rest (get_extra_info, set_write_buffer_limits, pause_reading, ...) is the
+        # socket transport's own, whatever kind it is (TCP, or uTP's).
+        return getattr(self.real, name)
 
     def abort(self) -> None:
         self.closed_by_us = True
