@@ -157,13 +157,17 @@ def test_prefer_redials_the_other_way_once_and_remembers(
     assert dials == [False, True, True]
 
 
-def test_magnet_metadata_over_mse(files: tuple[metainfo.Torrent, Path], tmp_path: Path) -> None:
+@pytest.mark.parametrize("ours", ["require", "prefer"])
+def test_magnet_metadata_over_mse(
+    files: tuple[metainfo.Torrent, Path], tmp_path: Path, ours: str
+) -> None:
+    """The metadata fetcher's dials follow the policy (prefer: plain, closed, then MSE)."""
     torrent, src = files
 
     async def main() -> None:
         async with (
             Session(host="127.0.0.1", encryption="require") as seeder,
-            Session(host="127.0.0.1", encryption="require") as leecher,
+            Session(host="127.0.0.1", encryption=ours) as leecher,
         ):
             await seeder.add(torrent, src.parent, seed=True)
             magnet = f"magnet:?xt=urn:btih:{torrent.info_hash_hex}"
