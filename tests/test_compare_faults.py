@@ -78,7 +78,8 @@ def test_the_table_shows_a_failed_mode(capsys: pytest.CaptureFixture[str]) -> No
 
     out = Outcome(8, [1.0] * 3 + [None] * 5, [(Fault("central", 5.0), 5.0)], "x")
     run = Run(8, ModeResult([1.0] * 3, outcome=out), ModeResult([2.0] * 8), 32.0, 4.0)
-    _table([run], "a.bin", 2**20, 2**20, 2**20, None)
+    info = {"file": "a.bin", "size": 2**20, "upload_rate": 2**20, "peer_upload_rate": 2**20}
+    _table([run], info | {"download_rate": None}, None)
     text = capsys.readouterr().out
     assert "N=8 central: failed: central server killed at 5.0 s; 3 of 8 finished (x)" in text
     assert "what happened" in text and "failed" in text

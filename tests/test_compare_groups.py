@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 from click.testing import CliRunner
 
-from swarm.cli.compare import MAX_PEERS, _peer_counts, compare_command
+from swarm.cli.compare import MAX_PEERS, compare_command
+from swarm.compare.options import peer_counts
 from swarm.compare.settings import MAX_PEERS as EXPERIMENT_MAX_PEERS
 from swarm.compare.settings import Experiment, default_per_process
 from swarm.errors import UsageError
@@ -41,9 +42,9 @@ def test_an_experiment_groups_by_the_rule_unless_told_and_never_above_n(tmp_path
 
 def test_peers_up_to_the_stated_limit() -> None:
     assert MAX_PEERS == EXPERIMENT_MAX_PEERS == 200
-    assert _peer_counts("100,200") == [100, 200]
+    assert peer_counts("100,200") == [100, 200]
     with pytest.raises(UsageError, match="between 1 and 200"):
-        _peer_counts("201")
+        peer_counts("201")
 
 
 def test_help_states_the_limit_and_the_k_rule() -> None:

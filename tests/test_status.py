@@ -3,6 +3,7 @@ for ``swarm compare``. Bytes in, bytes out, and a real pipe for the writer."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 from collections.abc import Iterator
@@ -12,7 +13,19 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from swarm.errors import CompareError, UsageError
-from swarm.status import Event, Status, StatusWriter, decode, encode
+from swarm.status import (
+    MAX_LINE,
+    PROGRESS_ENV,
+    Event,
+    Progress,
+    ProgressReporter,
+    Status,
+    StatusWriter,
+    decode,
+    encode,
+    progress_period,
+    watch_progress,
+)
 
 
 def test_lines_as_documented() -> None:
@@ -143,3 +156,178 @@ def test_writer_refuses_a_descriptor_that_is_not_open() -> None:
     os.close(w)
     with pytest.raises(UsageError, match=f"--status-fd {w}"):
         StatusWriter(w)
+
+
+# -- progress lines (swarm compare --web) ---------------------------------------------------
+
+
+def test_a_progress_line_round_trips_with_its_pieces_by_source() -> None:
+    status = Status(
+        Event.PROGRESS,
+        progress=(
+            Progress(3, "2d53", (("2d53aa", (4, 9)), ("web", (12,))), 65536, 16384, 0),
+            Progress(4, total=1000, downloaded=10),
+        ),
+    )
+    line = encode(status)
+    assert json.loads(line) == {
+        "event": "progress",
+        "downloaders": [
+            {
+                "index": 3,
+                "peer_id": "2d53",
+                "pieces": {"2d53aa": [4, 9], "web": [12]},
+                "downloaded": 65536,
+                "uploaded": 16384,
+                "web_seed_downloaded": 0,
+            },
+            {"index": 4, "downloaded": 10, "total": 1000},
+        ],
+    }
+    assert decode(line) == status
+
+
+def test_a_bad_part_of_a_progress_line_is_dropped_never_an_error() -> None:
+    line = (
+        b'{"event":"progress","downloaders":[7,{"index":"x","downloaded":-1,"peer_id":5,'
+        b'"pieces":{"a":[1,"2",-3,4],"b":"no","c":[]}},{"index":2}]}\n'
+    )
+    assert decode(line).progress == (Progress(pieces=(("a", (1, 4)),)), Progress(index=2))
+    assert decode(b'{"event":"progress","downloaders":{"a":1}}').progress == ()
+    assert decode(b'{"event":"progress"}') == Status(Event.PROGRESS)
+
+
+@given(
+    st.recursive(
+        st.none() | st.integers() | st.text(), lambda c: st.lists(c) | st.dictionaries(st.text(), c)
+    )
+)
+def test_any_json_in_a_progress_line_reads_without_an_error(value: object) -> None:
+    line = json.dumps({"event": "progress", "downloaders": value}).encode()
+    assert decode(line).event is Event.PROGRESS
+
+
+def test_progress_is_sent_only_when_the_run_is_watched() -> None:
+    assert progress_period({}) is None
+    assert progress_period({PROGRESS_ENV: ""}) is None
+    assert progress_period({PROGRESS_ENV: "soon"}) is None
+    assert progress_period({PROGRESS_ENV: "nan"}) is None
+    assert progress_period({PROGRESS_ENV: "0.25"}) == 0.25
+    assert progress_period({PROGRESS_ENV: "0"}) == 0.05  # never a busy loop
+
+
+class _Controller:
+    """What the reporter reads of a TorrentController, and its PieceIO's verify_and_write."""
+
+    def __init__(self, peer_id: bytes, num_pieces: int) -> None:
+        self.host = type("Host", (), {"peer_id": peer_id})()
+        self.num_pieces = num_pieces
+        self.picker = type("Picker", (), {"num_have": 0})()
+        self.downloaded = self.uploaded = 0
+        self.web_seeds = type("WebSeeds", (), {"downloaded": 0})()
+        self.senders: dict[int, set[bytes]] = {}
+        self.io = type("IO", (), {})()
+        self.io.verify_and_write = self._verify
+
+    async def _verify(self, index: int) -> tuple[bool, set[bytes]]:
+        return index >= 0, self.senders.get(index, set())
+
+    async def piece(self, index: int, *senders: bytes) -> None:
+        self.senders[index] = set(senders)
+        ok, _ = await self.io.verify_and_write(index)
+        if ok:
+            self.picker.num_have += 1
+
+
+def test_the_reporter_batches_each_downloader_s_pieces_by_their_sender() -> None:
+    async def main() -> list[Status]:
+        sent: list[Status] = []
+        reporter = ProgressReporter(sent.append, period=60)
+        a, b = _Controller(b"A" * 20, 10), _Controller(b"B" * 20, 10)
+        reporter.torrent(a, 0)
+        reporter.torrent(b, 1)
+        await a.piece(0, b"S" * 20)
+        await a.piece(1, b"B" * 20)
+        await a.piece(2, b"S" * 20)
+        await a.piece(-1, b"S" * 20)  # failed its hash check: not reported
+        await b.piece(5, b"web seed http://x/")
+        a.downloaded, b.downloaded, b.web_seeds.downloaded = 3 * 16384, 16384, 16384
+        reporter.report()
+        reporter.report()  # nothing moved since: no line
+        a.uploaded = 100
+        reporter.report()
+        return sent
+
+    sent = asyncio.run(main())
+    assert len(sent) == 2
+    first, second = sent[0].progress, sent[1].progress
+    s, b = (b"S" * 20).hex(), (b"B" * 20).hex()
+    assert first == (
+        Progress(0, (b"A" * 20).hex(), ((s, (0, 2)), (b, (1,))), 3 * 16384, 0, 0),
+        Progress(1, b, (("web", (5,)),), 16384, 0, 16384),
+    )
+    assert second == (Progress(0, (b"A" * 20).hex(), (), 3 * 16384, 100, 0),)
+
+
+def test_the_last_piece_s_line_goes_at_once_before_the_done_line() -> None:
+    async def main() -> list[Status]:
+        sent: list[Status] = []
+        reporter = ProgressReporter(sent.append, period=60)
+        t = _Controller(b"A" * 20, 2)
+        reporter.torrent(t)
+        await t.piece(0, b"S" * 20)
+        await asyncio.sleep(0)
+        assert sent == []  # batched
+        await t.piece(1, b"S" * 20)
+        await asyncio.sleep(0)  # the line is sent on the loop's next turn
+        return sent
+
+    sent = asyncio.run(main())
+    assert [p.pieces for p in sent[0].progress] == [(((b"S" * 20).hex(), (0, 1)),)]
+
+
+def test_a_long_report_is_split_into_lines_a_reader_takes() -> None:
+    sent: list[Status] = []
+    reporter = ProgressReporter(sent.append)
+    for i in range(60):
+        reporter.http(i)(i * 1000, 10**6)
+        reporter._entries[i].pieces = {
+            f"{j:040x}": list(range(j * 40, j * 40 + 40)) for j in range(5)
+        }
+    big = ProgressReporter(sent.append)
+    big._entry(0).pieces = {"web": list(range(10_000))}
+    big.report()
+    reporter.report()
+    assert len(sent) > 2
+    for line in sent:
+        assert len(encode(line)) < MAX_LINE
+    assert (
+        sum(len(got) for s in sent for p in s.progress for _, got in p.pieces) == 10_000 + 60 * 200
+    )
+    assert {p.index for s in sent[-3:] for p in s.progress} >= {59}
+
+
+def test_watch_progress_does_nothing_unless_watched(monkeypatch: pytest.MonkeyPatch) -> None:
+    async def main() -> tuple[object, list[Status]]:
+        sent: list[Status] = []
+        async with watch_progress(sent.append, _Controller(b"A" * 20, 5)) as reporter:
+            pass
+        return reporter, sent
+
+    monkeypatch.delenv(PROGRESS_ENV, raising=False)
+    assert asyncio.run(main()) == (None, [])
+    monkeypatch.setenv(PROGRESS_ENV, "0.05")
+
+    async def watched() -> list[Status]:
+        sent: list[Status] = []
+        t = _Controller(b"A" * 20, 5)
+        async with watch_progress(sent.append, t, index=4):
+            await t.piece(0, b"S" * 20)
+            async with asyncio.timeout(5):
+                while not sent:  # the period's line
+                    await asyncio.sleep(0.01)
+        return sent
+
+    sent = asyncio.run(watched())
+    assert sent[0].progress[0].index == 4
+    assert sent[0].progress[0].pieces == (((b"S" * 20).hex(), (0,)),)

@@ -9,7 +9,7 @@ import random
 import signal
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -20,23 +20,12 @@ from swarm.units import parse_rate, parse_size
 if TYPE_CHECKING:
     from swarm.compare import Run
     from swarm.compare.churn import Churn
+    from swarm.compare.web.server import WebPage
 
 DEFAULT_RATE = "1M"
 DEFAULT_PEERS = "8"
 DEFAULT_MODES = "central,swarm,hybrid"
 MAX_PEERS = 200  # the same as swarm.compare.settings.MAX_PEERS (not imported: start-up time)
-
-
-def _peer_counts(text: str) -> list[int]:
-    """``--peers``: one N or a comma-separated list, every item a whole number (an empty item,
-    as in ``1,,2`` or ``1,2,``, is a mistake, not something to skip)."""
-    try:
-        counts = [int(x) for x in text.split(",")]
-    except ValueError:
-        raise UsageError(f"--peers takes a number or a list like 1,2,4,8, not {text!r}") from None
-    if any(n < 1 or n > MAX_PEERS for n in counts):
-        raise UsageError(f"--peers: each N must be between 1 and {MAX_PEERS}")
-    return counts
 
 
 @click.command("compare")
@@ -198,6 +187,15 @@ def _peer_counts(text: str) -> list[int]:
     "stays swarm's own server (a per-request cap cannot share u_s between peers that come "
     "and go). The table says which ran.",
 )
+@click.option(
+    "--web",
+    default=None,
+    metavar="[HOST:]PORT",
+    help="Serve a live page of the run at http://HOST:PORT/ (HOST 127.0.0.1 if left out, PORT 0 "
+    "any; the URL is printed): progress, piece map, rates, then table, chart and JSON; compare "
+    "exits at the end as ever (the page keeps what it has) unless --web-stay.",
+)
+@click.option("--web-stay", is_flag=True, help="With --web: serve the page on after the run.")
 def compare_command(
     path: Path | None,
     peers: str | None,
@@ -220,15 +218,17 @@ def compare_command(
     central_cutoff: float | None,
     modes: str | None,
     central: str,
+    web: str | None,
+    web_stay: bool,
 ) -> None:
     """Share one file to N downloaders from a central server, from a swarm, and from both
     (the server as the swarm's web seed); compare."""
-    from swarm.compare import Experiment, plot, prepare_path, run_experiment
+    from swarm.compare import Experiment, options, plot, prepare_path, run_experiment
     from swarm.compare.chart import DEFAULT_CHART
     from swarm.compare.churn import Churn
     from swarm.compare.churn import parse_rate as parse_churn
     from swarm.compare.faults import parse_faults
-    from swarm.compare.options import check_central, check_space, parse_modes
+    from swarm.compare.options import check_central, check_space, check_web, parse_modes
     from swarm.compare.scenario import SCENARIOS
 
     preset = SCENARIOS[scenario] if scenario else None
@@ -243,7 +243,7 @@ def compare_command(
         size = size if size is not None else str(preset.size)
         upload_rate = str(preset.rate)
         central_cutoff = central_cutoff if central_cutoff is not None else preset.cutoff
-    counts = _peer_counts(peers if peers is not None else DEFAULT_PEERS)
+    counts = options.peer_counts(peers if peers is not None else DEFAULT_PEERS)
     chosen = parse_modes(modes if modes is not None else DEFAULT_MODES)
     if preset is not None and modes is None:
         chosen = ("central", "swarm")  # hybrid at N = 100 would add minutes: ask for it
@@ -288,6 +288,7 @@ def compare_command(
     plot_path = None if no_plot else (plot_path or DEFAULT_CHART)
     if plot_path and not plot_path.parent.is_dir():
         raise UsageError(f"--plot {plot_path}: no such folder {plot_path.parent}")
+    check_web(web, web_stay)
     quiet = SETTINGS.quiet or as_json
 
     def say(text: str) -> None:
@@ -317,38 +318,43 @@ def compare_command(
             modes=chosen,
             server=central,
         )
+        file_size = file.stat().st_size
         if churn is not None:
             say(churn.describe())
-        if preset is not None:
-            for line in preset.header(counts[0], file.stat().st_size):
-                say(line)
+        for line in preset.header(counts[0], file_size) if preset is not None else ():
+            say(line)
+        info = {"file": file.name, "size": file_size, "upload_rate": u_s, "peer_upload_rate": u}
+        info |= {"download_rate": d, "modes": chosen, "peers": counts}  # the page's, the JSON's
 
         async def main(stop: asyncio.Event) -> int:
+            from swarm.compare.web import open_page
+
+            page = await open_page(web, exp, info) if web is not None else None
+            try:
+                if page is not None:
+                    click.echo(f"page: {page.url}", err=True)  # asked for: said even with -q
+                code = await run(stop, page)
+                if page is not None and web_stay and code == 0:
+                    click.echo(f"page served at {page.url} until Ctrl-C", err=True)
+                    await stop.wait()
+                return code
+            finally:
+                if page is not None:
+                    await page.close(ended=page.live.final is not None)
+
+        async def run(stop: asyncio.Event, page: WebPage | None) -> int:
             task = await unless_stopped(run_experiment(exp), stop)
             if task is None:
                 click.echo("error: interrupted; everything started was stopped", err=True)
                 return INTERRUPTED  # 130 for SIGINT, 143 for SIGTERM
-            runs = task.result()
-            file_size = file.stat().st_size
-            if as_json:
-                obj = {
-                    "file": file.name,  # the synthetic file's own name with --size
-                    "file_size": file_size,
-                    "upload_rate": u_s,
-                    "peer_upload_rate": u,
-                    "download_rate": d,
-                    "caps": "kernel (netns lab, tc tbf)" if lab == "netns" else "swarm",
-                    "runs": [r.as_dict() for r in runs],
-                }
-                if churn is not None:
-                    obj["churn"] = churn.as_dict()
-                if preset is not None:
-                    from swarm.compare.scenario import scenario_json
+            from swarm.compare.report import result_json
 
-                    obj["scenario"] = scenario_json(preset, runs[0], file_size)
+            runs = task.result()
+            obj = result_json(runs, info, lab == "netns", churn, preset)
+            if as_json:
                 click.echo(json.dumps(obj))
             else:
-                _table(runs, file.name, file_size, u_s, u, d, churn)
+                _table(runs, info, churn)
                 if lab == "netns":
                     click.echo("caps: enforced by the kernel (tc tbf) on each host's links")
                 if preset is not None:
@@ -364,6 +370,10 @@ def compare_command(
                 except OSError as exc:
                     raise StorageError(f"cannot write {plot_path}: {exc.strerror or exc}") from None
                 click.echo(f"chart: {plot_path}", err=as_json)
+            if page is not None:
+                from swarm.compare.web import show_end
+
+                await show_end(page, runs, info, churn, plot_path, obj)
             return 0
 
         raise SystemExit(run_until_signal(main))
@@ -373,20 +383,13 @@ def _exit_on_sigterm(signum: int, frame: object) -> None:
     raise SystemExit(128 + signum)
 
 
-def _table(
-    runs: list[Run],
-    name: str,
-    file_size: int,
-    u_s: int,
-    u: int,
-    d_min: int | None,
-    churn: Churn | None = None,
-) -> None:
+def _table(runs: list[Run], info: dict[str, Any], churn: Churn | None) -> None:
     from rich.console import Console
 
     from swarm.compare.report import table
 
-    t, lines = table(runs, name, file_size, u_s, u, d_min, churn)
+    rates = (info["upload_rate"], info["peer_upload_rate"], info["download_rate"])
+    t, lines = table(runs, info["file"], info["size"], *rates, churn)
     console = Console()
     if not console.is_terminal:
         console = Console(width=130)

@@ -31,7 +31,7 @@ import click
 
 from swarm.cli.common import INTERRUPTED, report, run_until_signal, status_option, unless_stopped
 from swarm.errors import UsageError
-from swarm.status import Event, Status
+from swarm.status import Event, ProgressReporter, Status, watch_progress
 
 if TYPE_CHECKING:
     from swarm.metainfo import Torrent
@@ -89,19 +89,34 @@ def fetch_group_command(
         started = time.monotonic()
         reported.clear()
         presence = {i: _Presence() for i, _ in folders}
-        if torrent is None:
-            jobs = [_http_one(source, i, folder, down, stop, started) for i, folder in folders]
-        else:
-            jobs = [
-                _torrent_one(torrent, i, folder, host, down, up, seed, stop, started, presence[i])
-                for i, folder in folders
-            ]
-        commands = asyncio.ensure_future(_commands(presence))
-        try:
-            task = await unless_stopped(asyncio.gather(*jobs), stop)
-        finally:
-            commands.cancel()
-            await asyncio.gather(commands, return_exceptions=True)
+        async with watch_progress(report) as progress:  # with swarm compare --web only
+            if torrent is None:
+                jobs = [
+                    _http_one(source, i, folder, down, stop, started, progress)
+                    for i, folder in folders
+                ]
+            else:
+                jobs = [
+                    _torrent_one(
+                        torrent,
+                        i,
+                        folder,
+                        host,
+                        (down, up),
+                        seed,
+                        stop,
+                        started,
+                        presence[i],
+                        progress,
+                    )
+                    for i, folder in folders
+                ]
+            commands = asyncio.ensure_future(_commands(presence))
+            try:
+                task = await unless_stopped(asyncio.gather(*jobs), stop)
+            finally:
+                commands.cancel()
+                await asyncio.gather(commands, return_exceptions=True)
         if task is None:
             # Stopped once every download was done (while seeding): the normal end.
             return 0 if len(reported) == count else INTERRUPTED
@@ -174,11 +189,18 @@ def _done(index: int, name: str, nbytes: int, started: float, web_seeds: int | N
 
 
 async def _http_one(
-    url: str, index: int, folder: Path, down: int | None, stop: asyncio.Event, started: float
+    url: str,
+    index: int,
+    folder: Path,
+    down: int | None,
+    stop: asyncio.Event,
+    started: float,
+    progress: ProgressReporter | None,
 ) -> None:
     from swarm.central.client import http_download
 
-    result = await http_download(url, folder, max_download_rate=down)
+    on_progress = progress.http(index) if progress is not None else None
+    result = await http_download(url, folder, max_download_rate=down, on_progress=on_progress)
     _done(index, result.path.name, result.bytes, started)
     await stop.wait()  # until SIGTERM, as the torrent downloaders seed: compare reads our CPU
 
@@ -188,25 +210,29 @@ async def _torrent_one(
     index: int,
     folder: Path,
     host: str,
-    down: int | None,
-    up: int | None,
+    caps: tuple[int | None, int | None],
     seed: bool,
     stop: asyncio.Event,
     started: float,
     presence: _Presence,
+    progress: ProgressReporter | None,
 ) -> None:
     """One peer: its own session (port, peer id, limiters), its own folder; done, then seed.
     Told to leave before it is done, it closes its session, and when told to come back it
-    opens a new one on the folder, resuming from the pieces there."""
+    opens a new one on the folder, resuming from the pieces there. *caps*: its download and
+    upload; *progress*: the group's progress lines (``swarm compare --web``), if any."""
     from swarm.cli.common import first_of, wait_stop
     from swarm.session import Session
 
+    down, up = caps
     while True:
         await presence.back.wait()
         async with Session(
             host=host, port=0, max_upload_rate=up, max_download_rate=down
         ) as session:
             t = await session.add(torrent, folder)
+            if progress is not None:
+                progress.torrent(t, index)
             await first_of(t.complete.wait(), t.stopped.wait(), presence.away.wait())
             if t.failed is not None:
                 raise t.failed

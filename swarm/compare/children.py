@@ -6,13 +6,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import signal
 import sys
+from collections.abc import Callable, Mapping
 
 from swarm.compare.netlab import Host
 from swarm.errors import CompareError
 from swarm.status import MAX_LINE, Event, Status, decode
+
+log = logging.getLogger(__name__)
 
 STOP_TIMEOUT = 10.0  # seconds from SIGTERM to SIGKILL
 
@@ -44,6 +48,8 @@ class Child:
         self.proc = proc
         self.statuses: list[Status] = []
         self.errors: list[str] = []  # the first lines of stderr
+        # progress lines (swarm compare --web) go here, not into statuses
+        self.on_progress: Callable[[Status], None] | None = None
         self._status = status
         self._transport = transport
         self._changed = asyncio.Event()
@@ -52,10 +58,16 @@ class Child:
 
     @classmethod
     async def start(
-        cls, name: str, *args: str, stdin: bool = False, host: Host | None = None
+        cls,
+        name: str,
+        *args: str,
+        stdin: bool = False,
+        host: Host | None = None,
+        env: Mapping[str, str] | None = None,
     ) -> Child:
         """Start ``python -m swarm -q ARGS --status-fd N`` with a pipe's write end as N (in
-        the network namespace of *host*, a lab's host, when given)."""
+        the network namespace of *host*, a lab's host, when given; *env*: variables added to
+        ours)."""
         loop = asyncio.get_running_loop()
         read_fd, write_fd = os.pipe()
         argv = [sys.executable, "-m", "swarm", "-q", *args, "--status-fd", str(write_fd)]
@@ -69,6 +81,7 @@ class Child:
                 stdout=asyncio.subprocess.DEVNULL,
                 stderr=asyncio.subprocess.PIPE,
                 start_new_session=True,  # Ctrl-C in the terminal reaches compare only
+                env={**os.environ, **env} if env else None,
             )
         except BaseException:
             os.close(read_fd)
@@ -85,7 +98,15 @@ class Child:
     async def _read_status(self) -> None:
         try:
             async for line in self._status:
-                self.statuses.append(decode(line))
+                status = decode(line)
+                if status.event is Event.PROGRESS:
+                    if self.on_progress is not None:
+                        try:
+                            self.on_progress(status)
+                        except Exception:  # the page is an extra: never the run's end
+                            log.debug("%s: progress line not taken", self.name, exc_info=True)
+                    continue
+                self.statuses.append(status)
                 self._changed.set()
         finally:
             self._changed.set()

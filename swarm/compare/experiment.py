@@ -128,25 +128,33 @@ async def _run(exp: Experiment, net: Net) -> list[Run]:
             if "central" in exp.modes:
                 who = f"{counted(n, 'downloader')} from the central server"
                 exp.say(f"N={n}: {who} ({exp.server}, bound {d_cs:.1f} s)")
-                phase = Phase(exp, net, folder / "central", n, original, parts, children)
+                phase = Phase(
+                    exp, net, folder / "central", n, original, parts, children, "central", d_cs
+                )
                 c = await run_phase(phase, [file_url], cutoff=exp.central_cutoff)
             swarm_fetch = [str(work / (exp.path.name + ".torrent")), "--seed"]
             if "swarm" in exp.modes:
                 exp.say(f"N={n}: {counted(n, 'downloader')} in the swarm (bound {d_p2p:.1f} s)")
-                phase = Phase(exp, net, folder / "swarm", n, original, parts, children)
+                phase = Phase(
+                    exp, net, folder / "swarm", n, original, parts, children, "swarm", d_p2p
+                )
                 s = await run_phase(phase, swarm_fetch)
             h = d_h = None
             if hybrid:
                 d_h = hybrid_bound(size, n, exp.server_rate, exp.peer_rate, exp.d_min)
                 exp.say(f"N={n}: hybrid, the central server as web seed (bound {d_h:.1f} s)")
-                phase = Phase(exp, net, folder / "hybrid", n, original, parts, children)
+                phase = Phase(
+                    exp, net, folder / "hybrid", n, original, parts, children, "hybrid", d_h
+                )
                 h = await run_phase(phase, [str(work / HYBRID_TORRENT), "--seed"])
             churned = None
             if exp.churn is not None:
                 if any(f.part in SWARM_PARTS for f in exp.faults):
                     await renew()
                 exp.say(f"N={n}: the swarm again, with churn ({exp.churn.rate:g}/min per leecher)")
-                phase = Phase(exp, net, folder / "churn", n, original, parts, children)
+                phase = Phase(
+                    exp, net, folder / "churn", n, original, parts, children, "churn", d_p2p
+                )
                 churned = await run_phase(phase, swarm_fetch, churn=exp.churn)
             run = Run(n, c, s, d_cs, d_p2p, exp.k_for(n), churned=churned)
             run.hybrid, run.bound_hybrid, run.hybrid_skipped = h, d_h, hybrid_skipped

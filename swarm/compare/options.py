@@ -8,9 +8,21 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from swarm.compare.settings import MODES
+from swarm.compare.settings import MAX_PEERS, MODES
 from swarm.errors import UsageError
 from swarm.units import format_size
+
+
+def peer_counts(text: str) -> list[int]:
+    """``--peers``: one N or a comma-separated list, every item a whole number (an empty item,
+    as in ``1,,2`` or ``1,2,``, is a mistake, not something to skip)."""
+    try:
+        counts = [int(x) for x in text.split(",")]
+    except ValueError:
+        raise UsageError(f"--peers takes a number or a list like 1,2,4,8, not {text!r}") from None
+    if any(n < 1 or n > MAX_PEERS for n in counts):
+        raise UsageError(f"--peers: each N must be between 1 and {MAX_PEERS}")
+    return counts
 
 
 def parse_modes(text: str) -> tuple[str, ...]:
@@ -61,3 +73,13 @@ def check_space(path: Path | None, nbytes: int | None, counts: list[int]) -> Non
             f"{what} with N up to {max(counts)} needs {format_size(need)} in {tmp} "
             f"(the copies of one phase at once), and only {format_size(free)} is free"
         )
+
+
+def check_web(address: str | None, stay: bool) -> None:
+    """``--web [HOST:]PORT`` read before anything starts; ``--web-stay`` only with it."""
+    if address is not None:
+        from swarm.compare.web.server import parse_address
+
+        parse_address(address)
+    elif stay:
+        raise UsageError("--web-stay is for --web")

@@ -15,6 +15,7 @@ import shutil
 import time
 from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -24,10 +25,11 @@ from swarm.compare.faults import Outcome, phase_faults, supervise, written
 from swarm.compare.hosts import Net
 from swarm.compare.results import Cutoff, ModeResult
 from swarm.errors import CompareError
-from swarm.status import Event
+from swarm.status import PROGRESS_ENV, PROGRESS_PERIOD, Event
 
 if TYPE_CHECKING:
     from swarm.compare.settings import Experiment
+    from swarm.compare.web.model import Phase as LivePhase
 
 START_TIMEOUT = 30.0  # seconds a child may take to be ready
 SAMPLE_EVERY = 1.0  # seconds between samples of the bytes delivered
@@ -45,6 +47,8 @@ class Phase:
     original: str
     parts: dict[str, Child]
     children: list[Child]
+    mode: str = ""  # central, swarm, hybrid or churn: what the page calls it
+    bound: float = 0.0  # its lower bound (D_cs, D_p2p or hybrid's), for the page
 
 
 async def run_phase(
@@ -60,6 +64,8 @@ async def run_phase(
     grouped = k > 1 or (swarm and exp.churn is not None)
     # Each downloader's caps: its upload at u (only a peer uploads), its download at d_min.
     extra = net.caps(exp.peer_rate if swarm else None, exp.d_min)
+    live = await _live_phase(phase, args[0] if swarm else None)
+    env = {PROGRESS_ENV: str(PROGRESS_PERIOD)} if live is not None else None
     mine: list[Child] = []
     members: list[tuple[Child, int | None]] = []  # for downloader i: its process, its index
     try:
@@ -77,6 +83,7 @@ async def run_phase(
                     *["-o", out, "--start-on-stdin", *extra],
                     stdin=True,
                     host=where,
+                    env=env,
                 )
                 members.append((child, None))
             else:
@@ -87,15 +94,20 @@ async def run_phase(
                     *["--first", str(first), "--count", str(count), *extra],
                     stdin=True,
                     host=where,
+                    env=env,
                 )
                 members += [(child, i) for i in range(first, first + count)]
             mine.append(child)
             phase.children.append(child)
+            if live is not None:
+                child.on_progress = partial(live.progress, first=first)
         for child in mine:
             await child.wait_for(Event.READY, START_TIMEOUT)
         t0 = time.monotonic()
         for child in mine:
             child.go()
+        if live is not None and exp.live is not None:
+            exp.live.go(live)
         times: list[float] = [0.0] * n
         done = [False] * n
         last_session: list[int | None] = [None] * n  # bytes its last session fetched
@@ -107,6 +119,8 @@ async def run_phase(
             last_session[i] = status.downloaded
             from_webseed[i] = status.web_seed_downloaded
             times[i] = time.monotonic() - t0
+            if live is not None:
+                live.done(i, times[i])
             got = await asyncio.to_thread(sha256_file, folder / str(i) / exp.path.name)
             if got != phase.original:
                 raise CompareError(f"downloader {i}'s copy does not match the original")
@@ -127,6 +141,8 @@ async def run_phase(
         try:
             result = await _finish(phase, jobs, mine, t0, swarm, cutoff, times)
         finally:
+            if live is not None and exp.live is not None:
+                exp.live.end(live)
             for task in background:
                 task.cancel()
             await asyncio.gather(*background, return_exceptions=True)
@@ -149,6 +165,26 @@ async def run_phase(
             phase.children.remove(child)
         # The copies are checked: free their space before the next phase needs as much.
         await asyncio.to_thread(shutil.rmtree, folder, True)
+
+
+async def _live_phase(phase: Phase, torrent: str | None) -> LivePhase | None:
+    """The phase as the page shows it (``--web``), None without a page."""
+    exp = phase.exp
+    if exp.live is None:
+        return None
+    size = exp.path.stat().st_size
+    pieces = 0
+    if torrent is not None:
+        from swarm import metainfo
+
+        pieces = (await asyncio.to_thread(metainfo.load, Path(torrent))).num_pieces
+    n, d = phase.n, exp.d_min
+    total = exp.server_rate + (n * exp.peer_rate if torrent is not None else 0)
+    caps: dict[str, float | None] = {
+        "server": exp.server_rate,
+        "total": min(total, n * d) if d else total,
+    }
+    return exp.live.phase(phase.mode or "?", n, size, pieces, phase.bound, caps)
 
 
 async def _finish(

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import math
 import statistics
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from swarm.compare.results import ModeResult, Run
 from swarm.units import format_rate, format_size
@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from rich.table import Table
 
     from swarm.compare.churn import Churn
+    from swarm.compare.scenario import Scenario
 
 
 def table(
@@ -77,6 +78,29 @@ def table(
             if m is not None and m.cutoff is not None:
                 lines.append(f"N={r.peers} {mode}: stopped: {m.cutoff.note()}")
     return t, lines
+
+
+def result_json(
+    runs: list[Run], info: dict[str, Any], lab: bool, churn: Churn | None, preset: Scenario | None
+) -> dict[str, Any]:
+    """What ``--json`` prints (and ``--web``'s page links to); *info*: the file's name and
+    size and the rates u_s, u and d."""
+    obj: dict[str, Any] = {
+        "file": info["file"],  # the synthetic file's own name with --size
+        "file_size": info["size"],
+        "upload_rate": info["upload_rate"],
+        "peer_upload_rate": info["peer_upload_rate"],
+        "download_rate": info["download_rate"],
+        "caps": "kernel (netns lab, tc tbf)" if lab else "swarm",
+        "runs": [r.as_dict() for r in runs],
+    }
+    if churn is not None:
+        obj["churn"] = churn.as_dict()
+    if preset is not None:
+        from swarm.compare.scenario import scenario_json
+
+        obj["scenario"] = scenario_json(preset, runs[0], info["size"])
+    return obj
 
 
 def _rows(r: Run, file_size: int) -> list[tuple[str, str, ModeResult, float]]:

@@ -9,9 +9,13 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from swarm.compare.churn import Churn
 from swarm.compare.faults import Fault
+
+if TYPE_CHECKING:
+    from swarm.compare.web.model import LiveRun
 
 MODES = ("central", "swarm", "hybrid")
 """``--modes``: the central server alone; a seed and the peers; the central server as the web
@@ -55,6 +59,7 @@ class Experiment:
     sample: bool = False  # sample the bytes delivered in the swarm phases (the rate chart)
     modes: tuple[str, ...] = MODES  # --modes, in MODES' order
     server: str = "swarm"  # --central: swarm's serve-central or nginx
+    live: LiveRun | None = None  # --web: what the page shows (the children send progress)
 
     def k_for(self, n: int) -> int:
         if self.lab:

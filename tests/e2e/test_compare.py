@@ -53,7 +53,8 @@ def test_the_table_says_what_download_cap_it_ran_with(
     from swarm.compare import ModeResult, Run
 
     run = Run(2, ModeResult([1.0, 2.0]), ModeResult([0.5, 0.6]), 2.0, 0.5)
-    _table([run], "a.bin", 2**20, 2**20, 2**20, d_min)
+    info = {"file": "a.bin", "size": 2**20, "upload_rate": 2**20, "peer_upload_rate": 2**20}
+    _table([run], info | {"download_rate": d_min}, None)
     assert line in capsys.readouterr().out
 
 
