@@ -81,7 +81,7 @@ class _Shell(asyncio.Protocol):
         self.tr: MseTransport | None = None
         self.outcome: asyncio.Future[str] = asyncio.get_running_loop().create_future()
         self.name = "?"
-        self._timer: asyncio.TimerHandle | None = None
+        self._timers: list[asyncio.TimerHandle] = []
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         real = cast(asyncio.Transport, transport)
@@ -89,8 +89,10 @@ class _Shell(asyncio.Protocol):
         peer = real.get_extra_info("peername")
         self.name = f"{peer[0]}:{peer[1]}" if peer else "?"
         self.inner.connection_made(cast(asyncio.Transport, self.tr))  # it may abort at once
-        self._timer = asyncio.get_running_loop().call_later(
-            self.crypto.handshake_timeout, self._close, "handshake timed out"
+        self._timers.append(
+            asyncio.get_running_loop().call_later(
+                self.crypto.handshake_timeout, self._close, "handshake timed out"
+            )
         )
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -104,8 +106,8 @@ class _Shell(asyncio.Protocol):
         self.inner.resume_writing()
 
     def _settle(self, outcome: str) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
+        for timer in self._timers:
+            timer.cancel()
         if not self.outcome.done():
             self.outcome.set_result(outcome)
 
@@ -176,7 +178,6 @@ class _Listener(_Shell):
         super().__init__(crypto, inner)
         self.head = b""
         self.mse: Receiver | None = None
-        self._ya_timer: asyncio.TimerHandle | None = None
 
     def data_received(self, data: bytes) -> None:
         if self.mse is None:
@@ -194,8 +195,10 @@ class _Listener(_Shell):
             else:
                 self.mse = Receiver(self.crypto.lookup, policy=POLICIES[mode])
                 data, self.head = self.head, b""
-                self._ya_timer = asyncio.get_running_loop().call_later(
-                    YA_SECONDS, self._close, "neither a BitTorrent handshake nor MSE's"
+                self._timers.append(
+                    asyncio.get_running_loop().call_later(
+                        YA_SECONDS, self._close, "neither a BitTorrent handshake nor MSE's"
+                    )
                 )
             if self.mse is None:
                 return
@@ -206,8 +209,7 @@ class _Listener(_Shell):
             return
         assert self.tr is not None
         if step.send:
-            assert self._ya_timer is not None
-            self._ya_timer.cancel()
+            self._timers[-1].cancel()  # the key came: YA_SECONDS no longer applies
             self.tr.real.write(step.send)
         if step.done is not None:
             self._handshaken(step.done, step.done.ia + step.done.payload)
