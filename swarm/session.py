@@ -9,6 +9,8 @@ With ``dht=True`` the session also runs a Mainline DHT node (BEP 5) on UDP (``dh
 default the TCP port, else any free one), bootstrapped from ``dht_bootstrap`` and each
 torrent's ``nodes``, its table kept in ``dht_state``: it finds peers for every torrent that is
 not private and announces it (:mod:`swarm.dht_client`), and for a magnet's metadata.
+``encryption`` is the MSE/PE policy of every connection (prefer, require, off:
+:mod:`swarm.mse_shell`); ``notices`` (and ``on_notice``) say once what the user can act on.
 """
 
 from __future__ import annotations
