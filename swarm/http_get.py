@@ -24,7 +24,7 @@ import httptools
 from swarm import __version__
 from swarm.errors import SwarmError
 
-__all__ = ["HTTPGetError", "Response", "get"]
+__all__ = ["HTTPGetError", "Response", "Target", "get", "redirect", "target", "describe"]
 
 MAX_BODY = 1 << 20
 """Most bytes of body an answer may have."""
@@ -74,8 +74,12 @@ class _Target:
     request: bytes
 
 
-def _target(url: str) -> _Target:
-    """Where *url* points and the request to send there."""
+CLOSE = "Connection: close\r\n"
+
+
+def _target(url: str, extra: str = "", keep_alive: bool = False) -> _Target:
+    """Where *url* points and the request to send there (*extra*: more header lines, each
+    ending in CRLF; *keep_alive*: no ``Connection: close``)."""
     try:
         parts = urllib.parse.urlsplit(url)
         port = parts.port
@@ -104,7 +108,7 @@ def _target(url: str) -> _Target:
         f"Host: {authority}\r\n"
         f"User-Agent: {USER_AGENT}\r\n"
         "Accept-Encoding: identity\r\n"
-        "Connection: close\r\n\r\n"
+        f"{extra}{'' if keep_alive else CLOSE}\r\n"
     )
     return _Target(https, host, port, head.encode("ascii"))
 
@@ -277,3 +281,10 @@ async def get(
     except TimeoutError:
         raise HTTPGetError(f"no answer within {timeout:g} s") from None
     raise HTTPGetError(f"more than {max_redirects} redirects")
+
+
+# For swarm.webseed_conn, which sends its own keep-alive range requests.
+Target = _Target
+target = _target
+redirect = _redirect
+describe = _describe

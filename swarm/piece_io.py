@@ -178,13 +178,19 @@ class PieceIO:
     def add_block(
         self, index: int, begin: int, block: bytes | memoryview, contributor: bytes
     ) -> None:
+        self.piece_buffer(index, contributor)[begin : begin + len(block)] = block
+
+    def piece_buffer(self, index: int, contributor: bytes) -> bytearray:
+        """The buffer piece *index* is assembled in (made now if new), *contributor* counted
+        among those who sent it: a web seed reads its blocks straight into it (and must write
+        only blocks it owns, before the piece is full: then it is hashed and reused)."""
         buf = self._buffers.get(index)
         if buf is None:
             buf = self._buffers[index] = self._new_buffer(self.torrent.piece_size(index))
             self._contributors[index] = {contributor}
         else:
             self._contributors[index].add(contributor)
-        buf[begin : begin + len(block)] = block
+        return buf
 
     async def verify_and_write(self, index: int) -> tuple[bool, set[bytes]]:
         """Hash the assembled piece and write it if it matches: (ok, the peers who sent it)."""

@@ -6,9 +6,10 @@ One :class:`WebSeedSource` per usable URL of a torrent's ``url-list`` (a magnet'
 become the url-list of the torrent made from its metadata). It works as a peer that has
 every piece and never chokes: it asks the torrent's picker for work with itself as the peer
 key, fetches a run of consecutive whole pieces (about :attr:`WebSeedSettings.run_bytes`, one
-HTTP range request per file the run touches) on one of its keep-alive connections, and hands
-its bytes to the torrent a piece at a time (:func:`hand_on`: whole blocks straight into the
-piece buffer, the last one as a peer's block goes, through ``on_piece``): counted in the
+HTTP range request per file the run touches) on one of its keep-alive connections
+(:mod:`swarm.webseed_conn`), reading the answers straight into the piece buffers
+(:mod:`swarm.webseed_sink`: each whole block handed on in place, a piece's last one as a
+peer's block goes, through ``on_piece``): counted in the
 torrent's ``downloaded``, hash-checked, a corrupt piece held against the web seed. Each
 connection is a slot; a source takes a new run only when one is free. Its bytes are charged
 to the session's download limit as a peer's are.
@@ -34,7 +35,6 @@ no connected peer has. In end-game it duplicates blocks as a peer does. A web se
 errs (an HTTP error, a refused connection, a silent server: each request has a time limit) is
 backed off and tried again, and dropped after too many failures in a row or corrupt pieces
 (:class:`~swarm.webseed_plan.WebSeedHealth`), with the reason in the log.
-aiohttp is imported only when a torrent has a web seed.
 """
 
 from __future__ import annotations
@@ -45,12 +45,13 @@ import random
 import time
 from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
-from swarm import __version__
+from swarm import http_get
 from swarm.metainfo import Torrent
 from swarm.picker import PiecePicker
 from swarm.piece_io import PieceIO
+from swarm.webseed_conn import Conn, ConnError, Head, connect, copy_into
 from swarm.webseed_plan import (
     BASE_DELAY_SECONDS,
     MAX_CORRUPT,
@@ -62,16 +63,12 @@ from swarm.webseed_plan import (
     plan_span,
     range_url,
 )
-from swarm.webseed_run import BadResponse, BlockCutter, Job, RunSizer, check_response, pick_run
-
-if TYPE_CHECKING:
-    import aiohttp
+from swarm.webseed_run import BadResponse, Job, RunSizer, check_response, pick_run
+from swarm.webseed_sink import JobSink
 
 __all__ = ["WebSeedSettings", "WebSeedSource", "WebSeeds", "WebSeedTorrent"]
 
 log = logging.getLogger(__name__)
-
-READ_CHUNK = 256 << 10
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,7 +157,7 @@ class WebSeeds:
 
     def start(self, spawn: Callable[[Any], None]) -> None:
         """Start every source's work as tasks of the torrent (*spawn* owns them); nothing for
-        a complete torrent (a seed never imports aiohttp for its url-list)."""
+        a complete torrent (a seed never connects to its url-list)."""
         if self.owner.picker.complete:
             return
         for source in self.sources:
@@ -205,25 +202,22 @@ class WebSeedSource:
     async def run(self) -> None:
         """Fetch runs on :attr:`WebSeedSettings.connections` connections until the torrent is
         complete or the web seed is dropped."""
-        s = self.owner.settings
-        aiohttp = await asyncio.to_thread(_import_aiohttp)
-        http = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=s.connections, force_close=False),
-            auto_decompress=False,
-            read_bufsize=READ_CHUNK,
-            headers={"User-Agent": f"swarm/{__version__}", "Accept-Encoding": "identity"},
-        )
-        try:
-            async with asyncio.TaskGroup() as group:
-                for slot in range(s.connections):
-                    group.create_task(self._worker(http, slot))
-        finally:
-            await http.close()
+        async with asyncio.TaskGroup() as group:
+            for slot in range(self.owner.settings.connections):
+                group.create_task(self._worker(slot))
 
     def _done(self) -> bool:
         return self.health.dropped is not None or self.owner.owner.picker.complete
 
-    async def _worker(self, http: aiohttp.ClientSession, slot: int = 0) -> None:
+    async def _worker(self, slot: int = 0) -> None:
+        conn: list[Conn | None] = [None]  # this slot's connection, kept alive between runs
+        try:
+            await self._work(slot, conn)
+        finally:
+            if conn[0] is not None:
+                conn[0].close()
+
+    async def _work(self, slot: int, conn: list[Conn | None]) -> None:
         owner = self.owner
         picker = owner.owner.picker
         while not self._done():
@@ -251,74 +245,77 @@ class WebSeedSource:
             self._jobs.append(job)
             started = owner.clock()
             try:
-                await self._fetch(http, job)
+                await self._fetch(conn, job)
                 self.health.succeeded()
                 self._sizer.done(job.end - job.start, owner.clock() - started)
             except BadResponse as exc:
                 self._failed(exc.problem, exc.detail, exc.retry_after)
             except TimeoutError:
                 self._failed(Problem.TIMEOUT, f"nothing for {owner.settings.timeout:g} s")
-            except Exception as exc:  # aiohttp.ClientError, OSError: refused, reset, redirects
-                if not isinstance(exc, _client_errors()):
-                    raise
-                self._failed(Problem.HTTP_ERROR, _describe(exc))
+            except (ConnError, http_get.HTTPGetError) as exc:  # refused, reset, not HTTP
+                self._failed(Problem.HTTP_ERROR, str(exc)[:200])
             finally:
                 self._jobs.remove(job)
                 left = job.remaining(picker)
                 if left:
                     picker.release(self, left)  # moves picker.freed: peers pick them up
 
-    async def _fetch(self, http: aiohttp.ClientSession, job: Job) -> None:
-        """Fetch *job*'s span, file range by file range, handing on each block as it is whole."""
-        import aiohttp
-        import yarl
-
+    async def _fetch(self, conn: list[Conn | None], job: Job) -> None:
+        """Fetch *job*'s span, file range by file range, on this slot's connection (*conn*,
+        made or replaced as needed), its bytes going straight into the pieces."""
         owner = self.owner
         t = owner.owner.torrent
-        s = owner.settings
-        cutter = BlockCutter(owner.owner.picker, job.start)
-        timeout = aiohttp.ClientTimeout(total=None, sock_connect=s.timeout, sock_read=s.timeout)
+        sink = JobSink(owner.owner, self, job)
         for r in plan_span(t, job.start, job.end):
             if not job.blocks:
                 return  # every block left came from others (end-game)
             if r.padding:
-                self._deliver(job, cutter, bytes(r.length))
+                copy_into(sink, bytes(r.length))
                 continue
-            url = yarl.URL(range_url(self.url, t.name, t, t.multi_file, r.file_index), encoded=True)
-            async with http.get(
-                url, headers={"Range": r.header}, timeout=timeout, max_redirects=s.max_redirects
-            ) as resp:
-                skip = check_response(resp.status, resp.headers, r, t.files[r.file_index].length)
-                await self._read_body(resp, job, cutter, skip, r.length)
+            url = range_url(self.url, t.name, t, t.multi_file, r.file_index)
+            for _ in range(owner.settings.max_redirects + 1):
+                target = http_get.target(url, f"Range: {r.header}\r\n", keep_alive=True)
+                head = await self._ask(conn, target)
+                location = head.headers.get("location")
+                if head.status in http_get.REDIRECTS and location is not None:
+                    conn[0].close()  # type: ignore[union-attr]  # its body is not read
+                    url = http_get.redirect(url, location.encode("latin-1"))[0]
+                    continue
+                break
+            else:
+                conn[0].close()  # type: ignore[union-attr]
+                more = owner.settings.max_redirects
+                raise BadResponse(Problem.HTTP_ERROR, f"too many redirects (more than {more})")
+            try:
+                sink.skip = check_response(
+                    head.status, head.headers, r, t.files[r.file_index].length
+                )
+            except BadResponse:
+                conn[0].close()  # type: ignore[union-attr]  # its body is not read
+                raise
+            await conn[0].read_body(sink, sink.skip + r.length)  # type: ignore[union-attr]
 
-    async def _read_body(
-        self, resp: aiohttp.ClientResponse, job: Job, cutter: BlockCutter, skip: int, want: int
-    ) -> None:
-        while want > 0:
-            chunk = await resp.content.readany()
-            if not chunk:
-                raise BadResponse(Problem.HTTP_ERROR, f"the answer ended {want} bytes short")
-            if skip:
-                cut = min(skip, len(chunk))
-                chunk, skip = chunk[cut:], skip - cut
-            if len(chunk) > want:
-                chunk = chunk[:want]
-            want -= len(chunk)
-            delay = self.owner.download_delay(len(chunk))
-            if delay > 0:
-                # Paid before the bytes count (the kernel may hold a whole small answer): and
-                # while we wait, reading stops and the server's sending slows to our cap.
-                await asyncio.sleep(delay)
-            self._deliver(job, cutter, chunk)
-            if not job.blocks and want:
-                resp.close()  # nothing of ours is left in it
-                return
-
-    def _deliver(self, job: Job, cutter: BlockCutter, data: bytes | memoryview) -> None:
-        torrent = self.owner.owner
-        for index, begin, span in cutter.feed(data):
-            self.downloaded += len(span)
-            hand_on(torrent, self, index, begin, span, job.blocks)
+    async def _ask(self, conn: list[Conn | None], target: http_get.Target) -> Head:
+        """Send *target*'s request on the slot's connection (a new one if there is none to the
+        same server, or it is closed) and wait for the answer's head; a connection kept alive
+        that the server closed meanwhile is replaced once."""
+        s = self.owner.settings
+        key = (target.https, target.host, target.port)
+        for attempt in range(2):
+            c = conn[0]
+            if c is None or not c.reusable or c.key != key:
+                if c is not None:
+                    c.close()
+                conn[0] = None
+                c = conn[0] = await connect(target, s.timeout, self.owner.download_delay)
+            reused = c.used
+            try:
+                return await c.send(target.request)
+            except ConnError:
+                if attempt or not reused:
+                    raise
+                c.close()
+        raise AssertionError("not reached")
 
     # -- health -------------------------------------------------------------------------------
 
@@ -337,60 +334,3 @@ class WebSeedSource:
     def corrupt(self) -> None:
         """A piece it sent failed its hash check."""
         self._failed(Problem.CORRUPT, "a piece failed its hash check")
-
-
-def hand_on(
-    torrent: WebSeedTorrent,
-    source: WebSeedSource,
-    index: int,
-    begin: int,
-    span: bytes | memoryview,
-    asked: set[tuple[int, int]],
-) -> None:
-    """Whole blocks of one piece from *source*, *begin* onwards, to *torrent*: every block
-    but the last straight into the piece (one copy, one picker call per block, no request
-    timing: a web seed has no request queue to size), the last as a peer's block goes
-    (``on_piece``: the piece verified once full). In end-game, every block as a peer's (the
-    others it was asked of get a cancel)."""
-    picker = torrent.picker
-    bs = picker.block_size
-    last = begin + (len(span) - 1) // bs * bs
-    if last > begin and not picker.in_endgame:
-        new = 0
-        for b in range(begin, last, bs):
-            asked.discard((index, b))
-            ok, others = picker.block_received(source, index, b)
-            if not ok:
-                break
-            new += 1
-            for other in others:  # not outside end-game, but a peer must hear of it
-                other.cancel(index, b, picker.block_length(index, b // bs))  # type: ignore[attr-defined]
-        head = new * bs
-        if head:
-            torrent.downloaded += head
-            torrent.io.add_block(index, begin, span[:head], source.peer_id)
-        begin, span = begin + head, span[head:]
-    for b in range(begin, begin + len(span), bs):
-        asked.discard((index, b))
-        torrent.on_piece(source, index, b, span[b - begin : b - begin + bs])
-
-
-def _import_aiohttp() -> Any:
-    import aiohttp
-
-    return aiohttp
-
-
-def _client_errors() -> tuple[type[BaseException], ...]:
-    import aiohttp
-
-    return (aiohttp.ClientError, OSError)
-
-
-def _describe(exc: BaseException) -> str:
-    import aiohttp
-
-    if isinstance(exc, aiohttp.TooManyRedirects):
-        return f"too many redirects (more than {len(exc.history)})"
-    text = str(exc) or type(exc).__name__
-    return text.splitlines()[0][:200]
