@@ -57,11 +57,13 @@ async def run_phase(
     """Start N downloaders, let them go at once, time each to its verified copy. *args*: the
     source and options, the same for ``fetch`` and ``fetch-group``. With ``--churn`` the swarm
     phases (with and without churn alike) run their downloaders in ``fetch-group`` processes,
-    which can close one downloader and start it again (K = 1 included)."""
+    which can close one downloader and start it again (K = 1 included); so do they with
+    ``--web``, whose progress lines fetch-group sends."""
     exp, net, folder, n = phase.exp, phase.net, phase.folder, phase.n
     k = exp.k_for(n)
     swarm = not args[0].startswith(("http://", "https://"))  # a torrent, not the server's URL
-    grouped = k > 1 or (swarm and exp.churn is not None)
+    # Progress lines (--web) come from fetch-group, K = 1 included, until swarm fetch sends them.
+    grouped = k > 1 or (swarm and exp.churn is not None) or exp.live is not None
     # Each downloader's caps: its upload at u (only a peer uploads), its download at d_min.
     extra = net.caps(exp.peer_rate if swarm else None, exp.d_min)
     live = await _live_phase(phase, args[0] if swarm else None)
