@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import random
 import signal
@@ -24,6 +25,24 @@ settings.load_profile("swarm")
 os.environ["SWARM_NO_PUBLIC_DHT"] = "1"
 
 SAMPLE_DIR = Path(__file__).resolve().parent.parent / "sample_files"
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
+    """Tests marked ``timing`` (they hold a measured time or rate to a bound) run alone when
+    pytest-xdist runs tests in parallel: each test holds a lock on one file for the run, shared
+    for the others, exclusive for these, through its setup, call and teardown. Without xdist
+    there is nothing to share and no lock."""
+    run = os.environ.get("PYTEST_XDIST_TESTRUNUID")
+    if run is None:
+        yield
+        return
+    alone = item.get_closest_marker("timing") is not None
+    # the workers' temp folders are popen-gwN inside one folder of this run's
+    lock = item.config._tmp_path_factory.getbasetemp().parent / f"timing-{run}.lock"  # type: ignore[attr-defined]
+    with lock.open("a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX if alone else fcntl.LOCK_SH)
+        yield
 
 
 @pytest.fixture(scope="session")

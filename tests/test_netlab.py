@@ -215,6 +215,7 @@ def test_hosts_reach_each_other_and_the_root_namespace_reaches_them(root_lab: No
     asyncio.run(main())
 
 
+@pytest.mark.timing
 def test_the_kernel_enforces_the_caps_and_leaves_an_unshaped_host_fast(root_lab: None) -> None:
     async def main() -> None:
         async with NetLab() as lab:
