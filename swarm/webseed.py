@@ -267,8 +267,8 @@ class WebSeedSource:
         t = owner.owner.torrent
         sink = JobSink(owner.owner, self, job)
         for r in plan_span(t, job.start, job.end):
-            if not job.blocks:
-                return  # every block left came from others (end-game)
+            if sink.done:
+                return  # every block left came from others (end-game), or it was dropped
             if r.padding:
                 copy_into(sink, bytes(r.length))
                 continue

@@ -178,6 +178,7 @@ class Conn(asyncio.BufferedProtocol):
         self._head, self._head_size, self._early = Head(0), 0, []
         self._head_done = self._message_done = False
         self._mode = "head"
+        self._resume()  # paused after the last head (its body may have come with it)
         self.transport.write(request)
         await self._wait()
         return self._head

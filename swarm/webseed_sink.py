@@ -18,6 +18,7 @@ from typing import Any, Protocol
 
 from swarm.picker import PiecePicker
 from swarm.piece_io import PieceIO
+from swarm.webseed_plan import WebSeedHealth
 from swarm.webseed_run import BlockCutter, Job
 
 __all__ = ["JobSink", "hand_on"]
@@ -39,6 +40,7 @@ class WebSeedSource(Protocol):
 
     peer_id: bytes
     downloaded: int
+    health: WebSeedHealth
 
     def __hash__(self) -> int: ...
 
@@ -65,8 +67,9 @@ class JobSink:
 
     @property
     def done(self) -> bool:
-        """Every block asked of the web seed came (some from others)."""
-        return not self.job.blocks
+        """Every block asked of the web seed came (some from others), or it was dropped (a
+        corrupt piece: the rest of its answer is not wanted)."""
+        return not self.job.blocks or self.source.health.dropped is not None
 
     def buffer(self, limit: int) -> memoryview:
         if self.skip:

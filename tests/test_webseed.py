@@ -4,6 +4,7 @@ on 127.0.0.1 and the library's Session)."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import random
 from collections.abc import Callable, Coroutine
@@ -453,3 +454,21 @@ def test_redirects_are_followed_and_bounded(tmp_path: Path, data: bytes) -> None
         assert src.health.last_problem is not None and "redirect" in src.health.last_problem.lower()
 
     with_server(handle, test)
+
+
+def test_runs_share_one_kept_alive_connection(tmp_path: Path, data: bytes) -> None:
+    ports: set[int] = set()
+    serve_file = ranged(data)
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        ports.add(request.transport.get_extra_info("peername")[1])  # type: ignore[union-attr]
+        return await serve_file(request)  # type: ignore[no-any-return, misc]
+
+    async def test(session: Session, url: str) -> None:
+        t = await session.add(make_torrent(data, url), tmp_path / "out")
+        async with asyncio.timeout(20):
+            await t.complete.wait()
+        assert (tmp_path / "out" / "w.bin").read_bytes() == data
+        assert len(ports) == 1  # 19 runs of a piece, one connection
+
+    with_server(handle, test, dataclasses.replace(FAST, connections=1, run_bytes=K))
