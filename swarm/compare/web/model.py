@@ -21,6 +21,7 @@ from swarm.status import WEB_SEED, Status
 
 SEED, PEER, WEB = 0, 1, 2  # a piece's source classes, as the page colours them
 RATE_WINDOW = 2.0  # seconds over which a rate is taken
+HTTP_RATE_WINDOW = 10.0  # the same for an HTTP download, whose bytes come a MiB (a write) at a time
 SAMPLE_EVERY = 0.5  # seconds between two points of the rates over time
 MAX_POINTS = 2400  # points kept per phase (20 minutes at 0.5 s)
 
@@ -51,11 +52,11 @@ class Downloader:
                 self.uploaded += gained
             self._last = (value, self._last[1]) if k == 0 else (self._last[0], value)
 
-    def sample(self, now: float) -> tuple[float, float]:
-        """Its download and upload rates over the last :data:`RATE_WINDOW` seconds."""
+    def sample(self, now: float, window: float = RATE_WINDOW) -> tuple[float, float]:
+        """Its download and upload rates over the last *window* seconds."""
         w = self._window
         w.append((now, self.downloaded, self.uploaded))
-        while len(w) > 2 and now - w[1][0] >= RATE_WINDOW:
+        while len(w) > 2 and now - w[1][0] >= window:
             w.popleft()
         t, down, up = w[0]
         if now - t <= 0:
@@ -122,8 +123,9 @@ class Phase:
         if self.t0 is None or self.ended is not None:
             return
         down = up = 0.0
+        window = HTTP_RATE_WINDOW if self.mode == "central" else RATE_WINDOW
         for i, d in enumerate(self.downloaders):
-            r_down, r_up = d.sample(now)
+            r_down, r_up = d.sample(now, window)
             self.rates[i] = r_down if d.finished is None else 0.0
             down, up = down + r_down, up + r_up
         if len(self.series) < MAX_POINTS:

@@ -63,13 +63,13 @@
     meta.appendChild(state);
     card.appendChild(meta);
     var rates = el("canvas", null, "rates");
-    rates.width = 380;
+    rates.width = 350;
     rates.height = 110;
     card.appendChild(rates);
     var p = { m: m, card: card, clock: clock, state: state, rates: rates, series: [], bars: [] };
     if (m.num_pieces > 0) {
       var map = el("canvas", null, "pieces");
-      p.cw = Math.max(1, Math.floor(380 / m.num_pieces));
+      p.cw = Math.max(1, Math.floor(350 / m.num_pieces));
       p.ch = Math.max(2, Math.min(10, Math.floor(240 / m.n)));
       map.width = p.cw * m.num_pieces;
       map.height = p.ch * m.n;
