@@ -11,6 +11,8 @@ from swarm.wire.mse_crypto import Rc4
 
 __all__ = ["MseTransport", "Rc4Reader"]
 
+CHUNK = 64 * 1024
+
 
 class MseTransport:
     """The transport the protocol above writes to: the socket's, with RC4 on the way out once
@@ -66,7 +68,16 @@ class Rc4Reader(asyncio.Protocol):
         self._apply = cipher.apply
 
     def data_received(self, data: bytes) -> None:
-        self.inner.data_received(self._apply(data))
+        # cryptography's update() of a whole read (up to 256 KiB) ran at half the speed of
+        # 64 KiB pieces here (2.75 against 1.62 CPU s/GiB): pieces of CHUNK bytes each go up
+        # on their own (a message cut in two is joined by the parser, as across reads).
+        apply, inner = self._apply, self.inner
+        if len(data) <= CHUNK:
+            inner.data_received(apply(data))
+            return
+        view = memoryview(data)
+        for at in range(0, len(data), CHUNK):
+            inner.data_received(apply(view[at : at + CHUNK]))
 
     def eof_received(self) -> bool | None:
         return self.inner.eof_received()
