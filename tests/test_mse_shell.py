@@ -16,11 +16,11 @@ import pytest
 from swarm import metainfo
 from swarm.create import create_torrent
 from swarm.mse_shell import PeerCrypto
-from swarm.mse_transport import MseTransport
+from swarm.mse_transport import MseTransport, Rc4Reader
 from swarm.session import Session
 from swarm.wire.handshake import Handshake
 from swarm.wire.mse import EncryptionPolicy, Initiator
-from swarm.wire.mse_crypto import CRYPTO_PLAINTEXT, KEY_LEN, public_key
+from swarm.wire.mse_crypto import CRYPTO_PLAINTEXT, KEY_LEN, Rc4, public_key
 
 SIZE = 600 * 1024 + 123
 TIMEOUT = 20.0
@@ -270,3 +270,39 @@ def test_hostile_mse_peers_are_closed_and_the_seed_serves_on(
 def test_the_policy_names_are_checked() -> None:
     with pytest.raises(ValueError, match="prefer, require, off"):
         PeerCrypto("sometimes")
+
+
+def test_rc4_transport_and_reader_keep_the_stream_whole() -> None:
+    """What writelines enciphers (headers and blocks, one write) and what the reader
+    deciphers (a read over 64 KiB goes up in pieces) are the stream, byte for byte."""
+    key = b"k" * 20
+    written: list[bytes] = []
+
+    class Real:
+        def write(self, data: bytes | bytearray) -> None:
+            written.append(bytes(data))
+
+        def writelines(self, parts: list[bytes]) -> None:
+            raise AssertionError("RC4 writes go through write, as one buffer")
+
+        def is_closing(self) -> bool:
+            return False
+
+    tr = MseTransport(Real())  # type: ignore[arg-type]
+    tr.encrypt_with(Rc4(key))
+    rng = random.Random(3)
+    parts = [rng.randbytes(n) for n in (13, 16384, 13, 16384, 5, 200_000)]
+    tr.writelines([parts[0], memoryview(parts[1]), *parts[2:]])
+    tr.write(b"tail")
+    assert len(written) == 2
+    got: list[bytes] = []
+
+    class Sink(asyncio.Protocol):
+        def data_received(self, data: bytes) -> None:
+            got.append(data)
+
+    reader = Rc4Reader(Sink(), Rc4(key))
+    reader.data_received(written[0])
+    reader.data_received(written[1])
+    assert b"".join(got) == b"".join(parts) + b"tail"
+    assert max(len(g) for g in got) <= 64 * 1024
