@@ -50,7 +50,7 @@ TICK = 0.05
 CONNECT_TIMEOUT = 3.0
 SOCKET_BUFFER = 4 << 20  # asked of the kernel for each direction; it may give less
 READ_BATCH = 64  # datagrams read in one go before the acks go out
-RECV_SIZE = 2048
+RECV_SIZE = 65536
 # Linux queues ICMP errors of an unconnected UDP socket only with IP_RECVERR (Python 3.11 has
 # no name for it); elsewhere a dial to a closed port waits for its timeouts.
 IP_RECVERR = 11
@@ -77,6 +77,8 @@ class UtpEndpoint:
         self.address: Address = ("0.0.0.0", 0)
         self.dropped = 0  # datagrams the kernel would not take (a full send buffer)
         self._sock: socket.socket | None = None
+        self._buffer = bytearray(RECV_SIZE)  # a whole UDP datagram: never one cut short
+        self._view = memoryview(self._buffer)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._transports: dict[UtpConnection, UtpTransport] = {}
         self._dialing: dict[UtpConnection, tuple[ProtocolFactory, asyncio.Future[Any]]] = {}
@@ -167,7 +169,8 @@ class UtpEndpoint:
             if sock is None:
                 break
             try:
-                data, addr = sock.recvfrom(RECV_SIZE)
+                size, addr = sock.recvfrom_into(self._buffer)
+                data = self._view[:size].tobytes()
             except (BlockingIOError, InterruptedError):
                 break
             except OSError as exc:  # an ICMP error of an earlier send

@@ -2,8 +2,11 @@
 
 One codec for both ends. :func:`decode` turns a datagram into a :class:`Packet` or raises
 :class:`UtpPacketError` (too short, a version other than 1, an unknown type, an extension
-running past the datagram, a selective-ack mask that is not a positive multiple of 4 bytes);
-extensions other than the selective ack are skipped by their length, as BEP 29 says.
+running past the datagram); extensions other than the selective ack (libtorrent's close
+reason, type 3; libutp's extension bits, type 2) are skipped by their length, as BEP 29 says.
+BEP 29 makes a selective ack a multiple of 4 bytes, and :func:`encode` writes only those, but
+libtorrent sends ``ceil(span / 8)`` bytes: any length is read (an empty one is no mask), since
+dropping the packet would drop the data it carries and stall the stream.
 :func:`encode` writes a packet; :func:`header` is the connection's fast path for the same.
 :func:`looks_like_utp` tells a uTP datagram from a DHT one (bencoded: ``d`` first) on a shared
 port by the first byte alone.
@@ -149,9 +152,7 @@ def decode(data: bytes) -> Packet:
         pos += 2
         if pos + length > len(data):
             raise UtpPacketError("a uTP extension runs past the packet")
-        if ext == EXT_SELECTIVE_ACK:
-            if length == 0 or length % 4:
-                raise UtpPacketError(f"a selective ack of {length} bytes (a multiple of 4)")
+        if ext == EXT_SELECTIVE_ACK and length:
             sack = bytes(data[pos : pos + length])
         pos += length
         ext = nxt
