@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -251,5 +252,39 @@ def test_a_port_in_use_is_a_one_line_error() -> None:
                 await WebPage(LiveRun({}), "127.0.0.1", port).start()
         finally:
             await first.close(ended=False)
+
+    asyncio.run(main())
+
+
+class _Transport:
+    def close(self) -> None:
+        pass
+
+
+def test_a_child_s_progress_lines_go_to_the_page_and_a_failure_there_is_not_the_run_s() -> None:
+    from swarm.compare.children import Child
+    from swarm.status import encode
+
+    async def main() -> None:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", "", stderr=asyncio.subprocess.PIPE
+        )
+        reader = asyncio.StreamReader()
+        child = Child("downloaders 0-1", proc, reader, _Transport())  # type: ignore[arg-type]
+        got: list[Status] = []
+
+        def take(status: Status) -> None:
+            got.append(status)
+            raise ValueError("a bug of the page's")
+
+        child.on_progress = take
+        reader.feed_data(encode(line(Progress(0, A))) + encode(Status(Event.READY)))
+        reader.feed_data(b'{"event":"progress","downloaders":[{"index":"bad"}]}\n')
+        reader.feed_data(encode(Status(Event.DONE, index=0)))
+        reader.feed_eof()
+        assert (await child.wait_for(Event.DONE, 5, 0)).index == 0
+        assert child.statuses == [Status(Event.READY), Status(Event.DONE, index=0)]
+        assert got == [line(Progress(0, A)), line(Progress())]
+        await child.stop()
 
     asyncio.run(main())

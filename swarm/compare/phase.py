@@ -67,7 +67,7 @@ async def run_phase(
     # Each downloader's caps: its upload at u (only a peer uploads), its download at d_min.
     extra = net.caps(exp.peer_rate if swarm else None, exp.d_min)
     live = await _live_phase(phase, args[0] if swarm else None)
-    env = {PROGRESS_ENV: str(PROGRESS_PERIOD)} if live is not None else None
+    env = {PROGRESS_ENV: str(PROGRESS_PERIOD) if live is not None else ""}  # "": none
     mine: list[Child] = []
     members: list[tuple[Child, int | None]] = []  # for downloader i: its process, its index
     try:
