@@ -125,9 +125,10 @@ class UtpEndpoint:
     async def connect(
         self, protocol_factory: ProtocolFactory, addr: Address, timeout: float = CONNECT_TIMEOUT
     ) -> tuple[UtpTransport, asyncio.Protocol]:
-        """Dial *addr* over uTP; like ``loop.create_connection``: the transport and the
-        protocol *protocol_factory* made once the peer answered. ConnectionRefusedError
-        (an ST_RESET) or TimeoutError (no answer within *timeout* seconds) otherwise."""
+        """Dial *addr* (an IPv4 address, not a name) over uTP; like
+        ``loop.create_connection``: the transport and the protocol *protocol_factory* made
+        once the peer answered. ConnectionRefusedError (an ST_RESET, or an ICMP "port
+        unreachable") or TimeoutError (no answer within *timeout* seconds) otherwise."""
         if self._sock is None:
             raise ConnectionError("the uTP endpoint is not started")
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()

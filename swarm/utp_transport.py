@@ -12,6 +12,7 @@ never the socket. The endpoint it belongs to satisfies :class:`TransportHost`.
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 from collections.abc import Callable, Iterable
 from typing import Any, Protocol
@@ -64,7 +65,8 @@ class UtpTransport(asyncio.Transport):
         self._closing = False
         self._lost = False
         self._reading = True
-        self._backlog: list[bytes] = []
+        self._backlog: collections.deque[bytes] = collections.deque()
+        self._backlog_size = 0
         self._eof_waiting = False
         self._write_paused = False
         self._high = 64 * 1024
@@ -145,15 +147,16 @@ class UtpTransport(asyncio.Transport):
 
     def _drain_backlog(self) -> None:
         while self._backlog and self._reading and not self._lost and not self._closing:
-            self._call(self._protocol.data_received, self._backlog.pop(0))
+            data = self._backlog.popleft()
+            self._backlog_size -= len(data)
+            self._call(self._protocol.data_received, data)
         if not self._backlog and self._eof_waiting and self._reading:
             self._eof_waiting = False
             self._eof()
         self._set_backlog()
 
     def _set_backlog(self) -> None:
-        size = sum(map(len, self._backlog))
-        out = self._conn.set_read_backlog(size, self._endpoint.clock())
+        out = self._conn.set_read_backlog(self._backlog_size, self._endpoint.clock())
         self._endpoint._handle(self._conn, out)
 
     def _data(self, data: bytes) -> None:
@@ -163,6 +166,7 @@ class UtpTransport(asyncio.Transport):
             self._call(self._protocol.data_received, data)
         else:
             self._backlog.append(data)
+            self._backlog_size += len(data)
             self._set_backlog()
 
     def _eof(self) -> None:
