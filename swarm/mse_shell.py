@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Final, Literal, TypeVar, cast
 
 from swarm.mse_transport import MseTransport, Rc4Reader
@@ -58,6 +58,7 @@ Encryption = Literal["prefer", "require", "off"]
 ENCRYPTION_MODES: Final = ("prefer", "require", "off")
 Address = tuple[str, int]
 P = TypeVar("P", bound=asyncio.Protocol)
+Connector = Callable[[Callable[[], asyncio.Protocol], Address], Awaitable[object]]
 
 POLICIES: Final = {
     "prefer": EncryptionPolicy(CRYPTO_PLAINTEXT | CRYPTO_RC4, prefer=CRYPTO_PLAINTEXT),
@@ -259,18 +260,21 @@ class PeerCrypto:
         info_hash: bytes,
         first: Callable[[P], bytes],
         connect_timeout: float,
+        connect: Connector | None = None,
     ) -> tuple[P, MseTransport | None]:
         """Connect to *addr* for a protocol from *make* whose first bytes are *first(it)*, the
         way the policy says; returns once the peer has answered (or refused, or timed out),
         with the transport the protocol writes to (None if the connection closed first).
-        OSError or TimeoutError if the connection cannot be made."""
+        OSError or TimeoutError if the connection cannot be made. *connect* opens the
+        connection for a protocol factory (TCP's ``loop.create_connection`` by default; a
+        uTP dialler may be handed in: its transport needs ``set_protocol``)."""
         mse = self.mode == "require" or (self.mode == "prefer" and self._mse_first.get(addr, False))
         attempts = 2 if self.mode == "prefer" else 1
         while True:
             attempts -= 1
             inner = make()
             shell = _Dialer(self, inner, info_hash, first(inner), mse)
-            outcome = await self._attempt(addr, shell, connect_timeout)
+            outcome = await self._attempt(addr, shell, connect_timeout, connect)
             if outcome == ANSWERED:
                 self._remember(addr, mse)
             if outcome != REFUSED or attempts == 0:
@@ -282,10 +286,15 @@ class PeerCrypto:
         return inner, None if shell.tr is None or shell.tr.is_closing() else shell.tr
 
     @staticmethod
-    async def _attempt(addr: Address, shell: _Dialer, connect_timeout: float) -> str:
+    async def _attempt(
+        addr: Address, shell: _Dialer, connect_timeout: float, connect: Connector | None
+    ) -> str:
         try:
             async with asyncio.timeout(connect_timeout):
-                await asyncio.get_running_loop().create_connection(lambda: shell, *addr)
+                if connect is None:
+                    await asyncio.get_running_loop().create_connection(lambda: shell, *addr)
+                else:
+                    await connect(lambda: shell, addr)
         except BaseException as exc:
             shell.inner.connection_lost(exc if isinstance(exc, Exception) else None)
             raise

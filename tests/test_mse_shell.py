@@ -143,9 +143,9 @@ def test_prefer_redials_the_other_way_once_and_remembers(
             addr = ("127.0.0.1", seeder.port)
             original = leecher.crypto._attempt
 
-            async def spy(addr, shell, timeout):  # type: ignore[no-untyped-def]
+            async def spy(addr, shell, *rest):  # type: ignore[no-untyped-def]
                 dials.append(shell.mse is not None)
-                return await original(addr, shell, timeout)
+                return await original(addr, shell, *rest)
 
             leecher.crypto._attempt = spy  # type: ignore[method-assign]
             conn = await leecher.connect(t, addr)
