@@ -8,7 +8,8 @@ Ross bounds.
 :mod:`~swarm.compare.results` holds the times and the bounds, :mod:`~swarm.compare.report`
 makes the table of them and :mod:`~swarm.compare.chart` draws them.
 :mod:`~swarm.compare.faults` (``--fail``), :mod:`~swarm.compare.churn` (``--churn``) and
-:mod:`~swarm.compare.scenario` (``--scenario``) are the experiment's variations.
+:mod:`~swarm.compare.scenario` (``--scenario``) are the experiment's variations;
+:mod:`~swarm.compare.web` (``--web``) serves the run as a live page.
 """
 
 from swarm.compare.chart import plot
