@@ -15,7 +15,7 @@ import asyncio
 import collections
 import logging
 from collections.abc import Callable, Iterable
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from swarm.utp.connection import UtpConnection
 from swarm.utp.events import Output
@@ -203,8 +203,8 @@ class UtpTransport(asyncio.Transport):
         return default
 
     def set_protocol(self, protocol: asyncio.BaseProtocol) -> None:
-        assert isinstance(protocol, asyncio.Protocol)
-        self._protocol = protocol
+        """Hand what follows to *protocol* (MSE does, once its handshake is done)."""
+        self._protocol = cast(asyncio.Protocol, protocol)  # duck-typed, as asyncio's are
 
     def get_protocol(self) -> asyncio.BaseProtocol:
         return self._protocol
