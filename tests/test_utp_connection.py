@@ -327,3 +327,27 @@ def test_an_icmp_error_refuses_a_dial_but_not_a_connection() -> None:
     syn2 = header(PacketType.SYN, other.recv_id, 0, 0, 0, 0, 0)
     hit = mux.unreachable(B, syn2, link.now)
     assert hit is not None and hit[1].events == [] and other.state is State.CONNECTED
+
+
+def test_a_zero_window_holds_data_back_until_the_probe_and_idle_links_get_keepalives() -> None:
+    link = Link()
+    client = link.connect()
+    link.run(lambda: client.state is State.CONNECTED)
+    link.run(lambda: bool(link.conns[B]))
+    server = link.conns[B][0]
+    link.emit(B, server, server.set_read_backlog(1 << 20, link.now))  # the app reads nothing
+    link.emit(A, client, client.send(b"z" * 3000, link.now))
+    link.run(lambda: client.peer_window == 0 and not client.sender.packets)
+    # a full window: nothing more goes until the probe, a second later, and then one packet
+    got = len(received(link, B, server))
+    assert 0 < got < 3000
+    start = link.now
+    link.run(lambda: link.now > start + 0.9)
+    assert len(received(link, B, server)) == got and client.peer_window == 0
+    link.run(lambda: len(received(link, B, server)) > got, limit=2.0)
+    link.emit(B, server, server.set_read_backlog(0, link.now))  # it reads again: an ack says so
+    link.run(lambda: len(received(link, B, server)) == 3000, limit=2.0)
+    sent = link.sent
+    link.run(lambda: link.now > start + 40)  # idle: one keep-alive each way in 29 s or so
+    assert 2 <= link.sent - sent <= 4
+    assert client.state is State.CONNECTED and server.state is State.CONNECTED
