@@ -4,6 +4,7 @@ all three from the same `swarm serve-central`, in one run.
     python bench/webseed/run.py                    # 1 GiB, 3 runs of each
     python bench/webseed/run.py --size 64M         # a quick look
     python bench/webseed/run.py --runs 5 --json out.json
+    python bench/webseed/run.py --clients swarm --swarm-ref /tmp/old   # before/after, alternated
 
 `swarm serve-central` (unthrottled, 127.0.0.1) serves a folder holding the file (--size bytes
 of pseudo-random data) and a 4 MiB warm-up file; the torrent (`swarm create --webseed URL`, no
@@ -165,18 +166,20 @@ def command(
     if client == "libtorrent":
         argv = [SYSTEM_PYTHON, str(LT_WEBSEED), str(torrent), str(out.parent)]
         return argv + ["--timeout", str(timeout)] + [f"--set={kv}" for kv in lt_set]
-    return [
+    return [  # swarm, or swarm-ref (another checkout's, on PYTHONPATH)
         sys.executable, "-m", "swarm", "-q", "fetch", str(torrent), "-o", str(out.parent),
         "--no-seed", "--no-dht", "--host", "127.0.0.1", "--port", "0",
     ]  # fmt: skip
 
 
-def timed(args: list[str], out: Path, env: dict[str, str], timeout: float, log: Path) -> dict:
+def timed(
+    args: list[str], out: Path, env: dict[str, str], timeout: float, log: Path, cwd: Path = ROOT
+) -> dict:
     """Run *args* to its exit (then fsync *out*, which curl leaves to the page cache); its wall
     time and CPU (SystemExit on a failure)."""
     with log.open("wb") as sink:
         start = time.monotonic()
-        proc = subprocess.Popen(args, stdout=sink, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
+        proc = subprocess.Popen(args, stdout=sink, stderr=subprocess.STDOUT, env=env, cwd=cwd)
         timer = threading.Timer(timeout, proc.kill)
         timer.start()
         try:
@@ -210,7 +213,11 @@ def measure(
     out = out_dir / name
     args = command(client, torrents[name], url + name, out, timeout, lt_set)
     log = work / f"{client}.log"
-    result = timed(args, out, env, timeout, log)
+    cwd = ROOT
+    if client == "swarm-ref":  # run from there: python -m puts the folder it runs in first
+        cwd = Path(env["SWARM_REF"])
+        env = {**env, "PYTHONPATH": str(cwd), "PYTHONPYCACHEPREFIX": str(work / "pyc-ref")}
+    result = timed(args, out, env, timeout, log, cwd)
     if client == "libtorrent":  # its own clock: adding the torrent to the file on the disk
         result["inner"] = json.loads(log.read_text().splitlines()[-1])["seconds"]
     result["file"] = out
@@ -235,6 +242,13 @@ def main() -> None:
         default=[],
         metavar="NAME=VALUE",
         help="change a libtorrent setting (an experiment: the reference is its defaults)",
+    )
+    ap.add_argument(
+        "--swarm-ref",
+        type=Path,
+        metavar="DIR",
+        help="also run the swarm of another checkout (say `git worktree add DIR COMMIT`), "
+        "as client swarm-ref, alternated with the others: a before/after in the same minutes",
     )
     args = ap.parse_args()
     if shutil.which("curl") is None:
@@ -265,6 +279,9 @@ def main() -> None:
                 check=True, timeout=600, env=env, cwd=ROOT,
             )  # fmt: skip
         clients = [c for c in CLIENTS if c in args.clients.split(",")]
+        if args.swarm_ref is not None:
+            env["SWARM_REF"] = str(args.swarm_ref.resolve())
+            clients.append("swarm-ref")
         if "swarm" in clients and not swarm_has_webseeds(env):
             clients.remove("swarm")
             print("swarm: unavailable (swarm fetch does not use web seeds yet: no --no-webseed)")
@@ -323,6 +340,7 @@ def report(
         ("libtorrent", "curl", ""),
         ("swarm", "curl", " (target >= 0.8x)"),
         ("swarm", "libtorrent", " (target >= 1.0x)"),
+        ("swarm", "swarm-ref", ""),
     ):
         if ours in med and ref in med:
             print(f"  {ours} / {ref} rate: {med[ref] / med[ours]:.2f}x{target}")
