@@ -146,7 +146,11 @@ def pick_run(
 
 def _blocks(picker: PiecePicker, index: int) -> list[Block]:
     bs = picker.block_size
-    return [(index, b * bs, picker.block_length(index, b)) for b in range(_nblocks(picker, index))]
+    size = picker.piece_size(index)
+    out = [(index, b, bs) for b in range(0, size - bs, bs)]
+    last = len(out) * bs
+    out.append((index, last, size - last))
+    return out
 
 
 class RunSizer:

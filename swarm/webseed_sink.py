@@ -132,21 +132,25 @@ class JobSink:
         torrent, source, asked = self.torrent, self.source, self.job.blocks
         piece = self._piece
         assert piece is not None
+        endgame = picker.in_endgame  # (what the blocks below change cannot start it)
+        received = picker.block_received
+        got = 0
         while b < upto:
             length = min(bs, size - b)
             asked.discard((index, b))
-            if b + length >= size or picker.in_endgame:
+            if b + length >= size or endgame:
                 # The piece's last block as a peer's goes (on_piece verifies a full piece);
                 # in end-game every block, so that the others asked for it hear of it.
                 torrent.on_piece(source, index, b, bytes(piece[b : b + length]))
             else:
-                ok, others = picker.block_received(source, index, b)
-                torrent.downloaded += length
+                ok, others = received(source, index, b)
+                got += length
                 if not ok:
                     torrent.wasted += length
                 for other in others:  # not outside end-game, but a peer must hear of it
                     _cancel(other, index, b, length)
             b += length
+        torrent.downloaded += got
         self.landed = self.cutter.offset = start + upto
 
 
