@@ -6,6 +6,10 @@ into the node, the searches that finished resolve the futures of whoever waits f
 wait is bounded: a lookup that outlasts its caller's timeout gives what it has found so far.
 
 It lives beside the engine, not in :mod:`swarm.dht`, which stays free of asyncio and sockets.
+A node runs on its own UDP socket (:meth:`DhtNode.start`, as ``swarm dht`` does) or on a
+socket it shares (:meth:`DhtNode.start_on`): a session's uTP endpoint, which hands it the
+datagrams that are not uTP (BEP 29 and BEP 5 packets differ by their first byte) and sends
+its answers from the same port, the port peers also dial over TCP.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ import socket
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from swarm.dht import krpc
 from swarm.dht.node import Datagram, Node, Search
@@ -28,7 +32,7 @@ from swarm.errors import BencodeError, SessionError
 
 log = logging.getLogger(__name__)
 
-__all__ = ["PUBLIC_ROUTERS", "DhtNode", "resolve"]
+__all__ = ["PUBLIC_ROUTERS", "DhtNode", "SharedPort", "resolve"]
 
 Address = tuple[str, int]
 
@@ -60,6 +64,16 @@ async def resolve(addrs: Iterable[Address], timeout: float = RESOLVE_TIMEOUT) ->
     return list(dict.fromkeys(a for a in found if a is not None))
 
 
+class SharedPort(Protocol):
+    """A UDP socket another protocol owns (:class:`~swarm.utp_shell.UtpEndpoint`): *other*
+    gets its datagrams that are not that protocol's; :meth:`sendto` sends from it."""
+
+    address: Address
+    other: Callable[[bytes, Address], None] | None
+
+    def sendto(self, data: bytes, addr: Address) -> None: ...
+
+
 class DhtNode(asyncio.DatagramProtocol):
     """One DHT node on a UDP socket: :meth:`start`, :meth:`bootstrap`, then :meth:`get_peers`
     and :meth:`announce` as often as wanted; :meth:`stop` saves the table to *state_path*
@@ -81,6 +95,7 @@ class DhtNode(asyncio.DatagramProtocol):
         self.routers: list[Address] = []
         self.address: Address = ("0.0.0.0", 0)
         self._transport: asyncio.DatagramTransport | None = None
+        self._shared: SharedPort | None = None
         self._waiting: dict[Search, asyncio.Future[list[Address]]] = {}
         self._ticker: asyncio.Task[None] | None = None
         self._saved_at = clock()
@@ -113,6 +128,15 @@ class DhtNode(asyncio.DatagramProtocol):
         self._ticker = asyncio.ensure_future(self._tick_loop())
         log.info("dht: node %s on %s:%d", self.node.id.hex(), *self.address)
 
+    async def start_on(self, port: SharedPort) -> None:
+        """Run on *port*, a socket another protocol owns (it stays open when we stop): its
+        other datagrams come to this node, which sends through it; then start the timer."""
+        self._shared = port
+        port.other = self.datagram_received
+        self.address = port.address
+        self._ticker = asyncio.ensure_future(self._tick_loop())
+        log.info("dht: node %s on %s:%d (shared)", self.node.id.hex(), *self.address)
+
     async def stop(self) -> None:
         """Stop the timer, save the table, close the socket; waiters get what they have."""
         if self._ticker is not None:
@@ -127,6 +151,9 @@ class DhtNode(asyncio.DatagramProtocol):
         if self._transport is not None:
             self._transport.close()
             self._transport = None
+        if self._shared is not None:
+            self._shared.other = None
+            self._shared = None
 
     def save(self) -> None:
         """Write the node's id and table to *state_path* whole or not at all."""
@@ -207,7 +234,10 @@ class DhtNode(asyncio.DatagramProtocol):
                 self.save()
 
     def _send(self, out: list[Datagram]) -> None:
-        if self._transport is not None and not self._transport.is_closing():
+        if self._shared is not None:
+            for data, addr in out:
+                self._shared.sendto(data, addr)
+        elif self._transport is not None and not self._transport.is_closing():
             for data, addr in out:
                 self._transport.sendto(data, addr)
         for search in self.node.pop_finished():
