@@ -12,13 +12,14 @@ from __future__ import annotations
 import asyncio
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
 
 from swarm.cli.common import INTERRUPTED, Display, echo, eta, report, unless_stopped, wait_stop
-from swarm.status import Event, Status
+from swarm.status import Event, Status, watch_progress
 from swarm.units import counted, format_rate, format_size
 
 if TYPE_CHECKING:
@@ -194,7 +195,8 @@ def fetch_torrent(
         ) as session:
             t = await session.add(torrent, out_dir, overwrite=overwrite)
             t.add_peers(direct)
-            return await download_and_seed(t, stop, started, seed, session.port)
+            async with watch_progress(report, t):  # progress lines: swarm compare --web only
+                return await download_and_seed(t, stop, started, seed, session.port)
 
     return run_until_signal(main, fast_loop=True)
 
@@ -302,11 +304,14 @@ def fetch_http(
         display = Display(url.rsplit("/", 1)[-1], torrent.length if torrent else 0)
         started = time.monotonic()
         rate = _Rate(started)
+        on_http: Callable[[int, int], None] | None = None  # swarm compare --web's figures
 
         def progress(done: int, total: int) -> None:
             speed = rate.update(time.monotonic(), done)
             info = f"down {format_rate(speed)}  eta {eta(total - done, speed)}"
             display.update(done, total, info)
+            if on_http is not None:
+                on_http(done, total)
 
         download = http_download(
             url,
@@ -318,7 +323,9 @@ def fetch_http(
             on_existing=echo,
         )
         try:
-            task = await unless_stopped(download, stop)
+            async with watch_progress(report) as watched:
+                on_http = watched.http() if watched is not None else None
+                task = await unless_stopped(download, stop)
         finally:
             display.stop()
         if task is None:

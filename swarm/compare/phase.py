@@ -62,8 +62,7 @@ async def run_phase(
     exp, net, folder, n = phase.exp, phase.net, phase.folder, phase.n
     k = exp.k_for(n)
     swarm = not args[0].startswith(("http://", "https://"))  # a torrent, not the server's URL
-    # Progress lines (--web) come from fetch-group, K = 1 included, until swarm fetch sends them.
-    grouped = k > 1 or (swarm and exp.churn is not None) or exp.live is not None
+    grouped = k > 1 or (swarm and exp.churn is not None)
     # Each downloader's caps: its upload at u (only a peer uploads), its download at d_min.
     extra = net.caps(exp.peer_rate if swarm else None, exp.d_min)
     live = await _live_phase(phase, args[0] if swarm else None)
