@@ -296,6 +296,7 @@ def test_the_chart_takes_repeated_n_and_a_wide_range_of_n(tmp_path: Path) -> Non
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.mark.timing
 @pytest.mark.parametrize("lab", ["none", "netns"])
 def test_the_default_compare_lands_near_its_bounds_with_either_kind_of_cap(
     tmp_path: Path, lab: str

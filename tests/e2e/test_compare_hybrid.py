@@ -64,6 +64,7 @@ def nginx_or_skip() -> None:
     pytest.skip("nginx is not installed (Debian: apt-get install nginx-light)")
 
 
+@pytest.mark.timing
 def test_central_mode_served_by_nginx_within_its_bound() -> None:
     nginx_or_skip()
     args = ["--modes", "central", "--central", "nginx", "--peers", "2", "--size", "1M"]

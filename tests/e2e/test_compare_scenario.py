@@ -15,6 +15,7 @@ pytestmark = pytest.mark.e2e
 COMPARE = [sys.executable, "-m", "swarm", "compare"]
 
 
+@pytest.mark.timing
 def test_the_texts_scenario_at_a_tiny_scale(tmp_path: Path) -> None:
     cmd = [*COMPARE, "--scenario", "texts", "--peers", "3", "--size", "200000"]
     cmd += ["--central-cutoff", "1", "--json", "--no-plot"]  # the chart: test_compare_churn

@@ -48,7 +48,8 @@ def settings():
             "announce_to_all_trackers": True,
             "min_announce_interval": 1,
             "user_agent": "libtorrent-interop",
-            # swarm speaks the plain protocol (no MSE); try it first instead of after a time-out.
+            # libtorrent dials plain first on its defaults anyway; the encryption interop tests
+            # (test_mse_engine.py) set their own policies, these keep the plain path.
             "out_enc_policy": int(lt.enc_policy.disabled),
             "in_enc_policy": int(lt.enc_policy.enabled),
         }
