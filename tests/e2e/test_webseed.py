@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+import tempfile
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -41,8 +42,6 @@ def central(procs: Callable[..., Proc], path: Path, *extra: str) -> str:
 def shared() -> Iterator[tuple[Path, str]]:
     """One unthrottled ``swarm serve-central`` of a folder for the module (it serves the files
     put there later): the folder and its web seed URL."""
-    import tempfile
-
     with tempfile.TemporaryDirectory(prefix="webseed-e2e-") as folder:
         p = Proc(["serve-central", folder, "--host", "127.0.0.1", "--port", "0"])
         try:
@@ -118,7 +117,7 @@ def test_web_seed_and_swarm_both_serve(
 ) -> None:
     (tmp_path / "src").mkdir()
     url = central(procs, tmp_path / "src", "--max-upload-rate", "1M")
-    src, torrent = make(tmp_path, 1024 * 1024, url, tracker)
+    src, torrent = make(tmp_path, 512 * 1024, url, tracker)
     start_seed(procs, src, torrent, rate="1M")
     leechers = [fetch(procs, torrent, tmp_path / f"l{i}", "--no-seed") for i in range(4)]
     done = [done_status(p, timeout=60) for p in leechers]
@@ -174,36 +173,46 @@ class Server:
         self.thread.join(10)
 
 
-@pytest.fixture
-def server() -> Iterator[Callable[[bytes, str], Server]]:
-    made: list[Server] = []
+BAD_SIZE = 1024 * 1024 + 5
 
-    def make_server(data: bytes, mode: str) -> Server:
-        made.append(Server(data, mode))
-        return made[-1]
 
-    yield make_server
-    for s in made:
-        s.close()
+@pytest.fixture(scope="module")
+def bad_web_seed() -> Iterator[tuple[Server, Path, Path, int]]:
+    """One bad web seed for the module (each test sets its mode), a file of 1 MiB (and 5
+    bytes) and its torrent naming only that web seed, and a ``swarm seed`` of it capped at
+    1 MiB/s: the server, the file, the torrent, the seed's port."""
+    data = random.Random(BAD_SIZE).randbytes(BAD_SIZE)
+    bad = Server(data, "404")
+    started: list[Proc] = []
+
+    def spawn(*args: object) -> Proc:
+        started.append(Proc([str(a) for a in args]))
+        return started[-1]
+
+    with tempfile.TemporaryDirectory(prefix="webseed-e2e-bad-") as folder:
+        try:
+            src, torrent = make(Path(folder), BAD_SIZE, bad.url)
+            seed = start_seed(spawn, src, torrent, rate="1M")
+            yield bad, src, torrent, seed_port(seed)
+        finally:
+            for p in started:
+                p.stop()
+            bad.close()
 
 
 @pytest.mark.parametrize("mode", ["corrupt", "404", "500", "hang"])
 def test_a_bad_web_seed_is_left_and_peers_finish(
     tmp_path: Path,
     procs: Callable[..., Proc],
-    server: Callable[[bytes, str], Server],
+    bad_web_seed: tuple[Server, Path, Path, int],
     mode: str,
 ) -> None:
     # A corrupt web seed is dropped within a few tenths of a second (its first piece fails,
     # and the run it was asked for next, already on its way, has the second): the seed alone
-    # takes a second, time for both.
-    size = 1024 * 1024 + 5
-    data = random.Random(size).randbytes(size)
-    bad = server(data, mode)
-    src, torrent = make(tmp_path, size, bad.url)
-    assert src.read_bytes() == data
-    peer = ("--peer", f"127.0.0.1:{seed_port(start_seed(procs, src, torrent, rate='1M'))}")
-    p = fetch(procs, torrent, tmp_path / "out", "--no-seed", "-v", *peer)
+    # takes a second, time for both. The others are asked at once.
+    bad, src, torrent, port = bad_web_seed
+    bad.mode, bad.hits = mode, 0
+    p = fetch(procs, torrent, tmp_path / "out", "--no-seed", "-v", "--peer", f"127.0.0.1:{port}")
     st = done_status(p, timeout=40)
     assert p.wait_exit(timeout=30) == 0
     assert digest(tmp_path / "out" / src.name) == digest(src)
