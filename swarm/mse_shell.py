@@ -227,6 +227,7 @@ class PeerCrypto:
         info_hashes: Callable[[], Iterable[bytes]] = tuple,
         handshake_timeout: float = 10.0,
         on_notice: Callable[[str], None] | None = None,
+        connect: Connector | None = None,
     ) -> None:
         if mode not in ENCRYPTION_MODES:
             raise ValueError(f"encryption is one of {', '.join(ENCRYPTION_MODES)}, not {mode!r}")
@@ -235,6 +236,7 @@ class PeerCrypto:
         self.handshake_timeout = handshake_timeout
         self.notices: list[str] = []
         self.on_notice = on_notice
+        self.connect = connect  # how dials connect when not told (a session's: uTP, then TCP)
         self._info_hashes = info_hashes
         self._skeys: dict[bytes, bytes] = {}
         self._kinds: set[str] = set()
@@ -274,7 +276,7 @@ class PeerCrypto:
             attempts -= 1
             inner = make()
             shell = _Dialer(self, inner, info_hash, first(inner), mse)
-            outcome = await self._attempt(addr, shell, connect_timeout, connect)
+            outcome = await self._attempt(addr, shell, connect_timeout, connect or self.connect)
             if outcome == ANSWERED:
                 self._remember(addr, mse)
             if outcome != REFUSED or attempts == 0:

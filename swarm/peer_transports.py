@@ -13,9 +13,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 from collections import Counter
 from collections.abc import Callable
+from pathlib import Path
 
+from swarm.dht_shell import DhtNode
 from swarm.errors import SessionError
 from swarm.transport_choice import TCP, UTP, TransportChoice
 from swarm.utp_shell import UtpEndpoint
@@ -90,6 +93,24 @@ class PeerTransports:
             log.info("connected to %s:%d over %s", addr[0], addr[1], name)
             return result
         raise ConnectionError(f"no transport to {addr[0]}:{addr[1]}")  # pragma: no cover
+
+    async def dht_node(
+        self, host: str, tcp_port: int, port: int | None, state: Path | None, rng: random.Random
+    ) -> DhtNode:
+        """A started DHT node (its table kept in *state*): on UDP *port* when given, else on
+        the uTP endpoint's socket, else (no uTP) on *tcp_port*'s number or any free port;
+        its randomness drawn from *rng*."""
+        node = DhtNode(state_path=state, rng=random.Random(rng.getrandbits(64)))
+        if port is None and self.endpoint is not None:
+            await node.start_on(self.endpoint)
+            return node
+        try:
+            await node.start(host, tcp_port if port is None else port)
+        except SessionError:
+            if port is not None:
+                raise
+            await node.start(host, 0)
+        return node
 
     async def close(self) -> None:
         """Close the uTP endpoint (its connections reset)."""

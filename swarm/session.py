@@ -5,12 +5,13 @@ number of torrents. This is the library API under ``swarm seed`` and ``swarm fet
         t = await session.add(metainfo.load("file.torrent"), "downloads")
         await t.complete.wait()
 
-With ``dht=True`` the session also runs a Mainline DHT node (BEP 5) on UDP (``dht_port``, by
-default the TCP port, else any free one), bootstrapped from ``dht_bootstrap`` and each
-torrent's ``nodes``, its table kept in ``dht_state``: it finds peers for every torrent that is
-not private and announces it (:mod:`swarm.dht_client`), and for a magnet's metadata.
-``encryption`` is the MSE/PE policy of every connection (prefer, require, off:
-:mod:`swarm.mse_shell`); ``notices`` (and ``on_notice``) say once what the user can act on.
+Peers are dialled over uTP (BEP 29), then TCP, and accepted on both, uTP on the UDP port of
+the TCP port's number (``utp=False``: TCP only; :mod:`swarm.peer_transports`). With
+``dht=True`` the session also runs a Mainline DHT node (BEP 5) on UDP (``dht_port``, by
+default uTP's socket), bootstrapped from ``dht_bootstrap`` and each torrent's ``nodes``, its
+table kept in ``dht_state``: it finds peers for every torrent that is not private and announces
+it (:mod:`swarm.dht_client`), and for a magnet's metadata. ``encryption`` is the MSE/PE policy
+(:mod:`swarm.mse_shell`); ``notices`` (and ``on_notice``) say once what the user can act on.
 """
 
 from __future__ import annotations
@@ -28,13 +29,13 @@ from typing import Any
 from swarm import __version__, metainfo
 from swarm.choker import default_slots
 from swarm.dht_client import PATIENCE, DhtClient
-from swarm.dht_shell import DhtNode
 from swarm.errors import MetainfoError, SessionError, StorageError, SwarmError, TrackerError
 from swarm.magnet import Magnet, parse_magnet
 from swarm.metadata_fetch import FetchedMetadata, MetadataFetcher, MetadataProgress
 from swarm.metainfo import Torrent, from_info
 from swarm.mse_shell import PeerCrypto
 from swarm.peer import PeerConnection
+from swarm.peer_transports import PeerTransports
 from swarm.ratelimit import RateLimiter, TokenBucket
 from swarm.torrent import TorrentController
 from swarm.webseed import WebSeedSettings
@@ -79,6 +80,7 @@ class Session:
         web_seeds: WebSeedSettings | bool = True,
         encryption: str = "prefer",
         on_notice: Callable[[str], None] | None = None,
+        utp: bool = True,
     ) -> None:
         self.host = host
         self._requested_port = port
@@ -94,6 +96,7 @@ class Session:
         self.connections: set[PeerConnection] = set()
         self.torrents: dict[bytes, TorrentController] = {}
         self._server: asyncio.Server | None = None
+        self.net = PeerTransports(utp)  # uTP and TCP dials, the uTP endpoint
         self._dht_options = (dht_port, list(dht_bootstrap), dht_state) if dht else None
         # Seconds with no peer and no usable tracker before a download gives up (None: 30, or
         # 300 with the DHT, which may take that long to find a swarm).
@@ -108,6 +111,7 @@ class Session:
             info_hashes=self.torrents.keys,
             handshake_timeout=handshake_timeout,
             on_notice=on_notice,
+            connect=self.net.connect,
         )
         self.notices = self.crypto.notices
 
@@ -143,24 +147,20 @@ class Session:
         assert self._server is not None
         self.port = self._server.sockets[0].getsockname()[1]
         log.info("listening for peers on %s:%d", self.host, self.port)
-        if self._dht_options is not None:
-            try:
+        try:
+            await self.net.start(self.host, self.port, self._incoming)
+            if self._dht_options is not None:
                 await self._start_dht(*self._dht_options)
-            except BaseException:
-                self._server.close()
-                raise
+        except BaseException:
+            self._server.close()
+            await self.net.close()
+            raise
 
     async def _start_dht(
         self, port: int | None, routers: list[tuple[str, int]], state: Path | None
     ) -> None:
-        """The DHT's UDP socket on *port*, or on our TCP port (else any free one) when None."""
-        node = DhtNode(state_path=state, rng=random.Random(self.rng.getrandbits(64)))
-        try:
-            await node.start(self.host, self.port if port is None else port)
-        except SessionError:
-            if port is not None:
-                raise
-            await node.start(self.host, 0)
+        """The DHT on *port*, or on uTP's socket when None (PeerTransports.dht_node)."""
+        node = await self.net.dht_node(self.host, self.port, port, state, self.rng)
         self.dht = DhtClient(node, lambda: self.port, routers, self.rng)
         self.dht.start()
 
@@ -342,6 +342,7 @@ class Session:
         if self.dht is not None:
             await self.dht.close()
             self.dht = None
+        await self.net.close()
         if self._server is not None:
             await self._server.wait_closed()
             self._server = None

@@ -168,7 +168,9 @@ def listen_port(port: int | None) -> tuple[int, int]:
 
 
 def encryption_option(f: F) -> F:
-    """``--encryption prefer|require|off`` (see :mod:`swarm.mse_shell`)."""
+    """``--encryption prefer|require|off`` (see :mod:`swarm.mse_shell`), and ``--no-utp``."""
+    utp = "Dial peers over uTP (BEP 29) first, then TCP; accept both. --no-utp: TCP only."
+    f = click.option("--utp/--no-utp", default=True, show_default=True, help=utp)(f)
     return click.option(
         "--encryption",
         type=click.Choice(["prefer", "require", "off"]),

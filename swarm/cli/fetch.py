@@ -166,6 +166,7 @@ def fetch_torrent(
     give_up: float | None = None,
     web_seeds: bool = True,
     encryption: str = "prefer",
+    utp: bool = True,
 ) -> int:
     """Download the torrent at *path* into *out_dir*; the exit code. *web_seeds*: whether to
     use the torrent's web seeds (BEP 19 url-list) as well as peers."""
@@ -192,6 +193,7 @@ def fetch_torrent(
             web_seeds=web_seeds,
             encryption=encryption,
             on_notice=notice,
+            utp=utp,
         ) as session:
             t = await session.add(torrent, out_dir, overwrite=overwrite)
             t.add_peers(direct)

@@ -63,6 +63,7 @@ def fetch_magnet(
     give_up: float | None = None,
     web_seeds: bool = True,
     encryption: str = "prefer",
+    utp: bool = True,
 ) -> int:
     """Download what the magnet *uri* names into *out_dir*; the exit code. Without tr and
     x.pe, the DHT alone finds its peers. *web_seeds* False: no web seed is used (neither the
@@ -90,6 +91,7 @@ def fetch_magnet(
             web_seeds=web_seeds,
             encryption=encryption,
             on_notice=notice,
+            utp=utp,
         ) as session:
             display = Display(magnet.display_name or magnet.info_hash_hex, None)
 

@@ -113,6 +113,7 @@ def seed_command(
     unchoke_slots: int | None,
     no_verify: bool,
     encryption: str,
+    utp: bool,
     dht: bool | None,
     dht_bootstrap: tuple[str, ...],
     dht_port: int | None,
@@ -144,6 +145,7 @@ def seed_command(
             port_attempts=attempts,
             max_upload_rate=rate,
             encryption=encryption,
+            utp=utp,
             **dht_kw,
         ) as session:
             try:
@@ -322,6 +324,7 @@ def fetch_command(
     give_up_after: float | None,
     no_webseed: bool,
     encryption: str,
+    utp: bool,
 ) -> None:
     """Download SOURCE (a .torrent file, a magnet: URI, or an http:// URL of a central
     server) into a folder.
@@ -362,6 +365,7 @@ def fetch_command(
         dht=dht_args,
         give_up=give_up_after,
         encryption=encryption,
+        utp=utp,
     )
     if source.lower().startswith("magnet:"):
         if no_webseed:  # its ws= left out, so the torrent made from its metadata has none
