@@ -97,11 +97,11 @@ class PeerTransports:
     async def dht_node(
         self, host: str, tcp_port: int, port: int | None, state: Path | None, rng: random.Random
     ) -> DhtNode:
-        """A started DHT node (its table kept in *state*): on UDP *port* when given, else on
-        the uTP endpoint's socket, else (no uTP) on *tcp_port*'s number or any free port;
-        its randomness drawn from *rng*."""
+        """A started DHT node (its table kept in *state*, its randomness drawn from *rng*): on
+        UDP *port* when given and not uTP's, else on the uTP endpoint's socket, else (no uTP)
+        on *tcp_port*'s number or any free port."""
         node = DhtNode(state_path=state, rng=random.Random(rng.getrandbits(64)))
-        if port is None and self.endpoint is not None:
+        if self.endpoint is not None and port in (None, self.endpoint.address[1]):
             await node.start_on(self.endpoint)
             return node
         try:

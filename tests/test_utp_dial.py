@@ -273,3 +273,28 @@ async def test_a_dht_ping_is_answered_on_the_shared_port_while_utp_carries_data(
         await node.stop()
         await sender.stop()
         await shared.stop()
+
+
+# -- a session ---------------------------------------------------------------------------------
+
+
+@run
+async def test_a_session_runs_utp_and_its_dht_on_the_listen_ports_number() -> None:
+    from swarm.session import Session
+
+    other = DhtNode(rng=random.Random(7))
+    await other.start(LOOPBACK, 0)
+    try:
+        async with Session(host=LOOPBACK, port=0, dht=True) as session:
+            assert session.net.endpoint is not None
+            assert session.net.endpoint.address == (LOOPBACK, session.port)
+            assert session.dht_port == session.port
+            other.ping((LOOPBACK, session.port))
+            async with asyncio.timeout(DEADLINE):
+                while len(other.node.table) == 0:
+                    await asyncio.sleep(0.01)
+        async with Session(host=LOOPBACK, port=0, dht=True, utp=False) as session:
+            assert session.net.endpoint is None
+            assert session.dht_port is not None  # its own socket
+    finally:
+        await other.stop()
