@@ -59,7 +59,7 @@ class JobSink:
         self.cutter = BlockCutter(self.picker, job.start)
         self.pos = self.landed = job.start  # the next byte; the first not handed on
         self.skip = 0  # bytes to drop before the job's (a whole-file answer's head)
-        self._scratch = memoryview(bytearray(SCRATCH_BYTES))
+        self._spare: memoryview | None = None  # made when first needed (most jobs never do)
         self._mode = "copy"
         self._index = -1
         self._piece: bytearray | None = None
@@ -74,7 +74,7 @@ class JobSink:
     def buffer(self, limit: int) -> memoryview:
         if self.skip:
             self._mode = "skip"
-            return self._scratch[: min(self.skip, limit, SCRATCH_BYTES)]
+            return self._scratch()[: min(self.skip, limit, SCRATCH_BYTES)]
         picker = self.picker
         index, begin = divmod(self.pos, picker.piece_length)
         bs = picker.block_size
@@ -95,9 +95,15 @@ class JobSink:
             self._mode = "drop"
             end = min(first + bs, picker.piece_size(index))
             self._drop_end = index * picker.piece_length + end
-            return self._scratch[: min(end - begin, limit)]
+            return self._scratch()[: min(end - begin, limit)]
         self._mode = "copy"
-        return self._scratch[: min(limit, SCRATCH_BYTES)]
+        return self._scratch()[: min(limit, SCRATCH_BYTES)]
+
+    def _scratch(self) -> memoryview:
+        """Room for bytes that do not go straight into a piece."""
+        if self._spare is None:
+            self._spare = memoryview(bytearray(SCRATCH_BYTES))
+        return self._spare
 
     def written(self, n: int) -> None:
         mode = self._mode
@@ -108,7 +114,7 @@ class JobSink:
         self.pos += n
         if mode == "copy":
             torrent, source, asked = self.torrent, self.source, self.job.blocks
-            for index, begin, span in self.cutter.feed(self._scratch[:n]):
+            for index, begin, span in self.cutter.feed(self._scratch()[:n]):
                 hand_on(torrent, source, index, begin, span, asked)
             self.landed = self.cutter.offset
         elif mode == "drop":
