@@ -182,20 +182,20 @@ MAX_PEERS = 200  # the same as swarm.compare.settings.MAX_PEERS (not imported: s
     "(started in a temporary prefix of its own). nginx caps a request, not a server "
     "(limit_rate), so at each N it gets about u_s / N (F*u_s/(N*F + u_s): nginx sends a "
     "second ahead of its rate): the N downloaders start together, one request each, u_s in "
-    "all. With --lab netns the kernel caps its link at "
-    "u_s and nginx runs uncapped, and serves hybrid's web seed too; without it the web seed "
+    "all. With --lab netns the kernel caps its link at u_s and nginx runs uncapped, and "
+    "serves hybrid's web seed too; without it the web seed "
     "stays swarm's own server (a per-request cap cannot share u_s between peers that come "
     "and go). The table says which ran.",
 )
 @click.option(
     "--web",
-    default=None,
     metavar="[HOST:]PORT",
     help="Serve a live page of the run at http://HOST:PORT/ (HOST 127.0.0.1 if left out, PORT 0 "
     "any; the URL is printed): progress, piece map, rates, then table, chart and JSON; compare "
     "exits at the end as ever (the page keeps what it has) unless --web-stay.",
 )
 @click.option("--web-stay", is_flag=True, help="With --web: serve the page on after the run.")
+@click.option("--utp", is_flag=True, help="Peers dial uTP first, as clients do (default: TCP).")
 def compare_command(
     path: Path | None,
     peers: str | None,
@@ -220,6 +220,7 @@ def compare_command(
     central: str,
     web: str | None,
     web_stay: bool,
+    utp: bool,
 ) -> None:
     """Share one file to N downloaders from a central server, from a swarm, and from both
     (the server as the swarm's web seed); compare."""
@@ -317,6 +318,7 @@ def compare_command(
             sample=preset is not None,
             modes=chosen,
             server=central,
+            utp=utp,
         )
         file_size = file.stat().st_size
         if churn is not None:
@@ -324,7 +326,7 @@ def compare_command(
         for line in preset.header(counts[0], file_size) if preset is not None else ():
             say(line)
         info = {"file": file.name, "size": file_size, "upload_rate": u_s, "peer_upload_rate": u}
-        info |= {"download_rate": d, "modes": chosen, "peers": counts}  # the page's, the JSON's
+        info |= {"download_rate": d, "modes": chosen, "peers": counts, "utp": utp}  # page, JSON
 
         async def main(stop: asyncio.Event) -> int:
             from swarm.compare.web import open_page

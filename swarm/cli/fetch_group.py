@@ -53,6 +53,7 @@ if TYPE_CHECKING:
 @click.option("--max-download-rate", default=None, metavar="RATE", help="Each one's cap.")
 @click.option("--max-upload-rate", default=None, metavar="RATE", help="Each one's cap.")
 @click.option("--seed/--no-seed", default=True, show_default=True)
+@click.option("--utp/--no-utp", default=True, show_default=True, help="Dial uTP first, then TCP.")
 @status_option
 def fetch_group_command(
     source: str,
@@ -63,6 +64,7 @@ def fetch_group_command(
     max_download_rate: str | None,
     max_upload_rate: str | None,
     seed: bool,
+    utp: bool,
 ) -> None:
     """Download SOURCE (a .torrent or a central server's http:// URL) with K peers of their own
     in one process; start on a line from stdin (for swarm compare)."""
@@ -101,7 +103,7 @@ def fetch_group_command(
                         torrent,
                         i,
                         folder,
-                        host,
+                        (host, utp),
                         (down, up),
                         seed,
                         stop,
@@ -209,7 +211,7 @@ async def _torrent_one(
     torrent: Torrent,
     index: int,
     folder: Path,
-    host: str,
+    net: tuple[str, bool],
     caps: tuple[int | None, int | None],
     seed: bool,
     stop: asyncio.Event,
@@ -219,16 +221,17 @@ async def _torrent_one(
 ) -> None:
     """One peer: its own session (port, peer id, limiters), its own folder; done, then seed.
     Told to leave before it is done, it closes its session, and when told to come back it
-    opens a new one on the folder, resuming from the pieces there. *caps*: its download and
-    upload; *progress*: the group's progress lines (``swarm compare --web``), if any."""
+    opens a new one on the folder, resuming from the pieces there. *net*: its host and whether
+    it dials uTP first; *caps*: its download and upload; *progress*: the group's progress
+    lines (``swarm compare --web``), if any."""
     from swarm.cli.common import first_of, wait_stop
     from swarm.session import Session
 
-    down, up = caps
+    (host, utp), (down, up) = net, caps
     while True:
         await presence.back.wait()
         async with Session(
-            host=host, port=0, max_upload_rate=up, max_download_rate=down
+            host=host, port=0, max_upload_rate=up, max_download_rate=down, utp=utp
         ) as session:
             t = await session.add(torrent, folder)
             if progress is not None:

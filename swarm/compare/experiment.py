@@ -216,6 +216,7 @@ async def _start_parts(
         *net.caps(exp.server_rate, None),
         "--no-verify",
         "--no-dht",
+        *([] if exp.utp else ["--no-utp"]),
         host=where,
     )
     children.append(seed)

@@ -65,6 +65,7 @@ async def run_phase(
     grouped = k > 1 or (swarm and exp.churn is not None)
     # Each downloader's caps: its upload at u (only a peer uploads), its download at d_min.
     extra = net.caps(exp.peer_rate if swarm else None, exp.d_min)
+    transport = [] if exp.utp else ["--no-utp"]  # TCP against the central mode's TCP
     live = await _live_phase(phase, args[0] if swarm else None)
     env = {PROGRESS_ENV: str(PROGRESS_PERIOD) if live is not None else ""}  # "": none
     mine: list[Child] = []
@@ -77,7 +78,7 @@ async def run_phase(
             where = await net.host(f"d{first}", up=exp.peer_rate, down=exp.d_min)
             if not grouped:
                 out = str(folder / str(first))
-                peer = ["--host", net.address(where), "--no-dht"] if swarm else []
+                peer = ["--host", net.address(where), "--no-dht", *transport] if swarm else []
                 child = await Child.start(
                     f"downloader {first}",
                     *["fetch", *args, *peer, "--port", "0"],  # the port: a torrent's peer's
@@ -88,7 +89,7 @@ async def run_phase(
                 )
                 members.append((child, None))
             else:
-                peer = ["--host", net.address(where)] if swarm else []
+                peer = ["--host", net.address(where), *transport] if swarm else []
                 child = await Child.start(
                     f"downloaders {first}-{first + count - 1}",
                     *["fetch-group", *args, *peer, "-o", str(folder)],

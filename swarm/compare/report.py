@@ -92,6 +92,8 @@ def result_json(
         "peer_upload_rate": info["peer_upload_rate"],
         "download_rate": info["download_rate"],
         "caps": "kernel (netns lab, tc tbf)" if lab else "swarm",
+        # the swarm's peers: TCP, like the central mode's HTTP, unless --utp (uTP first)
+        "transport": "utp" if info.get("utp") else "tcp",
         "runs": [r.as_dict() for r in runs],
     }
     if churn is not None:

@@ -60,6 +60,7 @@ class Experiment:
     modes: tuple[str, ...] = MODES  # --modes, in MODES' order
     server: str = "swarm"  # --central: swarm's serve-central or nginx
     live: LiveRun | None = None  # --web: what the page shows (the children send progress)
+    utp: bool = False  # --utp: peers dial uTP first; TCP only by default, like central's HTTP
 
     def k_for(self, n: int) -> int:
         if self.lab:

@@ -75,6 +75,7 @@ def test_compare_json_table_and_chart(tmp_path: Path) -> None:
         "--json",
         "--plot",
         str(chart),
+        "--utp",  # the swarm's peers dial uTP first (the default runs are TCP)
     ]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     out, err = proc.communicate(timeout=240)
@@ -82,7 +83,7 @@ def test_compare_json_table_and_chart(tmp_path: Path) -> None:
     obj = json.loads(out)
     assert obj["file_size"] == 512 * 1024 and obj["upload_rate"] == 2 * 2**20
     assert obj["file"] == "synthetic-524288.bin"  # --size names its file (it was null)
-    assert obj["download_rate"] is None
+    assert obj["download_rate"] is None and obj["transport"] == "utp"
     assert [r["peers"] for r in obj["runs"]] == [1, 2]
     for r in obj["runs"]:
         assert len(r["central"]["times"]) == r["peers"] == len(r["swarm"]["times"])
@@ -325,6 +326,7 @@ def test_the_default_compare_lands_near_its_bounds_with_either_kind_of_cap(
     assert r.returncode == 0, r.stderr
     obj = json.loads(r.stdout)
     assert obj["caps"] == ("swarm" if lab == "none" else "kernel (netns lab, tc tbf)")
+    assert obj["transport"] == "tcp"  # like the central mode's HTTP
     (run,) = obj["runs"]
     for mode in ("central", "swarm"):
         assert run[mode]["total"] <= 1.3 * run["bounds"][mode], (mode, run)
