@@ -7,6 +7,13 @@ and ``writelines`` (queued, handed to the core once per loop turn by the endpoin
 back shrinks the window we advertise) and write-buffer limits that call the protocol's
 ``pause_writing``/``resume_writing``. An exception in the protocol aborts its connection,
 never the socket. The endpoint it belongs to satisfies :class:`TransportHost`.
+
+The first :data:`FIRST_WRITES_ALONE` writes go to the core at once, each in packets of its
+own, rather than joined with the others of their loop turn: Transmission 3.00 reads a peer's
+BitTorrent handshake and hands the connection over, leaving what came in the same uTP packet
+unread until the peer's next packet (its handshake reader returns "read later"); a swarm seed
+sent its handshake, HAVE_ALL and extension handshake in one packet, then waited for
+"interested", and Transmission, never having read the HAVE_ALL, never said it.
 """
 
 from __future__ import annotations
@@ -25,6 +32,8 @@ log = logging.getLogger(__name__)
 __all__ = ["TransportHost", "UtpTransport", "connection_error"]
 
 Address = tuple[str, int]
+
+FIRST_WRITES_ALONE = 6  # a plain or MSE handshake's steps, then the messages after them
 
 _REASONS: dict[str, type[OSError]] = {
     "connection refused": ConnectionRefusedError,
@@ -69,6 +78,7 @@ class UtpTransport(asyncio.Transport):
         self._backlog_size = 0
         self._eof_waiting = False
         self._write_paused = False
+        self._alone = FIRST_WRITES_ALONE
         self._high = 64 * 1024
         self._low = 16 * 1024
 
@@ -76,6 +86,12 @@ class UtpTransport(asyncio.Transport):
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
         if self._closing or not data:
+            return
+        if self._alone and not self._pending:  # see the module's docstring
+            self._alone -= 1
+            endpoint = self._endpoint
+            endpoint._handle(self._conn, self._conn.send(bytes(data), endpoint.clock()))
+            self._check_write_buffer()
             return
         self._pending.append(bytes(data))
         self._pending_size += len(data)
