@@ -167,7 +167,14 @@ class PeerState:
             elif type(msg) is wire.HaveAll or type(msg) is wire.HaveNone:
                 out.append(self._on_bitfield([type(msg) is wire.HaveAll] * len(self.peer_has)))
             elif type(msg) is wire.Reject:
-                if self.requests_out.pop((msg.index, msg.begin), None) is not None:
+                # A reject answers the oldest request of that block: one withdrawn at a
+                # choke (or cancelled) and asked again since is still out. Taking the new
+                # request for rejected dropped its block when it came (the netns lab at N = 2:
+                # a leecher's last piece waited 0.85 s).
+                key = (msg.index, msg.begin)
+                if key in self.stale:
+                    del self.stale[key]
+                elif self.requests_out.pop(key, None) is not None:
                     out.append(msg)
             elif type(msg) is wire.AllowedFast:
                 self.allowed_fast.add(msg.index)

@@ -274,6 +274,22 @@ def test_a_reject_of_our_request_is_reported_once() -> None:
     assert s.requests_out == {}
 
 
+def test_a_reject_of_a_request_withdrawn_at_a_choke_leaves_the_new_request_out() -> None:
+    # Choked, our request withdrawn; unchoked, asked again; then the peer's reject of the
+    # first request comes (it had the block in hand when it choked). The second is still out
+    # and its block is ours: before, the reject took the second and its block was wasted.
+    s = attached()
+    s.request([(3, 0, 5)])
+    assert s.receive(enc(wire.CHOKE), 1.0) == [wire.CHOKE]
+    assert s.withdraw() == [(3, 0, 5)]
+    assert s.receive(enc(wire.UNCHOKE), 1.0) == [wire.UNCHOKE]
+    s.request([(3, 0, 5)])
+    assert s.receive(enc(wire.Reject(3, 0, 5)), 1.0) == []
+    assert s.requests_out == {(3, 0): 5}
+    assert s.receive(enc(wire.Reject(3, 0, 5)), 1.0) == [wire.Reject(3, 0, 5)]  # the second
+    assert s.requests_out == {}
+
+
 # -- BEP 10 ------------------------------------------------------------------------------------
 
 
