@@ -145,7 +145,7 @@ def preload_engine(source: str, web_seeds: bool = True) -> None:
 
         try:
             if metainfo.load(Path(source)).url_list:
-                import aiohttp  # noqa: F401
+                import swarm.webseed  # noqa: F401  (its own HTTP client, not aiohttp)
         except (SwarmError, OSError):
             pass  # said once the fetch reads it
 
