@@ -307,6 +307,12 @@ class _Download:
                     buffer.append(chunk)
                     buffered += len(chunk)
                     self.received += len(chunk)
+                    # progress counts what came, written or still gathered for its write (a
+                    # MiB at a time: counted by writes, a small file would show no progress)
+                    now = time.monotonic()
+                    if self.on_progress is not None and now - last_report >= PROGRESS_INTERVAL:
+                        last_report = now
+                        self.on_progress(offset + buffered, total)
                     if buffered < WRITE_SIZE:
                         continue
                     pending.append(disk.submit(pwrite_all, fd, buffer, offset))
@@ -315,10 +321,6 @@ class _Download:
                     buffered = 0
                     if len(pending) >= WRITES_AHEAD:
                         await asyncio.wrap_future(pending.pop(0))
-                    now = time.monotonic()
-                    if self.on_progress is not None and now - last_report >= PROGRESS_INTERVAL:
-                        last_report = now
-                        self.on_progress(offset, total)
                 if buffered:
                     pending.append(disk.submit(pwrite_all, fd, buffer, offset))
                     offset += buffered
