@@ -6,10 +6,10 @@ again at once over TCP, and a peer TCP then reached is marked as not speaking uT
 (libtorrent's ``torrent_peer::supports_utp = false``) so it is not dialled over uTP again.
 Where libtorrent drops uTP for a peer on the first failed uTP dial whatever TCP then does, a
 peer that neither transport reached is forgotten here, so a peer that was down (or that only
-speaks uTP, like libtorrent with TCP off) is tried over uTP again when it is back. A uTP
-connection that worked, ours or the peer's (its UDP source port is its listen port), marks
-the peer as speaking uTP. The memory holds at most *remembered* addresses, the oldest
-forgotten first. With uTP off (``--no-utp``) every dial is TCP.
+speaks uTP, like libtorrent with TCP off) is tried over uTP again when it is back. A uTP dial
+that worked marks the peer as speaking uTP, which a later TCP connection does not undo. The
+memory holds at most *remembered* addresses, the oldest forgotten first. With uTP off
+(``--no-utp``) every dial is TCP.
 """
 
 from __future__ import annotations
