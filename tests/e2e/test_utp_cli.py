@@ -69,3 +69,20 @@ def test_a_fetch_from_a_seed_requiring_encryption_goes_over_utp(tmp_path: Path, 
     assert _over(fetch, port) == {"uTP"}, fetch.err[-20:]
     assert any("a peer connected over uTP" in line for line in seed.err)
     assert not [line for line in fetch.out if line.startswith("notice:")]
+
+
+def test_a_magnets_metadata_and_data_come_over_utp(tmp_path: Path, procs) -> None:
+    from swarm import metainfo
+
+    src, torrent = _payload(tmp_path, 1 << 20)
+    seed = procs("-v", "seed", src, "--torrent", torrent, *LOCAL)
+    port = seed_port(seed)
+    info_hash = metainfo.load(torrent).info_hash.hex()
+    out = tmp_path / "out"
+    magnet = f"magnet:?xt=urn:btih:{info_hash}&x.pe=127.0.0.1:{port}"
+    fetch = procs("-v", "fetch", magnet, "-o", out, "--no-seed", *LOCAL)
+    assert fetch.wait_exit(60) == 0, fetch.err[-20:]
+    assert digest(out / "payload.bin") == digest(src)
+    # the metadata fetcher's connection and the download's, both over uTP
+    over = [s for s in fetch.err if f"connected to 127.0.0.1:{port} over" in s]
+    assert len(over) >= 2 and all(s.endswith("over uTP") for s in over), fetch.err[-20:]
