@@ -190,7 +190,7 @@ def start_seeds(kind: str, count: int, torrent: Path, data: Path, work: Path) ->
                 seed.port = int(line.split()[1])
             else:
                 args = [sys.executable, "-m", "swarm", "seed", str(data), "--torrent",
-                        str(torrent), "--host", "127.0.0.1", "--port", "0"]  # fmt: skip
+                        str(torrent), "--host", "127.0.0.1", "--port", "0", "--no-utp"]  # fmt: skip
                 seed = Child(args, log)
                 _, line = seed.wait_line(lambda s: s.startswith("seeding on port"), 120)
                 seed.port = int(line.split()[3].rstrip(";"))
@@ -209,7 +209,7 @@ def time_swarm(
     time its metadata line states."""
     magnet = f"magnet:?xt=urn:btih:{info_hash}" + "".join(f"&x.pe=127.0.0.1:{p}" for p in ports)
     args = [sys.executable, "-m", "swarm", "-v", "fetch", magnet, "-o", str(out), "--no-seed",
-            "--host", "127.0.0.1", "--port", "0"]  # fmt: skip
+            "--host", "127.0.0.1", "--port", "0", "--no-utp"]  # fmt: skip
     # Unbuffered: the metadata line must reach the pipe when it is printed, not at exit.
     child = Child(args, log, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     try:

@@ -179,7 +179,7 @@ async def _lt_swarm(n: int, path: Path, net, down: int | None) -> tuple[float, f
         where = await net.host("seed", up=RATE)
         seed = await Child.start(
             "seed", "seed", str(path), "--torrent", str(torrent), "--host", net.address(where),
-            "--port", "0", *net.caps(RATE, None), "--no-verify", "--no-dht", host=where,
+            "--port", "0", *net.caps(RATE, None), "--no-verify", "--no-dht", "--no-utp", host=where,
         )  # fmt: skip
         children.append(seed)
         await seed.wait_for(Event.LISTENING, 30)

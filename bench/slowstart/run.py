@@ -158,7 +158,7 @@ def main() -> None:
         commands = {
             "swarm": lambda out, peer: [
                 sys.executable, "-m", "swarm", "-q", "fetch", str(torrent), "-o", str(out),
-                "--no-seed", "--host", "127.0.0.1", "--port", "0", "--peer", peer,
+                "--no-seed", "--host", "127.0.0.1", "--port", "0", "--no-utp", "--peer", peer,
             ],
             "libtorrent": lambda out, peer: [
                 SYSTEM_PYTHON, str(LT_FETCH), str(torrent), str(out), peer, str(args.timeout)

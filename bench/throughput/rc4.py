@@ -60,7 +60,7 @@ def measure(kind: str, enc: str, root: Path, torrent: Path, url: str, size: int)
     if kind == "swarm":
         seed = run.Child(
             [sys.executable, "-m", "swarm", "seed", str(data), "--torrent", str(torrent),
-             "--host", "127.0.0.1", "--port", "0", *_swarm_enc(enc)]
+             "--host", "127.0.0.1", "--port", "0", "--no-utp", *_swarm_enc(enc)]
         )  # fmt: skip
         port = int(seed.wait_line("seeding on port", 300).split()[3].rstrip(";"))
     else:

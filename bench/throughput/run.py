@@ -209,7 +209,7 @@ def start_seed(kind: str, data: Path, torrent: Path) -> tuple[Child, int]:
     if kind == "swarm":
         seed = Child(
             [sys.executable, "-m", "swarm", "seed", str(data), "--torrent", str(torrent),
-             "--host", "127.0.0.1", "--port", "0"]
+             "--host", "127.0.0.1", "--port", "0", "--no-utp"]
         )  # fmt: skip
         line = seed.wait_line("seeding on port", 300)
         return seed, int(line.split()[3].rstrip(";"))
@@ -222,7 +222,8 @@ def leecher_argv(kind: str, torrent: Path, out: Path, seed_port: int, timeout: f
     peer = f"127.0.0.1:{seed_port}"
     if kind == "swarm":
         return [sys.executable, "-m", "swarm", "-q", "fetch", str(torrent), "-o", str(out),
-                "--no-seed", "--host", "127.0.0.1", "--port", "0", "--peer", peer]  # fmt: skip
+                "--no-seed", "--host", "127.0.0.1", "--port", "0", "--no-utp",
+                "--peer", peer]  # fmt: skip
     if kind == "libtorrent":
         return [SYSTEM_PYTHON, str(LT_PAIR), "leech", str(torrent), str(out), peer, str(timeout)]
     return [
