@@ -345,7 +345,7 @@ class Conn(asyncio.BufferedProtocol):
             return
         self._paused = False
         self._last = self._loop.time()
-        if self._mode in ("body", "parse"):
+        if self._mode != "idle":  # a head awaited counts too: send() could not resume it
             self._resume()
 
     def _resume(self) -> None:

@@ -194,6 +194,25 @@ def test_a_rate_cap_pauses_reading() -> None:
     run(answers, test)
 
 
+def test_the_next_request_sent_while_the_cap_holds_reading_gets_its_answer() -> None:
+    # The last body's bytes cost a wait: reading is paused when the next request goes, and
+    # the pause's end must resume reading for that answer's head (it used to resume only a
+    # body, and the head waited for the silence time-out, half the runs of a capped download).
+    answers = [sends(HEAD + b"Content-Length: 100\r\n\r\n" + BODY)] * 2
+
+    async def test(url: str) -> None:
+        target = http_get.target(url, "Range: bytes=0-99\r\n", keep_alive=True)
+        conn = await connect(target, 3.0, lambda n: n / 1000)  # 100 bytes: 0.1 s
+        for _ in range(2):
+            head = await conn.send(target.request)
+            sink = Collect()
+            await conn.read_body(sink, 100)
+            assert head.status == 206 and bytes(sink.data) == BODY
+        conn.close()
+
+    assert run(answers, test) == [2]
+
+
 # -- into the pieces ------------------------------------------------------------------------
 
 
