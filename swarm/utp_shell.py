@@ -71,7 +71,7 @@ class UtpEndpoint:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.accept = accept
-        self.other = other
+        self._other = other
         self.clock = clock
         self.mux = UtpMux(rng or random.Random(secrets.randbits(64)), accept=accept is not None)
         self.address: Address = ("0.0.0.0", 0)
@@ -86,6 +86,25 @@ class UtpEndpoint:
         self._flush_handle: asyncio.Handle | None = None
         self._timer: asyncio.TimerHandle | None = None
 
+    @property
+    def other(self) -> Callable[[bytes, Address], None] | None:
+        return self._other
+
+    @other.setter
+    def other(self, handler: Callable[[bytes, Address], None] | None) -> None:
+        self._other = handler
+        if self._sock is not None:
+            self._recverr(self._sock)
+
+    def _recverr(self, sock: socket.socket) -> None:
+        """ICMP errors on the socket (IP_RECVERR) only while no other protocol shares it: the
+        DHT sends to many dead nodes, and with their errors reported on the socket its lookups
+        were lost (50 nodes, a third killed: a magnet no longer found its seed). With the DHT
+        on the port a uTP dial to a closed port fails by its time-out, not at once."""
+        if MSG_ERRQUEUE:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_IP, IP_RECVERR, int(self._other is None))
+
     # -- life cycle ---------------------------------------------------------------------------
 
     async def start(self, host: str = "0.0.0.0", port: int = 0) -> None:
@@ -96,9 +115,7 @@ class UtpEndpoint:
             for opt in (socket.SO_RCVBUF, socket.SO_SNDBUF):
                 with contextlib.suppress(OSError):
                     sock.setsockopt(socket.SOL_SOCKET, opt, SOCKET_BUFFER)
-            if MSG_ERRQUEUE:
-                with contextlib.suppress(OSError):
-                    sock.setsockopt(socket.IPPROTO_IP, IP_RECVERR, 1)
+            self._recverr(sock)
             sock.bind((host, port))
         except OSError as exc:
             sock.close()
@@ -150,14 +167,23 @@ class UtpEndpoint:
     def sendto(self, data: bytes, addr: Address) -> None:
         """Send one datagram (also another protocol's, the DHT's) from this socket; one the
         kernel will not take now is dropped, as a network would drop it."""
-        if self._sock is None:
-            return
-        try:
-            self._sock.sendto(data, addr)
-        except (BlockingIOError, InterruptedError):
-            self.dropped += 1
-        except OSError as exc:
-            log.debug("utp: cannot send to %s:%d: %s", addr[0], addr[1], exc)
+        for attempt in range(2):
+            if self._sock is None:
+                return
+            try:
+                self._sock.sendto(data, addr)
+                return
+            except (BlockingIOError, InterruptedError):
+                self.dropped += 1
+                return
+            except OSError as exc:
+                # With IP_RECVERR an ICMP error of an earlier datagram to another address
+                # (a dead DHT node's "port unreachable") is reported by the next call on the
+                # socket, this send: take the queued errors and send again, once.
+                if attempt == 0:
+                    self._read_errors()
+                    continue
+                log.debug("utp: cannot send to %s:%d: %s", addr[0], addr[1], exc)
 
     # -- datagrams, events and time -----------------------------------------------------------
 
@@ -173,6 +199,10 @@ class UtpEndpoint:
                 size, addr = sock.recvfrom_into(self._buffer)
                 data = self._view[:size].tobytes()
             except (BlockingIOError, InterruptedError):
+                # ICMP errors may wait in the error queue with no error pending on the socket
+                # (a recv or send took it): the socket polls readable (EPOLLERR) until the
+                # queue is empty, so empty it, or this callback would spin.
+                self._read_errors()
                 break
             except OSError as exc:  # an ICMP error of an earlier send
                 log.debug("utp: %s", exc)
