@@ -314,6 +314,7 @@ def test_hundred_concurrent_downloads_are_identical(served: Path) -> None:
     assert len(digests) == 100 and set(digests) == {want}
 
 
+@pytest.mark.timing
 def test_upload_cap_holds_for_all_clients_together(tmp_path: Path) -> None:
     f = tmp_path / "cap.bin"
     f.write_bytes(os.urandom(1_500_000))
