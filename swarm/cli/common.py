@@ -169,9 +169,9 @@ def listen_port(port: int | None) -> tuple[int, int]:
 
 def encryption_option(f: F) -> F:
     """``--encryption prefer|require|off`` (see :mod:`swarm.mse_shell`), and ``--no-utp``."""
-    utp = "Dial peers over uTP (BEP 29) first, then TCP; accept both. --no-utp: TCP only "
-    utp += "(faster on a LAN or loopback, where swarm's uTP is about 4x slower than its TCP)."
-    f = click.option("--utp/--no-utp", default=True, show_default=True, help=utp)(f)
+    utp = "Speak uTP (BEP 29) too: dial it first, then TCP; accept both. Off for now: swarm's "
+    utp += "uTP is about 4x slower than its TCP on a LAN, and slowed the DHT's announces."
+    f = click.option("--utp/--no-utp", default=False, show_default=True, help=utp)(f)
     return click.option(
         "--encryption",
         type=click.Choice(["prefer", "require", "off"]),

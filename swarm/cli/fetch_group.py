@@ -53,7 +53,7 @@ if TYPE_CHECKING:
 @click.option("--max-download-rate", default=None, metavar="RATE", help="Each one's cap.")
 @click.option("--max-upload-rate", default=None, metavar="RATE", help="Each one's cap.")
 @click.option("--seed/--no-seed", default=True, show_default=True)
-@click.option("--utp/--no-utp", default=True, show_default=True, help="Dial uTP first, then TCP.")
+@click.option("--utp/--no-utp", default=False, show_default=True, help="Dial uTP first, then TCP.")
 @status_option
 def fetch_group_command(
     source: str,

@@ -19,7 +19,7 @@ pytestmark = pytest.mark.interop
 
 PIECE = 32 * 1024
 PIECES = 64
-LOCAL = ("--host", "127.0.0.1", "--port", "0", "--no-dht")
+LOCAL = ("--host", "127.0.0.1", "--port", "0", "--no-dht", "--utp")  # uTP is off by default
 
 LT_UTP_ONLY = """
 import sys

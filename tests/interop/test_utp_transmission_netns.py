@@ -94,7 +94,8 @@ def test_transmission_dials_a_swarm_seed_over_utp(
             tracker.wait_line(lambda s: s.startswith("http://"), timeout=WAIT)
             seed = start(seed_host.argv(
                 sys.executable, "-m", "swarm", "-v", "seed", str(src), "--torrent", str(torrent),
-                "--host", seed_host.address, "--port", str(SEED_PORT), "--no-dht"))  # fmt: skip
+                "--host", seed_host.address, "--port", str(SEED_PORT), "--no-dht",
+                "--utp"))  # fmt: skip
             seed.wait_line(lambda s: s.startswith("seeding on port"), timeout=WAIT)
             t0 = time.monotonic()
             tr = start(tr_host.argv(
