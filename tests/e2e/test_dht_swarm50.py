@@ -76,6 +76,7 @@ def fetch(magnet: str, out: Path, *bootstrap: str) -> None:
     assert lines[1].startswith("done: movie.bin: 600000 bytes"), r.stdout
 
 
+@pytest.mark.timing  # 52 DHT nodes and their 30 s waits: alone, not beside another test
 def test_fifty_nodes_find_the_seed_before_and_after_a_third_is_killed(
     tmp_path: Path, procs: Callable[..., Proc]
 ) -> None:
