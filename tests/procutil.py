@@ -157,6 +157,30 @@ def start_seed(procs: Callable[..., Proc], src: Path, torrent: Path, rate: str =
     return seed
 
 
+def transmission_argv(
+    exe: str, torrent: Path, out: Path, home: Path, encryption: int = 0
+) -> list[str | Path]:
+    """transmission-cli as the interop tests run it, its settings written into *home*: no DHT,
+    LPD, PEX, uTP or port forwarding, bound to 127.0.0.1, a free port; *encryption* 0
+    (preferred, -et), 2 (required, -er); its status lines unbuffered (stdbuf)."""
+    import json
+
+    home.mkdir(parents=True, exist_ok=True)
+    settings = {
+        "dht-enabled": False,
+        "lpd-enabled": False,
+        "pex-enabled": False,
+        "utp-enabled": False,
+        "port-forwarding-enabled": False,
+        "encryption": encryption,
+        "rename-partial-files": True,
+        "bind-address-ipv4": "127.0.0.1",
+    }
+    (home / "settings.json").write_text(json.dumps(settings))
+    flag = "-er" if encryption == 2 else "-et"
+    return ["stdbuf", "-o0", exe, "-g", home, "-w", out, "-p", free_port(), flag, "-M", torrent]
+
+
 def aria2_argv(aria2c: str, source: str | Path, out: Path, *extra: str) -> list[str | Path]:
     """aria2c fetching *source* (a .torrent or a magnet) into *out* as the interop tests run
     it: exit when complete, no DHT, LPD or PEX (peers only from the tracker or the torrent),

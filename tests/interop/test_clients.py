@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from procutil import Proc, aria2_argv, digest, free_port, wait_for
+from procutil import Proc, aria2_argv, digest, transmission_argv, wait_for
 
 pytestmark = pytest.mark.interop
 
@@ -50,19 +50,7 @@ def aria2(procs: Callable[..., Proc], aria2c: str, torrent: Path, out: Path) -> 
 def transmission(
     procs: Callable[..., Proc], exe: str, torrent: Path, out: Path, home: Path
 ) -> Proc:
-    home.mkdir(parents=True, exist_ok=True)
-    settings = {
-        "dht-enabled": False,
-        "lpd-enabled": False,
-        "pex-enabled": False,
-        "utp-enabled": False,
-        "port-forwarding-enabled": False,
-        "encryption": 0,
-        "rename-partial-files": True,
-        "bind-address-ipv4": "127.0.0.1",
-    }
-    (home / "settings.json").write_text(json.dumps(settings))
-    return procs(exe, "-g", home, "-w", out, "-p", free_port(), "-et", "-M", torrent, raw=True)
+    return procs(*transmission_argv(exe, torrent, out, home), raw=True)
 
 
 def test_swarm_fetch_from_libtorrent_seed(
@@ -174,11 +162,7 @@ def test_swarm_fetches_from_a_transmission_seed(
     src.write_bytes(random.Random(32).randbytes(8 * 1024 * 1024))
     torrent = make_torrent(src, [], tmp_path / "t.torrent")
 
-    # stdbuf: transmission-cli's status line ("Seeding, ...") reaches the pipe at once.
-    def unbuffered(*args: object, **kw: object) -> Proc:
-        return procs("stdbuf", "-o0", *args, **kw)
-
-    tr = transmission(unbuffered, transmission_cli, torrent, src.parent, tmp_path / "trhome")
+    tr = transmission(procs, transmission_cli, torrent, src.parent, tmp_path / "trhome")
     tr.wait_line(lambda s: s.startswith("Seeding"), timeout=60)
     port = tr.args[tr.args.index("-p") + 1]
     # Transmission never dials 127.x peers: swarm dials it.

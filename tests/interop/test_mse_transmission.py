@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from procutil import Proc, digest, free_port, swarm_run, wait_for
+from procutil import Proc, digest, swarm_run, transmission_argv, wait_for
 
 pytestmark = pytest.mark.interop
 
@@ -42,22 +42,7 @@ def _transmission(
     procs: Callable[..., Proc], exe: str, torrent: Path, out: Path, home: Path
 ) -> Proc:
     """transmission-cli requiring encryption (settings and -er), no uTP, DHT, LPD or PEX."""
-    home.mkdir(parents=True, exist_ok=True)
-    settings = {
-        "dht-enabled": False,
-        "lpd-enabled": False,
-        "pex-enabled": False,
-        "utp-enabled": False,
-        "port-forwarding-enabled": False,
-        "encryption": 2,
-        "rename-partial-files": True,
-        "bind-address-ipv4": "127.0.0.1",
-    }
-    (home / "settings.json").write_text(json.dumps(settings))
-    return procs(
-        "stdbuf", "-o0", exe, "-g", home, "-w", out, "-p", free_port(), "-er", "-M", torrent,
-        raw=True,
-    )  # fmt: skip
+    return procs(*transmission_argv(exe, torrent, out, home, encryption=2), raw=True)
 
 
 def test_swarm_fetches_from_a_transmission_seed_that_requires_encryption(
