@@ -19,7 +19,11 @@ disk (`lt_helper.flush`: flush_cache, then fsync), as `swarm fetch` does. run.py
 process from its start to its exit and takes its CPU time from the kernel (wait4), as for swarm.
 
 With LT_ENCRYPTION=rc4 in the environment (rc4.py), both encryption policies are forced and RC4
-is the only level allowed (what qBittorrent's "require encryption" sets).
+is the only level allowed (what qBittorrent's "require encryption" sets). With LT_TRANSPORT=utp
+(utp.py), uTP is on and TCP off both ways (`enable_incoming_utp`/`enable_outgoing_utp` on,
+`enable_incoming_tcp`/`enable_outgoing_tcp` off), libtorrent's other uTP settings at their
+defaults (target delay 100 ms, gain factor 3000, its MTU discovery capped at Ethernet's 1500):
+its peers can only talk uTP, what its users get with TCP turned off.
 """
 
 import os
@@ -45,6 +49,19 @@ if os.environ.get("LT_ENCRYPTION") == "rc4":
         return pack
 
     lt_helper.settings = _rc4_settings
+
+if os.environ.get("LT_TRANSPORT") == "utp":
+    _tcp_settings = lt_helper.settings
+
+    def _utp_settings():
+        pack = _tcp_settings()
+        pack["enable_outgoing_utp"] = True
+        pack["enable_incoming_utp"] = True
+        pack["enable_outgoing_tcp"] = False
+        pack["enable_incoming_tcp"] = False
+        return pack
+
+    lt_helper.settings = _utp_settings
 
 
 def seed(torrent, data_dir):
