@@ -1,5 +1,6 @@
-"""swarm seed -> swarm fetch on 127.0.0.1 over uTP and over TCP (``--no-utp`` on the fetch):
-the fetch's wall time and both processes' CPU seconds, runs alternated.
+"""swarm seed -> swarm fetch on 127.0.0.1 over uTP (``--utp`` on both: uTP is off by default
+for now) and over TCP (``--no-utp``): the fetch's wall time and both processes' CPU seconds,
+runs alternated.
 
     python bench/utp/engine.py [--size MiB] [--runs N]
 
@@ -38,7 +39,8 @@ def cpu(pid: int) -> float:
 
 
 def run(tmp: Path, src: Path, torrent: Path, utp: bool, n: int) -> tuple[float, float, float]:
-    seed = swarm("seed", src, "--torrent", torrent, *LOCAL, "--no-verify",
+    transport = "--utp" if utp else "--no-utp"
+    seed = swarm("seed", src, "--torrent", torrent, *LOCAL, "--no-verify", transport,
                  stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)  # fmt: skip
     assert seed.stdout is not None
     deadline = time.monotonic() + 60
@@ -51,7 +53,7 @@ def run(tmp: Path, src: Path, torrent: Path, utp: bool, n: int) -> tuple[float, 
     out = tmp / f"out{n}"
     started = time.monotonic()
     fetch = swarm("-q", "fetch", torrent, "-o", out, "--no-seed", *LOCAL,
-                  "--peer", f"127.0.0.1:{port}", *([] if utp else ["--no-utp"]),
+                  "--peer", f"127.0.0.1:{port}", transport,
                   stdout=subprocess.DEVNULL)  # fmt: skip
     fetch_cpu = cpu(fetch.pid)
     wall = time.monotonic() - started
@@ -66,6 +68,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=64, help="MiB")
     parser.add_argument("--runs", type=int, default=2, help="runs of each transport")
+    parser.add_argument("--only", choices=("utp", "tcp"), help="runs of one transport only")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as name:
         tmp = Path(name)
@@ -76,8 +79,8 @@ def main() -> None:
         subprocess.run([sys.executable, "-m", "swarm", "-q", "create", src, "-o", torrent],
                        check=True)  # fmt: skip
         print("transport  wall s  MiB/s  fetch CPU s  seed CPU s")
-        for n in range(args.runs * 2):
-            utp = n % 2 == 0
+        for n in range(args.runs * (1 if args.only else 2)):
+            utp = args.only == "utp" if args.only else n % 2 == 0
             wall, fcpu, scpu = run(tmp, src, torrent, utp, n)
             name = "uTP" if utp else "TCP"
             print(f"{name:9}  {wall:6.2f}  {args.size / wall:5.1f}  {fcpu:11.2f}  {scpu:10.2f}",

@@ -46,6 +46,7 @@ MAX_RETRIES = 5  # consecutive timeouts of a connected socket before it gives up
 KEEPALIVE = 29.0  # seconds without sending before an empty ack (NAT bindings; libutp's)
 ZERO_WINDOW_PROBE = 1.0  # seconds a zero window from the peer is obeyed before one probe
 MAX_DEFERRED_ACKS = 16  # in-order packets one deferred ack may cover
+NOTHING = Output()  # what a call that produced nothing returns; never changed by its readers
 
 
 class UtpConnection:
@@ -348,5 +349,8 @@ class UtpConnection:
         self._out.events.append(event)
 
     def _take(self) -> Output:
-        out, self._out = self._out, Output()
+        out = self._out
+        if not out.datagrams and not out.events:
+            return NOTHING  # most calls in a transfer: no new Output made for them
+        self._out = Output()
         return out

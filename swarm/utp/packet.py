@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import enum
 import struct
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from swarm.errors import ProtocolError
 
@@ -63,11 +63,12 @@ class UtpPacketError(ProtocolError):
     """A datagram that is not a well-formed uTP version 1 packet."""
 
 
-@dataclass(slots=True, frozen=True)
-class Packet:
+class Packet(NamedTuple):
     """One uTP packet. ``timestamp`` and ``timestamp_difference`` are microseconds modulo
     2**32; ``wnd_size`` is the sender's receive window in bytes; ``sack`` is the selective
-    ack bitmask (bit 0 of byte 0 is ``ack_nr + 2``), None when the packet has none."""
+    ack bitmask (bit 0 of byte 0 is ``ack_nr + 2``), None when the packet has none. A named
+    tuple, not a frozen dataclass: one is made for every datagram received, and a frozen
+    dataclass's ``__init__`` (an ``object.__setattr__`` per field) cost 3x as much."""
 
     type: PacketType
     connection_id: int

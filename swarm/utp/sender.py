@@ -13,7 +13,7 @@ the timeout is ``max(rtt + 4 * rtt_var, MIN_RTO)``, doubled by each consecutive 
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from swarm.utp.packet import PacketType, unwrap
 
@@ -24,6 +24,7 @@ INITIAL_RTO = 1.0
 MAX_RTO = 60.0
 DUPLICATE_ACKS = 3
 MAX_FAST_RESENDS = 4
+INF = float("inf")
 
 
 @dataclass(slots=True)
@@ -38,16 +39,18 @@ class OutPacket:
     need_resend: bool = False
 
 
-@dataclass(slots=True)
 class AckResult:
     """What one incoming packet's ack did: payload bytes newly acked, whether the cumulative
     ack moved, the least RTT of the packets it acked (seconds; inf with none) and packets
-    now known lost (to resend at once)."""
+    now known lost (to resend at once). (A plain class: one is made per packet received.)"""
 
-    bytes_acked: int = 0
-    progressed: bool = False
-    min_rtt: float = float("inf")
-    lost: list[OutPacket] = field(default_factory=list)
+    __slots__ = ("bytes_acked", "lost", "min_rtt", "progressed")
+
+    def __init__(self) -> None:
+        self.bytes_acked = 0
+        self.progressed = False
+        self.min_rtt = INF
+        self.lost: list[OutPacket] = []
 
 
 class Sender:
@@ -108,19 +111,23 @@ class Sender:
         self.rto = min(self.rto * 2, MAX_RTO)
 
     def _acked(self, pkt: OutPacket, res: AckResult, now: float) -> None:
+        """*pkt* is acked (the caller took it out of ``packets`` and sets ``rto`` after)."""
+        size = len(pkt.payload)
         if not pkt.need_resend:
-            self.in_flight -= len(pkt.payload)
-        res.bytes_acked += len(pkt.payload)
-        self.unacked_bytes -= len(pkt.payload)
+            self.in_flight -= size
+        res.bytes_acked += size
+        self.unacked_bytes -= size
         if pkt.transmissions == 1:
-            sample = max(now - pkt.sent_at, 0.0)
-            res.min_rtt = min(res.min_rtt, sample)
+            sample = now - pkt.sent_at
+            if sample < 0.0:
+                sample = 0.0
+            if sample < res.min_rtt:
+                res.min_rtt = sample
             if self.rtt == 0.0:
                 self.rtt, self.rtt_var = sample, sample / 2
             else:
                 self.rtt_var += (abs(self.rtt - sample) - self.rtt_var) / 4
                 self.rtt += (sample - self.rtt) / 8
-        self.rto = min(max(self.rtt + 4 * self.rtt_var, MIN_RTO), MAX_RTO)
 
     def on_ack(
         self, ack_wire: int, sack: bytes | None, is_state: bool, now: float
@@ -134,6 +141,7 @@ class Sender:
         if ack < self.snd_una - 1:
             return res  # an old ack, overtaken by a later one
         packets = self.packets
+        before = len(packets)
         for seq in range(self.snd_una, ack + 1):
             pkt = packets.pop(seq, None)
             if pkt is not None:
@@ -155,6 +163,8 @@ class Sender:
                 if pkt is not None and pkt.transmissions:
                     res.lost.append(pkt)
                     self.fast_resend_seq = self.snd_una + 1
+        if len(packets) != before:
+            self.rto = min(max(self.rtt + 4 * self.rtt_var, MIN_RTO), MAX_RTO)
         self._last_ack = max(self._last_ack, ack)
         if self.fast_resend_seq < self.snd_una:
             self.fast_resend_seq = self.snd_una
