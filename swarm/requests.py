@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable
+from itertools import compress
+from operator import not_
 from typing import Protocol
 
 from swarm.initial_seeding import InitialSeeding
@@ -76,6 +78,11 @@ class RequestPolicy:
         # block is freed or the peer gets a piece we want, a pick for it finds nothing again
         # (at N = 64 three picks in four found nothing, each reading the free list).
         self._dry: dict[RequestPeer, int] = {}
+        # How many pieces we lack each peer has (counted when first needed, then kept in step
+        # by have and lose_interest): whether a peer is interesting is O(1), not a scan of its
+        # bitfield (at N = 100 that scan, for every peer at every verified piece, was a tenth
+        # of a downloader's time).
+        self._lacking: dict[RequestPeer, int] = {}
 
     # -- what peers have ---------------------------------------------------------------------
 
@@ -90,6 +97,7 @@ class RequestPolicy:
         """The peer said all it has (again: the newest word counts)."""
         self._uncount(peer)
         self._dry.pop(peer, None)
+        self._lacking.pop(peer, None)
         self._counted[peer] = SEED if peer.state.peer_is_seed else haves
         self.picker.peer_bitfield(haves)
         if not self._both_seeds(peer):
@@ -100,6 +108,8 @@ class RequestPolicy:
         state = peer.state
         self._counted.setdefault(peer, state.peer_has)
         self.picker.peer_have(index)
+        if peer in self._lacking and not self.picker.have[index]:
+            self._lacking[peer] += 1
         if state.peer_is_seed:
             self.picker.peer_became_seed(state.peer_has)
             self._counted[peer] = SEED
@@ -124,8 +134,18 @@ class RequestPolicy:
             if not self._both_seeds(peer):
                 peer.set_interested(False)
 
+    def interesting(self, peer: RequestPeer) -> bool:
+        """Whether the peer has a piece we lack."""
+        n = self._lacking.get(peer)
+        if n is None:
+            has, have = peer.state.peer_has, self.picker.have
+            if len(has) != len(have):  # not the torrent's shape (yet): not counted
+                return self.picker.interesting(has)
+            n = self._lacking[peer] = sum(compress(map(not_, have), has))
+        return n > 0
+
     def update_interest(self, peer: RequestPeer) -> None:
-        want = not self.picker.complete and self.picker.interesting(peer.state.peer_has)
+        want = not self.picker.complete and self.interesting(peer)
         peer.set_interested(want)
         if want:
             self.fill(peer)
@@ -133,15 +153,14 @@ class RequestPolicy:
     def lose_interest(self, index: int) -> None:
         """Piece *index* was verified: stop being interested in the peers that have it and
         nothing else we want (one that lacks it is as interesting as it was)."""
+        lacking = self._lacking
         for peer in list(self.peers):
             s = peer.state
-            if (
-                s.am_interested
-                and not s.requests_out
-                and index < len(s.peer_has)
-                and s.peer_has[index]
-                and not self.picker.interesting(s.peer_has)
-            ):
+            if index >= len(s.peer_has) or not s.peer_has[index]:
+                continue
+            if peer in lacking:
+                lacking[peer] -= 1
+            if s.am_interested and not s.requests_out and not self.interesting(peer):
                 peer.set_interested(False)
 
     def piece_written(self) -> None:
@@ -155,6 +174,7 @@ class RequestPolicy:
         self._uncount(peer)
         self._rejected.pop(peer, None)
         self._dry.pop(peer, None)
+        self._lacking.pop(peer, None)
         self.release(peer)
         self._pipes.pop(peer, None)
         self.seeding.peer_gone(peer)
@@ -222,7 +242,7 @@ class RequestPolicy:
         if blocks:
             peer.request(blocks)
             self.pipeline(peer).sent(blocks, self.clock())
-        elif not outstanding and not self.picker.interesting(state.peer_has):
+        elif not outstanding and not self.interesting(peer):
             peer.set_interested(False)
 
     def refill_all(self) -> None:
