@@ -18,9 +18,10 @@ from swarm import wire
 from swarm.errors import SwarmError
 from swarm.extensions import PexPeers
 from swarm.peer_state import MAX_QUEUED_REQUESTS, OUR_REQQ, PeerState
-from swarm.peer_types import Event, PeerBitfield, Timer, Torrent
+from swarm.peer_types import Block, Event, PeerBitfield, Timer, Torrent
 from swarm.ratelimit import RateLimiter
 from swarm.stats import RateMeter
+from swarm.upload import BlockSource, serve
 
 __all__ = ["MAX_QUEUED_REQUESTS", "OUR_REQQ", "PeerConnection", "PeerHandler", "PeerHost"]
 
@@ -28,7 +29,6 @@ log = logging.getLogger(__name__)
 
 KEEPALIVE_SECONDS = 90.0
 IDLE_SECONDS = 120.0
-UNTHROTTLED_BATCH = 256 * 1024  # bytes of blocks per write when no upload limit applies
 
 
 class DownloadEvents(Protocol):
@@ -42,11 +42,8 @@ class DownloadEvents(Protocol):
     def fill(self, conn: PeerConnection) -> None: ...
 
 
-class BlockSource(Protocol):
-    """Where the blocks we upload come from (the torrent's pieces in memory or on disk)."""
-
-    def cached_block(self, index: int, begin: int, length: int) -> memoryview | None: ...
-    async def read_block(self, index: int, begin: int, length: int) -> memoryview: ...
+class HaveSource(Protocol):
+    def take(self, conn: PeerConnection) -> bytes: ...
 
 
 class PeerHandler(Protocol):
@@ -58,6 +55,8 @@ class PeerHandler(Protocol):
     def requests(self) -> DownloadEvents: ...
     @property
     def io(self) -> BlockSource: ...
+    @property
+    def haves(self) -> HaveSource: ...
 
     def describe(self, conn: PeerConnection) -> Torrent: ...
     def peer_ready(self, conn: PeerConnection) -> None: ...
@@ -112,10 +111,10 @@ class PeerConnection(asyncio.Protocol):
         self.ready = False  # handshake done and registered with a torrent
         self.closed_event = asyncio.Event()
         self._handshake_timer: asyncio.TimerHandle | None = None
-        self._write_ok = asyncio.Event()
-        self._write_ok.set()
+        self.write_ok = asyncio.Event()
+        self.write_ok.set()
         self._upload_task: asyncio.Task[None] | None = None
-        self._wake_upload = asyncio.Event()
+        self.wake_upload = asyncio.Event()
         self.down = RateMeter()
         self.up = RateMeter()
 
@@ -138,7 +137,7 @@ class PeerConnection(asyncio.Protocol):
     @property
     def write_paused(self) -> bool:
         """The peer is not reading: our send buffer is past its high-water mark."""
-        return not self._write_ok.is_set()
+        return not self.write_ok.is_set()
 
     # -- asyncio.Protocol --------------------------------------------------------------------
 
@@ -164,11 +163,11 @@ class PeerConnection(asyncio.Protocol):
         self._teardown()
 
     def pause_writing(self) -> None:
-        self._write_ok.clear()
+        self.write_ok.clear()
         self.state.write_blocked = True
 
     def resume_writing(self) -> None:
-        self._write_ok.set()
+        self.write_ok.set()
         self.state.write_blocked = False
 
     def data_received(self, data: bytes) -> None:
@@ -249,7 +248,7 @@ class PeerConnection(asyncio.Protocol):
         t = self.torrent
         assert t is not None
         if type(msg) is wire.Request:
-            self._wake_upload.set()
+            self.wake_upload.set()
         elif type(msg) is wire.Have:
             t.requests.have(self, msg.index)
         elif type(msg) is PeerBitfield:
@@ -270,14 +269,26 @@ class PeerConnection(asyncio.Protocol):
     # -- sending -------------------------------------------------------------------------
 
     def _write(self, data: bytes) -> None:
-        if (
-            data
-            and self.transport is not None
-            and not self.closed
-            and not self.transport.is_closing()
-        ):
-            self.transport.write(data)
+        tr = self.transport
+        if data and tr is not None and not self.closed and not tr.is_closing():
+            if self.ready:  # our haves the peer has not heard yet ride along
+                data = self.torrent.haves.take(self) + data  # type: ignore[union-attr]
+            tr.write(data)
             self.state.last_sent = time.monotonic()
+
+    write = _write
+
+    def write_blocks(self, out: list[bytes | memoryview], sent: list[Block], size: int) -> bool:
+        """Write the blocks of *sent* (headers and data in *out*); False if we are closing."""
+        tr, t = self.transport, self.torrent
+        if tr is None or tr.is_closing() or t is None:
+            return False
+        haves = t.haves.take(self)
+        tr.writelines([haves, *out] if haves else out)
+        self.state.last_sent = time.monotonic()
+        self.up.add(size)
+        t.on_blocks_sent(sent, size)
+        return True
 
     def send(self, *msgs: wire.Message) -> None:
         self._write(b"".join([wire.encode(m) for m in msgs]))  # several: one write
@@ -318,49 +329,11 @@ class PeerConnection(asyncio.Protocol):
         return Timer.SNUBBED in due
 
     async def _upload_loop(self) -> None:
-        """Serve the peer's queued requests in order, within the upload rate limit.
-
-        Unthrottled, several blocks go out in one write (one system call); under a rate
-        limit, one block at a time so that the peers sharing the limit take turns."""
+        """Serve the peer's queued requests (:func:`swarm.upload.serve`)."""
         t = self.torrent
         assert t is not None
-        state, source = self.state, t.io
-        limiter = self.host.upload_limiter
-        batch_bytes = UNTHROTTLED_BATCH if limiter.unlimited else 1
         try:
-            while not self.closed:
-                if not state.requests_in:
-                    self._wake_upload.clear()
-                    await self._wake_upload.wait()
-                    continue
-                out: list[bytes | memoryview] = []
-                sent: list[tuple[int, int, int]] = []
-                size = 0
-                while size < batch_bytes and (req := state.next_request()) is not None:
-                    index, begin, length = req
-                    block = source.cached_block(index, begin, length)
-                    if block is None:
-                        block = await source.read_block(index, begin, length)
-                    out.append(wire.encode_piece_header(index, begin, length))
-                    out.append(block)
-                    sent.append(req)
-                    size += length
-                    if self.closed or state.am_choking:
-                        break
-                await limiter.throttle(size + 13 * len(sent))
-                await self._write_ok.wait()
-                if self.closed:
-                    return
-                if state.am_choking:
-                    # We choked the peer while these were on their way: withdraw them.
-                    self._write(state.withdrawn(sent))
-                    continue
-                if self.transport is None or self.transport.is_closing():
-                    return
-                self.transport.writelines(out)
-                state.last_sent = time.monotonic()
-                self.up.add(size)
-                t.on_blocks_sent(sent, size)
+            await serve(self, t.io, self.host.upload_limiter)
         except asyncio.CancelledError:
             raise
         except SwarmError as exc:
@@ -388,8 +361,8 @@ class PeerConnection(asyncio.Protocol):
             self._handshake_timer.cancel()
         if self._upload_task is not None:
             self._upload_task.cancel()
-        self._wake_upload.set()
-        self._write_ok.set()
+        self.wake_upload.set()
+        self.write_ok.set()
         if self.torrent is not None and self.ready:
             self.torrent.peer_closed(self)
         self.host.connection_closed(self)

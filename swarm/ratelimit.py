@@ -50,19 +50,24 @@ class RateLimiter:
     def __init__(self, rate: float | None, clock: Callable[[], float] = time.monotonic) -> None:
         self.rate = rate
         self._bucket = TokenBucket(rate, clock=clock) if rate else None
-        self._lock = asyncio.Lock()
 
     @property
     def unlimited(self) -> bool:
         return self._bucket is None
 
+    def reserve(self, amount: int) -> float:
+        """Account for *amount* bytes now: the seconds to wait before sending them.
+
+        No lock: the bucket goes into debt, and each caller waits until the debt of every
+        caller before it and its own are paid, so the total rate holds however many
+        connections share the bucket, in the order they asked (what a lock gave, at the price
+        of a lock and two coroutines per block: a twentieth of an uploader's time)."""
+        if self._bucket is None or amount <= 0:
+            return 0.0
+        return self._bucket.consume(amount)
+
     async def throttle(self, amount: int) -> None:
         """Account for *amount* bytes and sleep as long as the shared rate requires."""
-        if self._bucket is None or amount <= 0:
-            return
-        # The lock serialises waiters so that one connection's debt is paid before the next
-        # one takes tokens: the total rate holds however many connections share the bucket.
-        async with self._lock:
-            delay = self._bucket.consume(amount)
-            if delay > 0:
-                await asyncio.sleep(delay)
+        delay = self.reserve(amount)
+        if delay > 0:
+            await asyncio.sleep(delay)

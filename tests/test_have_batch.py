@@ -120,3 +120,44 @@ def test_each_peer_hears_each_piece_once_whatever_window_it_comes_in() -> None:
         batcher.close()
 
     asyncio.run(main())
+
+
+def test_haves_ride_along_another_write_once_and_only_to_peers_that_joined() -> None:
+    async def main() -> None:
+        a = Peer([False, True, False])
+        stranger = Peer([False] * 3)
+        batcher = HaveBatcher({a, stranger}, delay=60.0, idle_delay=60.0)
+        batcher.joined(a)
+        batcher.add(0)
+        batcher.add(1)
+        assert batcher.take(stranger) == b""  # never told our bitfield: the window's job
+        taken = batcher.take(a)
+        assert taken == wire.encode(wire.Have(0))  # it has piece 1: not told
+        assert batcher.take(a) == b""  # once
+        batcher.flush()
+        assert a.writes == []  # heard already: the window sends it nothing
+        assert stranger.writes == [(wire.Have(0), wire.Have(1))]
+        batcher.close()
+
+    asyncio.run(main())
+
+
+def test_peers_waiting_for_an_unchoke_hear_at_the_longest_window() -> None:
+    async def main() -> None:
+        waiting = Peer([False] * 4)  # interested in us, choked
+        waiting.state.peer_interested = True
+        idle = Peer([False] * 4)  # not interested: a new piece may make it so
+        batcher = HaveBatcher({waiting, idle}, delay=60.0, idle_delay=60.0, waiting_delay=60.0)
+        batcher.add(0)
+        batcher._flush(everyone=True)  # the first idle window: everyone
+        batcher.add(1)
+        batcher._flush(everyone=True)  # the next, within waiting_delay: not the waiting
+        assert idle.writes == [(wire.Have(0),), (wire.Have(1),)]
+        assert waiting.writes == [(wire.Have(0),)]
+        assert batcher.take(waiting) == wire.encode(wire.Have(1))  # with our unchoke, say
+        batcher.add(2)
+        batcher.flush()  # we became a seed: everyone at once
+        assert waiting.writes[-1] == (wire.Have(2),)
+        batcher.close()
+
+    asyncio.run(main())

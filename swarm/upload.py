@@ -1,0 +1,80 @@
+"""Serving one peer's requests: its queued requests in order, within the upload rate limit.
+
+Unthrottled, several blocks go out in one write (one system call); under a rate limit, one
+block at a time so that the peers sharing the limit take turns. The connection
+(:class:`~swarm.peer.PeerConnection`) runs :func:`serve` as its upload task and does the
+writing; this module holds the loop, which is most of an uploader's per-block work.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Protocol
+
+from swarm import wire
+from swarm.peer_state import Block, PeerState
+from swarm.ratelimit import RateLimiter
+
+UNTHROTTLED_BATCH = 256 * 1024  # bytes of blocks per write when no upload limit applies
+
+
+class BlockSource(Protocol):
+    """Where the blocks we upload come from (the torrent's pieces in memory or on disk)."""
+
+    def cached_block(self, index: int, begin: int, length: int) -> memoryview | None: ...
+    async def read_block(self, index: int, begin: int, length: int) -> memoryview: ...
+
+
+class Uploader(Protocol):
+    """A connection as its upload task sees it."""
+
+    state: PeerState
+    wake_upload: asyncio.Event  # set when a request is queued
+    write_ok: asyncio.Event  # clear while the peer does not read what we send
+
+    @property
+    def closed(self) -> bool: ...
+    def write(self, data: bytes) -> None: ...
+    def write_blocks(self, out: list[bytes | memoryview], sent: list[Block], size: int) -> bool:
+        """Write the blocks; False if the connection is going."""
+        ...
+
+
+async def serve(conn: Uploader, source: BlockSource, limiter: RateLimiter) -> None:
+    """Upload the blocks *conn*'s peer asks for, until the connection closes."""
+    state = conn.state
+    wake, write_ok = conn.wake_upload, conn.write_ok
+    batch_bytes = UNTHROTTLED_BATCH if limiter.unlimited else 1
+    header = wire.encode_piece_header
+    while not conn.closed:
+        if not state.requests_in:
+            wake.clear()
+            await wake.wait()
+            continue
+        out: list[bytes | memoryview] = []
+        sent: list[Block] = []
+        size = 0
+        while size < batch_bytes and (req := state.next_request()) is not None:
+            index, begin, length = req
+            block = source.cached_block(index, begin, length)
+            if block is None:
+                block = await source.read_block(index, begin, length)
+            out.append(header(index, begin, length))
+            out.append(block)
+            sent.append(req)
+            size += length
+            if conn.closed or state.am_choking:
+                break
+        delay = limiter.reserve(size + 13 * len(sent))
+        if delay > 0:
+            await asyncio.sleep(delay)
+        if not write_ok.is_set():
+            await write_ok.wait()
+        if conn.closed:
+            return
+        if state.am_choking:
+            # We choked the peer while these were on their way: withdraw them.
+            conn.write(state.withdrawn(sent))
+            continue
+        if not conn.write_blocks(out, sent, size):
+            return
