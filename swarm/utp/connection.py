@@ -24,6 +24,7 @@ import random
 from swarm.utp.events import Closed, Connected, Data, Eof, Event, Output, State
 from swarm.utp.ledbat import Ledbat
 from swarm.utp.packet import (
+    HEADER,
     HEADER_SIZE,
     Packet,
     PacketType,
@@ -217,6 +218,37 @@ class UtpConnection:
                 self._flush(now, ack=False)
                 return self._take()
         self._flush(now)
+        return self._take()
+
+    def receive_in_order(self, data: bytes, now: float, defer_ack: bool) -> Output | None:
+        """:meth:`receive`'s fast path for a bulk transfer's usual datagram: ST_DATA without
+        extensions (the caller checked the first two bytes), the next packet in order, with
+        nothing waiting to be reordered, acking nothing new. It does what :meth:`receive`
+        does for such a packet without decoding a :class:`Packet` or making an ack result;
+        None (nothing done) for any other packet, which then takes the full path."""
+        if self.state is not State.CONNECTED:
+            return None
+        _t, _e, _c, ts, _d, wnd, seq_nr, ack_nr = HEADER.unpack_from(data)
+        rcv, snd = self.receiver, self.sender
+        if (
+            seq_nr != (rcv.ack_nr + 1) & 0xFFFF
+            or ack_nr != (snd.snd_una - 1) & 0xFFFF
+            or rcv.reordering
+            or rcv.eof_pkt is not None
+        ):
+            return None
+        snd.on_old_ack(snd.snd_una - 1)
+        if ts:
+            self._reply_micro = (int(now * 1e6) - ts) & 0xFFFFFFFF
+        self.peer_window = wnd
+        if wnd:
+            self._zero_window_at = None
+        rcv.ack_nr += 1
+        if len(data) > HEADER_SIZE:
+            self._out.events.append(Data(data[HEADER_SIZE:]))
+        self._need_ack = True
+        self._acks_owed += 1
+        self._flush(now, ack=not defer_ack or self._acks_owed >= MAX_DEFERRED_ACKS)
         return self._take()
 
     def flush(self, now: float) -> Output:

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 from swarm.utp.connection import UtpConnection
 from swarm.utp.events import Output, State
-from swarm.utp.packet import Packet, PacketType, UtpPacketError, decode, header
+from swarm.utp.packet import HEADER_SIZE, Packet, PacketType, UtpPacketError, decode, header
 
 __all__ = ["RESETS_PER_SECOND", "TIME_WAIT", "Routed", "UtpMux"]
 
@@ -75,6 +75,12 @@ class UtpMux:
     def receive(self, data: bytes, addr: Address, now: float, *, defer_ack: bool = False) -> Routed:
         """Route the datagram *data* from *addr*; a malformed one is dropped. *defer_ack*: see
         :meth:`UtpConnection.receive <swarm.utp.connection.UtpConnection.receive>`."""
+        if len(data) >= HEADER_SIZE and data[0] == 0x01 and data[1] == 0:  # ST_DATA, no ext
+            conn = self._conns.get((addr, data[2] << 8 | data[3]))
+            if conn is not None:
+                out = conn.receive_in_order(data, now, defer_ack)
+                if out is not None:
+                    return Routed(conn, out)
         try:
             pkt = decode(data)
         except UtpPacketError:

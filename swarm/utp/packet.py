@@ -24,6 +24,7 @@ from typing import NamedTuple
 from swarm.errors import ProtocolError
 
 __all__ = [
+    "HEADER",
     "HEADER_SIZE",
     "VERSION",
     "Packet",
@@ -44,6 +45,7 @@ SEQ_MOD = 0x10000
 TS_MASK = 0xFFFFFFFF
 
 _HEADER = struct.Struct(">BBHIIIHH")
+HEADER = _HEADER  # type and version, extension, connection id, timestamps, window, seq, ack
 
 
 class PacketType(enum.IntEnum):

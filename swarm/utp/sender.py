@@ -170,6 +170,12 @@ class Sender:
             self.fast_resend_seq = self.snd_una
         return res
 
+    def on_old_ack(self, ack: int) -> None:
+        """What :meth:`on_ack` does for a data packet acking ``snd_una - 1`` (nothing new)."""
+        self._dup_acks = 0
+        if ack > self._last_ack:
+            self._last_ack = ack
+
     def _selective(self, ack: int, sack: bytes, res: AckResult, now: float) -> None:
         base = ack + 2
         mask = int.from_bytes(sack, "little")

@@ -1,0 +1,82 @@
+"""uTP's fast paths: runs of datagrams sent with UDP segmentation offload (swarm.utp.batch, the
+shell's _send_all on a real socket), and the receive fast path for in-order data
+(UtpConnection.receive_in_order, through the mux) against the full path."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import random
+import socket
+
+from swarm.utp.batch import MAX_SEGMENTS, runs
+from swarm.utp.connection import PAYLOAD_SIZE
+from swarm.utp.mux import UtpMux
+from swarm.utp.packet import decode
+from swarm.utp_shell import UtpEndpoint
+
+A, B = ("10.0.0.1", 6881), ("10.0.0.2", 6881)
+
+
+def sizes(*lens: int) -> list[bytes]:
+    return [bytes([i % 256]) * n for i, n in enumerate(lens)]
+
+
+def test_runs_are_equal_sizes_with_a_shorter_last_one() -> None:
+    d = sizes(1400, 1400, 1400, 700, 1400, 1406, 1406, 20)
+    assert list(runs(d)) == [(0, 4, 1400), (4, 5, 1400), (5, 8, 1406)]
+    assert list(runs(sizes(20))) == [(0, 1, 20)]
+    assert list(runs([])) == []
+
+
+def test_runs_stay_within_the_kernels_limits() -> None:
+    d = sizes(*[1400] * 200)
+    got = list(runs(d))
+    assert all(end - start <= min(MAX_SEGMENTS, 65507 // 1400) for start, end, _ in got)
+    assert got[0][0] == 0 and got[-1][1] == 200
+    assert all(a[1] == b[0] for a, b in zip(got, got[1:], strict=False))
+
+
+def test_a_run_arrives_as_the_same_datagrams() -> None:
+    async def main() -> list[bytes]:
+        rx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        rx.bind(("127.0.0.1", 0))
+        rx.settimeout(5.0)
+        ep = UtpEndpoint()
+        await ep.start("127.0.0.1", 0)
+        try:
+            datagrams = [random.Random(i).randbytes(n) for i, n in enumerate([1400] * 50 + [9])]
+            ep._send_all(datagrams, rx.getsockname())
+            got = [rx.recv(65536) for _ in datagrams]
+            assert got == datagrams
+            return got
+        finally:
+            rx.close()
+            await ep.stop()
+
+    asyncio.run(main())
+
+
+def test_the_in_order_fast_path_does_what_the_full_path_does() -> None:
+    rng = random.Random(7)
+    client_mux, server_mux = UtpMux(random.Random(1)), UtpMux(random.Random(2))
+    client, out = client_mux.connect(B, 1000.0)
+    routed = server_mux.receive(out.datagrams[0], A, 1000.01)
+    server = routed.connection
+    assert server is not None
+    client.receive(routed.output.datagrams[0], 1000.02)
+    client.ledbat.cwnd = 1e6
+    datagrams = client.send(rng.randbytes(40 * PAYLOAD_SIZE), 1000.03).datagrams
+    slow = copy.deepcopy(server)
+    for i, d in enumerate(datagrams):
+        now = 1000.05 + i * 0.001
+        fast_out = server_mux.receive(d, A, now, defer_ack=True).output
+        slow_out = slow.receive(decode(d), now, defer_ack=True)
+        assert fast_out.events == slow_out.events
+        assert fast_out.datagrams == slow_out.datagrams
+    for name in ("_reply_micro", "peer_window", "_acks_owed", "_need_ack"):
+        assert getattr(server, name) == getattr(slow, name), name
+    assert server.receiver.ack_nr == slow.receiver.ack_nr
+    assert server.sender._dup_acks == slow.sender._dup_acks
+    assert server.sender._last_ack == slow.sender._last_ack
+    assert server.flush(1001.0).datagrams == slow.flush(1001.0).datagrams
