@@ -4,7 +4,9 @@ exchange (BEP 11), as data in and data out.
 A :class:`PeerExtensions` belongs to one :class:`~swarm.peer_state.PeerState`. It says what goes
 into our extended handshake (``m`` and ``metadata_size``), learns the ids the peer wants its
 messages under from the peer's handshake, answers ut_metadata requests and reads ut_pex
-messages; :func:`pex_round` makes the PEX messages a torrent sends its peers once a minute. A
+messages; :func:`pex_round` makes the PEX messages a torrent sends its peers once a minute,
+each peer with its ``added.f`` flags (seed, reachable, and "prefers encryption" for a peer
+whose connection went through the MSE/PE handshake, as libtorrent sets it). A
 private torrent (BEP 27) offers neither: its metadata is not served (as libtorrent does not)
 and peers are not exchanged, so its extended handshake's ``m`` is empty. No sockets and no
 clock of its own: the caller passes ``now``.
@@ -14,14 +16,22 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from swarm import wire
 from swarm.errors import ProtocolError
 from swarm.wire import ut_metadata
-from swarm.wire.pex import PexMessage, PexState
+from swarm.wire.pex import FLAG_ENCRYPTION, PexMessage, PexState
 
-__all__ = ["PEX_FLOOD_SECONDS", "PeerExtensions", "PexPeers", "pex_addresses", "pex_round"]
+__all__ = [
+    "FLAG_ENCRYPTION",
+    "PEX_FLOOD_SECONDS",
+    "PeerExtensions",
+    "PexPeers",
+    "SpeaksMse",
+    "pex_addresses",
+    "pex_round",
+]
 
 Address = tuple[str, int]
 
@@ -41,9 +51,12 @@ FLAG_REACHABLE = 0x10  # we connected to it: it accepts connections
 
 @dataclass(frozen=True, slots=True)
 class PexPeers:
-    """The peer told us of other peers (BEP 11): an event of the connection's state."""
+    """The peer told us of other peers (BEP 11): an event of the connection's state.
+    *encrypted*: those of them flagged as preferring encryption (worth dialling with MSE
+    first: a peer that requires it closes a plain handshake)."""
 
     addresses: list[Address]
+    encrypted: frozenset[Address] = frozenset()
 
 
 class PeerExtensions:
@@ -65,6 +78,9 @@ class PeerExtensions:
         self._pex_out: PexState | None = None
         self._last_pex_in: float | None = None
         self._pex_strikes = 0
+        self.pex_encrypted: frozenset[Address] = frozenset()
+        """The peers the last ut_pex message flagged as preferring encryption (``added.f``
+        0x01), for :class:`PexPeers`' *encrypted*."""
 
     # -- the handshake -----------------------------------------------------------------------
 
@@ -122,7 +138,13 @@ class PeerExtensions:
             if self._pex_strikes > _PEX_STRIKES:
                 raise ProtocolError("PEX messages too often (BEP 11: one a minute)")
         msg = PexMessage.decode(payload)
-        return [a for a in msg.added + msg.added6 if 0 < a[1] < 65536]
+        learned = [a for a in msg.added + msg.added6 if 0 < a[1] < 65536]
+        self.pex_encrypted = frozenset(msg.prefers_encryption()).intersection(learned)
+        return learned
+
+    def pex_event(self, learned: list[Address]) -> PexPeers:
+        """The event for the peers a ut_pex message just told of (:meth:`receive`)."""
+        return PexPeers(learned, self.pex_encrypted)
 
     # -- sending PEX ---------------------------------------------------------------------------
 
@@ -151,6 +173,16 @@ class PexPeerState(Protocol):
     def peer_is_seed(self) -> bool: ...
     @property
     def extensions(self) -> PeerExtensions | None: ...
+
+
+@runtime_checkable
+class SpeaksMse(Protocol):
+    """A connection that knows whether it went through the MSE/PE handshake (encrypted, or
+    MSE with plaintext selected). A :class:`PexPeer` that is one is listed to others with
+    ``added.f`` 0x01; one that is not (or cannot tell) never is."""
+
+    @property
+    def mse(self) -> bool: ...
 
 
 class PexPeer(Protocol):
@@ -183,7 +215,8 @@ def pex_addresses(peers: Iterable[PexPeer]) -> dict[Address, int]:
         addr = dialable(p)
         if addr is not None:
             seed = FLAG_SEED if p.state.peer_is_seed else 0
-            out[addr] = (FLAG_REACHABLE if p.outgoing else 0) | seed
+            mse = FLAG_ENCRYPTION if isinstance(p, SpeaksMse) and p.mse else 0
+            out[addr] = (FLAG_REACHABLE if p.outgoing else 0) | seed | mse
     return out
 
 

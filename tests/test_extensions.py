@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from swarm import bencoding, wire
 from swarm.errors import ProtocolError
 from swarm.extensions import (
+    FLAG_ENCRYPTION,
     FLAG_REACHABLE,
     FLAG_SEED,
     PeerExtensions,
@@ -192,6 +193,21 @@ def test_pex_added_peers_come_out_as_an_event() -> None:
     assert s.receive(pex(added, added6), 3.0) == [PexPeers([("127.0.0.2", 6881), ("::1", 7000)])]
 
 
+def test_pex_peers_flagged_as_preferring_encryption_are_kept_for_the_event() -> None:
+    s = state()
+    s.receive(their_handshake(), 2.0)
+    a, b = ("127.0.0.2", 6881), ("127.0.0.3", 6882)
+    added = b"".join(bytes(map(int, h.split("."))) + p.to_bytes(2, "big") for h, p in (a, b))
+    payload = {b"added": added, b"added.f": bytes([0x02, FLAG_ENCRYPTION | 0x10])}
+    assert s.receive(extended(payload, wire.UT_PEX_ID), 3.0) == [PexPeers([a, b])]
+    ext = s.extensions
+    assert ext is not None and ext.pex_encrypted == {b}
+    assert ext.pex_event([a, b]) == PexPeers([a, b], frozenset({b}))
+    # the next message's flags replace the last one's
+    s.receive(extended({b"added": added[:6], b"added.f": b"\x00"}, wire.UT_PEX_ID), 70.0)
+    assert ext.pex_encrypted == frozenset()
+
+
 def test_pex_with_garbage_added_closes_the_peer() -> None:
     s = state()
     s.receive(their_handshake(), 2.0)
@@ -275,6 +291,29 @@ def test_pex_addresses_are_the_dialable_ones_with_their_flags() -> None:
         ("127.0.0.2", 6881): FLAG_REACHABLE | FLAG_SEED,
         ("127.0.0.3", 7000): 0,
     }
+
+
+class FakeMsePeer(FakePeer):
+    """A connection that knows whether it went through the MSE/PE handshake."""
+
+    def __init__(self, address: tuple[str, int], mse: bool) -> None:
+        super().__init__(address, True)
+        self.mse = mse
+
+
+def test_a_peer_whose_connection_went_through_mse_is_flagged_as_preferring_encryption() -> None:
+    a = FakeMsePeer(("127.0.0.2", 6881), mse=True)
+    b = FakeMsePeer(("127.0.0.3", 6882), mse=False)
+    c = FakePeer(("127.0.0.4", 6883), True)  # cannot tell: not flagged
+    assert pex_addresses([a, b, c]) == {
+        ("127.0.0.2", 6881): FLAG_REACHABLE | FLAG_ENCRYPTION,
+        ("127.0.0.3", 6882): FLAG_REACHABLE,
+        ("127.0.0.4", 6883): FLAG_REACHABLE,
+    }
+    assert pex_round([a, b, c], 100.0) == 3
+    told = c.told()[0]
+    assert told.added == [("127.0.0.2", 6881), ("127.0.0.3", 6882)]
+    assert told.prefers_encryption() == [("127.0.0.2", 6881)]
 
 
 def test_pex_round_tells_each_peer_of_the_others_once_a_minute_then_the_changes() -> None:

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from swarm import bencoding
 from swarm.errors import ProtocolError
 from swarm.wire.pex import (
+    FLAG_ENCRYPTION,
     FLAG_OUTGOING,
     FLAG_SEED,
     MAX_PEX_PEERS,
@@ -46,6 +47,24 @@ def test_missing_lists_are_empty_and_short_flags_are_zero() -> None:
     message = PexMessage.decode(b"d5:added6:\x7f\x00\x00\x01\x1a\xe1e")
     assert message == PexMessage(added=[("127.0.0.1", 6881)], added_f=b"\x00")
     assert PexMessage.decode(b"de") == PexMessage()
+
+
+def test_the_peers_that_prefer_encryption_are_those_flagged_0x01() -> None:
+    """libtorrent flags a peer 0x01 when its connection went through MSE/PE, and dials a peer
+    so flagged encrypted first (peer_list: ``pe_support``)."""
+    message = PexMessage(
+        added=[("127.0.0.1", 1), ("127.0.0.2", 2), ("127.0.0.3", 3)],
+        added_f=bytes([FLAG_ENCRYPTION | FLAG_SEED, FLAG_SEED, FLAG_ENCRYPTION]),
+        added6=[("::1", 4)],
+        added6_f=bytes([FLAG_ENCRYPTION]),
+    )
+    decoded = PexMessage.decode(message.encode())
+    want = [("127.0.0.1", 1), ("127.0.0.3", 3), ("::1", 4)]
+    assert decoded.prefers_encryption() == want
+    # flags missing or too short (libtorrent ignores them then, so do we): nobody
+    short = b"d5:added12:\x7f\x00\x00\x01\x00\x01\x7f\x00\x00\x02\x00\x027:added.f1:\x01e"
+    assert PexMessage.decode(short).prefers_encryption() == []
+    assert PexMessage(added=[("127.0.0.1", 1)], added_f=b"\x00").prefers_encryption() == []
 
 
 @pytest.mark.parametrize(

@@ -134,6 +134,16 @@ class PexMessage:
             }
         )
 
+    def prefers_encryption(self) -> list[Address]:
+        """The added peers whose flags say they prefer encryption (``added.f`` bit 0x01: they
+        speak MSE/PE; libtorrent dials such a peer encrypted first)."""
+        return [
+            a
+            for peers, flags in ((self.added, self.added_f), (self.added6, self.added6_f))
+            for a, f in zip(peers, flags, strict=False)
+            if f & FLAG_ENCRYPTION
+        ]
+
     @classmethod
     def decode(cls, payload: bytes) -> PexMessage:
         """Read a ut_pex payload. A missing list is empty; flags too short for the added
