@@ -38,6 +38,7 @@ from swarm.utp.connection import UtpConnection
 from swarm.utp.events import Closed, Connected, Data, Eof, Output
 from swarm.utp.mux import UtpMux
 from swarm.utp.packet import looks_like_utp
+from swarm.utp_io import GRO_ANC, GSO, gro, gro_size, send_run
 from swarm.utp_transport import UtpTransport, connection_error
 
 log = logging.getLogger(__name__)
@@ -57,10 +58,6 @@ RECV_SIZE = 65536
 IP_RECVERR = 11
 MSG_ERRQUEUE = getattr(socket, "MSG_ERRQUEUE", 0) if sys.platform == "linux" else 0
 UNREACHABLE = (errno.ECONNREFUSED, errno.EHOSTUNREACH, errno.ENETUNREACH)
-# UDP segmentation offload (Linux 4.18+; Python 3.11 has no names for them): see _send_all.
-SOL_UDP, UDP_SEGMENT = 17, 103
-GSO = sys.platform == "linux"
-_U16 = struct.Struct("=H")
 
 
 class UtpEndpoint:
@@ -82,6 +79,7 @@ class UtpEndpoint:
         self.address: Address = ("0.0.0.0", 0)
         self.dropped = 0  # datagrams the kernel would not take (a full send buffer)
         self._gso = GSO
+        self._gro = False
         self._sock: socket.socket | None = None
         self._buffer = bytearray(RECV_SIZE)  # a whole UDP datagram: never one cut short
         self._view = memoryview(self._buffer)
@@ -124,6 +122,7 @@ class UtpEndpoint:
                 with contextlib.suppress(OSError):
                     sock.setsockopt(socket.SOL_SOCKET, opt, SOCKET_BUFFER)
             self._recverr(sock)
+            self._gro = gro(sock)
             sock.bind((host, port))
         except OSError as exc:
             sock.close()
@@ -185,7 +184,7 @@ class UtpEndpoint:
                 continue
             group = datagrams[start:end]
             try:
-                self._sock.sendmsg(group, [(SOL_UDP, UDP_SEGMENT, _U16.pack(size))], 0, addr)
+                send_run(self._sock, group, size, addr)
             except (BlockingIOError, InterruptedError):
                 self.dropped += len(group)
             except OSError as exc:
@@ -241,12 +240,17 @@ class UtpEndpoint:
     def _read_batch(self) -> dict[UtpConnection, None]:
         sock = self._sock
         touched: dict[UtpConnection, None] = {}
-        for _ in range(READ_BATCH):
+        budget = READ_BATCH
+        while budget > 0:
             if sock is None:
                 break
             try:
-                size, addr = sock.recvfrom_into(self._buffer)
-                data = self._view[:size].tobytes()
+                if self._gro:
+                    size, anc, _flags, addr = sock.recvmsg_into([self._buffer], GRO_ANC)
+                    seg = gro_size(anc, size)
+                else:
+                    size, addr = sock.recvfrom_into(self._buffer)
+                    seg = size
             except (BlockingIOError, InterruptedError):
                 # ICMP errors may wait in the error queue with no error pending on the socket
                 # (a recv or send took it): the socket polls readable (EPOLLERR) until the
@@ -257,9 +261,13 @@ class UtpEndpoint:
                 log.debug("utp: %s", exc)
                 self._read_errors()
                 continue
-            conn = self._datagram(data, (str(addr[0]), int(addr[1])))
-            if conn is not None:
-                touched[conn] = None
+            src = (str(addr[0]), int(addr[1]))
+            seg = seg or 1
+            budget -= (size + seg - 1) // seg or 1
+            for at in range(0, size, seg):  # the datagrams GRO joined, or one
+                conn = self._datagram(self._view[at : min(at + seg, size)].tobytes(), src)
+                if conn is not None:
+                    touched[conn] = None
             sock = self._sock
         return touched
 

@@ -13,6 +13,7 @@ from swarm.utp.batch import MAX_SEGMENTS, runs
 from swarm.utp.connection import PAYLOAD_SIZE
 from swarm.utp.mux import UtpMux
 from swarm.utp.packet import decode
+from swarm.utp_io import send_run
 from swarm.utp_shell import UtpEndpoint
 
 A, B = ("10.0.0.1", 6881), ("10.0.0.2", 6881)
@@ -80,3 +81,26 @@ def test_the_in_order_fast_path_does_what_the_full_path_does() -> None:
     assert server.sender._dup_acks == slow.sender._dup_acks
     assert server.sender._last_ack == slow.sender._last_ack
     assert server.flush(1001.0).datagrams == slow.flush(1001.0).datagrams
+
+
+def test_datagrams_joined_by_gro_are_read_one_by_one_and_others_go_to_other() -> None:
+    async def main() -> None:
+        got: list[bytes] = []
+        ep = UtpEndpoint(other=lambda data, addr: got.append(data))
+        await ep.start("127.0.0.1", 0)
+        tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            tx.bind(("127.0.0.1", 0))
+            datagrams = [b"d" + bytes([i]) * 999 for i in range(30)] + [b"d1:ae"]
+            start, end, size = next(runs(datagrams))
+            assert (start, end, size) == (0, len(datagrams), 1000)
+            send_run(tx, datagrams, size, ep.address)  # arrives whole where GRO is on
+            async with asyncio.timeout(5.0):
+                while len(got) < len(datagrams):
+                    await asyncio.sleep(0.01)
+            assert got == datagrams
+        finally:
+            tx.close()
+            await ep.stop()
+
+    asyncio.run(main())
