@@ -3,9 +3,10 @@ its torrents, looking up peers for each torrent that wants them and announcing e
 
 For every torrent that is not private (BEP 27: a private torrent's peers come from its
 trackers only): ``announce_peer`` with the session's TCP port at the start and every 15 to 30
-minutes (the announce's lookup hands its peers over too); while the torrent downloads, a
-``get_peers`` lookup every :data:`LOOKUP_AGAIN` seconds, or every :data:`LOOKUP_SOON` while it
-has fewer than :data:`FEW_PEERS` peers. A magnet's metadata fetch is fed the same way.
+minutes (the announce's lookup hands its peers over too), sooner after an announce that
+missed nodes (:data:`ANNOUNCE_RETRY`); while the torrent downloads, a ``get_peers`` lookup
+every :data:`LOOKUP_AGAIN` seconds, or every :data:`LOOKUP_SOON` while it has fewer than
+:data:`FEW_PEERS` peers. A magnet's metadata fetch is fed the same way.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ log = logging.getLogger(__name__)
 
 __all__ = [
     "ANNOUNCE_EVERY",
+    "ANNOUNCE_RETRY",
     "FEW_PEERS",
     "LOOKUP_AGAIN",
     "LOOKUP_SOON",
@@ -34,6 +36,11 @@ Address = tuple[str, int]
 
 ANNOUNCE_EVERY = (15 * 60.0, 30 * 60.0)
 """Seconds between announces of one torrent: a random time in this range."""
+ANNOUNCE_RETRY = 5.0
+"""Seconds before an announce is made again when it reached no node, or when nodes as near the
+info-hash as those it reached never answered its lookup (dead, or busy past the query
+timeout): they, or nodes found since in their place, should hold the peer too. The wait
+doubles at each such announce; past :data:`ANNOUNCE_EVERY`'s shortest, the usual interval."""
 LOOKUP_AGAIN = 300.0
 """Seconds between ``get_peers`` lookups of a download that has peers enough."""
 LOOKUP_SOON = 15.0
@@ -58,7 +65,8 @@ class Torrent(Protocol):
 
 class DhtClient:
     """Owns one task per torrent (and per metadata fetch) it serves; :meth:`close` ends them
-    and stops the node. *port* gives the session's TCP port to announce."""
+    and stops the node. *port* gives the session's TCP port to announce; *retry*: the first
+    wait before an announce that missed nodes is made again (:data:`ANNOUNCE_RETRY`)."""
 
     def __init__(
         self,
@@ -66,8 +74,11 @@ class DhtClient:
         port: Callable[[], int],
         routers: Iterable[Address] = (),
         rng: random.Random | None = None,
+        *,
+        retry: float = ANNOUNCE_RETRY,
     ) -> None:
         self.node = node
+        self.retry = retry
         self._port = port
         self._routers = list(routers)
         self.rng = rng or random.Random()
@@ -159,15 +170,25 @@ class DhtClient:
         await self._ready()
         loop = asyncio.get_running_loop()
         announce_at = lookup_at = loop.time()
+        retry = self.retry
         while not torrent.stopped.is_set():  # a torrent that failed wants nothing more
             now = loop.time()
             if now >= announce_at:
-                peers = await self.node.announce(torrent.info_hash, self._port())
-                log.info("dht: announced %s; %d peers", torrent.info_hash.hex(), len(peers))
+                search = await self.node.announce_search(torrent.info_hash, self._port())
+                peers, reached, missed = search.peers, search.announced_to, search.lookup.missed()
+                log.info(
+                    "dht: announced %s to %d nodes (%d near ones did not answer); %d peers",
+                    torrent.info_hash.hex(), len(reached), missed, len(peers),
+                )  # fmt: skip
                 if torrent.stopped.is_set():
                     return
                 torrent.add_peers(peers)
-                announce_at = loop.time() + self.rng.uniform(*ANNOUNCE_EVERY)
+                if (reached and not missed) or retry > ANNOUNCE_EVERY[0]:
+                    announce_at = loop.time() + self.rng.uniform(*ANNOUNCE_EVERY)
+                    retry = self.retry
+                else:  # some of the nodes that should hold it may not: again soon
+                    announce_at = loop.time() + retry
+                    retry *= 2
                 lookup_at = loop.time() + LOOKUP_SOON
             elif now >= lookup_at and not torrent.complete.is_set():
                 peers = await self.node.get_peers(torrent.info_hash)

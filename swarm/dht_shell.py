@@ -191,8 +191,16 @@ class DhtNode(asyncio.DatagramProtocol):
     ) -> list[Address]:
         """Tell the nodes nearest *info_hash* that we have it on TCP *port* (a get_peers
         lookup, then ``announce_peer``); the peers the lookup found on the way."""
+        return (await self.announce_search(info_hash, port, timeout)).peers
+
+    async def announce_search(
+        self, info_hash: bytes, port: int, timeout: float = LOOKUP_TIMEOUT
+    ) -> Search:
+        """:meth:`announce`, giving its :class:`~swarm.dht.node.Search`: its ``peers``, the
+        nodes ``announced_to``, and its lookup's ``missed()`` nodes (that never answered)."""
         search, out = self.node.announce(info_hash, port, self.clock())
-        return await self._wait(search, out, timeout)
+        await self._wait(search, out, timeout)
+        return search
 
     def ping(self, addr: Address) -> None:
         """Ping *addr*, a node a peer named in a BEP 5 PORT message: it joins the table if it
@@ -241,6 +249,13 @@ class DhtNode(asyncio.DatagramProtocol):
             for data, addr in out:
                 self._transport.sendto(data, addr)
         for search in self.node.pop_finished():
+            if log.isEnabledFor(logging.DEBUG):
+                to = " ".join(f"{n.addr[0]}:{n.addr[1]}" for n in search.announced_to)
+                log.debug(
+                    "dht: %s %s done: %d queries, %s; %d peers%s",
+                    search.kind, search.target.hex()[:8], search.lookup.queries,
+                    search.lookup.tally(), len(search.peers), f"; announced to {to}" if to else "",
+                )  # fmt: skip
             fut = self._waiting.get(search)
             if fut is not None and not fut.done():
                 fut.set_result(list(search.peers))

@@ -59,6 +59,21 @@ def test_failed_nodes_give_way_to_the_next_nearest() -> None:
     assert lookup.done and lookup.closest() == [_node(2), _node(4)]
     lookup.answered(_node(5).addr, _node(5).id)  # never asked: ignored
     assert lookup.closest() == [_node(2), _node(4)]
+    assert lookup.missed() == 2  # 1 and 3, nearer than 4, the farthest of the nearest two
+
+
+def test_missed_counts_only_failures_nearer_than_the_k_nearest_answered() -> None:
+    lookup = Lookup(TARGET, get_peers=True, k=2, alpha=2)
+    for d in (3, 4, 5):
+        lookup.add(_node(d).id, _node(d).addr)
+    assert lookup.next_queries() == [_node(3), _node(4)]
+    lookup.failed(_node(4).addr)
+    assert lookup.missed() == 1  # fewer than k answered: every failure counts
+    lookup.answered(_node(3).addr, _node(3).id, nodes=(_node(1), _node(2)), token=b"t")
+    assert lookup.next_queries() == [_node(1), _node(2)]
+    lookup.answered(_node(1).addr, _node(1).id, token=b"t")
+    lookup.answered(_node(2).addr, _node(2).id, token=b"t")
+    assert lookup.done and lookup.missed() == 0  # 4 is beyond the nearest two, 1 and 2
 
 
 def test_it_stops_when_nobody_is_left_to_ask() -> None:

@@ -117,6 +117,11 @@ class Lookup:
     def _nearest_answered(self, nearest: list[_Candidate]) -> bool:
         return all(c.state == _ANSWERED for c in nearest)
 
+    def tally(self) -> dict[str, int]:
+        """How many candidates are in each state (for the logs)."""
+        names = ("new", "asked", "answered", "failed", "slow")
+        return dict(zip(names, self._counts, strict=True))
+
     def in_flight(self) -> int:
         """Queries out and not yet given up on, slow ones included."""
         return self._counts[_ASKED] + self._counts[_SLOW]
@@ -202,6 +207,17 @@ class Lookup:
             for c in self._answered()
             if c.id is not None and c.token is not None
         ]
+
+    def missed(self) -> int:
+        """Nodes that never answered (timed out, or refused) among those as near the target as
+        the nearest K that answered (all of them while fewer than K answered): the nodes an
+        announce after this lookup should have reached and did not (a node that was only
+        slow to answer, a host busy for a few seconds, is among them)."""
+        answered = self._answered()
+        if len(answered) < self._k:
+            return self._counts[_FAILED]
+        edge = answered[-1].key
+        return sum(1 for c in self._order if c.key < edge and c.state == _FAILED)
 
     def _answered(self) -> list[_Candidate]:
         return [c for c in self._order if c.state == _ANSWERED][: self._k]

@@ -283,11 +283,11 @@ class Node:
             return krpc.Response(q.t, me, nodes=nodes, v=v)
         if isinstance(q, krpc.GetPeers):
             token = self.tokens.token_for(addr[0], now)
-            values = self.store.get(q.info_hash, now, self.rng)
-            if values:
-                return krpc.Response(q.t, me, values=tuple(values), token=token, v=v)
+            values = tuple(self.store.get(q.info_hash, now, self.rng)) or None
+            # nodes with the peers, as libtorrent answers: a lookup goes on past us to the
+            # other nodes that should hold them (an announce made again must reach them)
             nodes = tuple(c.info for c in self.table.closest(q.info_hash, K))
-            return krpc.Response(q.t, me, nodes=nodes, token=token, v=v)
+            return krpc.Response(q.t, me, nodes=nodes, values=values, token=token, v=v)
         if not self.tokens.valid(q.token, addr[0], now):
             return krpc.Error(q.t, krpc.PROTOCOL_ERROR, "bad token", v)
         self.store.announce(q.info_hash, (addr[0], addr[1] if q.implied_port else q.port), now)

@@ -22,9 +22,10 @@ __all__ = ["MAX_PEERS", "MAX_TORRENTS", "PEER_TTL", "REPLY_VALUES", "PeerStore"]
 PEER_TTL = 30 * 60.0
 MAX_PEERS = 100
 MAX_TORRENTS = 1000
-REPLY_VALUES = 32
-"""Values in one answer: 32 compact peers are 256 bytes, about what the K nodes of a
-``nodes`` answer take (208), so an answer with peers is no bigger than one BEP 5 requires."""
+REPLY_VALUES = 10
+"""Values in one answer: 10 compact peers are 80 bytes; with the K nodes sent beside them
+(208 bytes: libtorrent sends both) an answer stays under 4 times its query's size, so that a
+node is no amplifier. A lookup asks 8 nodes or more, each giving its own random 10."""
 
 
 class PeerStore:
