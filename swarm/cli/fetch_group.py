@@ -17,6 +17,13 @@ Churn (``swarm compare --churn``): after the start line, ``leave I`` on stdin cl
 downloader I's session (its port, its connections; the tracker hears ``stopped``) as if its
 user had quit, and ``back I`` starts a new session on the same folder, which resumes from the
 pieces there. A downloader that is done (seeding) ignores both: only leechers churn.
+
+Each downloader keeps at most :data:`GROUP_PEERS` connections (``swarm fetch``: 30). A peer's
+work grows with its connections (a ``have`` from each peer for each piece, our haves to each,
+their requests and timers) and here K peers share a core: at N = 100 (K = 25) 15 connections a
+downloader instead of 30 cut the downloaders' CPU time by a fifth (the seed keeps its 30). The
+swarm stays well knit: 15 random neighbours of 100, as Transmission's and libtorrent's clients
+each hold tens of a large swarm's peers, not all of them.
 """
 
 from __future__ import annotations
@@ -35,6 +42,8 @@ from swarm.status import Event, ProgressReporter, Status, watch_progress
 
 if TYPE_CHECKING:
     from swarm.metainfo import Torrent
+
+GROUP_PEERS = 15  # connections per downloader in a group (see the module's docstring)
 
 
 @click.command("fetch-group", hidden=True)
@@ -233,7 +242,7 @@ async def _torrent_one(
         async with Session(
             host=host, port=0, max_upload_rate=up, max_download_rate=down, utp=utp
         ) as session:
-            t = await session.add(torrent, folder)
+            t = await session.add(torrent, folder, max_peers=GROUP_PEERS)
             if progress is not None:
                 progress.torrent(t, index)
             await first_of(t.complete.wait(), t.stopped.wait(), presence.away.wait())
