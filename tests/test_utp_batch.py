@@ -12,7 +12,7 @@ import socket
 from swarm.utp.batch import MAX_SEGMENTS, runs
 from swarm.utp.connection import PAYLOAD_SIZE
 from swarm.utp.mux import UtpMux
-from swarm.utp.packet import decode
+from swarm.utp.packet import PacketType, decode, encode
 from swarm.utp_io import send_run
 from swarm.utp_shell import UtpEndpoint
 
@@ -104,3 +104,24 @@ def test_datagrams_joined_by_gro_are_read_one_by_one_and_others_go_to_other() ->
             await ep.stop()
 
     asyncio.run(main())
+
+
+def test_a_run_of_full_packets_is_encoded_as_the_codec_encodes_each() -> None:
+    client_mux, server_mux = UtpMux(random.Random(3)), UtpMux(random.Random(4))
+    client, out = client_mux.connect(B, 2000.0)
+    routed = server_mux.receive(out.datagrams[0], A, 2000.01)
+    client.receive(routed.output.datagrams[0], 2000.02)
+    client.ledbat.cwnd = 1e6
+    first = client.sender.snd_nxt
+    data = random.Random(9).randbytes(25 * PAYLOAD_SIZE + 100)
+    datagrams = client.send(data, 2000.5).datagrams
+    assert len(datagrams) == 26
+    pkts = [decode(d) for d in datagrams]
+    assert b"".join(p.payload for p in pkts) == data
+    for i, (d, p) in enumerate(zip(datagrams, pkts, strict=True)):
+        assert p.type is PacketType.DATA and p.seq_nr == (first + i) & 0xFFFF
+        assert p.connection_id == client.send_id and p.ack_nr == client.receiver.ack_nr & 0xFFFF
+        assert p.timestamp == int(2000.5 * 1e6) & 0xFFFFFFFF and p.sack is None
+        assert d == encode(p)
+    assert client.sender.snd_nxt == first + 26
+    assert client.sender.in_flight == client.sender.unacked_bytes == len(data)

@@ -21,10 +21,10 @@ from __future__ import annotations
 
 import random
 
+from swarm.utp.bulk import MAX_DEFERRED_ACKS, PAYLOAD_SIZE, BulkPaths
 from swarm.utp.events import Closed, Connected, Data, Eof, Event, Output, State
 from swarm.utp.ledbat import Ledbat
 from swarm.utp.packet import (
-    HEADER,
     HEADER_SIZE,
     Packet,
     PacketType,
@@ -38,19 +38,17 @@ from swarm.utp.sender import AckResult, OutPacket, Sender
 
 __all__ = ["PACKET_SIZE", "PAYLOAD_SIZE", "RECV_WINDOW", "UtpConnection"]
 
-PACKET_SIZE = 1400  # bytes of UDP payload: fits a 1500-byte MTU with IP and UDP headers
-PAYLOAD_SIZE = PACKET_SIZE - HEADER_SIZE
+PACKET_SIZE = PAYLOAD_SIZE + HEADER_SIZE  # 1400 bytes of UDP payload: fits a 1500-byte MTU
 RECV_WINDOW = 1 << 20  # bytes we accept ahead of the application (libutp's default)
 MAX_PACKETS_IN_FLIGHT = 1000  # below the peer's reorder limit (1024 in libutp and here)
 SYN_RETRIES = 2  # a SYN times out after 1 + 2 + 4 seconds
 MAX_RETRIES = 5  # consecutive timeouts of a connected socket before it gives up
 KEEPALIVE = 29.0  # seconds without sending before an empty ack (NAT bindings; libutp's)
 ZERO_WINDOW_PROBE = 1.0  # seconds a zero window from the peer is obeyed before one probe
-MAX_DEFERRED_ACKS = 16  # in-order packets one deferred ack may cover
 NOTHING = Output()  # what a call that produced nothing returns; never changed by its readers
 
 
-class UtpConnection:
+class UtpConnection(BulkPaths):
     """One connection to the peer at *addr*; make it with :meth:`connect` or :meth:`accept`."""
 
     def __init__(
@@ -220,37 +218,6 @@ class UtpConnection:
         self._flush(now)
         return self._take()
 
-    def receive_in_order(self, data: bytes, now: float, defer_ack: bool) -> Output | None:
-        """:meth:`receive`'s fast path for a bulk transfer's usual datagram: ST_DATA without
-        extensions (the caller checked the first two bytes), the next packet in order, with
-        nothing waiting to be reordered, acking nothing new. It does what :meth:`receive`
-        does for such a packet without decoding a :class:`Packet` or making an ack result;
-        None (nothing done) for any other packet, which then takes the full path."""
-        if self.state is not State.CONNECTED:
-            return None
-        _t, _e, _c, ts, _d, wnd, seq_nr, ack_nr = HEADER.unpack_from(data)
-        rcv, snd = self.receiver, self.sender
-        if (
-            seq_nr != (rcv.ack_nr + 1) & 0xFFFF
-            or ack_nr != (snd.snd_una - 1) & 0xFFFF
-            or rcv.reordering
-            or rcv.eof_pkt is not None
-        ):
-            return None
-        snd.on_old_ack(snd.snd_una - 1)
-        if ts:
-            self._reply_micro = (int(now * 1e6) - ts) & 0xFFFFFFFF
-        self.peer_window = wnd
-        if wnd:
-            self._zero_window_at = None
-        rcv.ack_nr += 1
-        if len(data) > HEADER_SIZE:
-            self._out.events.append(Data(data[HEADER_SIZE:]))
-        self._need_ack = True
-        self._acks_owed += 1
-        self._flush(now, ack=not defer_ack or self._acks_owed >= MAX_DEFERRED_ACKS)
-        return self._take()
-
     def flush(self, now: float) -> Output:
         """Send what is due now, a deferred ack included."""
         if self.state not in (State.CLOSED, State.RESET):
@@ -318,6 +285,14 @@ class UtpConnection:
                 self._transmit(pkt, now)
             snd.resend.popleft()
         buf = self._sendbuf
+        if self.state is State.CONNECTED and not snd.resend:
+            full = min(
+                len(buf) // PAYLOAD_SIZE,
+                (window - snd.in_flight) // PAYLOAD_SIZE,
+                MAX_PACKETS_IN_FLIGHT - len(snd.packets),
+            )
+            if full > 1:
+                self._send_run(full, now)
         while buf and self.state is State.CONNECTED and not snd.resend:
             n = min(PAYLOAD_SIZE, len(buf))
             room = window - snd.in_flight

@@ -93,6 +93,22 @@ class Sender:
         self.snd_nxt += 1
         return pkt
 
+    def add_sent(self, payloads: list[bytes], now: float) -> int:
+        """New DATA packets of *payloads*, sent now by the caller (as :meth:`add` then
+        :meth:`sent` each); the sequence number of the first."""
+        first = seq = self.snd_nxt
+        packets = self.packets
+        data = PacketType.DATA
+        total = 0
+        for payload in payloads:
+            packets[seq] = OutPacket(seq, data, payload, now, 1)
+            total += len(payload)
+            seq += 1
+        self.snd_nxt = seq
+        self.unacked_bytes += total
+        self.in_flight += total
+        return first
+
     def sent(self, pkt: OutPacket, now: float) -> None:
         if pkt.transmissions == 0 or pkt.need_resend:
             self.in_flight += len(pkt.payload)
