@@ -100,6 +100,14 @@ class _Shell(asyncio.Protocol):
         self._settle(OTHER if self.tr is None or self.tr.closed_by_us else REFUSED)
         self.inner.connection_lost(exc)
 
+    def eof_received(self) -> bool | None:
+        """The peer closed its side before the hand-over: a refusal, said now. Over TCP
+        ``connection_lost`` follows at once; over uTP it waits for the peer to ack our FIN,
+        which a peer that has dropped the connection (libtorrent) never does, so the dial
+        would wait out its handshake time instead of trying the other way."""
+        self._settle(OTHER if self.tr is None or self.tr.closed_by_us else REFUSED)
+        return None  # close our side too
+
     def pause_writing(self) -> None:
         self.inner.pause_writing()
 

@@ -306,3 +306,46 @@ def test_rc4_transport_and_reader_keep_the_stream_whole() -> None:
     reader.data_received(written[1])
     assert b"".join(got) == b"".join(parts) + b"tail"
     assert max(len(g) for g in got) <= 64 * 1024
+
+
+class _HalfOpenTransport(asyncio.Transport):
+    """A transport whose close waits for the peer (uTP's, until the peer acks our FIN)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sent: list[bytes] = []
+        self.closing = False
+
+    def get_extra_info(self, name: str, default: object = None) -> object:
+        return ("127.0.0.1", 6881) if name == "peername" else default
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self.sent.append(bytes(data))
+
+    def is_closing(self) -> bool:
+        return self.closing
+
+    def close(self) -> None:
+        self.closing = True  # no connection_lost until the peer answers
+
+    def abort(self) -> None:
+        self.closing = True
+
+
+def test_a_peer_closing_its_side_during_the_handshake_is_a_refusal_at_once() -> None:
+    """Over uTP a refused dial ends with the peer's FIN and no connection_lost until it acks
+    ours (libtorrent never does): the end of the peer's stream alone settles the dial as
+    refused, so prefer tries the other way at once instead of waiting out the handshake."""
+    from swarm.mse_shell import REFUSED, _Dialer
+
+    async def main() -> str:
+        crypto = PeerCrypto("prefer")
+        shell = _Dialer(crypto, asyncio.Protocol(), b"\x01" * 20, b"plain handshake", mse=False)
+        tr = _HalfOpenTransport()
+        shell.connection_made(tr)
+        assert tr.sent == [b"plain handshake"]
+        assert not shell.eof_received()  # and our side closes too
+        async with asyncio.timeout(1):
+            return await shell.outcome
+
+    assert asyncio.run(main()) == REFUSED
