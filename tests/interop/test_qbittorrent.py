@@ -5,7 +5,9 @@ qBittorrent runs in a profile folder of the test's own, driven through its Web A
 (tests/interop/qbt_helper.py): on 127.0.0.1, DHT, LSD, PEX and UPnP off, the rest its defaults
 (uTP and TCP both, encryption "allow"), or with encryption "require" (libtorrent's
 ``pe_forced`` both ways). swarm runs on its own defaults (``--encryption prefer``; no
-``--utp`` or ``--no-utp``, so these pass with uTP on or off). qBittorrent is told of swarm's
+``--utp`` or ``--no-utp``: they run with uTP on or off, and with it on, swarm fetch from a
+qBittorrent that requires encryption is a strict xfail until the bug below is fixed; the uTP
+test passes ``--utp``). qBittorrent is told of swarm's
 seed with torrents/addPeers; swarm fetch is given qBittorrent's port with ``--peer``. Every
 file is compared byte for byte with its original. Skipped without qbittorrent-nox, except
 under CI=true.
