@@ -5,9 +5,8 @@ qBittorrent runs in a profile folder of the test's own, driven through its Web A
 (tests/interop/qbt_helper.py): on 127.0.0.1, DHT, LSD, PEX and UPnP off, the rest its defaults
 (uTP and TCP both, encryption "allow"), or with encryption "require" (libtorrent's
 ``pe_forced`` both ways). swarm runs on its own defaults (``--encryption prefer``; no
-``--utp`` or ``--no-utp``: they run with uTP on or off, and with it on, swarm fetch from a
-qBittorrent that requires encryption is a strict xfail until the bug below is fixed; the uTP
-test passes ``--utp``). qBittorrent is told of swarm's
+``--utp`` or ``--no-utp``, so they pass with uTP on or off; the uTP test passes ``--utp``).
+qBittorrent is told of swarm's
 seed with torrents/addPeers; swarm fetch is given qBittorrent's port with ``--peer``. Every
 file is compared byte for byte with its original. Skipped without qbittorrent-nox, except
 under CI=true.
@@ -19,11 +18,9 @@ import random
 from collections.abc import Callable
 from pathlib import Path
 
-import click
 import pytest
 
 from swarm import metainfo
-from swarm.cli import cli
 from tests.interop.qbt_helper import ALLOW, REQUIRE, QBittorrent, find_qbittorrent
 from tests.procutil import Proc, digest, seed_port, swarm_run, wait_for
 
@@ -33,26 +30,6 @@ SIZE = 2 * 1024 * 1024 + 4321  # a short last piece
 LOCAL = ("--host", "127.0.0.1", "--port", "0", "--no-dht")
 SEEDING = {"uploading", "stalledUP", "queuedUP", "forcedUP"}
 MODES = pytest.mark.parametrize("encryption", [ALLOW, REQUIRE], ids=["defaults", "require"])
-# A swarm bug found here, in swarm/mse_shell.py (not a file of these tests): with --encryption
-# prefer, a dial counts as refused (and is made again at once with MSE) only when the shell's
-# connection_lost comes before the handshake time-out. Over uTP, a qBittorrent that requires
-# encryption answers our plain handshake with its FIN at once and forgets the connection, so it
-# never acks our FIN: swarm's uTP calls connection_lost only when that FIN's retries run out
-# (~30 s), the dial ends as "handshake timed out" after 10 s, and the next dial is plain again.
-# The fix: _Shell.eof_received (the peer ended its side before the handshake was through)
-# settles the dial as REFUSED and closes. With it (tried by monkeypatching) swarm fetch --utp
-# gets the file from such a seed in 2.4 s.
-MSE_OVER_UTP = (
-    "swarm bug: over uTP a peer's FIN during the handshake is not taken as a refusal, so a "
-    "plain dial refused by a peer requiring encryption is never retried with MSE "
-    "(fix: swarm/mse_shell.py _Shell.eof_received -> settle REFUSED)"
-)
-
-
-def _utp_by_default() -> bool:
-    """Whether ``swarm fetch`` dials uTP first without ``--utp``."""
-    fetch = cli.get_command(click.Context(cli), "fetch")
-    return fetch is not None and any(p.name == "utp" and p.default for p in fetch.params)
 
 
 @pytest.fixture(scope="session")
@@ -104,16 +81,8 @@ def test_qbittorrent_downloads_from_a_swarm_seed(
 
 @MODES
 def test_swarm_fetches_from_a_qbittorrent_seed(
-    tmp_path: Path,
-    procs: Callable[..., Proc],
-    qbittorrent_nox: str,
-    encryption: int,
-    request: pytest.FixtureRequest,
+    tmp_path: Path, procs: Callable[..., Proc], qbittorrent_nox: str, encryption: int
 ) -> None:
-    bound = 30.0
-    if encryption == REQUIRE and _utp_by_default():
-        request.applymarker(pytest.mark.xfail(strict=True, reason=MSE_OVER_UTP))
-        bound = 15.0  # with the bug it never ends; fixed, the fetch takes ~2 s
     src, torrent, info_hash = _payload(tmp_path)
     qbt = _qbittorrent(procs, qbittorrent_nox, tmp_path, encryption)
     qbt.add(torrent, src.parent, seed=True)
@@ -121,24 +90,21 @@ def test_swarm_fetches_from_a_qbittorrent_seed(
     out = tmp_path / "out"
     at_qbt = f"127.0.0.1:{qbt.port}"
     fetch = procs("fetch", torrent, "-o", out, "--no-seed", *LOCAL, "--peer", at_qbt)
-    assert fetch.wait_exit(timeout=bound) == 0, fetch.out[-5:] + fetch.err[-5:]
+    assert fetch.wait_exit(timeout=30) == 0, fetch.out[-5:] + fetch.err[-5:]
     assert digest(out / src.name) == digest(src)
     # Nothing for the user to act on: a refused plain dial is retried encrypted silently.
     assert not [line for line in fetch.out if line.startswith("notice:")]
 
 
-@pytest.mark.parametrize(
-    "direction",
-    [
-        "qbt-leeches",
-        pytest.param("swarm-leeches", marks=pytest.mark.xfail(strict=True, reason=MSE_OVER_UTP)),
-    ],
-)
+@pytest.mark.parametrize("direction", ["qbt-leeches", "swarm-leeches"])
 def test_over_utp_with_encryption_required(
     tmp_path: Path, procs: Callable[..., Proc], qbittorrent_nox: str, direction: str
 ) -> None:
     """swarm with ``--utp`` and a qBittorrent that requires encryption: the peer connection
-    is uTP (swarm's log says so) and MSE runs over it, both ways."""
+    is uTP (swarm's log says so) and MSE runs over it, both ways. Dialling, swarm's plain
+    handshake is refused with a FIN, and qBittorrent never acks swarm's FIN after it: the dial
+    must count as refused at that FIN and go again with MSE at once (before c18bd39 it waited
+    out the handshake time-out and dialled plain again, for ever)."""
     src, torrent, info_hash = _payload(tmp_path)
     qbt = _qbittorrent(procs, qbittorrent_nox, tmp_path, REQUIRE)
     if direction == "qbt-leeches":
@@ -160,7 +126,6 @@ def test_over_utp_with_encryption_required(
         fetch = procs(
             "-v", "fetch", torrent, "-o", out, "--no-seed", *LOCAL, "--utp", "--peer", at_qbt
         )
-        # Bounded tighter than the others: with the bug it never ends, fixed it takes ~2 s.
-        assert fetch.wait_exit(timeout=15) == 0, fetch.out[-5:] + fetch.err[-5:]
+        assert fetch.wait_exit(timeout=30) == 0, fetch.out[-5:] + fetch.err[-5:]
         assert digest(out / src.name) == digest(src)
         assert any(f"connected to {at_qbt} over uTP" in line for line in fetch.err), fetch.err
