@@ -6,10 +6,9 @@ qBittorrent runs in a profile folder of the test's own, driven through its Web A
 (uTP and TCP both, encryption "allow"), or with encryption "require" (libtorrent's
 ``pe_forced`` both ways). swarm runs on its own defaults (``--encryption prefer``; no
 ``--utp`` or ``--no-utp``, so they pass with uTP on or off; the uTP test passes ``--utp``).
-qBittorrent is told of swarm's
-seed with torrents/addPeers; swarm fetch is given qBittorrent's port with ``--peer``. Every
-file is compared byte for byte with its original. Skipped without qbittorrent-nox, except
-under CI=true.
+qBittorrent is told of swarm's seed with torrents/addPeers; swarm fetch is given qBittorrent's
+port with ``--peer``. Every file is compared byte for byte with its original. Skipped without
+qbittorrent-nox, except under CI=true.
 """
 
 from __future__ import annotations
