@@ -15,8 +15,11 @@ from __future__ import annotations
 import socket
 import struct
 import sys
+from typing import Any
 
-__all__ = ["GRO_ANC", "GSO", "gro", "gro_size", "send_run"]
+__all__ = ["GRO_ANC", "GSO", "RECV_SIZE", "gro", "gro_size", "read", "send_run"]
+
+RECV_SIZE = 65536  # a whole UDP datagram (or GRO's joined ones): never one cut short
 
 SOL_UDP, UDP_SEGMENT, UDP_GRO = 17, 103, 104
 GSO = sys.platform == "linux"
@@ -49,3 +52,13 @@ def gro_size(ancdata: list[tuple[int, int, bytes]], size: int) -> int:
         if level == SOL_UDP and kind == UDP_GRO and len(data) >= 4:
             return int.from_bytes(data[:4], sys.byteorder) or size
     return size
+
+
+def read(sock: socket.socket, gro: bool) -> tuple[bytes, int, Any]:
+    """One read of *sock* (with GRO on or not): the bytes, the size of each datagram in
+    them (all of it when there is one) and the sender's address."""
+    if gro:
+        data, anc, _flags, addr = sock.recvmsg(RECV_SIZE, GRO_ANC)
+        return data, gro_size(anc, len(data)), addr
+    data, addr = sock.recvfrom(RECV_SIZE)
+    return data, len(data), addr

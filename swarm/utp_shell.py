@@ -38,7 +38,7 @@ from swarm.utp.connection import UtpConnection
 from swarm.utp.events import Closed, Connected, Data, Eof, Output
 from swarm.utp.mux import UtpMux
 from swarm.utp.packet import looks_like_utp
-from swarm.utp_io import GRO_ANC, GSO, gro, gro_size, send_run
+from swarm.utp_io import GSO, RECV_SIZE, gro, read, send_run
 from swarm.utp_transport import UtpTransport, connection_error
 
 log = logging.getLogger(__name__)
@@ -52,7 +52,6 @@ TICK = 0.05
 CONNECT_TIMEOUT = 3.0
 SOCKET_BUFFER = 4 << 20  # asked of the kernel for each direction; it may give less
 READ_BATCH = 64  # datagrams read in one go before the acks go out
-RECV_SIZE = 65536
 # Linux queues ICMP errors of an unconnected UDP socket only with IP_RECVERR (Python 3.11 has
 # no name for it); elsewhere a dial to a closed port waits for its timeouts.
 IP_RECVERR = 11
@@ -81,14 +80,12 @@ class UtpEndpoint:
         self._gso = GSO
         self._gro = False
         self._sock: socket.socket | None = None
-        self._buffer = bytearray(RECV_SIZE)  # a whole UDP datagram: never one cut short
-        self._view = memoryview(self._buffer)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._transports: dict[UtpConnection, UtpTransport] = {}
         self._dialing: dict[UtpConnection, tuple[ProtocolFactory, asyncio.Future[Any]]] = {}
         self._dirty: dict[UtpTransport, None] = {}
         # While a batch is read: each connection's data, delivered once at its end.
-        self._inbox: dict[UtpTransport, list[bytes]] | None = None
+        self._inbox: dict[UtpTransport, list[bytes | memoryview]] | None = None
         self._flush_handle: asyncio.Handle | None = None
         self._timer: asyncio.TimerHandle | None = None
 
@@ -231,7 +228,7 @@ class UtpEndpoint:
         finally:
             self._inbox = None
         for tr, chunks in inbox.items():
-            tr._data(b"".join(chunks) if len(chunks) > 1 else chunks[0])
+            tr._data(b"".join(chunks) if len(chunks) > 1 else bytes(chunks[0]))
         if touched:
             now = self.clock()
             for conn in touched:
@@ -245,12 +242,8 @@ class UtpEndpoint:
             if sock is None:
                 break
             try:
-                if self._gro:
-                    size, anc, _flags, addr = sock.recvmsg_into([self._buffer], GRO_ANC)
-                    seg = gro_size(anc, size)
-                else:
-                    size, addr = sock.recvfrom_into(self._buffer)
-                    seg = size
+                data, seg, addr = read(sock, self._gro)
+                size = len(data)
             except (BlockingIOError, InterruptedError):
                 # ICMP errors may wait in the error queue with no error pending on the socket
                 # (a recv or send took it): the socket polls readable (EPOLLERR) until the
@@ -262,10 +255,16 @@ class UtpEndpoint:
                 self._read_errors()
                 continue
             src = (str(addr[0]), int(addr[1]))
-            seg = seg or 1
-            budget -= (size + seg - 1) // seg or 1
-            for at in range(0, size, seg):  # the datagrams GRO joined, or one
-                conn = self._datagram(self._view[at : min(at + seg, size)].tobytes(), src)
+            if seg >= size:
+                budget -= 1
+                conn = self._datagram(data, src)
+                if conn is not None:
+                    touched[conn] = None
+                continue
+            budget -= (size + seg - 1) // seg
+            view = memoryview(data)  # views of the read bytes, not copies
+            for at in range(0, size, seg):  # the datagrams GRO joined
+                conn = self._datagram(view[at : at + seg], src)
                 if conn is not None:
                     touched[conn] = None
             sock = self._sock
@@ -296,10 +295,10 @@ class UtpEndpoint:
         if conn is not None:
             self._handle(conn, conn.flush(self.clock()))
 
-    def _datagram(self, data: bytes, src: Address) -> UtpConnection | None:
+    def _datagram(self, data: bytes | memoryview, src: Address) -> UtpConnection | None:
         if not looks_like_utp(data):
             if self.other is not None:
-                self.other(data, src)
+                self.other(bytes(data), src)
             return None
         routed = self.mux.receive(data, src, self.clock(), defer_ack=True)
         conn = routed.connection
@@ -325,7 +324,7 @@ class UtpEndpoint:
                 if tr is not None:
                     inbox = self._inbox
                     if inbox is None:
-                        tr._data(ev.data)
+                        tr._data(bytes(ev.data))
                     elif tr in inbox:
                         inbox[tr].append(ev.data)
                     else:

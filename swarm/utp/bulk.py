@@ -30,6 +30,7 @@ class BulkPaths:
     send_id: int
     peer_window: int
     _sendbuf: bytearray
+    _close_asked: bool
     _out: Output
     _reply_micro: int
     _advertised: int
@@ -42,13 +43,18 @@ class BulkPaths:
     def _flush(self, now: float, ack: bool = True) -> None:
         raise NotImplementedError
 
+    def _send_state(self, now: float) -> None:
+        raise NotImplementedError
+
     def _window(self) -> int:
         raise NotImplementedError
 
     def _take(self) -> Output:
         raise NotImplementedError
 
-    def receive_in_order(self, data: bytes, now: float, defer_ack: bool) -> Output | None:
+    def receive_in_order(
+        self, data: bytes | memoryview, now: float, defer_ack: bool
+    ) -> Output | None:
         """:meth:`receive`'s fast path for a bulk transfer's usual datagram: ST_DATA without
         extensions (the caller checked the first two bytes), the next packet in order, with
         nothing waiting to be reordered, acking nothing new. It does what :meth:`receive`
@@ -76,7 +82,11 @@ class BulkPaths:
             self._out.events.append(Data(data[HEADER_SIZE:]))
         self._need_ack = True
         self._acks_owed += 1
-        self._flush(now, ack=not defer_ack or self._acks_owed >= MAX_DEFERRED_ACKS)
+        ack = not defer_ack or self._acks_owed >= MAX_DEFERRED_ACKS
+        if self._sendbuf or snd.resend or self._close_asked:
+            self._flush(now, ack=ack)
+        elif ack:  # nothing of ours to send: all _flush would do
+            self._send_state(now)
         return self._take()
 
     def _send_run(self, count: int, now: float) -> None:

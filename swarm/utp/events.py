@@ -27,9 +27,10 @@ class Connected:
 
 @dataclass(slots=True, frozen=True)
 class Data:
-    """Bytes of the peer's stream, in order."""
+    """Bytes of the peer's stream, in order (a view of the datagram on the shell's batch
+    path, which joins a batch's views into bytes before the protocol sees them)."""
 
-    data: bytes
+    data: bytes | memoryview
 
 
 @dataclass(slots=True, frozen=True)

@@ -72,7 +72,9 @@ class UtpMux:
         self._conns[(addr, conn.recv_id)] = conn
         return conn, out
 
-    def receive(self, data: bytes, addr: Address, now: float, *, defer_ack: bool = False) -> Routed:
+    def receive(
+        self, data: bytes | memoryview, addr: Address, now: float, *, defer_ack: bool = False
+    ) -> Routed:
         """Route the datagram *data* from *addr*; a malformed one is dropped. *defer_ack*: see
         :meth:`UtpConnection.receive <swarm.utp.connection.UtpConnection.receive>`."""
         if len(data) >= HEADER_SIZE and data[0] == 0x01 and data[1] == 0:  # ST_DATA, no ext

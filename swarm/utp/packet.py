@@ -83,7 +83,7 @@ class Packet(NamedTuple):
     payload: bytes = b""
 
 
-def looks_like_utp(data: bytes) -> bool:
+def looks_like_utp(data: bytes | memoryview) -> bool:
     """Whether *data* may be a uTP packet (version 1, a known type, a whole header), judged
     by its first byte and length; a DHT message (bencoded, so ``d`` = 0x64) never is."""
     return len(data) >= HEADER_SIZE and data[0] & 0x0F == VERSION and data[0] >> 4 <= 4
@@ -136,7 +136,7 @@ def encode(packet: Packet) -> bytes:
     )
 
 
-def decode(data: bytes) -> Packet:
+def decode(data: bytes | memoryview) -> Packet:
     """The packet in the datagram *data*; :class:`UtpPacketError` if it is not one."""
     if len(data) < HEADER_SIZE:
         raise UtpPacketError(f"a uTP packet is at least {HEADER_SIZE} bytes, not {len(data)}")
