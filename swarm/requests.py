@@ -151,15 +151,22 @@ class RequestPolicy:
             self.fill(peer)
 
     def lose_interest(self, index: int) -> None:
-        """Piece *index* was verified: stop being interested in the peers that have it and
-        nothing else we want (one that lacks it is as interesting as it was)."""
+        """Piece *index* was verified: the peers that have it have one piece less we lack.
+        Those left with none lose our interest at the next :meth:`drop_interest`."""
         lacking = self._lacking
         for peer in list(self.peers):
-            s = peer.state
-            if index >= len(s.peer_has) or not s.peer_has[index]:
-                continue
-            if peer in lacking:
+            has = peer.state.peer_has
+            if peer in lacking and index < len(has) and has[index]:
                 lacking[peer] -= 1
+
+    def drop_interest(self) -> None:
+        """Once a second (the torrent's tick): not interested in the peers with nothing we
+        lack and no request of ours out. Not at once: in a swarm where every peer gets new
+        pieces every moment such a peer mostly has one again within the second, and each
+        not-interested and interested again cost both sides a message, the uploader a choke
+        and an unchoke of someone else, and us the slot (at N = 100 a sixth of the messages)."""
+        for peer in list(self.peers):
+            s = peer.state
             if s.am_interested and not s.requests_out and not self.interesting(peer):
                 peer.set_interested(False)
 
@@ -242,8 +249,6 @@ class RequestPolicy:
         if blocks:
             peer.request(blocks)
             self.pipeline(peer).sent(blocks, self.clock())
-        elif not outstanding and not self.interesting(peer):
-            peer.set_interested(False)
 
     def refill_all(self) -> None:
         for peer in list(self.peers):

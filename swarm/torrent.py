@@ -251,6 +251,7 @@ class TorrentController:
                 elif not p.closed and not p.state.peer_choking:
                     self.requests.fill(p)
             self.rates = (down, up)
+            self.requests.drop_interest()
             if self.pex:
                 pex_round(self.peers, now)
             self._connect_more()

@@ -42,6 +42,7 @@ class FakePeer:
         self.peer_id = name.encode().ljust(20, b"-")
         self.address = address or ("127.0.0.1", 1000 + len(name))
         self.outgoing = outgoing
+        self.listen_address: tuple[str, int] | None = None
         self.download_rate = rate
         self.closed = False
         self.reason = ""
@@ -272,7 +273,9 @@ def test_initial_seeding_turns_a_second_asker_away_once() -> None:
 
 def test_directory_dials_within_the_limit_and_backs_off() -> None:
     clock = Clock()
-    d: PeerDirectory[FakePeer] = PeerDirectory(b"-SW0100-ourselves000", max_peers=2, clock=clock)
+    d: PeerDirectory[FakePeer] = PeerDirectory(
+        b"-SW0100-ourselves000", max_peers=2, max_outgoing=2, clock=clock
+    )
     d.add([("127.0.0.1", p) for p in (1, 2, 3)] + [("127.0.0.1", 9)])
     assert d.to_dial(lambda: True, ("127.0.0.1", 9)) == [("127.0.0.1", 1), ("127.0.0.1", 2)]
     assert d.to_dial(lambda: True, ("127.0.0.1", 9)) == []  # two dials in flight: the limit
@@ -313,14 +316,19 @@ def test_directory_bans_a_lone_liar_at_once_and_accomplices_after_strikes() -> N
 
 def test_a_verified_piece_ends_interest_only_in_peers_that_had_it_and_nothing_more() -> None:
     only0 = [True] + [False] * (NUM - 1)
-    a, b = FakePeer("a", only0), FakePeer("b", [False] * NUM)
-    rp, _ = policy(a, b)
-    for p in (a, b):
-        p.state.interested(True)  # b: as if it had something before (not rechecked now)
+    only1 = [False, True] + [False] * (NUM - 2)
+    a, b, c = FakePeer("a", only0), FakePeer("b", only1), FakePeer("c", [False] * NUM)
+    rp, _ = policy(a, b, c)
+    for p in (a, b, c):
+        p.state.interested(True)  # c: as if it had had something (rechecked at the tick)
+    assert rp.interesting(a)  # type: ignore[arg-type]  # counted before piece 0 is ours
     rp.picker.set_have(0)
     rp.lose_interest(0)
+    assert a.state.am_interested  # told at the next tick, not at once
+    rp.drop_interest()
     assert not a.state.am_interested  # had piece 0, and nothing else we want
-    assert b.state.am_interested  # lacks piece 0: its interest is not this piece's business
+    assert b.state.am_interested  # lacks piece 0, has one we want
+    assert not c.state.am_interested  # has nothing
 
 
 def test_a_have_of_a_piece_we_do_not_want_asks_nothing() -> None:
@@ -410,3 +418,13 @@ def test_a_have_tops_up_only_a_peer_we_ask_nothing_of() -> None:
     p.state.receive(wire.encode(wire.Have(4)), 1.0)
     rp.have(p, 4)  # type: ignore[arg-type]
     assert len(p.asked) > asked
+
+
+def test_directory_dials_half_its_limit_and_not_a_peer_that_dialled_us() -> None:
+    d: PeerDirectory[FakePeer] = PeerDirectory(b"-SW0100-ourselves000", max_peers=6)
+    d.add([("127.0.0.1", p) for p in range(1, 9)])
+    incoming = FakePeer("in", outgoing=False, address=("127.0.0.1", 50000))
+    incoming.listen_address = ("127.0.0.1", 1)  # said in its extension handshake
+    assert d.admit(incoming)
+    dialled = d.to_dial(lambda: True, ("127.0.0.1", 9))
+    assert dialled == [("127.0.0.1", 2), ("127.0.0.1", 3), ("127.0.0.1", 4)]  # 3 of 6
