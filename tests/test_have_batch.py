@@ -15,6 +15,7 @@ class State:
         self.peer_has = has
         self.am_choking = not downloading
         self.peer_interested = downloading
+        self.requests_in: list[tuple[int, int, int]] = []
 
 
 class Peer:
@@ -158,6 +159,25 @@ def test_peers_waiting_for_an_unchoke_hear_at_the_longest_window() -> None:
         batcher.add(2)
         batcher.flush()  # we became a seed: everyone at once
         assert waiting.writes[-1] == (wire.Have(2),)
+        batcher.close()
+
+    asyncio.run(main())
+
+
+def test_a_peer_with_requests_queued_hears_with_our_blocks_not_the_short_window() -> None:
+    async def main() -> None:
+        busy = Peer([False] * 4, downloading=True)
+        busy.state.requests_in.append((0, 0, 16384))
+        batcher = HaveBatcher({busy}, delay=60.0, idle_delay=60.0)
+        batcher.joined(busy)
+        batcher.add(1)
+        batcher._flush(everyone=False)
+        assert busy.writes == []  # our next block write takes it
+        assert batcher.take(busy) == wire.encode(wire.Have(1))
+        batcher.add(2)
+        busy.state.requests_in.clear()  # nothing queued: the window tells it
+        batcher._flush(everyone=False)
+        assert busy.writes == [(wire.Have(2),)]
         batcher.close()
 
     asyncio.run(main())
