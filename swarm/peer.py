@@ -122,6 +122,12 @@ class PeerConnection(asyncio.Protocol):
     def peer_id(self) -> bytes | None:
         return self.state.peer_id
 
+    @property
+    def listen_address(self) -> tuple[str, int] | None:
+        """Where the peer listens, as its extension handshake said (BEP 10 'p')."""
+        port = self.state.listen_port
+        return (self.address[0], port) if port and self.address else None
+
     async def closed_wait(self) -> None:
         await self.closed_event.wait()
 
