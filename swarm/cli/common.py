@@ -169,9 +169,9 @@ def listen_port(port: int | None) -> tuple[int, int]:
 
 def encryption_option(f: F) -> F:
     """``--encryption prefer|require|off`` (see :mod:`swarm.mse_shell`), and ``--no-utp``."""
-    utp = "Speak uTP (BEP 29) too: dial it first, then TCP; accept both. Off for now: swarm's "
-    utp += "uTP is about 4x slower than its TCP on a LAN, and slowed the DHT's announces."
-    f = click.option("--utp/--no-utp", default=False, show_default=True, help=utp)(f)
+    utp = "Speak uTP (BEP 29) too, as other clients do: dial it first, then TCP; accept both. "
+    utp += "--no-utp: TCP only (faster on a LAN: swarm's uTP is pure Python)."
+    f = click.option("--utp/--no-utp", default=True, help=utp + "  [default: on]")(f)
     return click.option(
         "--encryption",
         type=click.Choice(["prefer", "require", "off"]),

@@ -1,5 +1,5 @@
 """swarm seed and swarm fetch as real processes over uTP (BEP 29) on 127.0.0.1: the data goes
-over uTP with --utp, over TCP when either side has ``--no-utp``, and MSE runs over uTP
+over uTP by default, over TCP when either side has ``--no-utp``, and MSE runs over uTP
 (issue 20). Which transport carried a connection is read from the ``-v`` log lines."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import pytest
 from procutil import digest, seed_port, swarm_run
 
 PIECE = 32 * 1024
-LOCAL = ("--host", "127.0.0.1", "--port", "0", "--no-dht", "--utp")  # uTP is off by default
+LOCAL = ("--host", "127.0.0.1", "--port", "0", "--no-dht")  # uTP is on by default
 
 
 def _payload(tmp_path: Path, size: int = 2 << 20) -> tuple[Path, Path]:
