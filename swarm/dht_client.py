@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 
 __all__ = [
     "ANNOUNCE_EVERY",
+    "ANNOUNCE_RETRIES",
     "ANNOUNCE_RETRY",
     "FEW_PEERS",
     "LOOKUP_AGAIN",
@@ -40,7 +41,10 @@ ANNOUNCE_RETRY = 5.0
 """Seconds before an announce is made again when it reached no node, or when nodes as near the
 info-hash as those it reached never answered its lookup (dead, or busy past the query
 timeout): they, or nodes found since in their place, should hold the peer too. The wait
-doubles at each such announce; past :data:`ANNOUNCE_EVERY`'s shortest, the usual interval."""
+doubles at each such announce (up to :data:`ANNOUNCE_EVERY`'s shortest); one that missed
+nodes is made again at most :data:`ANNOUNCE_RETRIES` times (the DHT always has dead nodes:
+more would multiply the announces' traffic), one that reached nobody until it reaches some."""
+ANNOUNCE_RETRIES = 3
 LOOKUP_AGAIN = 300.0
 """Seconds between ``get_peers`` lookups of a download that has peers enough."""
 LOOKUP_SOON = 15.0
@@ -170,7 +174,7 @@ class DhtClient:
         await self._ready()
         loop = asyncio.get_running_loop()
         announce_at = lookup_at = loop.time()
-        retry = self.retry
+        retry, retried = self.retry, 0
         while not torrent.stopped.is_set():  # a torrent that failed wants nothing more
             now = loop.time()
             if now >= announce_at:
@@ -183,12 +187,12 @@ class DhtClient:
                 if torrent.stopped.is_set():
                     return
                 torrent.add_peers(peers)
-                if (reached and not missed) or retry > ANNOUNCE_EVERY[0]:
+                if not reached or (missed and retried < ANNOUNCE_RETRIES):
+                    announce_at = loop.time() + retry  # some nodes may lack it: again soon
+                    retry, retried = min(retry * 2, ANNOUNCE_EVERY[0]), retried + bool(reached)
+                else:
                     announce_at = loop.time() + self.rng.uniform(*ANNOUNCE_EVERY)
-                    retry = self.retry
-                else:  # some of the nodes that should hold it may not: again soon
-                    announce_at = loop.time() + retry
-                    retry *= 2
+                    retry, retried = self.retry, 0
                 lookup_at = loop.time() + LOOKUP_SOON
             elif now >= lookup_at and not torrent.complete.is_set():
                 peers = await self.node.get_peers(torrent.info_hash)

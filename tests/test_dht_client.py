@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from swarm.dht.node import Search
-from swarm.dht_client import DhtClient
+from swarm.dht_client import ANNOUNCE_RETRIES, DhtClient
 from swarm.dht_shell import DhtNode
 
 LOOPBACK = "127.0.0.1"
@@ -133,3 +133,53 @@ def test_an_announce_that_missed_the_nearest_node_is_made_again_soon() -> None:
             await asyncio.gather(client.close(), busy.stop(), router.stop())
 
     asyncio.run(main())
+
+
+class _Lookup:
+    def __init__(self, missed: int) -> None:
+        self._missed = missed
+
+    def missed(self) -> int:
+        return self._missed
+
+
+class _Announced:
+    def __init__(self, reached: int, missed: int) -> None:
+        self.peers: list[tuple[str, int]] = []
+        self.announced_to = [object()] * reached
+        self.lookup = _Lookup(missed)
+
+
+class ScriptedNode:
+    """A stand-in DHT node whose announces reach *reached* nodes and miss *missed*."""
+
+    def __init__(self, reached: int, missed: int) -> None:
+        self.reached, self.missed = reached, missed
+        self.announces = 0
+
+    async def announce_search(self, info_hash: bytes, port: int) -> _Announced:
+        self.announces += 1
+        return _Announced(self.reached, self.missed)
+
+    async def stop(self) -> None:
+        pass
+
+
+def test_announces_that_miss_nodes_are_made_again_three_times_at_most() -> None:
+    """Dead nodes are always among the nearest on the real DHT: an announce missing some is
+    made again ANNOUNCE_RETRIES times, then at the usual interval; one that reached nobody
+    (no table yet) is made again until it reaches some."""
+
+    async def served(node: ScriptedNode) -> int:
+        client = DhtClient(node, lambda: 6001, retry=0.01)  # type: ignore[arg-type]
+        client._joined.set()  # no bootstrap to wait for
+        torrent = FakeTorrent(b"retried")
+        torrent.complete.set()  # a seed: announces only
+        client.watch(torrent, private=False)
+        await asyncio.sleep(0.5)
+        await client.close()
+        return node.announces
+
+    assert asyncio.run(served(ScriptedNode(reached=8, missed=2))) == 1 + ANNOUNCE_RETRIES
+    assert asyncio.run(served(ScriptedNode(reached=8, missed=0))) == 1
+    assert asyncio.run(served(ScriptedNode(reached=0, missed=0))) > 1 + ANNOUNCE_RETRIES
