@@ -8,7 +8,8 @@ as a crashed host's would). A ``swarm seed`` of a trackerless torrent joins thro
 the 50 and announces there; a ``swarm fetch`` of the bare magnet (no ``tr``, no ``x.pe``)
 joins through two others and finds the seed through the DHT alone. Then the helper holding
 the third is killed; a second ``swarm fetch`` (joining through a survivor and a dead node)
-still finds the seed, and both copies are equal to the original (SHA-256).
+still finds the seed, and both copies are equal to the original (SHA-256). The seed and the
+fetches run on their defaults: uTP on, their DHT on the uTP endpoint's UDP socket.
 
 The test is made hard on purpose: the bootstrap node's id is the info-hash's complement (it
 is never among the nodes that store the seed's address, so every lookup goes through the 50),
