@@ -12,13 +12,14 @@ peer of its own (own session, port, peer id, caps and folder), timed by its own 
 Both phases group alike, so the two modes stay comparable.
 
 The torrent's pieces are ``swarm create``'s choice (16 KiB for the 4 MiB sample) while every
-downloader has a process of its own, and at least :data:`SHARED_PIECE_LENGTH` (32 KiB,
-Transmission's choice for a file under 50 MiB) once they share processes (:func:`piece_length`):
-every piece costs each downloader a hash, a write and a ``have`` to each of its peers whatever
-its size, and there the cores are the limit. At N = 64, 16 KiB pieces took 0.37 CPU s per
-downloader and 16-18 s, 32 KiB 0.24 s and 8-10 s (64 KiB 0.23 s, 10 s; the bound 4 s); at
-N = 8, where CPU is plenty, 16 KiB 4.64-4.72 s, 32 KiB 5.00-5.12 s (each last piece takes
-twice as long to pass on).
+downloader has a process of its own, and at least :data:`SHARED_PIECE_LENGTH` (64 KiB) once
+they share processes (:func:`piece_length`): every piece costs each downloader a hash, a write,
+a ``have`` to each of its peers and one from each, whatever its size, and there the cores are
+the limit. At N = 64, 16 KiB pieces took 0.37 CPU s per downloader and 16-18 s, 32 KiB 0.24 s
+and 8-10 s (64 KiB 0.23 s, 10 s; the bound 4 s); once the per-message costs were cut (issue
+16), at N = 100 64 KiB took 14.0-14.5 CPU s in all and 9.1-9.8 s, 32 KiB 15.8-16.2 s and
+10.8-11.3 s (alternated runs, a loaded machine). At N = 8, where CPU is plenty, 16 KiB
+4.64-4.72 s, 32 KiB 5.00-5.12 s (each last piece takes twice as long to pass on).
 
 The hybrid mode (``--modes``, on by default) is the central server, capped at u_s as in the
 central mode, as the only web seed (BEP 19) of N peers with no seed: a CDN origin that seeds a
@@ -57,7 +58,7 @@ from swarm.errors import CompareError, UsageError
 from swarm.status import Event
 from swarm.units import counted
 
-SHARED_PIECE_LENGTH = 32 * 1024  # least piece length once downloaders share processes
+SHARED_PIECE_LENGTH = 64 * 1024  # least piece length once downloaders share processes
 START_TIMEOUT = 30.0  # seconds a child may take to listen, or to be ready
 
 
