@@ -12,12 +12,24 @@ system calls and the kernel's per-datagram work of a bulk transfer by the run's 
 
 from __future__ import annotations
 
+import errno
 import socket
 import struct
 import sys
 from typing import Any
 
-__all__ = ["GRO_ANC", "GSO", "RECV_SIZE", "gro", "gro_size", "read", "send_run"]
+__all__ = [
+    "GRO_ANC",
+    "GSO",
+    "IP_RECVERR",
+    "MSG_ERRQUEUE",
+    "RECV_SIZE",
+    "gro",
+    "gro_size",
+    "read",
+    "send_run",
+    "unreachable",
+]
 
 RECV_SIZE = 65536  # a whole UDP datagram (or GRO's joined ones): never one cut short
 
@@ -62,3 +74,19 @@ def read(sock: socket.socket, gro: bool) -> tuple[bytes, int, Any]:
         return data, gro_size(anc, len(data)), addr
     data, addr = sock.recvfrom(RECV_SIZE)
     return data, len(data), addr
+
+
+# Linux queues ICMP errors of an unconnected UDP socket only with IP_RECVERR (Python 3.11 has
+# no name for it); elsewhere a dial to a closed port waits for its timeouts.
+IP_RECVERR = 11
+MSG_ERRQUEUE = getattr(socket, "MSG_ERRQUEUE", 0) if sys.platform == "linux" else 0
+UNREACHABLE = (errno.ECONNREFUSED, errno.EHOSTUNREACH, errno.ENETUNREACH)
+
+
+def unreachable(ancdata: list[tuple[int, int, bytes]]) -> bool:
+    """Whether an error-queue read's control messages say "unreachable" (port or host)."""
+    for level, kind, cdata in ancdata:
+        if level == socket.IPPROTO_IP and kind == IP_RECVERR and len(cdata) >= 4:
+            if struct.unpack_from("=I", cdata)[0] in UNREACHABLE:
+                return True
+    return False

@@ -26,8 +26,6 @@ import logging
 import random
 import secrets
 import socket
-import struct
-import sys
 import time
 from collections.abc import Callable
 from typing import Any
@@ -38,7 +36,7 @@ from swarm.utp.connection import UtpConnection
 from swarm.utp.events import Closed, Connected, Data, Eof, Output
 from swarm.utp.mux import UtpMux
 from swarm.utp.packet import looks_like_utp
-from swarm.utp_io import GSO, RECV_SIZE, gro, read, send_run
+from swarm.utp_io import GSO, IP_RECVERR, MSG_ERRQUEUE, RECV_SIZE, gro, read, send_run, unreachable
 from swarm.utp_transport import UtpTransport, connection_error
 
 log = logging.getLogger(__name__)
@@ -52,11 +50,6 @@ TICK = 0.05
 CONNECT_TIMEOUT = 3.0
 SOCKET_BUFFER = 4 << 20  # asked of the kernel for each direction; it may give less
 READ_BATCH = 64  # datagrams read in one go before the acks go out
-# Linux queues ICMP errors of an unconnected UDP socket only with IP_RECVERR (Python 3.11 has
-# no name for it); elsewhere a dial to a closed port waits for its timeouts.
-IP_RECVERR = 11
-MSG_ERRQUEUE = getattr(socket, "MSG_ERRQUEUE", 0) if sys.platform == "linux" else 0
-UNREACHABLE = (errno.ECONNREFUSED, errno.EHOSTUNREACH, errno.ENETUNREACH)
 
 
 class UtpEndpoint:
@@ -263,10 +256,17 @@ class UtpEndpoint:
                 continue
             budget -= (size + seg - 1) // seg
             view = memoryview(data)  # views of the read bytes, not copies
-            for at in range(0, size, seg):  # the datagrams GRO joined
-                conn = self._datagram(view[at : at + seg], src)
+            segs = [view[at : at + seg] for at in range(0, size, seg)]  # what GRO joined
+            i = 0
+            while i < len(segs):
+                conn = self._datagram(segs[i], src)
+                i += 1
                 if conn is not None:
                     touched[conn] = None
+                    if i < len(segs) and conn in self._transports:  # the rest in one go
+                        n, out = conn.receive_run(segs[i:], self.clock())
+                        i += n
+                        self._handle(conn, out)
             sock = self._sock
         return touched
 
@@ -281,13 +281,10 @@ class UtpEndpoint:
                 data, ancdata, _flags, addr = sock.recvmsg(RECV_SIZE, 512, MSG_ERRQUEUE)
             except OSError:
                 return
-            for level, kind, cdata in ancdata:
-                if level != socket.IPPROTO_IP or kind != IP_RECVERR or len(cdata) < 4:
-                    continue
-                if struct.unpack_from("=I", cdata)[0] in UNREACHABLE and addr:
-                    hit = self.mux.unreachable((str(addr[0]), int(addr[1])), data, self.clock())
-                    if hit is not None:
-                        self._handle(*hit)
+            if addr and unreachable(ancdata):
+                hit = self.mux.unreachable((str(addr[0]), int(addr[1])), data, self.clock())
+                if hit is not None:
+                    self._handle(*hit)
 
     def datagram_received(self, data: bytes, addr: Address) -> None:
         """Take one datagram from *addr* (as a DatagramProtocol would) and ack it at once."""

@@ -28,6 +28,7 @@ class BulkPaths:
     receiver: Receiver
     sender: Sender
     send_id: int
+    recv_id: int
     peer_window: int
     _sendbuf: bytearray
     _close_asked: bool
@@ -52,6 +53,18 @@ class BulkPaths:
     def _take(self) -> Output:
         raise NotImplementedError
 
+    def receive_run(self, datagrams: list[memoryview], now: float) -> tuple[int, Output]:
+        """:meth:`receive_in_order` (acks deferred) for datagrams from the peer in a row (a
+        read that GRO joined), while each takes that path: how many did, and their output."""
+        rid, n = self.recv_id, 0
+        for d in datagrams:
+            if len(d) < HEADER_SIZE or d[0] != 1 or d[1] or (d[2] << 8 | d[3]) != rid:
+                break
+            if not self._in_order(d, now, True):
+                break
+            n += 1
+        return n, self._take()
+
     def receive_in_order(
         self, data: bytes | memoryview, now: float, defer_ack: bool
     ) -> Output | None:
@@ -60,8 +73,11 @@ class BulkPaths:
         nothing waiting to be reordered, acking nothing new. It does what :meth:`receive`
         does for such a packet without decoding a :class:`Packet` or making an ack result;
         None (nothing done) for any other packet, which then takes the full path."""
+        return self._take() if self._in_order(data, now, defer_ack) else None
+
+    def _in_order(self, data: bytes | memoryview, now: float, defer_ack: bool) -> bool:
         if self.state is not State.CONNECTED:
-            return None
+            return False
         _t, _e, _c, ts, _d, wnd, seq_nr, ack_nr = HEADER.unpack_from(data)
         rcv, snd = self.receiver, self.sender
         if (
@@ -70,7 +86,7 @@ class BulkPaths:
             or rcv.reordering
             or rcv.eof_pkt is not None
         ):
-            return None
+            return False
         snd.on_old_ack(snd.snd_una - 1)
         if ts:
             self._reply_micro = (int(now * 1e6) - ts) & 0xFFFFFFFF
@@ -87,7 +103,7 @@ class BulkPaths:
             self._flush(now, ack=ack)
         elif ack:  # nothing of ours to send: all _flush would do
             self._send_state(now)
-        return self._take()
+        return True
 
     def _send_run(self, count: int, now: float) -> None:
         """Send *count* full DATA packets from the send buffer: what :meth:`_transmit` does
