@@ -1,6 +1,6 @@
-"""swarm seed -> swarm fetch on 127.0.0.1 over uTP (``--utp`` on both: uTP is off by default
-for now) and over TCP (``--no-utp``): the fetch's wall time and both processes' CPU seconds,
-runs alternated.
+"""swarm seed -> swarm fetch on 127.0.0.1 over uTP (``--utp`` on both, whatever the default)
+and over TCP (``--no-utp``): the fetch's wall time and both processes' CPU seconds, runs
+alternated.
 
     python bench/utp/engine.py [--size MiB] [--runs N]
 
