@@ -10,7 +10,7 @@ tests drive a connection's whole life with byte strings and a fake clock.
 
 from __future__ import annotations
 
-from collections import Counter, deque
+from collections import deque
 
 from swarm import wire
 from swarm.errors import ProtocolError
@@ -75,7 +75,7 @@ class PeerState:
         # The peer's requests to us, in order, and a count of what the queue holds, so that a
         # cancel for a block not queued costs no scan (a flood of them would busy the loop).
         self.requests_in: deque[Block] = deque()
-        self._queued: Counter[Block] = Counter()
+        self._queued: dict[Block, int] = {}  # a dict: a Counter's del is Python code
         self.output: list[bytes] = []  # replies made while receiving (rejects): send them
         self.write_blocked = False  # the peer is not reading what we send (set by the shell)
         self.snubbed = False
@@ -255,7 +255,7 @@ class PeerState:
             return False
         key = (index, begin, length)
         self.requests_in.append(key)
-        self._queued[key] += 1
+        self._queued[key] = self._queued.get(key, 0) + 1
         return True
 
     def _reject(self, index: int, begin: int, length: int) -> None:
