@@ -384,6 +384,8 @@ class UtpEndpoint:
                 self._handle(conn, conn.send(data, now))
             if tr._closing and not tr._lost:
                 self._handle(conn, conn.close(now))
+                if tr.peer_done:  # both sides closed: the core resends our FIN on its own
+                    tr._connection_lost(None)
             tr._check_write_buffer()
 
     def _tick(self) -> None:

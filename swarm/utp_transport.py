@@ -77,6 +77,7 @@ class UtpTransport(asyncio.Transport):
         self._backlog: collections.deque[bytes] = collections.deque()
         self._backlog_size = 0
         self._eof_waiting = False
+        self.peer_done = False  # the peer's FIN came and went up as eof_received
         self._write_paused = False
         self._alone = FIRST_WRITES_ALONE
         self._high = 64 * 1024
@@ -133,7 +134,9 @@ class UtpTransport(asyncio.Transport):
     # -- closing ----------------------------------------------------------------------------
 
     def close(self) -> None:
-        """Send what is buffered, then a FIN; ``connection_lost`` once the peer acks it."""
+        """Send what is buffered, then a FIN; ``connection_lost`` once the peer acks it, or
+        once it is sent if the peer had closed its side already (as TCP's transport: a peer
+        that sent its FIN and forgot the connection, as libtorrent does, never acks ours)."""
         if not self._closing:
             self._closing = True
             self._endpoint._mark(self)
@@ -189,6 +192,7 @@ class UtpTransport(asyncio.Transport):
         if self._backlog or not self._reading:
             self._eof_waiting = True
         elif not self._closing and not self._lost:
+            self.peer_done = True
             keep_open = self._call(self._protocol.eof_received)
             if not keep_open:
                 self.close()

@@ -242,6 +242,35 @@ async def test_abort_resets_the_peer_and_a_failing_protocol_loses_only_its_conne
 
 
 @run
+async def test_a_peer_that_closed_and_forgot_the_connection_is_lost_at_once() -> None:
+    """The peer sends its FIN and drops the connection without acking ours (libtorrent and
+    qBittorrent do): our side's connection_lost comes as our FIN goes, not after the FIN's
+    retries run out (about 30 s), so a peer that left no longer counts as connected."""
+    accepted: list[Peer] = []
+
+    def make() -> Peer:
+        accepted.append(Peer())
+        return accepted[-1]
+
+    server, client = await endpoints(make)
+    try:
+        async with asyncio.timeout(DEADLINE):
+            tr, proto = await client.connect(Peer, server.address)
+            assert isinstance(proto, Peer)
+            while not accepted or accepted[0].transport is None:
+                await asyncio.sleep(0.01)
+            assert server._sock is not None and server._loop is not None
+            accepted[0].transport.close()  # its FIN goes out at the next flush ...
+            server._loop.remove_reader(server._sock.fileno())  # ... and it hears no more
+        async with asyncio.timeout(3.0):
+            assert await proto.lost is None
+        assert tr.is_closing()
+    finally:
+        await client.stop()
+        await server.stop()
+
+
+@run
 async def test_asyncio_streams_run_over_a_utp_transport() -> None:
     async def echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         data = await reader.readexactly(100_000)
