@@ -62,7 +62,11 @@ GROUP_PEERS = 15  # connections per downloader in a group (see the module's docs
 @click.option("--max-download-rate", default=None, metavar="RATE", help="Each one's cap.")
 @click.option("--max-upload-rate", default=None, metavar="RATE", help="Each one's cap.")
 @click.option("--seed/--no-seed", default=True, show_default=True)
-@click.option("--utp/--no-utp", default=False, show_default=True, help="Dial uTP first, then TCP.")
+@click.option(
+    "--utp/--no-utp",
+    default=True,
+    help="Dial uTP first, then TCP (--no-utp: TCP only).  [default: on]",
+)
 @status_option
 def fetch_group_command(
     source: str,
