@@ -135,6 +135,7 @@ class _Shell(asyncio.Protocol):
 
     def _handshaken(self, done: Handshaken, first: bytes) -> None:
         assert self.tr is not None
+        self.tr.mse = True
         ciphers = done.stream.ciphers
         if ciphers is None:
             self._pass_on(first)
@@ -329,6 +330,12 @@ class PeerCrypto:
             raise ConnectionResetError("the peer closed the connection during the handshake")
         writer = asyncio.StreamWriter(cast(asyncio.Transport, tr), proto, readers[proto], loop)
         return readers[proto], writer
+
+    def mse_first(self, addrs: Iterable[Address]) -> None:
+        """Dial *addrs* with MSE first (under prefer): PEX flagged them as preferring
+        encryption (BEP 11 0x01), as libtorrent dials its pe_support peers."""
+        for addr in addrs:
+            self._remember(addr, True)
 
     def _remember(self, addr: Address, mse: bool) -> None:
         if self.mode != "prefer":

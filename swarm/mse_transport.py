@@ -17,11 +17,12 @@ CHUNK = 64 * 1024
 class MseTransport:
     """The transport the protocol above writes to: the socket's, with RC4 on the way out once
     RC4 is selected. ``abort`` and ``close`` from above are remembered (we closed it, the peer
-    did not)."""
+    did not), and whether the MSE handshake ran (PEX tells others such a peer supports it)."""
 
     def __init__(self, real: asyncio.Transport) -> None:
         self.real = real
         self.closed_by_us = False
+        self.mse = False  # the connection went through the MSE/PE handshake (RC4 or plain)
         self._out: Rc4 | None = None
         self.write: Callable[[Any], None] = real.write
         self.writelines: Callable[[Iterable[Any]], None] = real.writelines

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Iterable
 from typing import Protocol, cast
 
 from swarm import wire
@@ -69,6 +70,10 @@ class PeerHandler(Protocol):
     def add_peers(self, addresses: list[tuple[str, int]]) -> None: ...
 
 
+class MseDialling(Protocol):
+    def mse_first(self, addrs: Iterable[tuple[str, int]]) -> None: ...
+
+
 class PeerHost(Protocol):
     """The session, as a connection sees it."""
 
@@ -78,6 +83,8 @@ class PeerHost(Protocol):
     upload_limiter: RateLimiter
     handshake_timeout: float
 
+    @property
+    def crypto(self) -> MseDialling: ...
     @property
     def dht_port(self) -> int | None: ...
     def torrent_for(self, info_hash: bytes) -> PeerHandler | None: ...
@@ -121,6 +128,11 @@ class PeerConnection(asyncio.Protocol):
     @property
     def peer_id(self) -> bytes | None:
         return self.state.peer_id
+
+    @property
+    def mse(self) -> bool:
+        """Whether the connection went through the MSE/PE handshake (PEX flags it 0x01)."""
+        return bool(getattr(self.transport, "mse", False))
 
     @property
     def listen_address(self) -> tuple[str, int] | None:
@@ -268,6 +280,8 @@ class PeerConnection(asyncio.Protocol):
         elif type(msg) is wire.Reject:
             t.requests.rejected(self, msg.index, msg.begin, msg.length)
         elif type(msg) is PexPeers:
+            if msg.encrypted:  # flagged as preferring encryption: dial those with MSE first
+                self.host.crypto.mse_first(msg.encrypted)
             t.add_peers(msg.addresses)
         elif type(msg) is wire.Port and self.address is not None:
             self.host.dht_ping((self.address[0], msg.port))

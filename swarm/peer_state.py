@@ -14,7 +14,7 @@ from collections import deque
 
 from swarm import wire
 from swarm.errors import ProtocolError
-from swarm.extensions import PeerExtensions, PexPeers
+from swarm.extensions import PeerExtensions
 from swarm.peer_types import Block, Event, PeerBitfield, Timer, Torrent
 
 __all__ = [
@@ -183,8 +183,8 @@ class PeerState:
                     out.append(msg)
             elif type(msg) is wire.Extended:
                 learned = self._on_extended(msg, now)
-                if learned:
-                    out.append(PexPeers(learned))
+                if learned and self.extensions is not None:
+                    out.append(self.extensions.pex_event(learned))
             # Keep-alive and suggest are advisory: nothing to do.
         return out
 

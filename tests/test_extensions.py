@@ -199,7 +199,7 @@ def test_pex_peers_flagged_as_preferring_encryption_are_kept_for_the_event() -> 
     a, b = ("127.0.0.2", 6881), ("127.0.0.3", 6882)
     added = b"".join(bytes(map(int, h.split("."))) + p.to_bytes(2, "big") for h, p in (a, b))
     payload = {b"added": added, b"added.f": bytes([0x02, FLAG_ENCRYPTION | 0x10])}
-    assert s.receive(extended(payload, wire.UT_PEX_ID), 3.0) == [PexPeers([a, b])]
+    assert s.receive(extended(payload, wire.UT_PEX_ID), 3.0) == [PexPeers([a, b], frozenset({b}))]
     ext = s.extensions
     assert ext is not None and ext.pex_encrypted == {b}
     assert ext.pex_event([a, b]) == PexPeers([a, b], frozenset({b}))

@@ -15,6 +15,7 @@ import pytest
 
 from swarm import metainfo
 from swarm.create import create_torrent
+from swarm.extensions import PexPeers
 from swarm.mse_shell import PeerCrypto
 from swarm.mse_transport import MseTransport, Rc4Reader
 from swarm.session import Session
@@ -349,3 +350,70 @@ def test_a_peer_closing_its_side_during_the_handshake_is_a_refusal_at_once() -> 
             return await shell.outcome
 
     assert asyncio.run(main()) == REFUSED
+
+
+@pytest.mark.parametrize(("seed_mode", "mse"), [("require", True), ("prefer", False)])
+def test_a_connection_says_whether_it_went_through_mse_and_pex_flags_it(
+    files: tuple[metainfo.Torrent, Path], tmp_path: Path, seed_mode: str, mse: bool
+) -> None:
+    """A connection made through the MSE handshake says so (``mse``), and PEX lists it to
+    others with added.f 0x01 (BEP 11: prefers encryption); a plain one is not flagged."""
+    from swarm.extensions import pex_addresses
+    from swarm.wire.pex import FLAG_ENCRYPTION
+
+    torrent, src = files
+
+    async def main() -> tuple[bool, int]:
+        async with (
+            Session(host="127.0.0.1", encryption=seed_mode) as seeder,
+            Session(host="127.0.0.1") as leecher,
+        ):
+            await seeder.add(torrent, src.parent, seed=True)
+            t = await leecher.add(torrent, tmp_path / "out", seed=False)
+            conn = await leecher.connect(t, ("127.0.0.1", seeder.port))
+            flags = pex_addresses([conn])[("127.0.0.1", seeder.port)]
+            return conn.mse, flags
+
+    got_mse, flags = asyncio.run(asyncio.wait_for(main(), TIMEOUT))
+    assert got_mse is mse
+    assert bool(flags & FLAG_ENCRYPTION) is mse
+
+
+def test_peers_pex_flags_as_preferring_encryption_are_dialled_with_mse_first(
+    files: tuple[metainfo.Torrent, Path], tmp_path: Path
+) -> None:
+    """A PEX message's added.f 0x01 (handed to the session's crypto by the connection) makes
+    the first dial of that address MSE, as libtorrent dials its pe_support peers."""
+    torrent, src = files
+    SEED_PORT = [0]
+    dials: list[tuple[object, bool]] = []
+
+    async def main() -> None:
+        async with (
+            Session(host="127.0.0.1") as seeder,
+            Session(host="127.0.0.1") as leecher,
+        ):
+            await seeder.add(torrent, src.parent, seed=True)
+            t = await leecher.add(torrent, tmp_path / "out", seed=False)
+            addr = ("127.0.0.1", seeder.port)
+            SEED_PORT[0] = seeder.port
+            original = leecher.crypto._attempt
+
+            async def spy(to, shell, *rest):  # type: ignore[no-untyped-def]
+                dials.append((to, shell.mse is not None))
+                return await original(to, shell, *rest)
+
+            leecher.crypto._attempt = spy  # type: ignore[method-assign]
+            # the connection hands a PEX event's flagged addresses to the session's crypto
+            helper = await leecher.connect(t, addr)
+            assert not helper.mse
+            helper._dispatch(PexPeers([("127.0.0.9", 9)], frozenset({("127.0.0.9", 9)})))
+            assert leecher.crypto._mse_first[("127.0.0.9", 9)] is True
+            helper.close()
+            leecher.crypto.mse_first([addr])
+            conn = await leecher.connect(t, addr)
+            assert conn.mse and not conn.closed
+
+    asyncio.run(asyncio.wait_for(main(), TIMEOUT))
+    ours = [mse for to, mse in dials if to == ("127.0.0.1", SEED_PORT[0])]
+    assert ours == [False, True]
