@@ -45,6 +45,11 @@ doubles at each such announce (up to :data:`ANNOUNCE_EVERY`'s shortest); one tha
 nodes is made again at most :data:`ANNOUNCE_RETRIES` times (the DHT always has dead nodes:
 more would multiply the announces' traffic), one that reached nobody until it reaches some."""
 ANNOUNCE_RETRIES = 3
+FIRST_AGAIN = 10.0
+"""Seconds after a torrent's first announce before it is made once more, whatever it reached:
+it is made as soon as the node has joined, from a table that is still filling, and its lookup
+may end at the nearest nodes that table knew rather than the nearest there are (the 50-node
+test's seed, started while the 50 were still finding each other, missed them now and then)."""
 LOOKUP_AGAIN = 300.0
 """Seconds between ``get_peers`` lookups of a download that has peers enough."""
 LOOKUP_SOON = 15.0
@@ -70,7 +75,8 @@ class Torrent(Protocol):
 class DhtClient:
     """Owns one task per torrent (and per metadata fetch) it serves; :meth:`close` ends them
     and stops the node. *port* gives the session's TCP port to announce; *retry*: the first
-    wait before an announce that missed nodes is made again (:data:`ANNOUNCE_RETRY`)."""
+    wait before an announce that missed nodes is made again (:data:`ANNOUNCE_RETRY`);
+    *first_again*: when a torrent's first announce is made once more (:data:`FIRST_AGAIN`)."""
 
     def __init__(
         self,
@@ -80,9 +86,11 @@ class DhtClient:
         rng: random.Random | None = None,
         *,
         retry: float = ANNOUNCE_RETRY,
+        first_again: float = FIRST_AGAIN,
     ) -> None:
         self.node = node
         self.retry = retry
+        self.first_again = first_again
         self._port = port
         self._routers = list(routers)
         self.rng = rng or random.Random()
@@ -175,6 +183,7 @@ class DhtClient:
         loop = asyncio.get_running_loop()
         announce_at = lookup_at = loop.time()
         retry, retried = self.retry, 0
+        first = True
         while not torrent.stopped.is_set():  # a torrent that failed wants nothing more
             now = loop.time()
             if now >= announce_at:
@@ -190,9 +199,12 @@ class DhtClient:
                 if not reached or (missed and retried < ANNOUNCE_RETRIES):
                     announce_at = loop.time() + retry  # some nodes may lack it: again soon
                     retry, retried = min(retry * 2, ANNOUNCE_EVERY[0]), retried + bool(reached)
+                elif first:  # once more from a table that has filled since
+                    announce_at = loop.time() + self.first_again
                 else:
                     announce_at = loop.time() + self.rng.uniform(*ANNOUNCE_EVERY)
                     retry, retried = self.retry, 0
+                first = False
                 lookup_at = loop.time() + LOOKUP_SOON
             elif now >= lookup_at and not torrent.complete.is_set():
                 peers = await self.node.get_peers(torrent.info_hash)

@@ -170,8 +170,8 @@ def test_announces_that_miss_nodes_are_made_again_three_times_at_most() -> None:
     made again ANNOUNCE_RETRIES times, then at the usual interval; one that reached nobody
     (no table yet) is made again until it reaches some."""
 
-    async def served(node: ScriptedNode) -> int:
-        client = DhtClient(node, lambda: 6001, retry=0.01)  # type: ignore[arg-type]
+    async def served(node: ScriptedNode, first_again: float = 60.0) -> int:
+        client = DhtClient(node, lambda: 6001, retry=0.01, first_again=first_again)  # type: ignore[arg-type]
         client._joined.set()  # no bootstrap to wait for
         torrent = FakeTorrent(b"retried")
         torrent.complete.set()  # a seed: announces only
@@ -183,3 +183,21 @@ def test_announces_that_miss_nodes_are_made_again_three_times_at_most() -> None:
     assert asyncio.run(served(ScriptedNode(reached=8, missed=2))) == 1 + ANNOUNCE_RETRIES
     assert asyncio.run(served(ScriptedNode(reached=8, missed=0))) == 1
     assert asyncio.run(served(ScriptedNode(reached=0, missed=0))) > 1 + ANNOUNCE_RETRIES
+
+
+def test_a_torrents_first_announce_is_made_once_more_from_a_fuller_table() -> None:
+    """The first announce goes out as soon as the node joined, from a table still filling:
+    it is made once more after first_again seconds even when it missed nobody it knew, and
+    then at the usual interval."""
+
+    async def served(node: ScriptedNode) -> int:
+        client = DhtClient(node, lambda: 6001, retry=0.01, first_again=0.05)  # type: ignore[arg-type]
+        client._joined.set()
+        torrent = FakeTorrent(b"again")
+        torrent.complete.set()
+        client.watch(torrent, private=False)
+        await asyncio.sleep(0.5)
+        await client.close()
+        return node.announces
+
+    assert asyncio.run(served(ScriptedNode(reached=8, missed=0))) == 2
