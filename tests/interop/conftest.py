@@ -58,3 +58,8 @@ def transmission_cli() -> str:
 @pytest.fixture(scope="session")
 def transmission_create() -> str:
     return _program("transmission-create", "transmission-cli")
+
+
+@pytest.fixture(scope="session")
+def qbittorrent_nox() -> str:
+    return _program("qbittorrent-nox", "qbittorrent-nox")

@@ -12,8 +12,6 @@ test asks for *encryption* 1 ("require": libtorrent's ``pe_forced`` both ways; 2
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import time
 import urllib.error
 import urllib.parse
@@ -22,23 +20,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from tests.procutil import Proc, free_port
 
 ALLOW, REQUIRE, DISABLE = 0, 1, 2  # qBittorrent's Session\Encryption / preference "encryption"
-
-
-def find_qbittorrent() -> str:
-    """qbittorrent-nox's path; the test is skipped without it, or fails under CI=true (CI
-    installs it), as conftest does for the other clients."""
-    path = shutil.which("qbittorrent-nox")
-    if path is None:
-        what = "qbittorrent-nox (Debian package qbittorrent-nox) is not installed"
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{what}, and CI must run the interop tests")
-        pytest.skip(what)
-    return path
 
 
 def config(web_port: int, bt_port: int, encryption: int) -> str:

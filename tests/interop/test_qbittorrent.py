@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from swarm import metainfo
-from tests.interop.qbt_helper import ALLOW, REQUIRE, QBittorrent, find_qbittorrent
+from tests.interop.qbt_helper import ALLOW, REQUIRE, QBittorrent
 from tests.procutil import Proc, digest, seed_port, swarm_run, wait_for
 
 pytestmark = pytest.mark.interop
@@ -29,11 +29,6 @@ SIZE = 2 * 1024 * 1024 + 4321  # a short last piece
 LOCAL = ("--host", "127.0.0.1", "--port", "0", "--no-dht")
 SEEDING = {"uploading", "stalledUP", "queuedUP", "forcedUP"}
 MODES = pytest.mark.parametrize("encryption", [ALLOW, REQUIRE], ids=["defaults", "require"])
-
-
-@pytest.fixture(scope="session")
-def qbittorrent_nox() -> str:
-    return find_qbittorrent()
 
 
 def _payload(tmp_path: Path) -> tuple[Path, Path, str]:
