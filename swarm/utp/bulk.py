@@ -10,6 +10,8 @@ less Python per packet, since every 1400-byte packet costs a pass through it.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from swarm.utp.events import Data, Output, State
 from swarm.utp.packet import HEADER, HEADER_SIZE
 from swarm.utp.receiver import Receiver
@@ -41,17 +43,12 @@ class BulkPaths:
     _need_ack: bool
     _acks_owed: int
 
-    def _flush(self, now: float, ack: bool = True) -> None:
-        raise NotImplementedError
+    if TYPE_CHECKING:  # the connection's own methods, which these paths call
 
-    def _send_state(self, now: float) -> None:
-        raise NotImplementedError
-
-    def _window(self) -> int:
-        raise NotImplementedError
-
-    def _take(self) -> Output:
-        raise NotImplementedError
+        def _flush(self, now: float, ack: bool = True) -> None: ...
+        def _send_state(self, now: float) -> None: ...
+        def _window(self) -> int: ...
+        def _take(self) -> Output: ...
 
     def receive_run(self, datagrams: list[memoryview], now: float) -> tuple[int, Output]:
         """:meth:`receive_in_order` (acks deferred) for datagrams from the peer in a row (a
