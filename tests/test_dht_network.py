@@ -153,3 +153,24 @@ def test_every_lookup_finds_the_announced_peer_even_with_a_third_dead(network: N
     assert 2 * queries <= bound
     # a dead node in the way costs a timeout (1 s, 5 hops, seen on the next tick)
     assert hops <= 5 * math.log2(N)
+
+
+def test_nodes_that_join_at_once_through_a_fresh_router_are_not_left_alone() -> None:
+    # 50 nodes started together ask one router that knows nobody yet (the 50-node e2e test's
+    # helpers did, issue 20): each first lookup ends at the router alone; the bootstrap is
+    # made again within seconds (not only after BOOTSTRAP_AGAIN), and every node then has a
+    # table of K nodes or more
+    net = Network(random.Random(20))
+    router = _address(0)
+    net.add(router)
+    addrs = [_address(i) for i in range(1, 51)]
+    searches = []
+    for addr in addrs:
+        search, out = net.add(addr).bootstrap([router], net.now)
+        net.send(addr, out)
+        searches.append((addr, search))
+    net.run(searches)
+    assert max(len(net.nodes[a].table) for a in addrs) == 1  # the router alone
+    for _ in range(int(BOOTSTRAP_AGAIN / 3 / STEP)):
+        net.step()
+    assert min(len(net.nodes[a].table) for a in addrs) >= K

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from swarm import bencoding
 from swarm.dht import krpc
 from swarm.dht.krpc import AnnouncePeer, FindNode, GetPeers, NodeInfo, Ping, Response
-from swarm.dht.node import BOOTSTRAP_AGAIN, PING_AGAIN, QUERY_TIMEOUT, Node
+from swarm.dht.node import BOOTSTRAP_AGAIN, BOOTSTRAP_SOON, PING_AGAIN, QUERY_TIMEOUT, Node
 from swarm.dht.ratelimit import MAX_TRACKED, QUERY_BURST
 from swarm.dht.routing import REFRESH_AFTER, K, distance
 from swarm.dht.store import REPLY_VALUES
@@ -364,15 +364,32 @@ def test_tick_pings_questionable_nodes_and_refreshes_stale_buckets() -> None:
     assert node.pop_finished() == []  # the table's own searches are not the owner's
 
 
-def test_a_bootstrap_that_found_nobody_is_tried_again() -> None:
+def test_a_bootstrap_that_found_nobody_is_tried_again_soon_then_less_often() -> None:
     node = _node()
     router = ("203.0.113.1", 6881)
     _, out = node.bootstrap([router], 0.0)
-    query = _one(out, router)
-    node.receive(krpc.encode(Response(query.t, Q, nodes=())), router, 0.1)
-    assert [s.kind for s in node.pop_finished()] == ["bootstrap"]
-    assert node.tick(BOOTSTRAP_AGAIN - 1) == []
-    again = _one(node.tick(BOOTSTRAP_AGAIN), router)
+    sent_at, now = [], 0.0
+    while now < 120.0:
+        for data, addr in out:
+            query = krpc.decode(data)
+            assert addr == router and isinstance(query, FindNode) and query.target == ME
+            sent_at.append(now)
+            # a router that knows nobody yet (it has just started, or every node asked it at
+            # once): the table holds the router alone
+            node.receive(krpc.encode(Response(query.t, Q, nodes=())), router, now + 0.1)
+        now += 0.5
+        out = node.tick(now)
+    gaps = [b - a for a, b in zip(sent_at, sent_at[1:], strict=False)]
+    assert (BOOTSTRAP_SOON, BOOTSTRAP_AGAIN) == (2.0, 30.0)
+    assert gaps == [2.0, 4.0, 8.0, 16.0, 30.0, 30.0]  # soon, then doubling, up to 30 s
+
+
+def test_a_bootstrap_still_running_is_not_started_again() -> None:
+    node = _node()
+    router = ("203.0.113.1", 6881)
+    _one(node.bootstrap([router], 0.0, again=0.5)[1], router)  # no answer yet
+    assert node.tick(1.0) == []  # past its wait, but its query may still be answered
+    again = _one(node.tick(QUERY_TIMEOUT), router)  # timed out: done, and made again
     assert isinstance(again, FindNode) and again.target == ME
 
 

@@ -61,9 +61,9 @@ PING_AGAIN = 30.0
 MAX_SEARCHES = 64
 """Lookups at once; a table refresh waits while this many run (the caller's never do)."""
 MAX_SAVED = 200
-BOOTSTRAP_AGAIN = 30.0
-"""While the table holds fewer than K nodes, the bootstrap is tried again this often (the
-routers may have known nobody yet, or answered nothing)."""
+BOOTSTRAP_SOON, BOOTSTRAP_AGAIN = 2.0, 30.0
+"""While the table holds under K nodes, a bootstrap is made again 2 s after it began, then
+after twice as long each time, up to 30 s (routers knew nobody yet, or answered nothing)."""
 
 
 @dataclass(eq=False)
@@ -127,20 +127,20 @@ class Node:
         self._searches: set[Search] = set()
         self._finished: list[Search] = []
         self._saved: list[NodeInfo] = []
-        self._routers: list[Address] = []
-        self._bootstrapped: float | None = None
+        self._join: tuple[list[Address], Search, float, float] | None = None  # the last bootstrap
 
     # --- what the owner starts ---
 
-    def bootstrap(self, addrs: list[Address], now: float) -> tuple[Search, list[Datagram]]:
-        """Look up our own id (BEP 5) from *addrs* (routers; ids unknown), the nodes of a
-        saved state and the table. The shell resolves router names first: an answer comes
-        from an IP address, and must match the address its query went to."""
+    def bootstrap(
+        self, addrs: list[Address], now: float, again: float = BOOTSTRAP_SOON
+    ) -> tuple[Search, list[Datagram]]:
+        """Look up our own id (BEP 5) from *addrs* (routers; ids unknown), a saved state's nodes
+        and the table; again *again* s later while the table is short (:data:`BOOTSTRAP_SOON`).
+        Router names are resolved first: an answer must come from the address queried."""
         if not all(krpc.is_ipv4(host) for host, _ in addrs):
             raise ValueError("bootstrap addresses must be IPv4 addresses, resolved")
-        self._routers = list(addrs)
-        self._bootstrapped = now
         search = self._search("bootstrap", self.id)
+        self._join = (list(addrs), search, now, again)
         for n in self._saved:
             search.lookup.add(n.id, n.addr)
         for addr in addrs:
@@ -229,9 +229,9 @@ class Node:
         for contact in self.table.to_ping(now, PING_AGAIN):
             out += self._query(self._ping, contact.addr, contact.id, None, now)
         out += self._refresh(self.table.refresh_targets(now, self.rng), now)
-        again = self._bootstrapped is not None and now - self._bootstrapped >= BOOTSTRAP_AGAIN
-        if again and len(self.table) < K:
-            out += self.bootstrap(self._routers, now)[1]
+        routers, last, began, wait = self._join or ([], None, 0.0, 0.0)
+        if last is not None and last.done and len(self.table) < K and now - began >= wait:
+            out += self.bootstrap(routers, now, min(wait * 2, BOOTSTRAP_AGAIN))[1]
         self.store.expire(now)
         return out
 
