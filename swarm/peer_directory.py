@@ -132,7 +132,9 @@ class PeerDirectory(Generic[P]):
     def to_dial(self, can_connect: Callable[[], bool], ourselves: Address) -> list[Address]:
         """Addresses to dial now (marked as connecting), within the limits."""
         now = self.clock()
-        dialling = sum(1 for c in self.candidates.values() if c.connecting)
+        # A dial stays `connecting` until its connection closes: one that connected is among
+        # the peers already (counted twice, the outgoing limit was half what it says).
+        dialling = sum(1 for c in self.candidates.values() if c.connecting and not c.connected)
         busy = len(self.peers) + dialling
         opened = sum(1 for p in self.peers if p.outgoing) + dialling
         # A peer that dialled us is known by its listening address too: not dialled again.

@@ -288,6 +288,24 @@ def test_directory_dials_within_the_limit_and_backs_off() -> None:
     assert d.to_dial(lambda: False, ("127.0.0.1", 9)) == []  # the session is full
 
 
+def test_directory_counts_a_dial_that_connected_once_toward_its_outgoing_limit() -> None:
+    """A dial that connected is a peer of ours until it closes, not also a dial in flight:
+    with 3 of 4 outgoing connections made, one more may be dialled (the double count stopped
+    every downloader of a compare at N = 100 at about half its outgoing limit)."""
+    d: PeerDirectory[FakePeer] = PeerDirectory(
+        b"-SW0100-ourselves000", max_peers=8, max_outgoing=4, clock=Clock()
+    )
+    us = ("127.0.0.1", 9)
+    d.add([("127.0.0.1", p) for p in range(1, 7)])
+    first = d.to_dial(lambda: True, us)
+    assert len(first) == 4
+    for addr in first[:3]:  # three connect (the fourth is still dialling)
+        assert d.admit(FakePeer(f"p{addr[1]}", address=addr))
+    assert d.to_dial(lambda: True, us) == []  # 3 connected + 1 in flight: the limit
+    d.dialled(first[3], ok=False)  # the fourth failed
+    assert len(d.to_dial(lambda: True, us)) == 1
+
+
 def test_directory_keeps_one_of_two_crossed_connections_on_both_sides() -> None:
     low, high = b"-AA0001-aaaaaaaaaaaa", b"-ZZ0001-zzzzzzzzzzzz"
     for ours, theirs in ((low, high), (high, low)):
