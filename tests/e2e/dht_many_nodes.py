@@ -4,10 +4,11 @@
 
     python dht_many_nodes.py ROUTER ID_HEX [ID_HEX ...]
 
-Every node bootstraps from ROUTER (HOST:PORT); then one line ``nodes HOST:PORT ...`` (in the
-order of the ids) is printed. Each line ``stats`` on stdin is answered with one JSON line: the
-peers stored and the table sizes of the nodes. The nodes stop at the end of stdin (or when
-the process is killed, which is how a test takes them all away at once).
+The nodes join through ROUTER (HOST:PORT) one after another, as nodes join a DHT that runs;
+then one line ``nodes HOST:PORT ...`` (in the order of the ids) is printed. Each line
+``stats`` on stdin is answered with one JSON line: the peers stored and the table sizes of
+the nodes. The nodes stop at the end of stdin (or when the process is killed, which is how
+a test takes them all away at once).
 """
 
 from __future__ import annotations
@@ -34,7 +35,12 @@ async def main(router: str, ids: list[bytes]) -> None:
         for node in nodes:
             await node.start("127.0.0.1", 0)
         routers = [parse_node_address(router)]
-        await asyncio.gather(*(node.bootstrap(routers, timeout=10.0) for node in nodes))
+        # one at a time, not all at once: nodes that all ask a fresh router at once find it
+        # knowing nobody, join with the router alone, and the nodes nearest an id may never
+        # learn of each other (a lookup then ends at the wrong ones: issue 20); each that joins
+        # a DHT that runs finds its neighbours, and they learn of it
+        for node in nodes:
+            await node.bootstrap(routers, timeout=10.0)
         print("nodes " + " ".join(f"{h}:{p}" for h, p in (n.address for n in nodes)), flush=True)
         while line := await asyncio.to_thread(sys.stdin.readline):
             if line.strip() == "stats":
