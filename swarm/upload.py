@@ -71,16 +71,20 @@ async def serve(conn: Uploader, source: BlockSource, limiter: RateLimiter) -> No
             size += length
             if conn.closed or state.am_choking:
                 break
-        delay = limiter.reserve(size + 13 * len(sent))
+        reserved = size + 13 * len(sent)
+        delay = limiter.reserve(reserved)
         if delay > 0:
             await asyncio.sleep(delay)
         if not write_ok.is_set():
             await write_ok.wait()
         if conn.closed:
+            limiter.refund(reserved)
             return
         if state.am_choking:
-            # We choked the peer while these were on their way: withdraw them.
+            # We choked the peer while these were on their way: withdraw them, and the
+            # upload they would have taken goes to the others.
             conn.write(state.withdrawn(sent))
+            limiter.refund(reserved)
             continue
         if not conn.write_blocks(out, sent, size):
             return
