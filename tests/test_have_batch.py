@@ -82,13 +82,15 @@ def test_the_downloading_hear_within_the_short_window_the_others_within_the_long
     async def main() -> None:
         fast = Peer([False] * 4, downloading=True)
         slow = Peer([False] * 4)
-        batcher = HaveBatcher({fast, slow}, delay=0.01, idle_delay=60.0)
+        busy = Peer([True] * 4, downloading=True)  # a seed we upload to: our upload is busy
+        busy.state.requests_in.append((3, 0, 16384))
+        batcher = HaveBatcher({fast, slow, busy}, delay=0.01, idle_delay=60.0)
         batcher.add(0)
         batcher.add(1)
         async with asyncio.timeout(5):
             await fast.sent.wait()
         assert fast.writes == [(wire.Have(0), wire.Have(1))]
-        assert slow.writes == []  # choked by us: it hears at the long window
+        assert slow.writes == []  # not downloading from us: it hears at the long window
         batcher._flush(everyone=True)  # the long window ends (as its timer would)
         assert slow.writes == [(wire.Have(0), wire.Have(1))]
         assert fast.writes == [(wire.Have(0), wire.Have(1))]  # told already: nothing again
@@ -179,5 +181,37 @@ def test_a_peer_with_requests_queued_hears_with_our_blocks_not_the_short_window(
         batcher._flush(everyone=False)
         assert busy.writes == [(wire.Have(2),)]
         batcher.close()
+
+    asyncio.run(main())
+
+
+def test_with_our_upload_idle_every_peer_hears_within_the_short_window() -> None:
+    """No peer has requests queued with us: a have is the only thing that can make a peer
+    ask, so the peers not interested in us hear within the short window too; once a peer has
+    requests queued, they hear at the long one again."""
+
+    async def main() -> None:
+        uninterested = Peer([False] * 4)
+        batcher = HaveBatcher({uninterested}, delay=0.01, idle_delay=60.0)
+        batcher.add(0)
+        async with asyncio.timeout(5):
+            await uninterested.sent.wait()
+        assert uninterested.writes == [(wire.Have(0),)]
+
+        asker = Peer([True] * 4, downloading=True)
+        asker.state.requests_in.append((0, 0, 16384))
+        later = Peer([False] * 4)
+        busy = HaveBatcher({later, asker}, delay=0.01, idle_delay=60.0)
+        busy.add(1)
+        await asyncio.sleep(0.05)  # past the short window: the long one holds it
+        assert later.writes == []
+        # the long window, already running, is cut short once our upload goes idle
+        asker.state.requests_in.clear()
+        busy.add(2)
+        async with asyncio.timeout(5):
+            await later.sent.wait()
+        assert later.writes == [(wire.Have(1), wire.Have(2))]
+        batcher.close()
+        busy.close()
 
     asyncio.run(main())
