@@ -10,7 +10,7 @@ import random
 import socket
 
 from swarm.utp.batch import MAX_SEGMENTS, runs
-from swarm.utp.connection import PAYLOAD_SIZE
+from swarm.utp.connection import PAYLOAD_SIZE, UtpConnection
 from swarm.utp.mux import UtpMux
 from swarm.utp.packet import PacketType, decode, encode
 from swarm.utp_io import send_run
@@ -21,6 +21,19 @@ A, B = ("10.0.0.1", 6881), ("10.0.0.2", 6881)
 
 def sizes(*lens: int) -> list[bytes]:
     return [bytes([i % 256]) * n for i, n in enumerate(lens)]
+
+
+def connected(seed: int, t0: float) -> tuple[UtpConnection, UtpMux, UtpConnection]:
+    """A client connection and the server's (and its mux) after the handshake at *t0*, the
+    client's window opened wide so that it sends all it is given at once."""
+    client_mux, server_mux = UtpMux(random.Random(seed)), UtpMux(random.Random(seed + 1))
+    client, out = client_mux.connect(B, t0)
+    routed = server_mux.receive(out.datagrams[0], A, t0 + 0.01)
+    server = routed.connection
+    assert server is not None
+    client.receive(routed.output.datagrams[0], t0 + 0.02)
+    client.ledbat.cwnd = 1e6
+    return client, server_mux, server
 
 
 def test_runs_are_equal_sizes_with_a_shorter_last_one() -> None:
@@ -60,13 +73,7 @@ def test_a_run_arrives_as_the_same_datagrams() -> None:
 
 def test_the_in_order_fast_path_does_what_the_full_path_does() -> None:
     rng = random.Random(7)
-    client_mux, server_mux = UtpMux(random.Random(1)), UtpMux(random.Random(2))
-    client, out = client_mux.connect(B, 1000.0)
-    routed = server_mux.receive(out.datagrams[0], A, 1000.01)
-    server = routed.connection
-    assert server is not None
-    client.receive(routed.output.datagrams[0], 1000.02)
-    client.ledbat.cwnd = 1e6
+    client, server_mux, server = connected(1, 1000.0)
     datagrams = client.send(rng.randbytes(40 * PAYLOAD_SIZE), 1000.03).datagrams
     slow = copy.deepcopy(server)
     for i, d in enumerate(datagrams):
@@ -107,11 +114,7 @@ def test_datagrams_joined_by_gro_are_read_one_by_one_and_others_go_to_other() ->
 
 
 def test_a_run_of_full_packets_is_encoded_as_the_codec_encodes_each() -> None:
-    client_mux, server_mux = UtpMux(random.Random(3)), UtpMux(random.Random(4))
-    client, out = client_mux.connect(B, 2000.0)
-    routed = server_mux.receive(out.datagrams[0], A, 2000.01)
-    client.receive(routed.output.datagrams[0], 2000.02)
-    client.ledbat.cwnd = 1e6
+    client, _, _ = connected(3, 2000.0)
     first = client.sender.snd_nxt
     data = random.Random(9).randbytes(25 * PAYLOAD_SIZE + 100)
     datagrams = client.send(data, 2000.5).datagrams
@@ -129,13 +132,7 @@ def test_a_run_of_full_packets_is_encoded_as_the_codec_encodes_each() -> None:
 
 def test_a_run_read_in_one_go_does_what_the_full_path_does() -> None:
     rng = random.Random(8)
-    client_mux, server_mux = UtpMux(random.Random(5)), UtpMux(random.Random(6))
-    client, out = client_mux.connect(B, 3000.0)
-    routed = server_mux.receive(out.datagrams[0], A, 3000.01)
-    server = routed.connection
-    assert server is not None
-    client.receive(routed.output.datagrams[0], 3000.02)
-    client.ledbat.cwnd = 1e6
+    client, _, server = connected(5, 3000.0)
     datagrams = client.send(rng.randbytes(40 * PAYLOAD_SIZE), 3000.03).datagrams
     slow = copy.deepcopy(server)
     # the run stops at a packet out of order (the 31st is held back), as GRO reads may
