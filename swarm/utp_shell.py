@@ -93,19 +93,22 @@ class UtpEndpoint:
             self._recverr(self._sock)
 
     def _recverr(self, sock: socket.socket) -> None:
-        """ICMP errors on the socket (IP_RECVERR) only while no other protocol shares it: the
-        DHT sends to many dead nodes, and with their errors reported on the socket its lookups
-        were lost (50 nodes, a third killed: a magnet no longer found its seed). With the DHT
-        on the port a uTP dial to a closed port fails by its time-out, not at once."""
+        """ICMP errors on the socket (IP_RECVERR) only while no other protocol shares it (the
+        DHT sends to many dead nodes: with their errors on the socket its lookups were lost),
+        and only on asyncio's own loop: uvloop (libuv) stops watching a socket for good once
+        epoll says it is in error, as a queued ICMP error does, and every uTP connection on it
+        went deaf. Without them a uTP dial to a closed port fails by its time-out."""
         if MSG_ERRQUEUE:
+            on = self._other is None and isinstance(self._loop, asyncio.SelectorEventLoop)
             with contextlib.suppress(OSError):
-                sock.setsockopt(socket.IPPROTO_IP, IP_RECVERR, int(self._other is None))
+                sock.setsockopt(socket.IPPROTO_IP, IP_RECVERR, int(on))
 
     # -- life cycle ---------------------------------------------------------------------------
 
     async def start(self, host: str = "0.0.0.0", port: int = 0) -> None:
         """Bind the UDP socket (port 0: any free port) and start reading it."""
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self._loop = asyncio.get_running_loop()
         try:
             sock.setblocking(False)
             for opt in (socket.SO_RCVBUF, socket.SO_SNDBUF):
@@ -118,7 +121,6 @@ class UtpEndpoint:
             sock.close()
             raise SessionError(f"cannot open the uTP port {host}:{port}: {exc}") from None
         self._sock = sock
-        self._loop = asyncio.get_running_loop()
         self._loop.add_reader(sock.fileno(), self._read_ready)
         name = sock.getsockname()
         self.address = (str(name[0]), int(name[1]))

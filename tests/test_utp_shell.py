@@ -70,6 +70,13 @@ class Peer(asyncio.Protocol):
             self.lost.set_result(exc)
 
 
+def closed_port() -> int:
+    """A UDP port on 127.0.0.1 that nothing listens on (it was bound, then closed)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 async def endpoints(accept=None) -> tuple[UtpEndpoint, UtpEndpoint]:
     server = UtpEndpoint(accept=accept, rng=random.Random(1))
     client = UtpEndpoint(rng=random.Random(2))
@@ -112,10 +119,7 @@ async def test_four_mib_both_ways_at_once() -> None:
 @run
 async def test_dial_to_a_port_with_nothing_listening_fails_in_bounded_time() -> None:
     # Linux: the ICMP "port unreachable" refuses the dial at once; elsewhere, the timeout
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    sock.close()
+    port = closed_port()
     client = UtpEndpoint(rng=random.Random(2))
     await client.start("127.0.0.1", 0)
     loop = asyncio.get_running_loop()
@@ -137,6 +141,33 @@ async def test_dial_to_a_port_with_nothing_listening_fails_in_bounded_time() -> 
         assert len(client.mux) <= 1  # the refused one, until the next tick
     finally:
         await client.stop()
+
+
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+def test_after_a_dial_to_a_closed_port_the_endpoint_still_hears_its_peers(loop: str) -> None:
+    """On uvloop the ICMP error of such a dial once made libuv stop watching the socket for
+    good: every uTP connection on it went deaf (a fetch that dialled a killed peer first never
+    got its seed's handshake). Refused at once on asyncio's loop, by time-out on uvloop."""
+    factory = pytest.importorskip("uvloop").new_event_loop if loop == "uvloop" else None
+    payload = random.Random(5).randbytes(200_000)
+
+    async def main() -> None:
+        server, client = await endpoints(accept=lambda: Peer(payload))
+        try:
+            for _ in range(2):
+                with pytest.raises((ConnectionRefusedError, TimeoutError)):
+                    await client.connect(Peer, ("127.0.0.1", closed_port()), timeout=0.5)
+            _, peer = await client.connect(lambda: Peer(want=len(payload)), server.address)
+            assert isinstance(peer, Peer)
+            async with asyncio.timeout(DEADLINE):
+                await peer.complete.wait()
+            assert bytes(peer.got) == payload
+        finally:
+            await client.stop()
+            await server.stop()
+
+    with asyncio.Runner(loop_factory=factory) as runner:
+        runner.run(main())
 
 
 @run
