@@ -510,7 +510,7 @@ def test_a_bad_allow_list_is_bad_input(tmp_path: Path, text: str, words: list[st
 
 @pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_an_interrupted_command_exits_128_plus_the_signal(sig: int, code: int) -> None:
-    from swarm.cli.common import INTERRUPTED, run_until_signal
+    from swarm.cli.running import INTERRUPTED, run_until_signal
 
     async def interrupted(stop: asyncio.Event) -> int:
         os.kill(os.getpid(), sig)

@@ -370,7 +370,7 @@ def test_a_swarm_child_started_through_argv_reports_on_its_status_fd(root_lab: N
 # it prints its prefix, then a line per host as it adds N of them, then "ready".
 HOLDER = r"""
 import asyncio, sys
-from swarm.cli.common import INTERRUPTED, run_until_signal
+from swarm.cli.running import INTERRUPTED, run_until_signal
 from swarm.compare.netlab import NetLab
 
 async def main(stop):

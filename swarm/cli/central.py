@@ -8,7 +8,8 @@ from pathlib import Path
 
 import click
 
-from swarm.cli.common import report, run_until_signal, status_option
+from swarm.cli.common import report, status_option
+from swarm.cli.running import run_until_signal
 from swarm.errors import UsageError
 from swarm.status import Event, Status
 

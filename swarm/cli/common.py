@@ -1,5 +1,6 @@
 """What every ``swarm`` command shares: output settings and logging, result lines, size and rate
-options, writing a file, running until a signal, the status channel and the progress bar.
+options, writing a file, the status channel and the progress bar (running until a signal:
+:mod:`swarm.cli.running`).
 
 Light on purpose: ``swarm create`` and ``swarm info`` import this and nothing of asyncio,
 aiohttp or the peer engine (they are imported inside the functions that need them).
@@ -11,7 +12,7 @@ import contextlib
 import errno
 import logging
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -21,12 +22,9 @@ from swarm.errors import StorageError, SwarmError, UsageError
 from swarm.units import parse_size
 
 if TYPE_CHECKING:
-    import asyncio
-
     from rich.progress import Progress, TaskID
 
     from swarm.status import Status, StatusWriter
-    from swarm.torrent import TorrentController
 
 F = TypeVar("F", bound=Callable[..., Any])
 T = TypeVar("T")
@@ -243,93 +241,6 @@ def write_file(out: Path, data: bytes) -> None:
         if exc.errno in _BAD_PATH:
             raise UsageError(message) from None
         raise StorageError(message) from None
-
-
-# -- running until a signal ------------------------------------------------------------------
-
-# What a command's *main* returns when a signal cut its work short (a download not finished):
-# :func:`run_until_signal` turns it into 128 + the signal's number, as shells report a command
-# killed by a signal: 130 for SIGINT (Ctrl-C), 143 for SIGTERM. A command whose work is to run
-# until it is stopped (seed, tracker, serve-central) returns 0 instead: that is its normal end.
-INTERRUPTED = -1
-
-
-def run_until_signal(
-    main: Callable[[asyncio.Event], Awaitable[int | None]], fast_loop: bool = False
-) -> int:
-    """Run *main(stop)* on a fresh event loop; SIGINT and SIGTERM set *stop*. *main* returns
-    an exit code, or :data:`INTERRUPTED` (exit 130 for SIGINT, 143 for SIGTERM). With
-    *fast_loop*, on uvloop's event loop where it is installed (much faster sockets)."""
-    import asyncio
-    import signal
-
-    received: list[int] = []
-
-    async def runner() -> int | None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-
-        def on_signal(sig: int) -> None:
-            received.append(sig)
-            stop.set()
-
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, on_signal, sig)
-        try:
-            return await main(stop)
-        finally:
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                loop.remove_signal_handler(sig)
-
-    with asyncio.Runner(loop_factory=_uvloop_factory() if fast_loop else None) as r:
-        code = r.run(runner()) or 0
-    if code == INTERRUPTED:
-        return 128 + (received[0] if received else signal.SIGINT)
-    return code
-
-
-async def unless_stopped(work: Awaitable[T], stop: asyncio.Event) -> asyncio.Future[T] | None:
-    """Run *work* until it is done (its finished future) or *stop* is set first (None: the
-    work is cancelled, and waited for, so whatever it started is closed)."""
-    import asyncio
-
-    task = asyncio.ensure_future(work)
-    stopper = asyncio.ensure_future(stop.wait())
-    try:
-        await asyncio.wait([task, stopper], return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        stopper.cancel()
-        if not task.done():
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
-    return None if task.cancelled() else task
-
-
-async def first_of(*waits: Awaitable[object]) -> None:
-    """Until the first of *waits* is done; the others are cancelled."""
-    import asyncio
-
-    futures = [asyncio.ensure_future(w) for w in waits]
-    try:
-        await asyncio.wait(futures, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for f in futures:
-            f.cancel()
-
-
-async def wait_stop(stop: asyncio.Event, t: TorrentController) -> None:
-    """Until Ctrl-C (or SIGTERM), or until the torrent stops by itself (raising why)."""
-    await first_of(stop.wait(), t.stopped.wait())
-    if t.failed is not None:
-        raise t.failed
-
-
-def _uvloop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
-    try:
-        import uvloop
-    except ImportError:
-        return None
-    return uvloop.new_event_loop
 
 
 # -- the progress bar --------------------------------------------------------------------------

@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from swarm.cli.common import INTERRUPTED, SETTINGS, run_until_signal, unless_stopped
+from swarm.cli.common import SETTINGS
+from swarm.cli.running import INTERRUPTED, run_until_signal, unless_stopped
 from swarm.errors import StorageError, UsageError
 from swarm.units import parse_rate, parse_size
 
@@ -296,8 +297,7 @@ def compare_command(
         if not quiet:
             click.echo(text, err=True)
 
-    # Until the event loop takes the signals over, SIGTERM ends the command as SIGINT does:
-    # by an exception, so that the temporary folder (and a half-built --size file) goes.
+    # Until the event loop takes the signals, SIGTERM raises as SIGINT does: the temp files go.
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     check_space(path, nbytes, counts)
     with tempfile.TemporaryDirectory(prefix="swarm-compare-src-") as tmp:

@@ -159,7 +159,7 @@ def dht_command(
     import signal
     import sys
 
-    from swarm.cli.common import run_until_signal
+    from swarm.cli.running import run_until_signal
     from swarm.dht_shell import DhtNode
 
     routers = [parse_node_address(text, "--bootstrap") for text in bootstrap]

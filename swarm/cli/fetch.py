@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING
 
 import click
 
-from swarm.cli.common import INTERRUPTED, Display, echo, eta, report, unless_stopped, wait_stop
+from swarm.cli.common import Display, echo, eta, report
+from swarm.cli.running import INTERRUPTED, unless_stopped, wait_stop
 from swarm.status import Event, Status, watch_progress
 from swarm.units import counted, format_rate, format_size
 
@@ -171,8 +172,8 @@ def fetch_torrent(
     """Download the torrent at *path* into *out_dir*; the exit code. *web_seeds*: whether to
     use the torrent's web seeds (BEP 19 url-list) as well as peers."""
     from swarm import metainfo
-    from swarm.cli.common import run_until_signal
     from swarm.cli.dht import dht_session_options
+    from swarm.cli.running import run_until_signal
     from swarm.session import Session
     from swarm.storage import check_folder
 
@@ -298,7 +299,7 @@ def fetch_http(
     the URL's name is checked against the torrent first, as for a torrent source."""
     from swarm import metainfo
     from swarm.central.client import http_download
-    from swarm.cli.common import run_until_signal
+    from swarm.cli.running import run_until_signal
 
     torrent = metainfo.load(torrent_path) if torrent_path else None
 

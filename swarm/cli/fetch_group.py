@@ -36,7 +36,8 @@ from typing import TYPE_CHECKING
 
 import click
 
-from swarm.cli.common import INTERRUPTED, report, run_until_signal, status_option, unless_stopped
+from swarm.cli.common import report, status_option
+from swarm.cli.running import INTERRUPTED, run_until_signal, unless_stopped
 from swarm.errors import UsageError
 from swarm.status import Event, ProgressReporter, Status, watch_progress
 
@@ -237,7 +238,7 @@ async def _torrent_one(
     opens a new one on the folder, resuming from the pieces there. *net*: its host and whether
     it dials uTP first; *caps*: its download and upload; *progress*: the group's progress
     lines (``swarm compare --web``), if any."""
-    from swarm.cli.common import first_of, wait_stop
+    from swarm.cli.running import first_of, wait_stop
     from swarm.session import Session
 
     (host, utp), (down, up) = net, caps

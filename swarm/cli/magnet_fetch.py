@@ -17,8 +17,9 @@ from typing import TYPE_CHECKING
 
 import click
 
-from swarm.cli.common import INTERRUPTED, Display, echo, unless_stopped
+from swarm.cli.common import Display, echo
 from swarm.cli.fetch import download_and_seed, notice
+from swarm.cli.running import INTERRUPTED, unless_stopped
 from swarm.units import counted
 
 if TYPE_CHECKING:
@@ -68,8 +69,8 @@ def fetch_magnet(
     """Download what the magnet *uri* names into *out_dir*; the exit code. Without tr and
     x.pe, the DHT alone finds its peers. *web_seeds* False: no web seed is used (neither the
     magnet's ws= nor a url-list in its metadata)."""
-    from swarm.cli.common import run_until_signal
     from swarm.cli.dht import dht_session_options
+    from swarm.cli.running import run_until_signal
     from swarm.magnet import parse_magnet
     from swarm.session import Session
     from swarm.storage import check_folder

@@ -23,14 +23,13 @@ from swarm.cli.common import (
     listen_port,
     port_option,
     report,
-    run_until_signal,
     status_option,
     tracker_tiers,
-    wait_stop,
 )
 from swarm.cli.dht import DhtArgs, dht_options, dht_session_options
 from swarm.cli.fetch import fetch_http, fetch_torrent, preload_engine
 from swarm.cli.magnet_fetch import fetch_magnet
+from swarm.cli.running import run_until_signal, wait_stop
 from swarm.errors import StorageError, UsageError
 from swarm.magnet import without_web_seeds
 from swarm.status import Event, Status

@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING
 
 import click
 
-from swarm.cli.common import report, run_until_signal, status_option
+from swarm.cli.common import report, status_option
+from swarm.cli.running import run_until_signal
 from swarm.errors import TrackerStartError, UsageError
 from swarm.status import Event, Status
 from tracker.errors import StartError, TorrentFileError
