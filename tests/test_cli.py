@@ -528,6 +528,24 @@ def test_an_interrupted_command_exits_128_plus_the_signal(sig: int, code: int) -
     assert run_until_signal(stopped_normally) == 0
 
 
+def test_the_data_moving_commands_run_on_uvloop_with_a_quieter_garbage_collector() -> None:
+    # In a process of its own: the tuning is the process's (freeze, thresholds).
+    code = (
+        "import asyncio, gc\n"
+        "from swarm.cli.running import run_until_signal\n"
+        "async def main(stop):\n"
+        "    print(type(asyncio.get_running_loop()).__module__, gc.get_threshold()[0],"
+        " gc.get_freeze_count() > 0)\n"
+        "run_until_signal(main)\n"
+        "run_until_signal(main, fast_loop=True)\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    plain, fast = r.stdout.splitlines()
+    assert plain == "asyncio.unix_events 700 False"
+    assert fast == "uvloop 50000 True"
+
+
 def test_the_done_line_counts_the_files_bytes_apart_from_the_rest() -> None:
     from swarm.cli.fetch import summary
 
