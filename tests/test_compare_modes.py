@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from swarm.compare.chart import plot
-from swarm.compare.nginx import config, request_rate
+from swarm.compare.nginx import config, request_rate, wait_for_second
 from swarm.compare.options import parse_modes
 from swarm.compare.report import table
 from swarm.compare.results import ModeResult, Run, bounds, hybrid_bound
@@ -167,6 +167,17 @@ def test_nginx_is_capped_per_request_so_that_n_at_once_make_u_s() -> None:
     assert "scgi_temp_path /tmp/p/tmp/scgi;" in text
     bare = config(Path("/tmp/p"), "10.0.0.2", 80, {}, "--without-http_scgi_module")
     assert "limit_rate" not in bare and "scgi" not in bare
+
+
+def test_the_central_phase_under_nginx_starts_early_in_a_wall_clock_second() -> None:
+    # nginx's limit_rate counts whole seconds of the wall clock from a request's own: one made
+    # late in a second gets a second's worth more as soon as its timer runs a little late.
+    assert wait_for_second(1000.0) == 0.0
+    assert wait_for_second(1000.2) == 0.0
+    for now in (1000.3, 1000.5, 1000.97, 1000.999):
+        wait = wait_for_second(now)
+        assert 0 < wait <= 0.75
+        assert 0.0 < (now + wait) % 1.0 < 0.1  # just after the next whole second
 
 
 def test_missing_nginx_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -133,6 +133,7 @@ async def _run(exp: Experiment, net: Net) -> list[Run]:
                 phase = Phase(
                     exp, net, folder / "central", n, original, parts, children, "central", d_cs
                 )
+                phase.early_in_second = nginx is not None and not net.lab  # limit_rate's clock
                 c = await run_phase(phase, [file_url], cutoff=exp.central_cutoff)
             swarm_fetch = [str(work / (exp.path.name + ".torrent")), "--seed"]
             if "swarm" in exp.modes:

@@ -25,7 +25,9 @@ less than a second's worth the bursts are smaller and the copies end later, stil
 second of F / r. But the whole seconds are nginx's clock's, not the request's: a request made
 late in a second whose timer then fires late past the next one gets two seconds' worth at
 once, and ends up to a second early (seen once on a loaded 2-core machine: 3.03 s for a bound
-of 4 s). Not corrected here.
+of 4 s). So the central phase's downloaders are let go early in a second of the wall clock
+(:func:`wait_for_second`): a request then made within the first third of a second needs a
+timer two thirds of a second late, not a few milliseconds, to be given the extra second.
 
 In the network lab (``--lab netns``) the kernel caps the central host's link at u_s for all
 its connections together, so nginx runs uncapped there (``/FILE``), and the same nginx is the
@@ -52,6 +54,18 @@ START_TIMEOUT = 10.0  # seconds nginx may take to listen (its pid file appears o
 STOP_TIMEOUT = 10.0  # seconds from SIGTERM to SIGKILL
 LAB_PORT = 8080  # inside a lab host's own network namespace, nothing else listens there
 INSTALL_HINT = "Debian: apt-get install nginx-light"
+
+
+YOUNG_SECOND = 0.25  # seconds into a wall-clock second that still count as its start
+SECOND_MARGIN = 0.02  # and how far past a whole second the wait for the next one ends
+
+
+def wait_for_second(now: float) -> float:
+    """Seconds to wait from wall-clock time *now* (``time.time()``) so that what starts then
+    starts early in a second of nginx's clock (which counts the wall clock's whole seconds):
+    none if *now* is early in one already, else until just after the next."""
+    into = now % 1.0
+    return 0.0 if into < YOUNG_SECOND else 1.0 - into + SECOND_MARGIN
 
 
 def find_nginx() -> str:

@@ -23,6 +23,7 @@ from swarm.compare.children import Child
 from swarm.compare.churn import Absence, Applied, Churn, schedule
 from swarm.compare.faults import Outcome, phase_faults, supervise, written
 from swarm.compare.hosts import Net
+from swarm.compare.nginx import wait_for_second
 from swarm.compare.results import Cutoff, ModeResult
 from swarm.errors import CompareError
 from swarm.status import PROGRESS_ENV, PROGRESS_PERIOD, Event
@@ -49,6 +50,7 @@ class Phase:
     children: list[Child]
     mode: str = ""  # central, swarm, hybrid or churn: what the page calls it
     bound: float = 0.0  # its lower bound (D_cs, D_p2p or hybrid's), for the page
+    early_in_second: bool = False  # let go early in a wall-clock second (nginx's limit_rate)
 
 
 async def run_phase(
@@ -105,6 +107,8 @@ async def run_phase(
                 child.on_progress = partial(live.progress, first=first)
         for child in mine:
             await child.wait_for(Event.READY, START_TIMEOUT)
+        if phase.early_in_second:
+            await asyncio.sleep(wait_for_second(time.time()))
         t0 = time.monotonic()
         for child in mine:
             child.go()

@@ -71,10 +71,10 @@ def test_central_mode_served_by_nginx_within_its_bound() -> None:
     obj = compare(*args, "--upload-rate", "512K")
     (run,) = obj["runs"]
     assert run["central_server"] == "nginx"
-    # 4 s: limit_rate holds the two to u_s in all (nginx's second ahead given back: see
-    # swarm.compare.nginx), but for the one second its whole-second clock may still give.
+    # 4 s: limit_rate holds the two to u_s in all (nginx's second ahead given back, and the
+    # downloaders let go early in a second of its whole-second clock: see swarm.compare.nginx).
     d_cs = bounds(MiB, 2, MiB // 2, MiB // 2)[0]
-    assert d_cs - 1.0 <= run["central"]["total"] <= d_cs * 1.3, run["central"]
+    assert d_cs * 0.97 <= run["central"]["total"] <= d_cs * 1.3, run["central"]
 
 
 def test_central_nginx_says_so_in_the_table() -> None:
