@@ -1,13 +1,15 @@
 """``swarm compare --modes`` and ``--central nginx``, the parts that start nothing: the modes
 parsed, the hybrid row in the table and the JSON beside its bound, the chart's third line,
-nginx's configuration and its per-request cap (issue 18)."""
+nginx's configuration and its per-request cap (issue 18), and the check of the copies."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 import subprocess
 import sys
+import types
 from pathlib import Path
 
 import pytest
@@ -15,9 +17,10 @@ import pytest
 from swarm.compare.chart import plot
 from swarm.compare.nginx import config, request_rate, wait_for_second
 from swarm.compare.options import parse_modes
+from swarm.compare.phase import Phase, _check_copies, sha256_file
 from swarm.compare.report import table
 from swarm.compare.results import ModeResult, Run, bounds, hybrid_bound
-from swarm.errors import UsageError
+from swarm.errors import CompareError, UsageError
 
 MiB = 2**20
 
@@ -189,3 +192,21 @@ def test_missing_nginx_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
     assert str(err.value) == (
         "--central nginx: nginx is not installed (Debian: apt-get install nginx-light)"
     )
+
+
+def test_the_copies_are_checked_once_the_phase_is_over_and_a_wrong_one_is_named(
+    tmp_path: Path,
+) -> None:
+    # The phase hashes the finished copies after the last one (hashing them as they came took
+    # CPU from the downloaders still at work); a wrong copy still fails the run, by name.
+    original = tmp_path / "f.bin"
+    original.write_bytes(b"x" * 3000)
+    folder = tmp_path / "phase"
+    for i, data in enumerate([b"x" * 3000, b"x" * 2999 + b"y", b"partial"]):
+        (folder / str(i)).mkdir(parents=True)
+        (folder / str(i) / "f.bin").write_bytes(data)
+    exp = types.SimpleNamespace(path=original)
+    phase = Phase(exp, None, folder, 3, sha256_file(original), {}, [])  # type: ignore[arg-type]
+    asyncio.run(_check_copies(phase, [True, False, False]))  # 2 is not done: not checked
+    with pytest.raises(CompareError, match="downloader 1's copy does not match"):
+        asyncio.run(_check_copies(phase, [True, True, False]))
