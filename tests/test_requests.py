@@ -252,12 +252,18 @@ def test_seeds_are_closed_once_we_are_complete() -> None:
 # -- initial seeding -------------------------------------------------------------------------
 
 
-def test_initial_seeding_turns_a_second_asker_away_once() -> None:
-    s = InitialSeeding(3)
+def test_initial_seeding_turns_a_second_asker_away_for_a_while() -> None:
+    now = [0.0]
+    s = InitialSeeding(3, hold=10.0, clock=lambda: now[0])
     serving = {"a", "b"}
     assert not s.defer("a", 0, serving.__contains__)  # a owns piece 0
     assert s.defer("b", 0, serving.__contains__)  # b: get it from a
-    assert not s.defer("b", 0, serving.__contains__)  # but only once
+    now[0] = 9.5
+    assert s.defer("b", 0, serving.__contains__)  # and again, as long as the hold lasts
+    assert s.defer("c", 0, serving.__contains__)  # c's hold starts now
+    now[0] = 10.0
+    assert not s.defer("b", 0, serving.__contains__)  # then b is served: nobody starves
+    assert s.defer("c", 0, serving.__contains__)
     serving.discard("a")  # a is choked now: the next asker takes piece 0 over
     assert not s.defer("c", 0, serving.__contains__)
     s.sent([(0, 0, 1), (1, 0, 1)])
