@@ -1,5 +1,5 @@
 """Downloaders per process in ``swarm compare`` (swarm/compare/experiment.py): the default K
-rule and the --peers limit, without processes."""
+rule, the --peers limit and the piece length that follows, without processes."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import pytest
 from click.testing import CliRunner
 
 from swarm.cli.compare import MAX_PEERS, compare_command
+from swarm.compare.experiment import piece_length
 from swarm.compare.options import peer_counts
 from swarm.compare.settings import MAX_PEERS as EXPERIMENT_MAX_PEERS
 from swarm.compare.settings import Experiment, default_per_process
@@ -51,3 +52,13 @@ def test_help_states_the_limit_and_the_k_rule() -> None:
     out = CliRunner().invoke(compare_command, ["--help"], terminal_width=200).output
     assert "N at most 200" in out
     assert "--peers-per-process" in out and "2 processes per core" in out
+
+
+def test_the_piece_length_is_create_s_unless_shared_processes_would_bear_too_many_pieces() -> None:
+    mib = 2**20
+    assert piece_length(4 * mib, 1, 100 * mib) == 16 * 1024  # a process each: create's length
+    assert piece_length(4 * mib, 25, 100 * mib) == 64 * 1024  # N = 100 at 1 MiB/s: 64 KiB
+    assert piece_length(4 * mib, 5, 17 * mib) == 64 * 1024  # the smallest grouped default N
+    # The texts' scenario: 100 peers at 100 kB/s pass 10 MB/s, 610 pieces of 16 KiB a second.
+    assert piece_length(10**7, 25, 100 * 100_000) == 16 * 1024
+    assert piece_length(2**30, 25, 100 * mib) == mib  # create's, when it is longer anyway

@@ -19,7 +19,12 @@ the limit. At N = 64, 16 KiB pieces took 0.37 CPU s per downloader and 16-18 s, 
 and 8-10 s (64 KiB 0.23 s, 10 s; the bound 4 s); once the per-message costs were cut (issue
 16), at N = 100 64 KiB took 14.0-14.5 CPU s in all and 9.1-9.8 s, 32 KiB 15.8-16.2 s and
 10.8-11.3 s (alternated runs, a loaded machine). At N = 8, where CPU is plenty, 16 KiB
-4.64-4.72 s, 32 KiB 5.00-5.12 s (each last piece takes twice as long to pass on).
+4.64-4.72 s, 32 KiB 5.00-5.12 s (each last piece takes twice as long to pass on). What the
+cores bear is pieces a second, so a swarm whose peers upload little in all (N x u at most
+:data:`PIECES_PER_SECOND` of create's pieces a second) keeps create's length however it is
+grouped: the texts' scenario (N x u = 10 MB/s) with 64 KiB pieces took 132 s for a 100 s
+bound, each piece 3 s a hop at a peer's 20 kB/s a slot and 5 s before the swarm had one; with
+16 KiB 126 s, 99 CPU s against 58 (two cores bear that).
 
 The hybrid mode (``--modes``, on by default) is the central server, capped at u_s as in the
 central mode, as the only web seed (BEP 19) of N peers with no seed: a CDN origin that seeds a
@@ -59,6 +64,7 @@ from swarm.status import Event
 from swarm.units import counted
 
 SHARED_PIECE_LENGTH = 64 * 1024  # least piece length once downloaders share processes
+PIECES_PER_SECOND = 1000  # unless the peers' whole upload is this many of create's pieces a second
 START_TIMEOUT = 30.0  # seconds a child may take to listen, or to be ready
 
 
@@ -185,7 +191,7 @@ async def _start_parts(
     parts["tracker"] = tracker
     announce_url = (await tracker.wait_for(Event.LISTENING, START_TIMEOUT)).urls[0]
     torrent_file = work / (exp.path.name + ".torrent")
-    length = piece_length(exp.path.stat().st_size, max(exp.k_for(n) for n in exp.peer_counts))
+    length = _piece_length(exp)
     data = await asyncio.to_thread(
         create_torrent, exp.path, trackers=[[announce_url]], piece_length=length
     )
@@ -254,7 +260,7 @@ async def _start_hybrid(
     children.append(tracker)
     parts["hybrid-tracker"] = tracker
     announce_url = (await tracker.wait_for(Event.LISTENING, START_TIMEOUT)).urls[0]
-    length = piece_length(exp.path.stat().st_size, max(exp.k_for(n) for n in exp.peer_counts))
+    length = _piece_length(exp)
     data = await asyncio.to_thread(
         create_torrent, exp.path, trackers=[[announce_url]], piece_length=length, webseeds=[webseed]
     )
@@ -270,11 +276,19 @@ async def _write(path: Path, data: bytes) -> None:
         raise CompareError(f"cannot write {path}: {exc.strerror or exc}") from None
 
 
-def piece_length(size: int, k: int) -> int:
+def piece_length(size: int, k: int, swarm_rate: int) -> int:
     """The torrent's piece length for a file of *size* bytes with up to *k* downloaders to a
-    process (see the module's docstring)."""
+    process whose peers upload *swarm_rate* bytes/s in all at most (N x u; see the module's
+    docstring)."""
     auto = auto_piece_length(size)
-    return auto if k <= 1 else max(SHARED_PIECE_LENGTH, auto)
+    if k <= 1 or swarm_rate <= PIECES_PER_SECOND * auto:
+        return auto
+    return max(SHARED_PIECE_LENGTH, auto)
+
+
+def _piece_length(exp: Experiment) -> int:
+    k = max(exp.k_for(n) for n in exp.peer_counts)
+    return piece_length(exp.path.stat().st_size, k, max(exp.peer_counts) * exp.peer_rate)
 
 
 def synthetic_file(folder: Path, size: int) -> Path:

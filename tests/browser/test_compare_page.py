@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from procutil import Proc, wait_for
 
-from swarm.compare.experiment import SHARED_PIECE_LENGTH
+from swarm.compare.experiment import piece_length
 
 from .conftest import screenshot
 
@@ -70,8 +70,8 @@ def test_the_page_shows_the_run_as_it_goes_and_its_table_at_the_end(
     assert page.locator('article.phase[data-mode="central"]').count() == 1  # side by side
     assert page.locator(f"{SWARM} .fin").all_text_contents()[0].startswith("done ")
     cells = int(page.get_attribute(f"{SWARM} canvas.pieces", "data-cells"))
-    # every piece of both downloaders (in fetch-group processes: compare's shared length)
-    assert cells == 2 * (256 * 1024 // SHARED_PIECE_LENGTH)
+    # every piece of both downloaders (in a fetch-group process: compare's piece length)
+    assert cells == 2 * (256 * 1024 // piece_length(256 * 1024, 2, 2 * 128 * 1024))
     # the chart and the JSON were fetched before compare exited, and stay
     page.wait_for_function("document.getElementById('chart').naturalWidth > 0")
     assert page.get_attribute("#json-link", "href").startswith("blob:")
