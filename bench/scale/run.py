@@ -174,7 +174,7 @@ async def _lt_swarm(n: int, path: Path, net, down: int | None) -> tuple[float, f
         torrent = work / (path.name + ".torrent")
         # The torrent compare makes for this N: the same piece length.
         k = Experiment(path, [n], RATE, RATE, lab=net.lab is not None).k_for(n)
-        length = piece_length(path.stat().st_size, k)
+        length = piece_length(path.stat().st_size, k, n * RATE)
         torrent.write_bytes(create_torrent(path, trackers=[[url]], piece_length=length))
         # In the lab the kernel caps the seed's link (net.caps gives no option then).
         where = await net.host("seed", up=RATE)
