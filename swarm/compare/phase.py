@@ -227,11 +227,9 @@ async def _finish(
     # the processes' CPU and memory are read before the copies are checked
     result = cut if cut is not None else _result(times, mine)
     await _check_copies(phase, done)
-    if cut is not None:
-        return cut
-    if n == 1:
+    if cut is None and n == 1:
         exp.say(f"  the copy verified in {times[0]:.2f} s")
-    else:
+    elif cut is None:
         exp.say(f"  all {n} copies verified; slowest {max(times):.2f} s")
     return result
 
