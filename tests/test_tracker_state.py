@@ -124,6 +124,19 @@ def test_numwant_is_capped_and_sampled(state: TrackerState) -> None:
     assert len(state.announce(ann(1, numwant=0)).peers) == 0
 
 
+def test_a_small_swarm_comes_back_in_random_order(state: TrackerState) -> None:
+    # Every peer of a small swarm is in each reply, and clients dial a reply's first peers
+    # first: in the announcers' order, the earliest peers were dialled by everyone after them.
+    firsts = []
+    for i in range(1, 41):
+        r = state.announce(ann(i, event="started"))
+        assert {p.port for p in r.peers} == {6000 + j for j in range(1, i)}
+        if i > 2:
+            firsts.append(r.peers[0].port)
+    assert firsts.count(6001) < 10
+    assert len(set(firsts)) > 15
+
+
 def test_limits_on_torrents_and_peers(clock: Clock) -> None:
     state = TrackerState(interval=60, clock=clock, limits=Limits(max_torrents=1, max_peers=2))
     state.announce(ann(1))

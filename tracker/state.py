@@ -287,7 +287,12 @@ class TrackerState:
         skip_seeds = me.finished  # (finished implies left == 0)
         n = len(order)
         if n <= numwant + 1:
-            return [p for p in order if p is not me and not (skip_seeds and p.left == 0)]
+            # Shuffled: clients dial the first peers of a reply first, and in a swarm that
+            # starts at once every early announcer was dialled by all who came after it and
+            # refused them, full (compare at N = 100: downloaders with no peer for 5 s).
+            out = [p for p in order if p is not me and not (skip_seeds and p.left == 0)]
+            self.rng.shuffle(out)
+            return out
         # A window of consecutive slots from a random start (as opentracker does): random
         # enough, since removals reshuffle the slots, and O(numwant) however big the swarm.
         start = self.rng.randrange(n)
