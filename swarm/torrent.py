@@ -69,6 +69,7 @@ class TorrentController:
         *,
         rng: random.Random | None = None,
         max_peers: int = MAX_PEERS_PER_TORRENT,
+        max_outgoing: int | None = None,  # dialled at most (default: half of max_peers)
         unchoke_slots: int = 4,
         web_seeds: WebSeedSettings | bool = True,
     ) -> None:
@@ -90,7 +91,9 @@ class TorrentController:
         self.storage = self.io.storage
         self.picker = PiecePicker(*self._shape[1:], rng=self.rng)
         self.choker = Choker(unchoke_slots, rng=self.rng)
-        self.directory = PeerDirectory[PeerConnection](host.peer_id, max_peers=max_peers)
+        self.directory = PeerDirectory[PeerConnection](
+            host.peer_id, max_peers=max_peers, max_outgoing=max_outgoing
+        )
         self.peers = self.directory.peers
         self.requests = RequestPolicy(self.picker, self.peers)
         self.haves = HaveBatcher(self.peers)
