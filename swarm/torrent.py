@@ -69,7 +69,8 @@ class TorrentController:
         *,
         rng: random.Random | None = None,
         max_peers: int = MAX_PEERS_PER_TORRENT,
-        max_outgoing: int | None = None,  # dialled at most (default: half of max_peers)
+        max_outgoing: int | None = None,  # dialled at most (default: half of max_peers) ...
+        dial_under: int | None = None,  # ... unless fewer connections than this (PeerDirectory)
         unchoke_slots: int = 4,
         web_seeds: WebSeedSettings | bool = True,
     ) -> None:
@@ -81,18 +82,16 @@ class TorrentController:
         self._shape = (torrent.info_hash, torrent.num_pieces, torrent.piece_length, torrent.length)
         # BEP 9 and BEP 11, neither for a private torrent (BEP 27; libtorrent does the same).
         self.pex = not torrent.private
-        self.metadata = (
-            MetadataServer(torrent.raw_info)
-            if self.pex and 0 < len(torrent.raw_info) <= MAX_METADATA_SIZE
-            else None
-        )
+        info = torrent.raw_info
+        served = self.pex and 0 < len(info) <= MAX_METADATA_SIZE
+        self.metadata = MetadataServer(info) if served else None
         self.io = PieceIO(torrent, root)
         self.io.keep_for_upload = lambda: bool(self.peers)  # no copy for nobody (web seeds)
         self.storage = self.io.storage
         self.picker = PiecePicker(*self._shape[1:], rng=self.rng)
         self.choker = Choker(unchoke_slots, rng=self.rng)
         self.directory = PeerDirectory[PeerConnection](
-            host.peer_id, max_peers=max_peers, max_outgoing=max_outgoing
+            host.peer_id, max_peers=max_peers, max_outgoing=max_outgoing, dial_under=dial_under
         )
         self.peers = self.directory.peers
         self.requests = RequestPolicy(self.picker, self.peers)
@@ -106,13 +105,12 @@ class TorrentController:
             rng=self.rng,
             complete=lambda: self.picker.complete,
         )
-        self.snub_seconds = SNUB_SECONDS
+        self.snub_seconds, self.no_source_seconds = SNUB_SECONDS, NO_SOURCE_SECONDS
         self.complete = asyncio.Event()
         self.failed: SwarmError | None = None
         self.stopped = asyncio.Event()
         self.downloaded = self.uploaded = self.wasted = self.hash_failures = self.started_with = 0
         self.existing: Existing | None = None  # files found at the real names (see PieceIO)
-        self.no_source_seconds = NO_SOURCE_SECONDS
         self._alone_since: float | None = None
         self.rates = (0.0, 0.0)  # bytes/s down and up, over the last second
         self.banned_ids = self.directory.banned_ids

@@ -9,7 +9,7 @@ import pytest
 
 from swarm import wire
 from swarm.initial_seeding import InitialSeeding
-from swarm.peer_directory import STRIKES_TO_BAN, PeerDirectory
+from swarm.peer_directory import SETTLE_SECONDS, STRIKES_TO_BAN, PeerDirectory
 from swarm.peer_state import PeerState, Torrent
 from swarm.picker import BLOCK_SIZE, PiecePicker
 from swarm.requests import MIN_QUEUE, REJECT_MEMORY_SECONDS, RequestPolicy
@@ -310,6 +310,36 @@ def test_directory_counts_a_dial_that_connected_once_toward_its_outgoing_limit()
     assert d.to_dial(lambda: True, us) == []  # 3 connected + 1 in flight: the limit
     d.dialled(first[3], ok=False)  # the fourth failed
     assert len(d.to_dial(lambda: True, us)) == 1
+
+
+def test_directory_dials_past_its_share_once_settled_while_few_dial_it() -> None:
+    """A torrent that nobody dials (it announced last in a swarm that started at once) has
+    only its own dials: from :data:`SETTLE_SECONDS` on it dials more while it holds fewer
+    than *dial_under* connections (the texts' scenario: its last copies 132-135 s -> 115 s)."""
+    clock = Clock()
+    d: PeerDirectory[FakePeer] = PeerDirectory(
+        b"-SW0100-ourselves000", max_peers=25, max_outgoing=7, dial_under=14, clock=clock
+    )
+    plain: PeerDirectory[FakePeer] = PeerDirectory(
+        b"-SW0100-ourselves000", max_peers=25, max_outgoing=7, clock=clock
+    )
+    us = ("127.0.0.1", 9)
+    for x in (d, plain):
+        x.add([("127.0.0.1", p) for p in range(1, 41)])
+        for addr in x.to_dial(lambda: True, us):
+            assert x.admit(FakePeer(f"p{addr[1]}", address=addr))
+        assert len(x.peers) == 7
+        assert x.to_dial(lambda: True, us) == []  # its share, and too soon to dial on
+    clock.now += SETTLE_SECONDS
+    more = d.to_dial(lambda: True, us)
+    assert len(more) == 7  # up to 14 in all
+    assert plain.to_dial(lambda: True, us) == []  # without dial_under: its share only
+    for addr in more:
+        assert d.admit(FakePeer(f"p{addr[1]}", address=addr))
+    assert d.to_dial(lambda: True, us) == []
+    d.admit(FakePeer("in", outgoing=False))  # a peer that dials us counts toward the 14 too
+    d.remove(next(p for p in d.peers if p.outgoing))
+    assert d.to_dial(lambda: True, us) == []  # 14 held: no dial
 
 
 def test_directory_keeps_one_of_two_crossed_connections_on_both_sides() -> None:
