@@ -47,10 +47,17 @@ class HaveSource(Protocol):
     def take(self, conn: PeerConnection) -> bytes: ...
 
 
+class PieceCounts(Protocol):
+    availability: list[int]  # how many of the torrent's peers have each piece
+
+
 class PeerHandler(Protocol):
     """The torrent, as one of its connections sees it."""
 
     info_hash: bytes
+
+    @property
+    def picker(self) -> PieceCounts: ...
 
     @property
     def requests(self) -> DownloadEvents: ...
@@ -353,7 +360,7 @@ class PeerConnection(asyncio.Protocol):
         t = self.torrent
         assert t is not None
         try:
-            await serve(self, t.io, self.host.upload_limiter)
+            await serve(self, t.io, self.host.upload_limiter, lambda i: t.picker.availability[i])
         except asyncio.CancelledError:
             raise
         except SwarmError as exc:

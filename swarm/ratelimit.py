@@ -1,12 +1,16 @@
 """Token buckets for upload and download rate limits, shared by every connection of a process.
 
 :class:`TokenBucket` is pure (the clock is passed in); :class:`RateLimiter` is the asyncio
-wrapper that connections await before they send or after they receive bytes.
+wrapper that connections await before they send or after they receive bytes: in the order
+they asked (:meth:`RateLimiter.reserve`), or the lowest rank first (:meth:`RateLimiter.acquire`,
+how an uploader serves the rarest piece first).
 """
 
 from __future__ import annotations
 
 import asyncio
+import heapq
+import itertools
 import time
 from collections.abc import Callable
 
@@ -62,6 +66,11 @@ class TokenBucket:
         if self._tokens < 0:
             self._tokens = min(0.0, self._tokens + amount)
 
+    def wait(self) -> float:
+        """Seconds until the bucket is out of debt (0.0: it is now)."""
+        self._refill()
+        return max(0.0, -self._tokens / self.rate)
+
     def consume(self, amount: int) -> float:
         """Take *amount* tokens (going into debt if need be); return seconds to wait before
         the caller may go on so that the long-run rate holds."""
@@ -78,6 +87,10 @@ class RateLimiter:
     def __init__(self, rate: float | None, clock: Callable[[], float] = time.monotonic) -> None:
         self.rate = rate
         self._bucket = TokenBucket(rate, clock=clock) if rate else None
+        # acquire()'s waiters: (rank, arrival, bytes, future), and the timer that serves them
+        self._waiting: list[tuple[int, int, int, asyncio.Future[None]]] = []
+        self._arrivals = itertools.count()
+        self._timer: asyncio.TimerHandle | None = None
 
     @property
     def unlimited(self) -> bool:
@@ -102,6 +115,42 @@ class RateLimiter:
         the swarm's rate fell from ~9 to ~5 MB/s for 3 s every 10 s."""
         if self._bucket is not None and amount > 0:
             self._bucket.refund(amount)
+
+    async def acquire(self, amount: int, rank: int) -> None:
+        """Account for *amount* bytes once the bucket is out of debt, the lowest *rank* of the
+        callers waiting first (then the earliest): the caller sends them at once after.
+
+        An uploader ranks a batch by how many of its peers have the piece: asked in turn
+        (:meth:`reserve`), a new piece waited behind every other peer's batch at each hop
+        (about 0.25 s with 4 unchoked peers), and at N = 100 the swarm's start and each new
+        piece's spread left upload idle (last copy 6.31 s against 6.04 s, median 6.02 against
+        5.38 s, 4 pairs of runs, CPU the same; the texts' scenario's median 112 -> 109 s)."""
+        bucket = self._bucket
+        if bucket is None or amount <= 0:
+            return
+        if not self._waiting and bucket.wait() == 0.0:
+            bucket.consume(amount)
+            return
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        heapq.heappush(self._waiting, (rank, next(self._arrivals), amount, fut))
+        self._arm(bucket)
+        await fut
+
+    def _arm(self, bucket: TokenBucket) -> None:
+        if self._timer is None:
+            loop = asyncio.get_running_loop()
+            self._timer = loop.call_later(bucket.wait(), self._serve_waiting, bucket)
+
+    def _serve_waiting(self, bucket: TokenBucket) -> None:
+        self._timer = None
+        waiting = self._waiting
+        while waiting and bucket.wait() == 0.0:
+            _, _, amount, fut = heapq.heappop(waiting)
+            if not fut.done():  # a caller cancelled while it waited takes nothing
+                bucket.consume(amount)
+                fut.set_result(None)
+        if waiting:
+            self._arm(bucket)
 
     async def throttle(self, amount: int) -> None:
         """Account for *amount* bytes and sleep as long as the shared rate requires."""

@@ -13,6 +13,7 @@ writing; this module holds the loop, which is most of an uploader's per-block wo
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Protocol
 
 from swarm import wire
@@ -45,8 +46,14 @@ class Uploader(Protocol):
         ...
 
 
-async def serve(conn: Uploader, source: BlockSource, limiter: RateLimiter) -> None:
-    """Upload the blocks *conn*'s peer asks for, until the connection closes."""
+async def serve(
+    conn: Uploader,
+    source: BlockSource,
+    limiter: RateLimiter,
+    rank: Callable[[int], int] = lambda index: 0,
+) -> None:
+    """Upload the blocks *conn*'s peer asks for, until the connection closes; under a limit,
+    a batch whose piece has the lowest *rank* (how many of our peers have it) goes first."""
     state = conn.state
     wake, write_ok = conn.wake_upload, conn.write_ok
     piece = state.torrent.piece_length if state.torrent is not None else 1
@@ -72,9 +79,8 @@ async def serve(conn: Uploader, source: BlockSource, limiter: RateLimiter) -> No
             if conn.closed or state.am_choking:
                 break
         reserved = size + 13 * len(sent)
-        delay = limiter.reserve(reserved)
-        if delay > 0:
-            await asyncio.sleep(delay)
+        if sent:
+            await limiter.acquire(reserved, rank(sent[0][0]))
         if not write_ok.is_set():
             await write_ok.wait()
         if conn.closed:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from swarm.ratelimit import RateLimiter, TokenBucket
@@ -99,3 +101,38 @@ def test_a_refund_pays_off_debt_so_the_next_caller_goes_sooner_but_saves_nothing
     clock.now = 10.0  # all paid: a refund now saves no credit
     shared.refund(RATE)
     assert shared.reserve(RATE // 2) == pytest.approx(0.5 - 0.02)
+
+
+def test_acquire_serves_the_lowest_rank_first_once_out_of_debt() -> None:
+    """An uploader's batches wait for the shared rate and the rarest piece goes first: asked in
+    turn, a new piece waited behind every other peer's batch at each hop of its spread."""
+
+    async def main() -> list[int]:
+        limiter = RateLimiter(1 << 20)  # the real clock: 16 KiB is 15.6 ms of it
+        order: list[int] = []
+
+        async def batch(rank: int) -> None:
+            await limiter.acquire(BLOCK, rank)
+            order.append(rank)
+
+        await limiter.acquire(4 * BLOCK, 0)  # the bucket in debt for ~60 ms
+        async with asyncio.timeout(2):
+            await asyncio.gather(*(batch(r) for r in (5, 3, 9, 1)))
+        return order
+
+    assert asyncio.run(main()) == [1, 3, 5, 9]
+
+
+def test_acquire_skips_a_caller_that_gave_up_and_is_free_without_a_rate() -> None:
+    async def main() -> None:
+        limiter = RateLimiter(1 << 20)
+        await limiter.acquire(4 * BLOCK, 0)
+        gone = asyncio.create_task(limiter.acquire(BLOCK, 0))
+        await asyncio.sleep(0)
+        gone.cancel()
+        async with asyncio.timeout(2):
+            await limiter.acquire(BLOCK, 1)  # served, the cancelled one taking nothing
+        async with asyncio.timeout(0.01):
+            await RateLimiter(None).acquire(BLOCK, 0)
+
+    asyncio.run(main())

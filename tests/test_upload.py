@@ -63,9 +63,9 @@ class Limiter:
         self.reserved: list[int] = []
         self.refunded: list[int] = []
 
-    def reserve(self, amount: int) -> float:
+    async def acquire(self, amount: int, rank: int) -> None:
         self.reserved.append(amount)
-        return 0.05
+        await asyncio.sleep(0.05)
 
     def refund(self, amount: int) -> None:
         self.refunded.append(amount)
