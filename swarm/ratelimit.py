@@ -14,6 +14,8 @@ import itertools
 import time
 from collections.abc import Callable
 
+RANKS_PER_SECOND = 10.0  # how fast a batch waiting in RateLimiter.acquire gains on rarer ones
+
 
 class TokenBucket:
     """A token bucket: *rate* bytes per second, holding at most *burst* bytes of credit saved
@@ -88,7 +90,7 @@ class RateLimiter:
         self.rate = rate
         self._bucket = TokenBucket(rate, clock=clock) if rate else None
         # acquire()'s waiters: (rank, arrival, bytes, future), and the timer that serves them
-        self._waiting: list[tuple[int, int, int, asyncio.Future[None]]] = []
+        self._waiting: list[tuple[float, int, int, asyncio.Future[None]]] = []
         self._arrivals = itertools.count()
         self._timer: asyncio.TimerHandle | None = None
 
@@ -118,7 +120,8 @@ class RateLimiter:
 
     async def acquire(self, amount: int, rank: int) -> None:
         """Account for *amount* bytes once the bucket is out of debt, the lowest *rank* of the
-        callers waiting first (then the earliest): the caller sends them at once after.
+        callers waiting first (less the time each has waited, in :data:`RANKS_PER_SECOND`;
+        then the earliest): the caller sends them at once after.
 
         An uploader ranks a batch by how many of its peers have the piece: asked in turn
         (:meth:`reserve`), a new piece waited behind every other peer's batch at each hop
@@ -131,8 +134,12 @@ class RateLimiter:
         if not self._waiting and bucket.wait() == 0.0:
             bucket.consume(amount)
             return
-        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        heapq.heappush(self._waiting, (rank, next(self._arrivals), amount, fut))
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[None] = loop.create_future()
+        # Aged: a caller that waited gains a rank every 1/RANKS_PER_SECOND s, so a common piece
+        # waits behind rarer ones for a few seconds at most, never for good.
+        key = rank + RANKS_PER_SECOND * loop.time()
+        heapq.heappush(self._waiting, (key, next(self._arrivals), amount, fut))
         self._arm(bucket)
         await fut
 

@@ -123,6 +123,25 @@ def test_acquire_serves_the_lowest_rank_first_once_out_of_debt() -> None:
     assert asyncio.run(main()) == [1, 3, 5, 9]
 
 
+def test_acquire_lets_a_common_piece_wait_behind_rarer_ones_for_a_while_only() -> None:
+    async def main() -> list[int]:
+        limiter = RateLimiter(1 << 20)
+        order: list[int] = []
+
+        async def batch(rank: int) -> None:
+            await limiter.acquire(BLOCK, rank)
+            order.append(rank)
+
+        await limiter.acquire(32 * BLOCK, 0)  # the bucket in debt for ~0.5 s
+        async with asyncio.timeout(5):
+            common = asyncio.create_task(batch(20))
+            await asyncio.sleep(0.2)  # waited 0.2 s: now as good as rank 18 arriving now
+            await asyncio.gather(common, batch(19), batch(17))
+        return order
+
+    assert asyncio.run(main()) == [17, 20, 19]
+
+
 def test_acquire_skips_a_caller_that_gave_up_and_is_free_without_a_rate() -> None:
     async def main() -> None:
         limiter = RateLimiter(1 << 20)
