@@ -103,6 +103,12 @@ def test_a_refund_pays_off_debt_so_the_next_caller_goes_sooner_but_saves_nothing
     assert shared.reserve(RATE // 2) == pytest.approx(0.5 - 0.02)
 
 
+async def _batch(limiter: RateLimiter, rank: int, order: list[int]) -> None:
+    """An uploader's batch of a piece of *rank*: noted in *order* when it may go."""
+    await limiter.acquire(BLOCK, rank)
+    order.append(rank)
+
+
 def test_acquire_serves_the_lowest_rank_first_once_out_of_debt() -> None:
     """An uploader's batches wait for the shared rate and the rarest piece goes first: asked in
     turn, a new piece waited behind every other peer's batch at each hop of its spread."""
@@ -110,14 +116,9 @@ def test_acquire_serves_the_lowest_rank_first_once_out_of_debt() -> None:
     async def main() -> list[int]:
         limiter = RateLimiter(1 << 20)  # the real clock: 16 KiB is 15.6 ms of it
         order: list[int] = []
-
-        async def batch(rank: int) -> None:
-            await limiter.acquire(BLOCK, rank)
-            order.append(rank)
-
         await limiter.acquire(4 * BLOCK, 0)  # the bucket in debt for ~60 ms
         async with asyncio.timeout(2):
-            await asyncio.gather(*(batch(r) for r in (5, 3, 9, 1)))
+            await asyncio.gather(*(_batch(limiter, r, order) for r in (5, 3, 9, 1)))
         return order
 
     assert asyncio.run(main()) == [1, 3, 5, 9]
@@ -127,19 +128,15 @@ def test_acquire_lets_a_common_piece_wait_behind_rarer_ones_for_a_while_only() -
     async def main() -> list[int]:
         limiter = RateLimiter(1 << 20)
         order: list[int] = []
-
-        async def batch(rank: int) -> None:
-            await limiter.acquire(BLOCK, rank)
-            order.append(rank)
-
-        await limiter.acquire(32 * BLOCK, 0)  # the bucket in debt for ~0.5 s
+        await limiter.acquire(64 * BLOCK, 0)  # the bucket in debt for ~1 s: all three wait
         async with asyncio.timeout(5):
-            common = asyncio.create_task(batch(20))
-            await asyncio.sleep(0.2)  # waited 0.2 s: now as good as rank 18 arriving now
-            await asyncio.gather(common, batch(19), batch(17))
+            common = asyncio.create_task(_batch(limiter, 20, order))
+            await asyncio.sleep(0.2)  # waited 0.2 s or more: as good as rank 18 (or less) now
+            await asyncio.gather(common, _batch(limiter, 19, order), _batch(limiter, 15, order))
         return order
 
-    assert asyncio.run(main()) == [17, 20, 19]
+    # 15 is still rarer than the common piece unless the sleep overran by 0.3 s; 19 is not
+    assert asyncio.run(main()) == [15, 20, 19]
 
 
 def test_acquire_skips_a_caller_that_gave_up_and_is_free_without_a_rate() -> None:
