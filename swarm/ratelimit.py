@@ -89,7 +89,8 @@ class RateLimiter:
     def __init__(self, rate: float | None, clock: Callable[[], float] = time.monotonic) -> None:
         self.rate = rate
         self._bucket = TokenBucket(rate, clock=clock) if rate else None
-        # acquire()'s waiters: (rank, arrival, bytes, future), and the timer that serves them
+        # acquire()'s waiters: (rank aged by arrival time, arrival, bytes, future), and the
+        # timer that serves them
         self._waiting: list[tuple[float, int, int, asyncio.Future[None]]] = []
         self._arrivals = itertools.count()
         self._timer: asyncio.TimerHandle | None = None
