@@ -111,3 +111,29 @@ def test_a_flush_of_files_gone_is_not_an_error(tmp_path: Path) -> None:
     there = tmp_path / "a"
     there.write_bytes(b"x")
     piece_io._flush([there, tmp_path / "gone"])
+
+
+def test_the_first_resume_save_comes_ten_seconds_after_the_first_call(tmp_path: Path) -> None:
+    """Not at the first call: every downloader of a swarm started together saved at once."""
+    src = tmp_path / "src" / "data.bin"
+    src.parent.mkdir()
+    data = random.Random(9).randbytes(2 * PIECE)
+    src.write_bytes(data)
+    torrent = metainfo.parse(create_torrent(src, piece_length=PIECE))
+    out = tmp_path / "out"
+    every = piece_io.RESUME_SAVE_SECONDS
+
+    async def main() -> list[bool]:
+        io = PieceIO(torrent, out)
+        await io.open(seed=False, verify=True)
+        io.add_block(0, 0, memoryview(data)[:16384], b"p")
+        io.add_block(0, 16384, memoryview(data)[16384:PIECE], b"p")
+        assert (await io.verify_and_write(0))[0]
+        saved = []
+        for now in (100.0, 100.0 + every - 0.5, 100.0 + every):
+            await io.save_resume([True, False], now)
+            saved.append(io.storage.resume_path.exists())
+        await io.close([True, False], False)
+        return saved
+
+    assert asyncio.run(main()) == [False, False, True]

@@ -314,3 +314,37 @@ def test_a_group_downloader_leaves_room_for_the_peers_that_dial_it(tmp_path: Pat
             assert GROUP_PEERS > 3 * GROUP_DIALS  # ... and takes 18 more that dial it
 
     asyncio.run(main())
+
+
+def test_torrents_started_together_tick_apart(tmp_path: Path) -> None:
+    """Each torrent's 1 s tick has a phase of its own (the first 1-2 s in): started together,
+    they all ticked at once, and at N = 100 that first tick stalled the whole swarm."""
+    src = make_data(tmp_path / "seed", 100_000)
+    torrent = metainfo.parse(create_torrent(src, piece_length=32 * 1024))
+
+    async def main() -> list[float]:
+        sessions = [Session(host="127.0.0.1", rng=random.Random(i)) for i in range(4)]
+        first: dict[int, float] = {}
+        loop = asyncio.get_running_loop()
+        try:
+            for s in sessions:
+                await s.start()
+            start = loop.time()
+            for i, s in enumerate(sessions):
+                t = await s.add(torrent, tmp_path / f"out{i}")
+
+                def ticked(now: float, i: int = i) -> None:
+                    first.setdefault(i, loop.time() - start)
+
+                t._check_sources = ticked  # type: ignore[method-assign]
+            async with asyncio.timeout(10):
+                while len(first) < len(sessions):
+                    await asyncio.sleep(0.05)
+        finally:
+            for s in sessions:
+                await s.close()
+        return sorted(first.values())
+
+    ticks = asyncio.run(main())
+    assert 0.9 <= ticks[0] and ticks[-1] <= 2.5, ticks
+    assert ticks[-1] - ticks[0] >= 0.3, ticks  # not all at one moment
