@@ -12,19 +12,22 @@ peer of its own (own session, port, peer id, caps and folder), timed by its own 
 Both phases group alike, so the two modes stay comparable.
 
 The torrent's pieces are ``swarm create``'s choice (16 KiB for the 4 MiB sample) while every
-downloader has a process of its own, and at least :data:`SHARED_PIECE_LENGTH` (64 KiB) once
-they share processes (:func:`piece_length`): every piece costs each downloader a hash, a write,
-a ``have`` to each of its peers and one from each, whatever its size, and there the cores are
-the limit. At N = 64, 16 KiB pieces took 0.37 CPU s per downloader and 16-18 s, 32 KiB 0.24 s
-and 8-10 s (64 KiB 0.23 s, 10 s; the bound 4 s); once the per-message costs were cut (issue
-16), at N = 100 64 KiB took 14.0-14.5 CPU s in all and 9.1-9.8 s, 32 KiB 15.8-16.2 s and
-10.8-11.3 s (alternated runs, a loaded machine). At N = 8, where CPU is plenty, 16 KiB
-4.64-4.72 s, 32 KiB 5.00-5.12 s (each last piece takes twice as long to pass on). What the
-cores bear is pieces a second, so a swarm whose peers upload little in all (N x u at most
-:data:`PIECES_PER_SECOND` of create's pieces a second) keeps create's length however it is
-grouped: the texts' scenario (N x u = 10 MB/s) with 64 KiB pieces took 132 s for a 100 s
-bound, each piece 3 s a hop at a peer's 20 kB/s a slot and 5 s before the swarm had one; with
-16 KiB 126 s, 99 CPU s against 58 (two cores bear that).
+downloader has a process of its own; once they share processes (:func:`piece_length`), the
+smallest power of two from that at which the peers' whole upload (N x u) is at most
+:data:`PIECES_PER_SECOND` pieces a second. Every piece costs each downloader a hash, a write, a
+``have`` to each of its peers and one from each, whatever its size, and there the cores are the
+limit; but a piece is passed on only once whole, so each hop of a new piece through the swarm
+takes its length at u, and shorter pieces spread faster. At 2048 pieces a second the 4 MiB
+sample at 1 MiB/s gets 16 KiB pieces at N = 32, 32 KiB at 64, 64 KiB at 100 and 128 KiB at 200
+(pairs of runs against 64 KiB, the rule before, 4 at each N but 3 at 200: N = 32 16 KiB median
+copy 4.77 against 5.15 s, last 5.25 against 5.60 s, CPU 7.7 s against 5.3; N = 64 32 KiB median
+4.98 against 5.37 s, last 5.50 against 5.84 s, CPU +13%; N = 100 32 KiB, 3200 a second, no
+faster for 13% more CPU, though at a quarter of the rates, where the cores are idle, it took
+1.29-1.32x of the bound against 1.38-1.40x with 64 KiB (2 runs each); N = 200 128 KiB as fast as
+64 KiB, CPU -8%). At N = 8, where CPU is plenty, 16 KiB 4.64-4.72 s, 32 KiB 5.00-5.12 s (each
+last piece takes twice as long to pass on). The texts' scenario (N x u = 10 MB/s, 610 pieces of
+16 KiB a second) keeps create's length: with 64 KiB pieces it took 132 s for a 100 s bound, each
+piece 3 s a hop at a peer's 20 kB/s a slot, with 16 KiB 126 s.
 
 The hybrid mode (``--modes``, on by default) is the central server, capped at u_s as in the
 central mode, as the only web seed (BEP 19) of N peers with no seed: a CDN origin that seeds a
@@ -58,13 +61,12 @@ from swarm.compare.nginx import Nginx, request_rate
 from swarm.compare.phase import Phase, run_phase, sha256_file
 from swarm.compare.results import ModeResult, Run, bounds, hybrid_bound
 from swarm.compare.settings import Experiment
-from swarm.create import auto_piece_length, create_torrent
+from swarm.create import MAX_PIECE_LENGTH, auto_piece_length, create_torrent
 from swarm.errors import CompareError, UsageError
 from swarm.status import Event
 from swarm.units import counted
 
-SHARED_PIECE_LENGTH = 64 * 1024  # least piece length once downloaders share processes
-PIECES_PER_SECOND = 1000  # unless the peers' whole upload is this many of create's pieces a second
+PIECES_PER_SECOND = 2048  # at most, in the peers' whole upload, once they share processes
 START_TIMEOUT = 30.0  # seconds a child may take to listen, or to be ready
 
 
@@ -280,10 +282,12 @@ def piece_length(size: int, k: int, swarm_rate: int) -> int:
     """The torrent's piece length for a file of *size* bytes with up to *k* downloaders to a
     process whose peers upload *swarm_rate* bytes/s in all at most (N x u; see the module's
     docstring)."""
-    auto = auto_piece_length(size)
-    if k <= 1 or swarm_rate <= PIECES_PER_SECOND * auto:
-        return auto
-    return max(SHARED_PIECE_LENGTH, auto)
+    length = auto_piece_length(size)
+    if k <= 1:
+        return length
+    while swarm_rate > PIECES_PER_SECOND * length and length < MAX_PIECE_LENGTH:
+        length *= 2
+    return length
 
 
 def _piece_length(exp: Experiment) -> int:
