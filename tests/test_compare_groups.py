@@ -55,14 +55,15 @@ def test_help_states_the_limit_and_the_k_rule() -> None:
 
 
 def test_the_piece_length_is_create_s_unless_shared_processes_would_bear_too_many_pieces() -> None:
-    """Shared: the shortest from create's at which N x u is at most 2048 pieces a second."""
+    """Shared: the shortest from create's at which N x u is at most 2048 pieces a second, up to
+    64 KiB (longer pieces cost more in hops than they save in CPU)."""
     mib = 2**20
     assert piece_length(4 * mib, 1, 100 * mib) == 16 * 1024  # a process each: create's length
     assert piece_length(4 * mib, 25, 100 * mib) == 64 * 1024  # N = 100 at 1 MiB/s: 64 KiB
     assert piece_length(4 * mib, 5, 17 * mib) == 16 * 1024  # the smallest grouped default N
     assert piece_length(4 * mib, 8, 32 * mib) == 16 * 1024  # N = 32: 2048 pieces a second
     assert piece_length(4 * mib, 16, 64 * mib) == 32 * 1024  # N = 64: 4096 of 16 KiB, too many
-    assert piece_length(4 * mib, 50, 200 * mib) == 128 * 1024  # N = 200
+    assert piece_length(4 * mib, 50, 200 * mib) == 64 * 1024  # N = 200: no longer than 64 KiB
     # The texts' scenario: 100 peers at 100 kB/s pass 10 MB/s, 610 pieces of 16 KiB a second.
     assert piece_length(10**7, 25, 100 * 100_000) == 16 * 1024
     assert piece_length(2**30, 25, 100 * mib) == mib  # create's, when it is longer anyway

@@ -14,19 +14,20 @@ Both phases group alike, so the two modes stay comparable.
 The torrent's pieces are ``swarm create``'s choice (16 KiB for the 4 MiB sample) while every
 downloader has a process of its own; once they share processes (:func:`piece_length`), the
 smallest power of two from that at which the peers' whole upload (N x u) is at most
-:data:`PIECES_PER_SECOND` pieces a second. Every piece costs each downloader a hash, a write, a
-``have`` to each of its peers and one from each, whatever its size, and there the cores are the
-limit; but a piece is passed on only once whole, so each hop of a new piece through the swarm
-takes its length at u, and shorter pieces spread faster. At 2048 pieces a second the 4 MiB
-sample at 1 MiB/s gets 16 KiB pieces at N = 32, 32 KiB at 64, 64 KiB at 100 and 128 KiB at 200
-(pairs of runs against 64 KiB, the rule before, 4 at each N but 3 at 200: N = 32 16 KiB median
-copy 4.77 against 5.15 s, last 5.25 against 5.60 s, CPU 7.7 s against 5.3; N = 64 32 KiB median
-4.98 against 5.37 s, last 5.50 against 5.84 s, CPU +13%; N = 100 32 KiB, 3200 a second, no
-faster for 13% more CPU, though at a quarter of the rates, where the cores are idle, it took
-1.29-1.32x of the bound against 1.38-1.40x with 64 KiB (2 runs each); N = 200 128 KiB as fast as
-64 KiB, CPU -8%). At N = 8, where CPU is plenty, 16 KiB 4.64-4.72 s, 32 KiB 5.00-5.12 s (each
-last piece takes twice as long to pass on). The texts' scenario (N x u = 10 MB/s, 610 pieces of
-16 KiB a second) keeps create's length: with 64 KiB pieces it took 132 s for a 100 s bound, each
+:data:`PIECES_PER_SECOND` pieces a second, up to :data:`LONGEST_SHARED_PIECE`. Every piece
+costs each downloader a hash, a write, a ``have`` to each of its peers and one from each,
+whatever its size, and there the cores are the limit; but a piece is passed on only once
+whole, so each hop of a new piece through the swarm takes its length at u, and shorter pieces
+spread faster. The 4 MiB sample at 1 MiB/s gets 16 KiB pieces at N = 32, 32 KiB at 64, 64 KiB
+at 100 and 200 (pairs of runs against 64 KiB, the rule before, 4 at each N: N = 32 16 KiB median
+copy 4.77 against 5.15 s, last 5.25 against 5.60 s, CPU 7.7 s against 5.3; N = 64 32 KiB
+median 4.98 against 5.37 s, last 5.50 against 5.84 s, CPU +13%; N = 100 32 KiB, 3200 a second,
+no faster for 13% more CPU, though at a quarter of the rates, where the cores are idle, it took
+1.29-1.32x of the bound against 1.38-1.40x with 64 KiB (2 runs each); N = 200 128 KiB, 1600 a
+second, 8.37 against 7.21 s, 4 of 4, CPU the same: a longer piece saves the cores less than
+its hops cost). At N = 8, where CPU is plenty, 16 KiB 4.64-4.72 s, 32 KiB 5.00-5.12 s (each last
+piece takes twice as long to pass on). The texts' scenario (N x u = 10 MB/s, 610 pieces of 16
+KiB a second) keeps create's length: with 64 KiB pieces it took 132 s for a 100 s bound, each
 piece 3 s a hop at a peer's 20 kB/s a slot, with 16 KiB 126 s.
 
 The hybrid mode (``--modes``, on by default) is the central server, capped at u_s as in the
@@ -61,12 +62,13 @@ from swarm.compare.nginx import Nginx, request_rate
 from swarm.compare.phase import Phase, run_phase, sha256_file
 from swarm.compare.results import ModeResult, Run, bounds, hybrid_bound
 from swarm.compare.settings import Experiment
-from swarm.create import MAX_PIECE_LENGTH, auto_piece_length, create_torrent
+from swarm.create import auto_piece_length, create_torrent
 from swarm.errors import CompareError, UsageError
 from swarm.status import Event
 from swarm.units import counted
 
 PIECES_PER_SECOND = 2048  # at most, in the peers' whole upload, once they share processes
+LONGEST_SHARED_PIECE = 64 * 1024  # but no longer than this for it (unless create's is longer)
 START_TIMEOUT = 30.0  # seconds a child may take to listen, or to be ready
 
 
@@ -285,7 +287,7 @@ def piece_length(size: int, k: int, swarm_rate: int) -> int:
     length = auto_piece_length(size)
     if k <= 1:
         return length
-    while swarm_rate > PIECES_PER_SECOND * length and length < MAX_PIECE_LENGTH:
+    while swarm_rate > PIECES_PER_SECOND * length and length < LONGEST_SHARED_PIECE:
         length *= 2
     return length
 
