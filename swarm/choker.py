@@ -5,7 +5,14 @@ Every round (10 s) the *slots* interested peers that gave us the best download r
 unchoked (as a seed: those we upload to fastest, so the data spreads quickest); every third
 round one more peer is unchoked at random, new peers three times as likely. Between rounds a
 newly interested peer takes a free slot, and a slot freed by a peer that lost interest or left
-goes at once to a waiting peer (chosen as the optimistic one is). A peer that loses interest
+goes at once to a waiting peer (chosen as the optimistic one is). While *spreading* (a seed
+under an upload cap that has not yet sent every piece once) every interested peer is unchoked:
+initial seeding sends each piece to one peer only and the rate limiter sends one whole piece
+at a time, rarest first, so more unchoked peers split no piece; they only spread the new
+pieces over more peers, each of which then has something the others lack. With 4 slots
+the seed's 64 pieces went to 4-5 peers, and at N = 100 the others' upload idled while they
+chased the few new pieces (4 pairs of runs: last copy 5.56 against 6.03 s, median 5.07
+against 5.24 s; with 8 slots 5.91 / 5.57 s, 16 5.96 / 5.24 s). A peer that loses interest
 is choked then, as libtorrent does: left unchoked, it took a slot again whenever it next
 wanted a piece, and at N = 100 a downloader had 11-13 peers unchoked rather than 5, each
 served so thinly that pieces spread slower. Pure: the caller passes peers' figures and a
@@ -15,7 +22,8 @@ random source.
 from __future__ import annotations
 
 import random
-from collections.abc import Hashable, Iterable, Sequence
+import sys
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -49,9 +57,15 @@ def default_slots(upload_capped: bool) -> int:
 class Choker:
     """Decides the unchoked set each round."""
 
-    def __init__(self, slots: int = 4, rng: random.Random | None = None) -> None:
+    def __init__(
+        self,
+        slots: int = 4,
+        rng: random.Random | None = None,
+        spreading: Callable[[], bool] = lambda: False,
+    ) -> None:
         self.slots = slots
         self.rng = rng or random.Random()
+        self.spreading = spreading
         self.optimistic: Hashable | None = None
         self._round = 0
 
@@ -62,11 +76,11 @@ class Choker:
             candidates.sort(key=lambda p: (-p.upload_rate, -p.connected_for))
         else:
             candidates.sort(key=lambda p: (-p.download_rate, -p.upload_rate))
-        regular = candidates[: self.slots]
-        unchoked = {p.key for p in regular}
+        slots = self.current_slots
+        unchoked = {p.key for p in candidates[:slots]}
         keys = {p.key for p in candidates}
         if self._round % OPTIMISTIC_EVERY == 0 or self.optimistic not in keys:
-            self.optimistic = self._pick_optimistic(candidates[self.slots :])
+            self.optimistic = self._pick_optimistic(candidates[slots:])
         self._round += 1
         if self.optimistic is not None:
             unchoked.add(self.optimistic)
@@ -83,9 +97,14 @@ class Choker:
         weights = [3 if p.connected_for < NEW_PEER_SECONDS else 1 for p in rest]
         return self.rng.choices(list(rest), weights=weights, k=1)[0].key
 
+    @property
+    def current_slots(self) -> int:
+        """The regular slots now: *slots*, or every peer while spreading."""
+        return sys.maxsize if self.spreading() else self.slots
+
     def has_free_slot(self, unchoked_count: int) -> bool:
         """Whether a newly interested peer may be unchoked at once, between rounds."""
-        return unchoked_count < self.slots + 1
+        return unchoked_count < self.current_slots + 1
 
 
 class ChokeState(Protocol):

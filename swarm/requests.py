@@ -204,6 +204,11 @@ class RequestPolicy:
             return False
         return self.seeding.defer(peer, index, _serving)
 
+    @property
+    def initial_seeding(self) -> bool:
+        """Whether we are a seed that has not yet sent a block of every piece."""
+        return self.picker.complete and not self.seeding.done
+
     def blocks_sent(self, blocks: list[Block]) -> None:
         if self.picker.complete and not self.seeding.done:
             self.seeding.sent(blocks)

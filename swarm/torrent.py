@@ -38,6 +38,7 @@ from swarm.peer_directory import MAX_PEERS_PER_TORRENT, Address, PeerDirectory
 from swarm.peer_state import Torrent as TorrentView
 from swarm.picker import PiecePicker
 from swarm.piece_io import Existing, PieceIO
+from swarm.ratelimit import RateLimiter
 from swarm.requests import RequestPolicy
 from swarm.stats import TorrentStats, snapshot
 from swarm.tasks import TaskOwner
@@ -59,6 +60,8 @@ class TorrentHost(Protocol):
     host: str
     port: int
     key: int
+
+    upload_limiter: RateLimiter
 
     def can_connect(self) -> bool: ...
     def download_delay(self, n: int) -> float: ...
@@ -95,7 +98,7 @@ class TorrentController:
         self.io.keep_for_upload = lambda: bool(self.peers)  # no copy for nobody (web seeds)
         self.storage = self.io.storage
         self.picker = PiecePicker(*self._shape[1:], rng=self.rng)
-        self.choker = Choker(unchoke_slots, rng=self.rng)
+        self.choker = Choker(unchoke_slots, rng=self.rng, spreading=self._spreading)
         self.directory = PeerDirectory[PeerConnection](
             host.peer_id, max_peers=max_peers, max_outgoing=max_outgoing, dial_under=dial_under
         )
@@ -105,7 +108,7 @@ class TorrentController:
         self.web_seeds = WebSeeds(self, torrent.url_list, host.download_delay, web_seeds)
         self.announcer = Announcer(
             torrent.announce_tiers,
-            request=self._announce_request,
+            request=partial(_announce_request, self),
             on_peers=self.add_peers,
             want_peers_soon=lambda: not self.picker.complete and len(self.peers) < 5,
             rng=self.rng,
@@ -299,18 +302,24 @@ class TorrentController:
         for addr in self.directory.to_dial(self.host.can_connect, ourselves):
             self.tasks.spawn(self.directory.dial(addr, partial(self.host.connect, self)))
 
-    def _announce_request(self, event: str) -> AnnounceRequest:
-        return AnnounceRequest(
-            info_hash=self.info_hash,
-            peer_id=self.host.peer_id,
-            port=self.host.port,
-            uploaded=self.uploaded,
-            downloaded=self.downloaded,
-            left=self.torrent.length - self.picker.have_bytes(),
-            event=event,
-            numwant=50,
-            key=self.host.key,
-        )
+    def _spreading(self) -> bool:
+        """A seed under an upload cap that has not sent every piece once unchokes every
+        interested peer (see :mod:`swarm.choker`)."""
+        return self.requests.initial_seeding and not self.host.upload_limiter.unlimited
 
     def stats(self) -> TorrentStats:
         return snapshot(self)
+
+
+def _announce_request(t: TorrentController, event: str) -> AnnounceRequest:
+    return AnnounceRequest(
+        info_hash=t.info_hash,
+        peer_id=t.host.peer_id,
+        port=t.host.port,
+        uploaded=t.uploaded,
+        downloaded=t.downloaded,
+        left=t.torrent.length - t.picker.have_bytes(),
+        event=event,
+        numwant=50,
+        key=t.host.key,
+    )

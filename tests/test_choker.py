@@ -132,3 +132,21 @@ def test_a_slot_freed_between_rounds_goes_to_a_waiting_peer_at_once() -> None:
     b.state.peer_interested = False
     unchoke_waiting(choker, peers, now=10.0)  # a free slot, nobody interested waiting
     assert seed.state.am_choking
+
+
+def test_a_spreading_seed_unchokes_every_interested_peer_then_returns_to_its_slots() -> None:
+    """A capped seed in initial seeding sends each piece once, whole: more unchoked peers
+    split no piece and spread the new pieces over more of the swarm."""
+    spreading = True
+    choker = Choker(slots=1, rng=random.Random(2), spreading=lambda: spreading)
+    conns = [_Conn(1.0) for _ in range(6)] + [_Conn(1.0, interested=False)]
+    for c in conns:
+        unchoke_if_free(choker, c, conns)
+    assert [c.state.am_choking for c in conns] == [False] * 6 + [True]
+    infos = [peer(f"p{i}", up=i) for i in range(6)] + [peer("x", interested=False)]
+    assert choker.rechoke(infos, am_seed=True) == {f"p{i}" for i in range(6)}
+    spreading = False  # every piece has gone out once: the slots again
+    assert len(choker.rechoke(infos, am_seed=True)) == 2
+    late = _Conn(1.0)
+    unchoke_if_free(choker, late, [*conns, late])
+    assert late.state.am_choking

@@ -348,3 +348,39 @@ def test_torrents_started_together_tick_apart(tmp_path: Path) -> None:
     ticks = asyncio.run(main())
     assert 0.9 <= ticks[0] and ticks[-1] <= 2.5, ticks
     assert ticks[-1] - ticks[0] >= 0.3, ticks  # not all at one moment
+
+
+def test_a_capped_seed_unchokes_every_peer_until_each_piece_went_out_once(
+    tmp_path: Path,
+) -> None:
+    """Under an upload cap a seed in initial seeding has no slot limit (see swarm.choker);
+    once a block of every piece has gone out, or without a cap, it has its slots."""
+    src = make_data(tmp_path / "seed", 100_000)
+    torrent = metainfo.parse(create_torrent(src, piece_length=32 * 1024))
+
+    async def main() -> tuple[int, int, int, int]:
+        capped = Session(host="127.0.0.1", max_upload_rate=1 << 20)
+        free = Session(host="127.0.0.1")
+        try:
+            for s in (capped, free):
+                await s.start()
+            seed = await capped.add(torrent, src.parent, seed=True)
+            leech = await capped.add(
+                metainfo.parse(create_torrent(make_data(tmp_path / "x", 5000))), tmp_path / "o"
+            )
+            other = await free.add(torrent, src.parent, seed=True)
+            spreading = seed.choker.current_slots
+            seed.requests.blocks_sent([(i, 0, 1) for i in range(torrent.num_pieces)])
+            return (
+                spreading,
+                seed.choker.current_slots,
+                leech.choker.current_slots,
+                (other.choker.current_slots),
+            )
+        finally:
+            for s in (capped, free):
+                await s.close()
+
+    spreading, done, leeching, uncapped = asyncio.run(main())
+    assert spreading > 1000
+    assert (done, leeching, uncapped) == (4, 4, 8)
