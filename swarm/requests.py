@@ -210,7 +210,7 @@ class RequestPolicy:
         return self.picker.complete and not self.seeding.done
 
     def blocks_sent(self, blocks: list[Block]) -> None:
-        if self.picker.complete and not self.seeding.done:
+        if self.initial_seeding:
             self.seeding.sent(blocks)
 
     # -- asking ------------------------------------------------------------------------------
