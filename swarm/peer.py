@@ -39,7 +39,7 @@ class DownloadEvents(Protocol):
     def have(self, conn: PeerConnection, index: int) -> None: ...
     def choked(self, conn: PeerConnection) -> None: ...
     def unchoked(self, conn: PeerConnection) -> None: ...
-    def rejected(self, conn: PeerConnection, index: int, begin: int, length: int) -> None: ...
+    def rejected(self, conn: PeerConnection, blocks: list[tuple[int, int, int]]) -> None: ...
     def fill(self, conn: PeerConnection) -> None: ...
 
 
@@ -210,14 +210,19 @@ class PeerConnection(asyncio.Protocol):
             t = self.torrent
             assert t is not None
             received = 0
+            rejected: list[tuple[int, int, int]] = []
             for msg in state.receive(data, time.monotonic()):
                 if type(msg) is wire.Piece:  # the bulk of the traffic: the short path
                     received += len(msg.block)
                     t.on_piece(self, msg.index, msg.begin, msg.block)
+                elif type(msg) is wire.Reject:  # a read's rejects are handled together
+                    rejected.append((msg.index, msg.begin, msg.length))
                 else:
                     self._dispatch(msg)
                 if self.closed:
                     return
+            if rejected:
+                t.requests.rejected(self, rejected)
             if received:
                 # One count and one top-up of our requests for all the blocks of this read.
                 self.down.add(received)
@@ -284,8 +289,6 @@ class PeerConnection(asyncio.Protocol):
             t.requests.choked(self)
         elif type(msg) is wire.Interested or type(msg) is wire.NotInterested:
             t.on_interest(self)
-        elif type(msg) is wire.Reject:
-            t.requests.rejected(self, msg.index, msg.begin, msg.length)
         elif type(msg) is PexPeers:
             if msg.encrypted:  # flagged as preferring encryption: dial those with MSE first
                 self.host.crypto.mse_first(msg.encrypted)

@@ -194,11 +194,28 @@ def test_a_rejected_piece_is_not_asked_of_that_peer_for_a_while() -> None:
     p.asked.clear()
     for index, begin, length in asked:
         assert p.state.receive(wire.encode(wire.Reject(index, begin, length)), 1.0)
-        rp.rejected(p, index, begin, length)  # type: ignore[arg-type]
+    rp.rejected(p, asked)  # type: ignore[arg-type]
     assert p.asked == []  # the only piece it has was rejected just now
     clock.now += REJECT_MEMORY_SECONDS + 0.1
     rp.fill(p)  # type: ignore[arg-type]
     assert (3, 0, BLOCK_SIZE) in p.asked
+
+
+def test_blocks_a_peer_rejected_go_to_a_peer_that_has_the_piece() -> None:
+    only3 = [i == 3 for i in range(NUM)]
+    a, b = FakePeer("a", only3), FakePeer("bb", only3)
+    c = FakePeer("ccc", [i == 5 for i in range(NUM)])
+    rp, _ = policy(a, b, c)
+    rp.bitfield(a, only3)  # type: ignore[arg-type]
+    rp.bitfield(b, only3)  # type: ignore[arg-type]  # piece 3 is all asked of a already
+    rp.bitfield(c, [i == 5 for i in range(NUM)])  # type: ignore[arg-type]
+    asked = list(a.asked)
+    assert {i for i, _, _ in asked} == {3} and b.asked == []
+    for index, begin, length in asked:
+        assert a.state.receive(wire.encode(wire.Reject(index, begin, length)), 1.0)
+    rp.rejected(a, asked)  # type: ignore[arg-type]  # one read's rejects, together
+    assert sorted(b.asked) == sorted(asked)
+    assert {i for i, _, _ in c.asked} == {5}
 
 
 def test_end_game_block_arriving_cancels_the_other_copies() -> None:
