@@ -329,7 +329,7 @@ class PeerConnection(asyncio.Protocol):
         self._write(self.state.initial(f"swarm {self.host.version}", self.host.port, ip))
 
     def choke(self) -> None:
-        self._write(self.state.choke())
+        self._write(self.state.choke(time.monotonic()))
 
     def unchoke(self) -> None:
         self._write(self.state.unchoke())

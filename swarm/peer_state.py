@@ -80,6 +80,7 @@ class PeerState:
         self.write_blocked = False  # the peer is not reading what we send (set by the shell)
         self.snubbed = False
         self.connected_at = self.last_received = self.last_sent = self.last_block = now
+        self.waiting_since = now  # when the peer last became interested, or we last choked it
 
     # -- the handshake ---------------------------------------------------------------------
 
@@ -158,7 +159,10 @@ class PeerState:
                 self.peer_choking = True
                 out.append(msg)
             elif type(msg) is wire.Interested or type(msg) is wire.NotInterested:
-                self.peer_interested = type(msg) is wire.Interested
+                interested = type(msg) is wire.Interested
+                if interested and not self.peer_interested:
+                    self.waiting_since = now
+                self.peer_interested = interested
                 out.append(msg)
             elif type(msg) is wire.Bitfield:
                 out.append(
@@ -310,11 +314,14 @@ class PeerState:
             msgs.append(wire.Port(self.dht_port))
         return b"".join(wire.encode(m) for m in msgs)
 
-    def choke(self) -> bytes:
-        """Choke the peer: its queued requests are dropped (rejected, with BEP 6)."""
+    def choke(self, now: float | None = None) -> bytes:
+        """Choke the peer: its queued requests are dropped (rejected, with BEP 6). *now*: from
+        when it waits for a slot again (:attr:`waiting_since`)."""
         if self.am_choking:
             return b""
         self.am_choking = True
+        if now is not None:
+            self.waiting_since = now
         data = wire.encode(wire.CHOKE)
         if self.fast:
             data += b"".join(wire.encode(wire.Reject(*r)) for r in self.requests_in)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import random
 
+from swarm import wire
 from swarm.choker import Choker, PeerInfo, choke_round, unchoke_if_free, unchoke_waiting
+from swarm.peer_state import PeerState, Torrent
 
 
 def peer(
@@ -80,6 +82,7 @@ class _State:
         self.peer_interested = interested
         self.am_choking = True
         self.connected_at = 0.0
+        self.waiting_since = 0.0
         self.peer_is_seed = seed
 
 
@@ -132,6 +135,37 @@ def test_a_slot_freed_between_rounds_goes_to_a_waiting_peer_at_once() -> None:
     b.state.peer_interested = False
     unchoke_waiting(choker, peers, now=10.0)  # a free slot, nobody interested waiting
     assert seed.state.am_choking
+
+
+def test_a_freed_slot_goes_to_the_peer_that_has_waited_longest() -> None:
+    choker = Choker(slots=1, rng=random.Random(5))
+    a, b = _Conn(1.0), _Conn(1.0)
+    waiters = [_Conn(1.0) for _ in range(6)]
+    for i, w in enumerate(waiters):
+        w.state.waiting_since = 5.0 - i  # the last one has waited longest
+    peers = [a, b, *waiters]
+    for p in (a, b):
+        unchoke_if_free(choker, p, peers)
+    a.state.peer_interested = False
+    unchoke_waiting(choker, peers, now=10.0)
+    assert [w.state.am_choking for w in waiters] == [True] * 5 + [False]
+    b.state.peer_interested = False
+    unchoke_waiting(choker, peers, now=10.0)
+    assert [w.state.am_choking for w in waiters] == [True] * 4 + [False, False]
+
+
+def test_a_peer_waits_from_its_interest_or_our_choke_whichever_is_later() -> None:
+    ih = b"\x01" * 20
+    s = PeerState(b"-SW0100-ourselves000", info_hash=ih, now=1.0)
+    s.receive(wire.Handshake(wire.make_reserved(), ih, b"p" * 20).encode(), 1.0)
+    s.attach(Torrent(ih, 4, 16384, 4 * 16384, [True] * 4))
+    s.receive(wire.encode(wire.INTERESTED), 3.0)
+    assert s.waiting_since == 3.0
+    s.unchoke()
+    s.receive(wire.encode(wire.INTERESTED), 4.0)  # no change: interested already
+    assert s.waiting_since == 3.0
+    s.choke(7.0)
+    assert s.waiting_since == 7.0
 
 
 def test_a_spreading_seed_unchokes_every_interested_peer_then_returns_to_its_slots() -> None:
