@@ -150,7 +150,6 @@ class PeerConnection(asyncio.Protocol):
     async def closed_wait(self) -> None:
         await self.closed_event.wait()
 
-    # What the choker and the request policy read.
     @property
     def download_rate(self) -> float:
         return self.down.rate
@@ -177,10 +176,8 @@ class PeerConnection(asyncio.Protocol):
         if self.address is None:
             peer = transport.get_extra_info("peername")
             self.address = (peer[0], peer[1]) if peer else ("?", 0)
-        loop = asyncio.get_running_loop()
-        self._handshake_timer = loop.call_later(
-            self.host.handshake_timeout, self._handshake_timeout
-        )
+        later = asyncio.get_running_loop().call_later
+        self._handshake_timer = later(self.host.handshake_timeout, self._handshake_timeout)
         if self.torrent is not None and not self.handshake_sent:
             self._write(self.state.handshake())
 
