@@ -20,14 +20,14 @@ from swarm.errors import UsageError
         (1, 2, 1),
         (8, 2, 1),
         (16, 2, 1),  # up to 8 per core: a process each, as before
-        (17, 2, 5),  # beyond: 2 processes per core
-        (32, 2, 8),
-        (64, 2, 16),
-        (100, 2, 25),
-        (200, 2, 50),
+        (17, 2, 6),  # beyond: 3 processes per 2 cores
+        (32, 2, 11),
+        (64, 2, 22),
+        (100, 2, 34),
+        (200, 2, 67),
         (8, 1, 1),
-        (9, 1, 5),
-        (100, 8, 7),
+        (9, 1, 5),  # 2 processes at least
+        (100, 8, 9),
     ],
 )
 def test_default_peers_per_process(n: int, cores: int, k: int) -> None:
@@ -51,7 +51,7 @@ def test_peers_up_to_the_stated_limit() -> None:
 def test_help_states_the_limit_and_the_k_rule() -> None:
     out = CliRunner().invoke(compare_command, ["--help"], terminal_width=200).output
     assert "N at most 200" in out
-    assert "--peers-per-process" in out and "2 processes per core" in out
+    assert "--peers-per-process" in out and "3 processes per 2 cores" in out
 
 
 def test_the_piece_length_is_create_s_unless_shared_processes_would_bear_too_many_pieces() -> None:

@@ -47,7 +47,7 @@ MAX_PEERS = 200  # the same as swarm.compare.settings.MAX_PEERS (not imported: s
     metavar="K",
     help="Run K downloaders in one process, in both phases (each still its own peer: own "
     "port, peer id, caps, folder and time). Default: 1 while N <= 8 per core (16 on 2 "
-    "cores), beyond that N spread over 2 processes per core (N = 100 on 2 cores: 25).",
+    "cores), beyond that N spread over 3 processes per 2 cores (N = 100 on 2 cores: 34).",
 )
 @click.option(
     "--upload-rate",

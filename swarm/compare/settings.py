@@ -24,20 +24,22 @@ SERVERS = ("swarm", "nginx")  # --central: which program serves the central mode
 
 MAX_PEERS = 200  # N: beyond this, one machine's 2 cores and ports are the experiment
 ALONE_UP_TO = 8  # per core: up to this many downloaders each have a process of their own
-PROCESSES_PER_CORE = 2  # beyond it, downloaders share this many processes per core
+PROCESSES_PER_CORE = 1.5  # beyond it, downloaders share this many processes per core
 
 
 def default_per_process(n: int, cores: int | None = None) -> int:
     """K, the downloaders one process runs, when --peers-per-process is not given: 1 (a
     process each, as ``swarm fetch`` runs) up to 8 per core (N <= 16 on 2 cores); beyond,
-    N spread over 2 processes per core (N = 100 on 2 cores: 25 to a process, 4 processes).
-    Measured on 2 cores, swarm phase at N = 32 and 100: 2 per core 7.1 s and 21.0 s, 4 per
-    core 8.1 s and 20.9-26.8 s, 1 per core 25.3 s at N = 100 (one interpreter per downloader:
-    17.1 s at N = 32): every process is an interpreter and a loop more to feed."""
+    N spread over 3 processes per 2 cores (N = 100 on 2 cores: 34 to a process, 3 processes).
+    Every process is an interpreter and a loop more to feed, yet each must keep a core busy
+    while another waits. On 2 cores, swarm phase, pairs of runs against 4 processes: N = 100
+    (8 pairs) last copy 5.66 -> 5.48 s, median copy 5.22 -> 5.07 s, CPU 10.7 -> 9.8 s; N = 64
+    and 200 the same times, CPU -11% and -5%; 2 processes (N = 100) cut CPU by a sixth but
+    left the last copy later (5.71 against 5.44 s, 7 pairs)."""
     cores = max(1, cores if cores is not None else (os.cpu_count() or 1))
     if n <= ALONE_UP_TO * cores:
         return 1
-    return math.ceil(n / (PROCESSES_PER_CORE * cores))
+    return math.ceil(n / max(2, round(PROCESSES_PER_CORE * cores)))
 
 
 @dataclass(slots=True)
