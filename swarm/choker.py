@@ -172,9 +172,8 @@ def unchoke_waiting(choker: Choker, peers: Iterable[ChokePeer], now: float) -> N
     """A slot may have come free between rounds (an unchoked peer lost interest or left): give
     each free slot to the peer waiting longest (interested, choked, not a seed) at once.
     Otherwise one that got no slot when the swarm started waits for the next round, 10 s: at
-    N = 100 some
-    downloaders had 30 peers and none unchoking them for 7 s, and finished at 20 s against a
-    median of 7 s."""
+    N = 100 some downloaders had 30 peers and none unchoking them for 7 s, and finished at
+    20 s against a median of 7 s."""
     peers = list(peers)
     unchoked = sum(1 for p in peers if not p.state.am_choking and p.state.peer_interested)
     waiting = [
