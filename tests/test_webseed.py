@@ -156,6 +156,18 @@ def test_a_run_is_about_a_second_of_the_measured_rate() -> None:
     assert tiny.run_bytes == 1  # pick_run still gives a whole piece
 
 
+def test_a_run_grows_at_most_twice_over_the_last_one() -> None:
+    # The first piece of a capped server comes from its idle credit, at once: that measures
+    # no rate, and the next run must not be the rest of the file.
+    sizer = RunSizer(16 << 20)
+    sizer.done(16 << 10, 0.001)  # 16 MiB/s, on one piece
+    assert sizer.run_bytes == 32 << 10
+    sizer.done(32 << 10, 0.03)
+    assert sizer.run_bytes == 64 << 10
+    sizer.done(64 << 10, 0.5)  # 128 KiB/s: the average is still MB/s, the growth holds it
+    assert sizer.run_bytes == 128 << 10
+
+
 # -- bytes into blocks ----------------------------------------------------------------------
 
 
