@@ -157,19 +157,34 @@ class RequestPolicy:
 
     def lose_interest(self, index: int) -> None:
         """Piece *index* was verified: the peers that have it have one piece less we lack.
-        Those left with none lose our interest at the next :meth:`drop_interest`."""
+        Those left with none lose our interest at the next :meth:`drop_interest`, or at once
+        if they unchoke us (:meth:`_free_slot`)."""
         lacking = self._lacking
         for peer in list(self.peers):
             has = peer.state.peer_has
             if peer in lacking and index < len(has) and has[index]:
                 lacking[peer] -= 1
+                if not lacking[peer]:
+                    self._free_slot(peer)
+
+    def _free_slot(self, peer: RequestPeer) -> None:
+        """Not interested at once in a peer that unchokes us and has nothing we lack, so that
+        its upload slot goes to a peer that can use it. Left for the next drop_interest, such
+        a slot idled: at N = 100, an uploader whose unchoked peers asked nothing of it was half
+        the upload the swarm lost, and 63% of those peers had nothing left to ask (last copy
+        5.81 -> 5.28 s, 5 pairs of runs; the uploader chokes such a peer and unchokes the one
+        waiting longest)."""
+        s = peer.state
+        if s.am_interested and not s.peer_choking and not s.requests_out:
+            peer.set_interested(False)
 
     def drop_interest(self) -> None:
         """Once a second (the torrent's tick): not interested in the peers with nothing we
-        lack and no request of ours out. Not at once: in a swarm where every peer gets new
-        pieces every moment such a peer mostly has one again within the second, and each
-        not-interested and interested again cost both sides a message, the uploader a choke
-        and an unchoke of someone else, and us the slot (at N = 100 a sixth of the messages)."""
+        lack and no request of ours out (in those that unchoke us at once: :meth:`_free_slot`).
+        Not at once in the others: in a swarm where every peer gets new pieces every moment
+        such a peer mostly has one again within the second, and each not-interested and
+        interested again cost both sides a message, the uploader a choke and an unchoke of
+        someone else, and us the slot (at N = 100 a sixth of the messages)."""
         for peer in list(self.peers):
             s = peer.state
             if s.am_interested and not s.requests_out and not self.interesting(peer):
@@ -305,12 +320,17 @@ class RequestPolicy:
             pipe.forget(blocks)
 
     def unchoked(self, peer: RequestPeer) -> None:
-        self.fill(peer)
+        if self.interesting(peer):
+            self.fill(peer)
+        else:
+            self._free_slot(peer)
 
     def choked(self, peer: RequestPeer) -> None:
-        """The peer choked us: our requests to it will not be answered."""
-        self.release(peer)
-        self.refill_all()
+        """The peer choked us: our requests to it will not be answered, and go to others (none
+        after we told it we are not interested)."""
+        if peer.state.requests_out:
+            self.release(peer)
+            self.refill_all()
 
     def rejected(self, peer: RequestPeer, blocks: list[Block]) -> None:
         """The peer rejected these requests of ours (BEP 6; those of one read, together). Do

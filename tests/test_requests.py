@@ -392,6 +392,7 @@ def test_a_verified_piece_ends_interest_only_in_peers_that_had_it_and_nothing_mo
     rp, _ = policy(a, b, c)
     for p in (a, b, c):
         p.state.interested(True)  # c: as if it had had something (rechecked at the tick)
+        p.state.peer_choking = True  # a choked peer's slot is not held: no hurry
     assert rp.interesting(a)  # type: ignore[arg-type]  # counted before piece 0 is ours
     rp.picker.set_have(0)
     rp.lose_interest(0)
@@ -400,6 +401,24 @@ def test_a_verified_piece_ends_interest_only_in_peers_that_had_it_and_nothing_mo
     assert not a.state.am_interested  # had piece 0, and nothing else we want
     assert b.state.am_interested  # lacks piece 0, has one we want
     assert not c.state.am_interested  # has nothing
+
+
+def test_a_peer_that_unchokes_us_with_nothing_we_lack_loses_our_interest_at_once() -> None:
+    # Its upload slot is ours while we are interested; kept to the next tick, the slot idles.
+    only0 = [True] + [False] * (NUM - 1)
+    a, b = FakePeer("a", only0), FakePeer("b", only0)
+    rp, _ = policy(a, b)
+    a.state.interested(True)  # a unchokes us (FakePeer's default)
+    b.state.interested(True)
+    b.state.peer_choking = True
+    assert rp.interesting(a) and rp.interesting(b)  # type: ignore[arg-type]
+    rp.picker.set_have(0)
+    rp.lose_interest(0)
+    assert not a.state.am_interested  # at once: it unchokes us
+    assert b.state.am_interested  # it chokes us: the next tick tells it
+    b.state.peer_choking = False
+    rp.unchoked(b)  # type: ignore[arg-type]  # unchoked with nothing for us: not interested
+    assert not b.state.am_interested and not b.asked
 
 
 def test_a_have_of_a_piece_we_do_not_want_asks_nothing() -> None:
