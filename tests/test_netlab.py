@@ -215,6 +215,28 @@ def test_hosts_reach_each_other_and_the_root_namespace_reaches_them(root_lab: No
     asyncio.run(main())
 
 
+def test_a_host_resolves_only_the_router_however_many_hosts_it_meets(root_lab: None) -> None:
+    """The kernel's neighbour table is one for all namespaces (1024 entries by default): with
+    an entry per peer in each host it overflowed at N = 64 and dials went unsent for tens of
+    seconds. Through the bridge's router each host holds one entry, whoever it talks to."""
+
+    async def main() -> None:
+        async with NetLab() as lab:
+            a, b, c = await asyncio.gather(
+                *(lab.add_host(name, up=None, down=None) for name in "abc")
+            )
+            for other in (b, c):
+                async with _echo(other) as port:
+                    assert await _ask(a, other.address, port) == f"hello from {a.address}"
+            for host in (a, b, c):
+                show = ["ip", "-n", host.netns, "-j", "neigh", "show"]
+                out = subprocess.run(show, capture_output=True, timeout=WAIT).stdout
+                known = {str(n["dst"]) for n in json.loads(out or b"[]")}
+                assert known <= {netlab.ROUTER}, (host.name, known)
+
+    asyncio.run(main())
+
+
 @pytest.mark.timing
 def test_the_kernel_enforces_the_caps_and_leaves_an_unshaped_host_fast(root_lab: None) -> None:
     async def main() -> None:

@@ -7,9 +7,16 @@ The shape (K: the lab's /24, ``P``: its prefix)::
     root namespace:  veth P-gw, 198.18.K.1/24   (compare reaches every host through it; the
       │                                          hosts see the root namespace at this address)
     namespace P-sw:  gw ── bridge br ── h1 ── its egress is host 1's download (tbf)
-                                   │     └─ namespace P-1: lo; eth0 198.18.K.2/24, its egress
-                                   │        is host 1's upload (tbf)
+                       169.254.0.1 │     └─ namespace P-1: lo; eth0 198.18.K.2/32, its egress
+                       (router)    │        is host 1's upload (tbf); 198.18.K.0/24 via br
                                    └── h2 ... h253 (198.18.K.254): 253 hosts
+
+A host sends everything through the bridge's own address, a router: so each host's neighbour
+table holds one entry (the router), and the router's one per host. With the hosts on one /24 of
+the bridge each host held an entry for every peer it met, and the kernel's neighbour table is
+one for all namespaces (gc_thresh3, 1024 by default, set in the root namespace only): at N = 64
+it overflowed, and a fifth of the downloaders had every dial dropped unsent, a SYN retried for
+tens of seconds (N = 100: one never finished).
 
 The bridge has a namespace of its own, not the root one: where br_netfilter is loaded (Docker
 loads it) bridged frames pass the iptables FORWARD chain of the bridge's namespace, and Docker
@@ -31,7 +38,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
 import ipaddress
 import itertools
 import json
@@ -40,18 +46,23 @@ import re
 import shutil
 import subprocess
 import sys
-import tempfile
-import time
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from swarm.compare.netlab_cmd import (
+    COMMAND_TIMEOUT,
+    explain,
+    names,
+    remove,
+    run,
+    subnet_lock,
+    taken_networks,
+)
 from swarm.errors import CompareError
 
 LAB_RANGE = ipaddress.IPv4Network("198.18.0.0/15")
 MAX_HOSTS = 253  # one /24: .1 is the uplink, .2 to .254 the hosts
-COMMAND_TIMEOUT = 30.0  # seconds one ip or tc command may take
-LOCK_TIMEOUT = 60.0  # seconds to wait for another lab to take its subnet
 
 # Shaping: tbf counts whole Ethernet frames (headers included) on a veth of MTU 1500, so TCP
 # data (1448 bytes with timestamps) gets TCP_PAYLOAD_SHARE of a cap: 95.6%.
@@ -60,6 +71,15 @@ TCP_PAYLOAD_SHARE = 1448 / FRAME
 HZ_FLOOR = 100  # the coarsest timer tick a kernel is built with (CONFIG_HZ=100)
 QUEUE_SECONDS = 0.1  # how much of its rate a capped link may hold in its queue
 MIN_QUEUE = 16 * FRAME
+
+# The hosts' router: the bridge, at a link-local address (every /24 host address is a host's
+# or the uplink's). A host resolves it alone; it resolves the hosts.
+ROUTER = "169.254.0.1"
+ROUTER_MAC = "02:00:00:00:00:01"  # locally administered; each lab's bridge is a world apart
+_ROUTING = (
+    "echo 1 > /proc/sys/net/ipv4/ip_forward && "
+    "for c in all default br; do echo 0 > /proc/sys/net/ipv4/conf/$c/send_redirects; done"
+)
 
 _PREFIX = re.compile(r"[a-z0-9_]{1,12}")  # "-gw" after it: 15 characters, IFNAMSIZ - 1
 _DEFAULT_NAME = re.compile(r"(sl([0-9a-f]+)_[0-9a-f]+)-(?:gw|sw|\d+)")  # sl<pid>_<n>, hex
@@ -139,7 +159,7 @@ def lab_problem() -> str | None:
     except (OSError, subprocess.TimeoutExpired) as exc:
         return f"--lab netns cannot run here: {exc}"
     if done.returncode != 0:
-        return f"--lab netns cannot run here: {_why(done.stderr, done.returncode)}"
+        return f"--lab netns cannot run here: {explain(done.stderr, done.returncode)}"
     return None
 
 
@@ -186,18 +206,23 @@ class NetLab:
             # IPv4 only (addrgenmode none): no IPv6 link-local address on any link of the
             # lab, so no router solicitations or neighbour discovery in the shaped queues.
             sw, gw = self.switch, self.uplink
-            await _run("ip", "netns", "add", sw)
-            script = "link add name br type bridge\nlink set dev br addrgenmode none\n"
-            await _run("ip", "-n", sw, "-b", "-", stdin=script + "link set dev br up\n")
-            async with _subnet_lock():
-                subnet = free_subnet(await _taken_networks(), start=os.getpid())
+            await run("ip", "netns", "add", sw)
+            # The bridge is also the hosts' router (see the module's docstring): a MAC of its
+            # own (a bridge's follows its ports' otherwise), forwarding on, no redirects.
+            script = f"link add name br address {ROUTER_MAC} type bridge\n"
+            script += f"link set dev br addrgenmode none\naddr add {ROUTER}/32 dev br\n"
+            await run("ip", "-n", sw, "-b", "-", stdin=script + "link set dev br up\n")
+            await run("ip", "netns", "exec", sw, "sh", "-c", _ROUTING)
+            async with subnet_lock():
+                subnet = free_subnet(await taken_networks(), start=os.getpid())
                 script = f"link add name {gw} type veth peer name gw netns {sw}\n"
                 script += f"link set dev {gw} addrgenmode none\n"
                 script += f"addr add {subnet[1]}/24 dev {gw}\nlink set dev {gw} up\n"
-                await _run("ip", "-b", "-", stdin=script)
+                await run("ip", "-b", "-", stdin=script)
                 # its route is in the table now: the next lab to look sees it taken
             script = "link set dev gw addrgenmode none\nlink set dev gw master br up\n"
-            await _run("ip", "-n", sw, "-b", "-", stdin=script)
+            script += f"route add {subnet} dev br src {ROUTER}\n"
+            await run("ip", "-n", sw, "-b", "-", stdin=script)
             self.subnet = subnet
 
     async def add_host(self, name: str, *, up: int | None, down: int | None) -> Host:
@@ -218,21 +243,22 @@ class NetLab:
         self._names.add(name)
         netns, port, address = f"{self.prefix}-{index}", f"h{index}", str(self.subnet[index + 1])
         try:
-            await _run("ip", "netns", "add", netns)
+            await run("ip", "netns", "add", netns)
             script = f"link add name {port} type veth peer name eth0 netns {netns}\n"
             script += f"link set dev {port} addrgenmode none\nlink set dev {port} master br up\n"
-            await _run("ip", "-n", self.switch, "-b", "-", stdin=script)
+            await run("ip", "-n", self.switch, "-b", "-", stdin=script)
             script = "link set dev lo up\nlink set dev eth0 addrgenmode none\n"
-            script += f"addr add {address}/24 dev eth0\nlink set dev eth0 up\n"
-            await _run("ip", "-n", netns, "-b", "-", stdin=script)
+            script += f"addr add {address}/32 dev eth0\nlink set dev eth0 up\n"
+            script += f"route add {ROUTER} dev eth0\nroute add {self.subnet} via {ROUTER}\n"
+            await run("ip", "-n", netns, "-b", "-", stdin=script)
             if up is not None:
-                await _run("tc", "-n", netns, "qdisc", "add", "dev", "eth0", "root", *tbf(up))
+                await run("tc", "-n", netns, "qdisc", "add", "dev", "eth0", "root", *tbf(up))
             if down is not None:
-                await _run("tc", "-n", self.switch, "qdisc", "add", "dev", port, "root", *tbf(down))
+                await run("tc", "-n", self.switch, "qdisc", "add", "dev", port, "root", *tbf(down))
         except BaseException:
             self._names.discard(name)
             with contextlib.suppress(CompareError):  # close() tries again and checks
-                await _remove([], [netns])  # its veth pair goes with it
+                await remove([], [netns])  # its veth pair goes with it
             raise
         host = Host(name, netns, address, port, up, down)
         self.hosts.append(host)
@@ -241,7 +267,7 @@ class NetLab:
     async def link_bytes(self) -> dict[str, tuple[int, int]]:
         """Bytes each host has sent and received so far (Ethernet frames, headers included),
         by the kernel's counters of its port on the bridge; keyed by the hosts' names."""
-        ports = json.loads(await _run("ip", "-n", self.switch, "-j", "-s", "link", "show"))
+        ports = json.loads(await run("ip", "-n", self.switch, "-j", "-s", "link", "show"))
         # a port receives what its host sends, and sends what its host receives
         count = {
             p["ifname"]: (p["stats64"]["rx"]["bytes"], p["stats64"]["tx"]["bytes"]) for p in ports
@@ -275,12 +301,12 @@ class NetLab:
         mine = re.compile(re.escape(_checked(prefix)) + r"-(?:gw|sw|\d+)")
         removed: set[str] = set()
         for _ in range(3):  # an ip command that a killed run left running may add one more
-            links, spaces = await _names(mine)
+            links, spaces = await names(mine)
             if not links and not spaces:
                 break
             removed.update(links + spaces)
-            await _remove(links, spaces)
-        links, spaces = await _names(mine)
+            await remove(links, spaces)
+        links, spaces = await names(mine)
         if links or spaces:
             left = ", ".join(sorted(set(links + spaces)))
             raise CompareError(f"network lab: could not remove {left}")
@@ -290,102 +316,11 @@ class NetLab:
     async def stale() -> list[str]:
         """Prefixes of default-named labs whose process is gone from this PID namespace
         (killed before it could close them): each may go to :meth:`sweep`."""
-        links, spaces = await _names(_DEFAULT_NAME)
+        links, spaces = await names(_DEFAULT_NAME)
         owners = {
             (m[1], int(m[2], 16)) for n in links + spaces if (m := _DEFAULT_NAME.fullmatch(n))
         }
         return sorted({p for p, pid in owners if not Path(f"/proc/{pid}").exists()})
-
-
-async def _run(*argv: str, stdin: str | None = None, check: bool = True) -> str:
-    """Run one command within :data:`COMMAND_TIMEOUT` and return its output;
-    :class:`CompareError` if it fails (with *check*), cannot start or takes too long."""
-    shown = " ".join(argv)
-    try:
-        async with asyncio.timeout(COMMAND_TIMEOUT):
-            proc = await asyncio.create_subprocess_exec(
-                *argv,
-                stdin=asyncio.subprocess.DEVNULL if stdin is None else asyncio.subprocess.PIPE,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE,
-                start_new_session=True,  # a Ctrl-C meant for compare cannot cut a cleanup short
-            )
-            try:
-                out, err = await proc.communicate(None if stdin is None else stdin.encode())
-            except BaseException:  # the deadline, or a cancellation: end it by its PID
-                if proc.returncode is None:
-                    with contextlib.suppress(ProcessLookupError):
-                        proc.kill()
-                    await proc.wait()
-                raise
-    except TimeoutError:
-        raise CompareError(f"network lab: `{shown}` took over {COMMAND_TIMEOUT:g} s") from None
-    except OSError as exc:
-        raise CompareError(f"network lab: cannot run `{shown}`: {exc.strerror}") from None
-    if check and proc.returncode != 0:
-        why = _why(err.decode(errors="replace"), proc.returncode or 0)
-        raise CompareError(f"network lab: `{shown}` failed: {why}")
-    return out.decode(errors="replace")
-
-
-def _why(stderr: str, code: int) -> str:
-    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
-    return "; ".join(lines) if lines else f"exit code {code}"
-
-
-async def _remove(links: list[str], spaces: list[str]) -> None:
-    """Delete links (a veth takes its peer along), then namespaces. Some may be gone already
-    (a veth goes with either end's namespace): errors are let be, and the caller checks what
-    is left by listing."""
-    script = "".join(f"link del dev {n}\n" for n in links)
-    script += "".join(f"netns del {n}\n" for n in spaces)
-    await _run("ip", "-force", "-b", "-", stdin=script, check=False)
-
-
-async def _names(pattern: re.Pattern[str]) -> tuple[list[str], list[str]]:
-    """The root namespace's links and the named namespaces that *pattern* matches whole."""
-    links = json.loads(await _run("ip", "-j", "link", "show") or "[]")
-    spaces = (await _run("ip", "netns", "list")).splitlines()
-    return (
-        [n for link in links if pattern.fullmatch(n := str(link["ifname"]))],
-        [n for line in spaces if line.strip() and pattern.fullmatch(n := line.split()[0])],
-    )
-
-
-async def _taken_networks() -> list[ipaddress.IPv4Network]:
-    """Every IPv4 route (all tables) and address of the root namespace, as networks."""
-    routes = json.loads(await _run("ip", "-j", "-4", "route", "show", "table", "all") or "[]")
-    links = json.loads(await _run("ip", "-j", "-4", "addr", "show") or "[]")
-    found = [str(r.get("dst", "default")) for r in routes]
-    found += [f"{a['local']}/{a['prefixlen']}" for x in links for a in x.get("addr_info", [])]
-    nets = []
-    for net in found:
-        with contextlib.suppress(ValueError):  # "default", or an unknown form
-            nets.append(ipaddress.IPv4Network(net, strict=False))
-    return nets
-
-
-@contextlib.asynccontextmanager
-async def _subnet_lock() -> AsyncIterator[None]:
-    """Hold the machine-wide lock under which a lab picks its subnet and takes it."""
-    folder = Path("/run/lock")
-    if not folder.is_dir():
-        folder = Path(tempfile.gettempdir())
-    fd = os.open(folder / "swarm-netlab.lock", os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        deadline = time.monotonic() + LOCK_TIMEOUT
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    why = f"another lab held {folder}/swarm-netlab.lock for {LOCK_TIMEOUT:g} s"
-                    raise CompareError(f"network lab: {why}") from None
-                await asyncio.sleep(0.02)
-        yield
-    finally:
-        os.close(fd)  # and the lock with it
 
 
 def _checked(prefix: str) -> str:
