@@ -96,9 +96,8 @@ MAX_PEERS = 200  # the same as swarm.compare.settings.MAX_PEERS (not imported: s
     type=click.Choice(["none", "netns"]),
     default="none",
     show_default=True,
-    help="netns: run every process in a network namespace of its own on one bridge, its "
-    "links capped by the kernel (tc tbf) rather than by swarm's own rate limits, one "
-    "downloader to a process (needs root; past 8 a core the cores more than the protocol "
+    help="netns: every process in a network namespace of its own, its links capped by the "
+    "kernel (tc tbf), not by swarm; a process per downloader (root; past 8 a core the cores "
     "set the times).",
 )
 @click.option(
