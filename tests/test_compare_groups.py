@@ -7,10 +7,10 @@ import pytest
 from click.testing import CliRunner
 
 from swarm.cli.compare import MAX_PEERS, compare_command
-from swarm.compare.experiment import lab_busy, piece_length
+from swarm.compare.experiment import piece_length
 from swarm.compare.options import peer_counts
 from swarm.compare.settings import MAX_PEERS as EXPERIMENT_MAX_PEERS
-from swarm.compare.settings import Experiment, default_per_process
+from swarm.compare.settings import Experiment, default_per_process, lab_busy
 from swarm.errors import UsageError
 
 

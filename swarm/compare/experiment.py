@@ -61,7 +61,7 @@ from swarm.compare.netlab import NetLab
 from swarm.compare.nginx import Nginx, request_rate
 from swarm.compare.phase import Phase, run_phase, sha256_file
 from swarm.compare.results import ModeResult, Run, bounds, hybrid_bound
-from swarm.compare.settings import ALONE_UP_TO, Experiment
+from swarm.compare.settings import Experiment, lab_busy
 from swarm.create import auto_piece_length, create_torrent
 from swarm.errors import CompareError, UsageError
 from swarm.status import Event
@@ -280,19 +280,6 @@ async def _write(path: Path, data: bytes) -> None:
             await f.write(data)
     except OSError as exc:
         raise CompareError(f"cannot write {path}: {exc.strerror or exc}") from None
-
-
-def lab_busy(n: int, cores: int | None = None) -> str | None:
-    """The lab runs a process per downloader (a kernel cap is a namespace's): past
-    :data:`~swarm.compare.settings.ALONE_UP_TO` a core, the note that the cores set the time."""
-    cores = max(1, cores if cores is not None else (os.cpu_count() or 1))
-    if n <= ALONE_UP_TO * cores:
-        return None
-    return (
-        f"network lab: {n} downloaders, a process each, on {cores} cores: past "
-        f"{ALONE_UP_TO * cores} the cores more than the protocol set the times (without "
-        "--lab they share a few processes)"
-    )
 
 
 def piece_length(size: int, k: int, swarm_rate: int) -> int:

@@ -36,10 +36,28 @@ def default_per_process(n: int, cores: int | None = None) -> int:
     (8 pairs) last copy 5.66 -> 5.48 s, median copy 5.22 -> 5.07 s, CPU 10.7 -> 9.8 s; N = 64
     and 200 the same times, CPU -11% and -5%; 2 processes (N = 100) cut CPU by a sixth but
     left the last copy later (5.71 against 5.44 s, 7 pairs)."""
-    cores = max(1, cores if cores is not None else (os.cpu_count() or 1))
+    cores = _cores(cores)
     if n <= ALONE_UP_TO * cores:
         return 1
     return math.ceil(n / max(2, round(PROCESSES_PER_CORE * cores)))
+
+
+def lab_busy(n: int, cores: int | None = None) -> str | None:
+    """The lab runs a process per downloader (a kernel cap is a namespace's): past the
+    processes of their own that :func:`default_per_process` allows, the note that the cores
+    set the time."""
+    cores = _cores(cores)
+    if default_per_process(n, cores) == 1:
+        return None
+    return (
+        f"network lab: {n} downloaders, a process each, on {cores} cores: past "
+        f"{ALONE_UP_TO * cores} the cores more than the protocol set the times (without "
+        "--lab they share a few processes)"
+    )
+
+
+def _cores(cores: int | None) -> int:
+    return max(1, cores if cores is not None else (os.cpu_count() or 1))
 
 
 @dataclass(slots=True)
