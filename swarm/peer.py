@@ -1,11 +1,9 @@
 """One peer connection: the asyncio shell around a :class:`~swarm.peer_state.PeerState`.
 
 The shell owns the transport, the handshake timer, flow control and the upload task; the
-protocol itself (handshake, choke and interest, what the peer has, both request queues) is
-the state's. It reports to a :class:`PeerHandler` (the torrent) and asks a :class:`PeerHost`
-(the session) for what is shared between torrents: both are small protocols handed in, so
-this module imports neither.
-"""
+protocol (handshake, choke and interest, what the peer has, both request queues) is the
+state's. It reports to a :class:`PeerHandler` (the torrent) and asks a :class:`PeerHost` (the
+session) for what torrents share: small protocols handed in, so this imports neither."""
 
 from __future__ import annotations
 
@@ -22,6 +20,7 @@ from swarm.peer_state import MAX_QUEUED_REQUESTS, OUR_REQQ, PeerState
 from swarm.peer_types import Block, Event, PeerBitfield, Timer, Torrent
 from swarm.ratelimit import RateLimiter
 from swarm.stats import RateMeter
+from swarm.uplink import UplinkGate
 from swarm.upload import BlockSource, serve
 
 __all__ = ["MAX_QUEUED_REQUESTS", "OUR_REQQ", "PeerConnection", "PeerHandler", "PeerHost"]
@@ -88,6 +87,7 @@ class PeerHost(Protocol):
     version: str
     port: int
     upload_limiter: RateLimiter
+    upload_gate: UplinkGate | None  # with no upload limit (swarm.uplink)
     handshake_timeout: float
 
     @property
@@ -137,8 +137,7 @@ class PeerConnection(asyncio.Protocol):
         return self.state.peer_id
 
     @property
-    def mse(self) -> bool:
-        """Whether the connection went through the MSE/PE handshake (PEX flags it 0x01)."""
+    def mse(self) -> bool:  # the connection went through the MSE/PE handshake (PEX flag 0x01)
         return bool(getattr(self.transport, "mse", False))
 
     @property
@@ -159,8 +158,7 @@ class PeerConnection(asyncio.Protocol):
         return self.up.rate
 
     @property
-    def write_paused(self) -> bool:
-        """The peer is not reading: our send buffer is past its high-water mark."""
+    def write_paused(self) -> bool:  # the peer is not reading: our buffer is past its high mark
         return not self.write_ok.is_set()
 
     # -- asyncio.Protocol --------------------------------------------------------------------
@@ -357,10 +355,12 @@ class PeerConnection(asyncio.Protocol):
 
     async def _upload_loop(self) -> None:
         """Serve the peer's queued requests (:func:`swarm.upload.serve`)."""
-        t = self.torrent
+        t, h = self.torrent, self.host
         assert t is not None
         try:
-            await serve(self, t.io, self.host.upload_limiter, lambda i: t.picker.availability[i])
+            await serve(
+                self, t.io, h.upload_limiter, lambda i: t.picker.availability[i], h.upload_gate
+            )
         except asyncio.CancelledError:
             raise
         except SwarmError as exc:

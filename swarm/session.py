@@ -38,6 +38,7 @@ from swarm.peer import PeerConnection
 from swarm.peer_transports import PeerTransports
 from swarm.ratelimit import RateLimiter, TokenBucket
 from swarm.torrent import TorrentController
+from swarm.uplink import UplinkGate
 from swarm.webseed import WebSeedSettings
 
 log = logging.getLogger(__name__)
@@ -90,6 +91,7 @@ class Session:
         self.key = secrets.randbits(32)
         self.rng = rng or random.Random()
         self.upload_limiter = RateLimiter(max_upload_rate)
+        self.upload_gate = None if max_upload_rate else UplinkGate()  # swarm.uplink
         self._download_bucket = TokenBucket(max_download_rate) if max_download_rate else None
         self.max_connections = max_connections
         self.handshake_timeout = handshake_timeout
@@ -102,10 +104,8 @@ class Session:
         # 300 with the DHT, which may take that long to find a swarm).
         self.give_up_after = give_up_after
         self.dht: DhtClient | None = None
-        # Whether torrents use their web seeds (BEP 19), and how; add(web_seeds=...) overrides.
-        self.web_seeds = web_seeds
-        # MSE/PE (prefer, require, off; see swarm.mse_shell); *on_notice* hears what the user
-        # can act on (peers refused for the policy's sake), once a kind, as does `notices`.
+        self.web_seeds = web_seeds  # whether torrents use web seeds (BEP 19); add() overrides
+        # MSE/PE (swarm.mse_shell); *on_notice* and `notices`: what the user can act on, once.
         self.crypto = PeerCrypto(
             encryption,
             info_hashes=self.torrents.keys,

@@ -5,7 +5,9 @@ a piece's worth at a time (up to :data:`THROTTLED_BATCH`) so that the peers shar
 take turns: the piece is of use to the peer only once all its blocks are there, so they lose
 nothing by coming together. One block a write cost a write, a timer and a read at the other
 end per 16 KiB (at N = 100, 32 KiB pieces, a sixth of a downloader's time); two blocks of two
-16 KiB pieces a write delayed the first one (N = 8: 4.71 s against 4.62 s). The connection
+16 KiB pieces a write delayed the first one (N = 8: 4.71 s against 4.62 s). With no limit, the
+session's :class:`~swarm.uplink.UplinkGate` keeps the same order on a slow uplink (a piece's
+worth a batch while it makes batches wait). The connection
 (:class:`~swarm.peer.PeerConnection`) runs :func:`serve` as its upload task and does the
 writing; this module holds the loop, which is most of an uploader's per-block work.
 """
@@ -14,11 +16,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from typing import Protocol
+from typing import Any, Protocol
 
 from swarm import wire
 from swarm.peer_state import Block, PeerState
 from swarm.ratelimit import RateLimiter
+from swarm.uplink import UplinkGate
 
 UNTHROTTLED_BATCH = 256 * 1024  # bytes of blocks per write when no upload limit applies
 THROTTLED_BATCH = 64 * 1024  # and at most under one (a piece's worth, if less)
@@ -35,6 +38,7 @@ class Uploader(Protocol):
     """A connection as its upload task sees it."""
 
     state: PeerState
+    transport: Any  # its transport (the uplink gate reads its socket's send queue)
     wake_upload: asyncio.Event  # set when a request is queued
     write_ok: asyncio.Event  # clear while the peer does not read what we send
 
@@ -51,19 +55,24 @@ async def serve(
     source: BlockSource,
     limiter: RateLimiter,
     rank: Callable[[int], int] = lambda index: 0,
+    gate: UplinkGate | None = None,
 ) -> None:
     """Upload the blocks *conn*'s peer asks for, until the connection closes; under a limit,
-    a batch whose piece has the lowest *rank* (how many of our peers have it) goes first."""
+    or through *gate* with none, a batch whose piece has the lowest *rank* (how many of our
+    peers have it) goes first."""
     state = conn.state
     wake, write_ok = conn.wake_upload, conn.write_ok
     piece = state.torrent.piece_length if state.torrent is not None else 1
-    batch_bytes = UNTHROTTLED_BATCH if limiter.unlimited else min(THROTTLED_BATCH, piece)
+    limited = not limiter.unlimited
+    gate = None if limited else gate
+    small = min(THROTTLED_BATCH, piece)
     header = wire.encode_piece_header
     while not conn.closed:
         if not state.requests_in:
             wake.clear()
             await wake.wait()
             continue
+        batch_bytes = small if limited or (gate is not None and gate.waited) else UNTHROTTLED_BATCH
         out: list[bytes | memoryview] = []
         sent: list[Block] = []
         size = 0
@@ -79,10 +88,15 @@ async def serve(
             if conn.closed or state.am_choking:
                 break
         reserved = size + 13 * len(sent)
-        if sent:
+        if sent and limited:
             await limiter.acquire(reserved, rank(sent[0][0]))
         if not write_ok.is_set():
             await write_ok.wait()
+        admitted = bool(sent) and gate is not None and not conn.closed and not state.am_choking
+        if admitted and gate is not None:
+            await gate.admit(conn, conn.transport, reserved, rank(sent[0][0]))
+        if admitted and gate is not None and (conn.closed or state.am_choking):
+            gate.release(conn)  # not written after all: the next batch need not wait for it
         if conn.closed:
             limiter.refund(reserved)
             return

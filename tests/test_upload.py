@@ -111,3 +111,61 @@ def test_a_peer_not_choked_gets_its_batch_and_nothing_is_refunded() -> None:
         await task
 
     asyncio.run(main())
+
+
+class Unlimited:
+    unlimited = True
+
+    async def acquire(self, amount: int, rank: int) -> None:
+        raise AssertionError("no limit: the gate orders the batches")
+
+    def refund(self, amount: int) -> None:
+        pass
+
+
+class Gate:
+    """Holds each batch until the test lets it go; records admissions and releases."""
+
+    def __init__(self, waited: bool) -> None:
+        self.waited = waited
+        self.admitted: list[tuple[int, int]] = []  # (bytes, rank)
+        self.released: list[object] = []
+        self.go = asyncio.Event()
+
+    async def admit(self, key: object, transport: object, size: int, rank: int) -> None:
+        self.admitted.append((size, rank))
+        await self.go.wait()
+
+    def release(self, key: object) -> None:
+        self.released.append(key)
+
+
+def test_with_no_limit_a_batch_waits_at_the_uplink_gate_and_a_choked_one_lets_go() -> None:
+    """No upload limit: the batch goes through the session's gate, ranked by its piece; the
+    gate having made batches wait, a piece's worth at a time (not 256 KiB); choked while it
+    waited, the peer gets its rejects and the gate its turn back."""
+
+    async def main() -> None:
+        conn = Conn([(7, i * BLOCK, BLOCK) for i in range(8)])
+        conn.transport = None
+        gate = Gate(waited=True)
+        ranks = {7: 3}
+        task = asyncio.create_task(
+            serve(conn, Source(), Unlimited(), ranks.__getitem__, gate)  # type: ignore[arg-type]
+        )
+        async with asyncio.timeout(5):
+            while not gate.admitted:
+                await asyncio.sleep(0.001)
+        assert gate.admitted == [(4 * (BLOCK + 13), 3)]  # a piece (4 blocks), not 8 blocks
+        conn.state.am_choking = True
+        gate.go.set()
+        async with asyncio.timeout(5):
+            while not gate.released:
+                await asyncio.sleep(0.001)
+        assert gate.released == [conn] and conn.blocks == []
+        assert conn.written[0] == b"reject7;" * 4
+        conn.closed = True
+        conn.wake_upload.set()
+        await task
+
+    asyncio.run(main())
