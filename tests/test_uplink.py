@@ -146,11 +146,34 @@ def test_a_batch_holds_the_uplink_until_it_has_nearly_left() -> None:
     assert core.pace == pytest.approx(0.05 / (65536 - LOW + 1))  # learnt from what left
 
 
-def test_a_full_window_a_fast_socket_or_a_closed_one_hold_nothing() -> None:
-    for q in (Queued(65536, True, SLOW), Queued(65536, False, FAST), None):
+def test_a_full_window_or_a_closed_socket_hold_nothing() -> None:
+    for q in (Queued(65536, True, SLOW), None):
         core = GateCore()
         core.admitted("a", 0.0, 65536)
         assert not core.holding(0.001, q)
+
+
+def test_the_pace_is_learnt_only_from_a_batch_seen_still_there_and_then_gone() -> None:
+    """A batch gone at the first look may have left long before (nobody asked meanwhile):
+    its time says nothing of the uplink. The kernel's delivery rate is not used at all."""
+    core = GateCore()
+    core.admitted("a", 0.0, 65536)
+    assert not core.holding(0.5, Queued(0, False, FAST))
+    assert core.pace is None
+    core.admitted("a", 1.0, 65536)
+    assert core.holding(1.01, Queued(50000, False, FAST))
+    assert not core.holding(1.06, Queued(0, False, FAST))
+    assert core.pace == pytest.approx(0.06 / 65536)
+
+
+def test_on_an_uplink_that_empties_faster_than_a_poll_nothing_waits() -> None:
+    core = GateCore(poll=0.002)
+    core.pace = 1e-9  # 1 GB/s: LOW bytes in 16 us, far less than a poll
+    core.admitted("a", 0.0, 262144)
+    assert not core.holding(0.0001, Queued(200_000, False, SLOW))
+    core.pace = 1e-6  # 1 MB/s: LOW bytes in 16 ms, eight polls
+    core.admitted("a", 0.0, 262144)
+    assert core.holding(0.0001, Queued(200_000, False, SLOW))
 
 
 def test_a_batch_far_slower_than_the_uplinks_pace_is_its_peers_side() -> None:
@@ -212,11 +235,14 @@ def test_nothing_waits_on_a_fast_uplink_nor_behind_a_peer_that_holds_its_own() -
     async def main() -> None:
         gate = UplinkGate(poll=0.001)
         a, b, c = FakeTransport(), FakeTransport(), FakeTransport()
+        gate.core.pace = 2e-9  # loopback, learnt: 16 KiB leave in 33 us
         await gate.admit("a", a, 262144, rank=0)
-        a.set(notsent=200_000, rate=FAST)  # loopback: gone before the next look
+        a.set(notsent=200_000)
         await asyncio.wait_for(gate.admit("b", b, 262144, rank=9), 0.5)
         assert not gate.waited
-        b.set(notsent=200_000)  # b's batch in a slow uplink now
+        gate.core.pace = 1e-6  # a slow uplink after all
+        await asyncio.wait_for(gate.admit("b", b, 65536, rank=9), 0.5)  # b is current
+        b.set(notsent=60_000)
         c.set(notsent=100_000, snd_wnd=0)  # c's peer reads nothing: c's own earlier batch
         await asyncio.wait_for(gate.admit("c", c, 65536, rank=0), 0.5)
         untcp = FakeTransport()
