@@ -17,6 +17,13 @@ from collections.abc import Callable
 RANKS_PER_SECOND = 10.0  # how fast a batch waiting in RateLimiter.acquire gains on rarer ones
 
 
+def aged(rank: int, arrival: float) -> float:
+    """A waiting batch's place (lowest first): its piece's *rank*, less a rank for every
+    1/:data:`RANKS_PER_SECOND` s it has waited since *arrival*, so a common piece waits
+    behind rarer ones for a few seconds at most, never for good."""
+    return rank + RANKS_PER_SECOND * arrival
+
+
 class TokenBucket:
     """A token bucket: *rate* bytes per second, holding at most *burst* bytes of credit saved
     while idle, and up to *catch_up* seconds of the rate for a sender that came back late.
@@ -137,9 +144,7 @@ class RateLimiter:
             return
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[None] = loop.create_future()
-        # Aged: a caller that waited gains a rank every 1/RANKS_PER_SECOND s, so a common piece
-        # waits behind rarer ones for a few seconds at most, never for good.
-        key = rank + RANKS_PER_SECOND * loop.time()
+        key = aged(rank, loop.time())
         heapq.heappush(self._waiting, (key, next(self._arrivals), amount, fut))
         self._arm(bucket)
         await fut

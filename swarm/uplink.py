@@ -29,12 +29,11 @@ import struct
 from dataclasses import dataclass
 from typing import Any
 
-from swarm.ratelimit import RANKS_PER_SECOND
+from swarm.ratelimit import aged
 
 LOW = 16 * 1024  # unsent bytes under which a batch counts as gone: the next one may go
 POLL = 0.002  # seconds between looks at the socket while batches wait
 SLACK = 3.0  # a batch this many times slower than the uplink's pace is held by its peer's side
-GATED_BATCH = 64 * 1024  # bytes per batch while batches wait their turn (a piece's worth)
 
 _TCP_INFO = getattr(socket, "TCP_INFO", None)
 _NOTSENT = struct.Struct("=I")  # tcpi_notsent_bytes, at byte 144 (Linux 4.6)
@@ -150,7 +149,6 @@ class UplinkGate:
 
     def __init__(self, low: int = LOW, slack: float = SLACK, poll: float = POLL) -> None:
         self.core = GateCore(low, slack, poll)
-        self.poll = poll
         # waiting batches: (rank aged by arrival, arrival, key, transport, size, future)
         self._waiting: list[tuple[float, int, object, Any, int, asyncio.Future[None]]] = []
         self._arrivals = itertools.count()
@@ -158,15 +156,12 @@ class UplinkGate:
         self._transport: Any = None  # the current batch's
         self.waited = False  # the last batch admitted had to wait: the uplink is the limit
 
-    @property
-    def batch_bytes(self) -> int | None:
-        """The batch size to use now: a piece's worth while batches queue here, else None."""
-        return GATED_BATCH if self.waited else None
-
-    def _holding(self, now: float) -> bool:
+    def _holding(self, now: float, q: Queued | None = None) -> bool:
+        """Whether the current batch still holds the uplink (*q*: its socket's queue, if
+        read already)."""
         if self.core.current is None:
             return False
-        return self.core.holding(now, queued(self._transport))
+        return self.core.holding(now, q if q is not None else queued(self._transport))
 
     async def admit(self, key: object, transport: Any, size: int, rank: int) -> None:
         """Wait until *key*'s batch of *size* bytes may be written (lowest *rank* first, aged
@@ -181,11 +176,12 @@ class UplinkGate:
             (cur is None or cur.key is not key) and (q.peer_limited or q.unsent >= self.core.low)
         ):
             return  # no TCP socket; or its earlier batch is still there, held by its peer's side
-        if not self._waiting and not self._holding(now):
+        own = cur is not None and cur.key is key  # the batch before was ours: q is its queue
+        if not self._waiting and not self._holding(now, q if own else None):
             self._admit(key, transport, now, size, waited=False)
             return
         fut: asyncio.Future[None] = loop.create_future()
-        entry = (rank + RANKS_PER_SECOND * now, next(self._arrivals), key, transport, size, fut)
+        entry = (aged(rank, now), next(self._arrivals), key, transport, size, fut)
         heapq.heappush(self._waiting, entry)
         self._arm()
         try:
@@ -205,7 +201,7 @@ class UplinkGate:
 
     def _arm(self) -> None:
         if self._timer is None:
-            self._timer = asyncio.get_running_loop().call_later(self.poll, self._serve_waiting)
+            self._timer = asyncio.get_running_loop().call_later(self.core.poll, self._serve_waiting)
 
     def _serve_waiting(self) -> None:
         self._timer = None
