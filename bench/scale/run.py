@@ -32,6 +32,13 @@ limit at all, listening on its host's address. The caps are compare's (swarm.com
 tbf counts whole frames, so a link gets u / TCP_PAYLOAD_SHARE for TCP data to flow at u).
 Its libtorrent line also gives the copies of the file the seed sent (the kernel's count of the
 seed's frames): the seed sends all the time there, so libtorrent's time / D_p2p follows it.
+
+Each row also gives the machine's pace just before and just after its compare (``pace``: the
+seconds one core takes for a fixed piece of Python and SHA-1 work, :func:`machine_pace`). Past
+N = 64 the swarm is CPU-bound, and this 2-core VM's speed is not constant: back to back the
+same work took 0.39-0.78 s, and compare at N = 200 spent 11.7-16.9 CPU s on the same work
+(bytes, messages, connections counted alike), its last copy 5.9-8.4 s. Read a row's ratio
+with its pace; compare rows (or trees) only at like paces.
 """
 
 from __future__ import annotations
@@ -93,6 +100,21 @@ def tree_rss(root: int) -> tuple[int, int]:
     return total, count
 
 
+def machine_pace() -> float:
+    """Seconds for a fixed single-core workload like the swarm's (Python-level bookkeeping
+    and SHA-1 over 40 MiB): a gauge of the machine's speed at this moment."""
+    import hashlib
+
+    block = bytes(1 << 20)
+    started = time.perf_counter()
+    table: dict[int, int] = {}
+    for i in range(1_000_000):
+        table[i & 1023] = table.get(i & 1023, 0) + i
+    for _ in range(40):
+        hashlib.sha1(block).digest()
+    return time.perf_counter() - started
+
+
 def run_compare(
     n: int,
     size: str | None,
@@ -110,6 +132,7 @@ def run_compare(
         cmd += ["--central-cutoff", str(cutoff)]
     if per_process:
         cmd += ["--peers-per-process", str(per_process)]
+    pace_before = machine_pace()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     peak = [0, 0]
     done = threading.Event()
@@ -128,6 +151,7 @@ def run_compare(
         raise SystemExit(f"compare --peers {n} failed ({proc.returncode}): {err[-2000:]}")
     (run,) = json.loads(out)["runs"]
     run["tree_peak_rss"], run["tree_processes"] = peak
+    run["pace"] = (pace_before, machine_pace())
     return run
 
 
@@ -265,6 +289,11 @@ def per(mode: dict, n: int) -> str:
     return "-" if cpu is None else f"{cpu / n:.3f}"
 
 
+def pace(r: dict) -> str:
+    before, after = r["pace"]
+    return f"{before:.2f}/{after:.2f}"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument(
@@ -327,7 +356,8 @@ def main() -> None:
             f"{s['total'] / r['bounds']['swarm']:.2f}x; "
             f"central {central_ratio(r)}"
             f"; peak tree RSS {r['tree_peak_rss'] / 2**20:.0f} MiB; CPU s per downloader: "
-            f"swarm {per(s, n)}, central {per(c, n)}; processes {s['processes']}",
+            f"swarm {per(s, n)}, central {per(c, n)}; processes {s['processes']}; "
+            f"pace {pace(r)} s",
             file=sys.stderr,
             flush=True,
         )
@@ -358,7 +388,7 @@ def main() -> None:
             shutil.rmtree(src.parent, ignore_errors=True)
     head = (
         f"{'N':>4} {'K':>3} {'procs':>5} {'swarm/D_p2p':>11} {'lt/D_p2p':>9} {'swarm/lt':>8} "
-        f"{'central/D_cs':>12} {'peak RSS':>9} {'CPU s/dl swarm':>14} {'central':>7}"
+        f"{'central/D_cs':>12} {'peak RSS':>9} {'CPU s/dl swarm':>14} {'central':>7} {'pace s':>9}"
     )
     print(f"mode: {LAB_NOTE if lab else LOOPBACK_NOTE}")
     print(head)
@@ -370,7 +400,7 @@ def main() -> None:
         print(
             f"{n:>4} {r['peers_per_process']:>3} {s['processes']:>5} {ratio:>10.2f}x {lt:>9} "
             f"{vs:>8} {central_ratio(r):>12} "
-            f"{r['tree_peak_rss'] / 2**20:>5.0f} MiB {per(s, n):>14} {per(c, n):>7}"
+            f"{r['tree_peak_rss'] / 2**20:>5.0f} MiB {per(s, n):>14} {per(c, n):>7} {pace(r):>9}"
         )
     print("targets: swarm/D_p2p <= 1.3 up to N = 100, <= 1.5 at 200; swarm/lt < 1 at 8 and 16")
     if args.json:
