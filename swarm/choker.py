@@ -47,7 +47,6 @@ class PeerInfo:
     upload_rate: float  # bytes/s we send the peer
     connected_for: float  # seconds
     is_seed: bool = False  # a seed wants nothing from us
-    waited_for: float = 0.0  # seconds interested and choked by us
 
 
 def default_slots(upload_capped: bool) -> int:
@@ -90,11 +89,12 @@ class Choker:
             unchoked.add(self.optimistic)
         return unchoked
 
-    def pick_waiting(self, waiting: Sequence[PeerInfo]) -> Hashable | None:
-        """A peer for a slot freed between rounds: the one that has waited longest."""
+    def pick_waiting(self, waiting: Sequence[tuple[Hashable, float]]) -> Hashable | None:
+        """A peer for a slot freed between rounds: of (peer, seconds it has waited), the one
+        that has waited longest."""
         if not waiting:
             return None
-        return max(waiting, key=lambda p: p.waited_for).key
+        return max(waiting, key=lambda w: w[1])[0]
 
     def _pick_optimistic(self, rest: Sequence[PeerInfo]) -> Hashable | None:
         if not rest:
@@ -176,20 +176,17 @@ def unchoke_waiting(choker: Choker, peers: Iterable[ChokePeer], now: float) -> N
     20 s against a median of 7 s."""
     peers = list(peers)
     unchoked = sum(1 for p in peers if not p.state.am_choking and p.state.peer_interested)
+    if not choker.has_free_slot(unchoked):
+        return
+    # Only how long each has waited: this runs at every loss of interest (thousands of times a
+    # run at N = 200), and the rates a round weighs cost more to read than the rest of it.
     waiting = [
-        PeerInfo(
-            p,
-            True,
-            p.download_rate,
-            p.upload_rate,
-            now - p.state.connected_at,
-            waited_for=now - p.state.waiting_since,
-        )
+        (p, now - p.state.waiting_since)
         for p in peers
         if p.state.peer_interested and p.state.am_choking and not p.state.peer_is_seed
     ]
     while waiting and choker.has_free_slot(unchoked):
         key = choker.pick_waiting(waiting)
-        waiting = [w for w in waiting if w.key is not key]
+        waiting = [w for w in waiting if w[0] is not key]
         key.unchoke()  # type: ignore[attr-defined]
         unchoked += 1
