@@ -92,11 +92,10 @@ async def serve(
             await limiter.acquire(reserved, rank(sent[0][0]))
         if not write_ok.is_set():
             await write_ok.wait()
-        admitted = bool(sent) and gate is not None and not conn.closed and not state.am_choking
-        if admitted and gate is not None:
+        if gate is not None and sent and not conn.closed and not state.am_choking:
             await gate.admit(conn, conn.transport, reserved, rank(sent[0][0]))
-        if admitted and gate is not None and (conn.closed or state.am_choking):
-            gate.release(conn)  # not written after all: the next batch need not wait for it
+            if conn.closed or state.am_choking:
+                gate.release(conn)  # not written after all: the next batch need not wait for it
         if conn.closed:
             limiter.refund(reserved)
             return
