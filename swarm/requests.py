@@ -32,6 +32,16 @@ MIN_QUEUE = INITIAL_DEPTH
 SEED = "seed"  # a peer counted as a seed (in picker.seeds), not piece by piece
 
 
+class _Lacking:
+    """How many pieces we lack a peer has (*n*), and the list of what it has that it counts."""
+
+    __slots__ = ("n", "has")
+
+    def __init__(self, n: int, has: list[bool]) -> None:
+        self.n = n
+        self.has = has
+
+
 class RequestPeer(Protocol):
     """What the policy needs of a connection: its protocol state, its rate, three verbs."""
 
@@ -86,8 +96,10 @@ class RequestPolicy:
         # How many pieces we lack each peer has (counted when first needed, then kept in step
         # by have and lose_interest): whether a peer is interesting is O(1), not a scan of its
         # bitfield (at N = 100 that scan, for every peer at every verified piece, was a tenth
-        # of a downloader's time).
-        self._lacking: dict[RequestPeer, int] = {}
+        # of a downloader's time). Each count is kept beside the list it counts (the peer's
+        # ``peer_has`` then: a new bitfield drops the count), so that the pass over the
+        # counted peers at each verified piece reads no peer's state.
+        self._lacking: dict[RequestPeer, _Lacking] = {}
 
     # -- what peers have ---------------------------------------------------------------------
 
@@ -113,8 +125,9 @@ class RequestPolicy:
         state = peer.state
         self._counted.setdefault(peer, state.peer_has)
         self.picker.peer_have(index)
-        if peer in self._lacking and not self.picker.have[index]:
-            self._lacking[peer] += 1
+        lacking = self._lacking.get(peer)
+        if lacking is not None and not self.picker.have[index]:
+            lacking.n += 1
         if state.peer_is_seed:
             self.picker.peer_became_seed(state.peer_has)
             self._counted[peer] = SEED
@@ -141,13 +154,13 @@ class RequestPolicy:
 
     def interesting(self, peer: RequestPeer) -> bool:
         """Whether the peer has a piece we lack."""
-        n = self._lacking.get(peer)
-        if n is None:
+        lacking = self._lacking.get(peer)
+        if lacking is None:
             has, have = peer.state.peer_has, self.picker.have
             if len(has) != len(have):  # not the torrent's shape (yet): not counted
                 return self.picker.interesting(has)
-            n = self._lacking[peer] = sum(compress(map(not_, have), has))
-        return n > 0
+            lacking = self._lacking[peer] = _Lacking(sum(compress(map(not_, have), has)), has)
+        return lacking.n > 0
 
     def update_interest(self, peer: RequestPeer) -> None:
         want = not self.picker.complete and self.interesting(peer)
@@ -159,13 +172,14 @@ class RequestPolicy:
         """Piece *index* was verified: the peers that have it have one piece less we lack.
         Those left with none lose our interest at the next :meth:`drop_interest`, or at once
         if they unchoke us (:meth:`_free_slot`)."""
-        lacking = self._lacking
-        for peer in list(self.peers):
-            has = peer.state.peer_has
-            if peer in lacking and index < len(has) and has[index]:
-                lacking[peer] -= 1
-                if not lacking[peer]:
-                    self._free_slot(peer)
+        emptied = []
+        for peer, lacking in self._lacking.items():
+            if lacking.has[index]:  # it has the piece, so we lacked one of its pieces
+                lacking.n -= 1
+                if not lacking.n:
+                    emptied.append(peer)
+        for peer in emptied:  # not in the pass: a write may close a peer and drop its count
+            self._free_slot(peer)
 
     def _free_slot(self, peer: RequestPeer) -> None:
         """Not interested at once in a peer that unchokes us and has nothing we lack, so that

@@ -372,6 +372,28 @@ def test_directory_keeps_one_of_two_crossed_connections_on_both_sides() -> None:
         assert (out.closed, inc.closed) == ((True, False) if kept_new else (False, True))
 
 
+def test_directory_swaps_a_crossed_connection_at_the_limit_and_forgets_a_closed_one() -> None:
+    """The kept one of two crossed connections replaces the other, even with the directory
+    full (both were closed when the new one was also counted against the limit); once the
+    kept one has gone, the same peer may connect again."""
+    low, high = b"-AA0001-aaaaaaaaaaaa", b"-ZZ0001-zzzzzzzzzzzz"
+    d: PeerDirectory[FakePeer] = PeerDirectory(high, max_peers=1)
+    out, inc = FakePeer("x", outgoing=True), FakePeer("x", outgoing=False)
+    out.peer_id = inc.peer_id = low
+    assert d.admit(out)
+    assert d.admit(inc)  # the lower id (theirs) opened it: it stays, ours goes
+    assert out.closed and not inc.closed
+    d.remove(out)
+    assert d.peers == {inc}
+    third = FakePeer("x", outgoing=False)
+    third.peer_id = low
+    assert not d.admit(third) and third.reason == "duplicate connection"  # both incoming
+    d.remove(inc)
+    again = FakePeer("x", outgoing=True)
+    again.peer_id = low
+    assert d.admit(again) and d.peers == {again}
+
+
 def test_directory_bans_a_lone_liar_at_once_and_accomplices_after_strikes() -> None:
     d: PeerDirectory[FakePeer] = PeerDirectory(b"-SW0100-ourselves000")
     liar, a, b = FakePeer("liar"), FakePeer("a"), FakePeer("b")
