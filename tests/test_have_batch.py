@@ -215,3 +215,25 @@ def test_with_our_upload_idle_every_peer_hears_within_the_short_window() -> None
         busy.close()
 
     asyncio.run(main())
+
+
+def test_a_peer_that_left_with_requests_queued_leaves_our_upload_idle() -> None:
+    """The peer last seen with requests queued with us is looked at first: once it has
+    closed and left, it no longer counts, though its queue was never emptied."""
+
+    async def main() -> None:
+        asker = Peer([True] * 4, downloading=True)
+        asker.state.requests_in.append((0, 0, 16384))
+        later = Peer([False] * 4)
+        peers = {later, asker}
+        batcher = HaveBatcher(peers, delay=0.01, idle_delay=60.0)
+        batcher.add(1)  # our upload is busy: the long window
+        asker.closed = True
+        peers.discard(asker)
+        batcher.add(2)  # idle now: the short window
+        async with asyncio.timeout(5):
+            await later.sent.wait()
+        assert later.writes == [(wire.Have(1), wire.Have(2))]
+        batcher.close()
+
+    asyncio.run(main())
