@@ -107,8 +107,8 @@ class PeerDirectory(Generic[P]):
         if pid in self.banned_ids:
             conn.close("banned peer")
             return False
-        other = self._by_id.get(pid)
-        if other is not None and other in self.peers:
+        other = self._by_id.get(pid)  # one of self.peers: admit adds both, remove drops both
+        if other is not None:
             # Both sides must keep the same one of two crossed connections: the one
             # opened by the peer with the lower peer id.
             we_opened_keeper = self.our_peer_id < pid
