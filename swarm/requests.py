@@ -27,14 +27,6 @@ from swarm.pipeline import INITIAL_DEPTH, Pipeline
 # idle: one or both finished exactly 1 or 2 s late in ~30% of runs (6.03 s for a 4.0 s bound);
 # 0.5 s: none late in 10 runs.
 REJECT_MEMORY_SECONDS = 0.5
-# How long we stay interested in a peer that unchokes us once it has nothing we lack, before
-# we give its upload slot back: it mostly gets a piece we lack again within that (at N = 200,
-# half of ~13,000 such losses a run were undone within 0.2 s), and each loss cost four
-# messages (our not interested and interested again, its choke of us and unchoke of another),
-# each handled at both ends. At N = 200, 0.25 s cut those messages from ~66,000 to ~38,000 a
-# run and the downloaders' CPU by 2-4%; N = 100 unchanged; 0.5 s helped N = 200 more but made
-# N = 100 ~3% slower (the slot idles meanwhile: see _free_slot).
-IDLE_SLOT_SECONDS = 0.25
 MAX_PENDING_BYTES = 16 << 20  # in-hand pieces awaiting hash and write before we stop asking
 MIN_QUEUE = INITIAL_DEPTH
 SEED = "seed"  # a peer counted as a seed (in picker.seeds), not piece by piece
@@ -108,9 +100,6 @@ class RequestPolicy:
         # ``peer_has`` then: a new bitfield drops the count), so that the pass over the
         # counted peers at each verified piece reads no peer's state.
         self._lacking: dict[RequestPeer, _Lacking] = {}
-        # Peers that unchoke us and were left with nothing we lack, with when we give their
-        # slot back if they still have nothing (see IDLE_SLOT_SECONDS, free_idle_slots).
-        self._idle: dict[RequestPeer, float] = {}
 
     # -- what peers have ---------------------------------------------------------------------
 
@@ -126,7 +115,6 @@ class RequestPolicy:
         self._uncount(peer)
         self._dry.pop(peer, None)
         self._lacking.pop(peer, None)
-        self._idle.pop(peer, None)
         self._counted[peer] = SEED if peer.state.peer_is_seed else haves
         self.picker.peer_bitfield(haves)
         if not self._both_seeds(peer):
@@ -147,7 +135,6 @@ class RequestPolicy:
                 return
         if self.picker.wanted(index):  # else nothing changed for what we ask of it
             self._dry.pop(peer, None)
-            self._idle.pop(peer, None)
             if not state.am_interested:
                 peer.set_interested(True)
             if not state.requests_out:  # a busy peer is topped up as its blocks come
@@ -181,49 +168,33 @@ class RequestPolicy:
         if want:
             self.fill(peer)
 
-    def lose_interest(self, index: int) -> bool:
+    def lose_interest(self, index: int) -> None:
         """Piece *index* was verified: the peers that have it have one piece less we lack.
-        Those left with none lose our interest at the next :meth:`drop_interest`, or, if they
-        unchoke us, after :data:`IDLE_SLOT_SECONDS` unless they get a piece we lack meanwhile
-        (:meth:`free_idle_slots`). Whether such a peer was added (call that in time)."""
-        due = 0.0
+        Those left with none lose our interest at the next :meth:`drop_interest`, or at once
+        if they unchoke us (:meth:`_free_slot`)."""
+        emptied = []
         for peer, lacking in self._lacking.items():
             if lacking.has[index]:  # it has the piece, so we lacked one of its pieces
                 lacking.n -= 1
-                if not lacking.n and not peer.state.peer_choking:
-                    due = due or self.clock() + IDLE_SLOT_SECONDS
-                    self._idle.setdefault(peer, due)
-        return bool(due)
-
-    def free_idle_slots(self) -> float | None:
-        """Give back the slots of the peers that unchoke us and still have nothing we lack
-        after :data:`IDLE_SLOT_SECONDS`: in how many seconds to call again (None: no peer
-        waits)."""
-        now = self.clock()
-        for peer, due in list(self._idle.items()):  # in the order of their times
-            if due > now:
-                return due - now
-            del self._idle[peer]
-            lacking = self._lacking.get(peer)
-            if lacking is not None and not lacking.n and not peer.closed:
-                self._free_slot(peer)
-        return None
+                if not lacking.n:
+                    emptied.append(peer)
+        for peer in emptied:  # not in the pass: a write may close a peer and drop its count
+            self._free_slot(peer)
 
     def _free_slot(self, peer: RequestPeer) -> None:
-        """Not interested (now) in a peer that unchokes us and has nothing we lack, so that
-        its upload slot goes to a peer that can use it (from a verified piece, after
-        :data:`IDLE_SLOT_SECONDS`). Left for the next drop_interest, such a slot idled: at
-        N = 100, an uploader whose unchoked peers asked nothing of it was half the upload the
-        swarm lost, and 63% of those peers had nothing left to ask (last copy 5.81 -> 5.28 s,
-        5 pairs of runs; the uploader chokes such a peer and unchokes the one waiting
-        longest)."""
+        """Not interested at once in a peer that unchokes us and has nothing we lack, so that
+        its upload slot goes to a peer that can use it. Left for the next drop_interest, such
+        a slot idled: at N = 100, an uploader whose unchoked peers asked nothing of it was half
+        the upload the swarm lost, and 63% of those peers had nothing left to ask (last copy
+        5.81 -> 5.28 s, 5 pairs of runs; the uploader chokes such a peer and unchokes the one
+        waiting longest)."""
         s = peer.state
         if s.am_interested and not s.peer_choking and not s.requests_out:
             peer.set_interested(False)
 
     def drop_interest(self) -> None:
         """Once a second (the torrent's tick): not interested in the peers with nothing we
-        lack and no request of ours out (in those that unchoke us sooner: :meth:`_free_slot`).
+        lack and no request of ours out (in those that unchoke us at once: :meth:`_free_slot`).
         Not at once in the others: in a swarm where every peer gets new pieces every moment
         such a peer mostly has one again within the second, and each not-interested and
         interested again cost both sides a message, the uploader a choke and an unchoke of
@@ -245,7 +216,6 @@ class RequestPolicy:
         self._rejected.pop(peer, None)
         self._dry.pop(peer, None)
         self._lacking.pop(peer, None)
-        self._idle.pop(peer, None)
         self.release(peer)
         self._pipes.pop(peer, None)
         self.seeding.peer_gone(peer)

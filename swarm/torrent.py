@@ -39,7 +39,7 @@ from swarm.peer_state import Torrent as TorrentView
 from swarm.picker import PiecePicker
 from swarm.piece_io import Existing, PieceIO
 from swarm.ratelimit import RateLimiter
-from swarm.requests import IDLE_SLOT_SECONDS, RequestPolicy
+from swarm.requests import RequestPolicy
 from swarm.stats import TorrentStats, snapshot
 from swarm.tasks import TaskOwner
 from swarm.webseed import WebSeeds, WebSeedSettings
@@ -105,7 +105,6 @@ class TorrentController:
         self.peers = self.directory.peers
         self.requests = RequestPolicy(self.picker, self.peers)
         self.haves = HaveBatcher(self.peers)
-        self._idle_timer: asyncio.TimerHandle | None = None  # see _free_idle_slots
         self.web_seeds = WebSeeds(self, torrent.url_list, host.download_delay, web_seeds)
         self.announcer = Announcer(
             torrent.announce_tiers,
@@ -163,8 +162,6 @@ class TorrentController:
             await self.stopped.wait()
             return
         self.tasks.closing = True  # from here on nothing new starts
-        if self._idle_timer is not None:
-            self._idle_timer.cancel()
         for conn in list(self.peers):
             conn.close()
         await self.tasks.close()
@@ -223,10 +220,7 @@ class TorrentController:
         if ok:
             self.picker.piece_verified(index)
             self.haves.add(index)  # with others verified in the same window, to those who lack it
-            if self.requests.lose_interest(index) and self._idle_timer is None:
-                self._idle_timer = asyncio.get_running_loop().call_later(
-                    IDLE_SLOT_SECONDS, self._free_idle_slots
-                )
+            self.requests.lose_interest(index)
             if self.picker.complete:
                 self.haves.flush()  # that we are a seed now, at once
                 await self._finish()
@@ -241,12 +235,6 @@ class TorrentController:
             log.info("banning %s: it sent corrupt data", p)
             p.close("banned: sent corrupt data")
         self.requests.refill_all()
-
-    def _free_idle_slots(self) -> None:
-        self._idle_timer = None
-        wait = self.requests.free_idle_slots()
-        if wait is not None and not self.tasks.closing:
-            self._idle_timer = asyncio.get_running_loop().call_later(wait, self._free_idle_slots)
 
     async def _finish(self) -> None:
         await self.io.finalize()

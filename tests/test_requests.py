@@ -12,7 +12,7 @@ from swarm.initial_seeding import InitialSeeding
 from swarm.peer_directory import SETTLE_SECONDS, STRIKES_TO_BAN, PeerDirectory
 from swarm.peer_state import PeerState, Torrent
 from swarm.picker import BLOCK_SIZE, PiecePicker
-from swarm.requests import IDLE_SLOT_SECONDS, MIN_QUEUE, REJECT_MEMORY_SECONDS, RequestPolicy
+from swarm.requests import MIN_QUEUE, REJECT_MEMORY_SECONDS, RequestPolicy
 
 NUM = 8
 PIECE = 2 * BLOCK_SIZE
@@ -425,51 +425,22 @@ def test_a_verified_piece_ends_interest_only_in_peers_that_had_it_and_nothing_mo
     assert not c.state.am_interested  # has nothing
 
 
-def test_a_peer_that_unchokes_us_with_nothing_we_lack_loses_our_interest_soon() -> None:
+def test_a_peer_that_unchokes_us_with_nothing_we_lack_loses_our_interest_at_once() -> None:
     # Its upload slot is ours while we are interested; kept to the next tick, the slot idles.
     only0 = [True] + [False] * (NUM - 1)
     a, b = FakePeer("a", only0), FakePeer("b", only0)
-    clock = Clock()
-    rp, _ = policy(a, b, clock=clock)
+    rp, _ = policy(a, b)
     a.state.interested(True)  # a unchokes us (FakePeer's default)
     b.state.interested(True)
     b.state.peer_choking = True
     assert rp.interesting(a) and rp.interesting(b)  # type: ignore[arg-type]
-    assert rp.free_idle_slots() is None  # nobody waits
     rp.picker.set_have(0)
-    assert rp.lose_interest(0)  # a is to be let go: the caller calls free_idle_slots
-    assert a.state.am_interested  # not yet: it may get a piece we lack meanwhile
-    clock.now += IDLE_SLOT_SECONDS / 2
-    assert rp.free_idle_slots() == pytest.approx(IDLE_SLOT_SECONDS / 2)
-    assert a.state.am_interested
-    clock.now += IDLE_SLOT_SECONDS / 2
-    assert rp.free_idle_slots() is None
-    assert not a.state.am_interested  # it unchokes us: its slot goes back
+    rp.lose_interest(0)
+    assert not a.state.am_interested  # at once: it unchokes us
     assert b.state.am_interested  # it chokes us: the next tick tells it
     b.state.peer_choking = False
     rp.unchoked(b)  # type: ignore[arg-type]  # unchoked with nothing for us: not interested
     assert not b.state.am_interested and not b.asked
-
-
-def test_a_peer_that_gets_a_piece_we_lack_within_the_idle_time_keeps_our_interest() -> None:
-    only0 = [True] + [False] * (NUM - 1)
-    a, b = FakePeer("a", only0), FakePeer("b", list(only0))
-    clock = Clock()
-    rp, live = policy(a, b, clock=clock)
-    for p in (a, b):
-        p.state.interested(True)  # both unchoke us
-        assert rp.interesting(p)  # type: ignore[arg-type]
-    rp.picker.set_have(0)
-    assert rp.lose_interest(0)
-    a.state.receive(wire.encode(wire.Have(1)), clock.now)  # a piece we lack: a stays
-    rp.have(a, 1)  # type: ignore[arg-type]
-    live.discard(b)  # b leaves before its time is up: forgotten, not told
-    b.close()
-    rp.peer_gone(b)  # type: ignore[arg-type]
-    clock.now += IDLE_SLOT_SECONDS
-    assert rp.free_idle_slots() is None
-    assert a.state.am_interested and a.asked  # asked for piece 1 at once
-    assert b.state.am_interested and not b.asked
 
 
 def test_a_have_of_a_piece_we_do_not_want_asks_nothing() -> None:
