@@ -59,7 +59,8 @@ class PieceIO:
         self._spare: list[bytearray] = []  # written pieces' buffers, reused for new pieces
         self._spare_max = max(1, SPARE_BYTES // torrent.piece_length)
         self._contributors: dict[int, set[bytes]] = {}
-        self._cache: OrderedDict[int, asyncio.Future[bytes]] = OrderedDict()
+        # Whole pieces for uploading: bytes, or a read from disk under way (a future).
+        self._cache: OrderedDict[int, bytes | asyncio.Future[bytes]] = OrderedDict()
         self._cache_bytes = 0
         self.existing: Existing | None = None
         # Whether a piece just verified may be asked for soon (a peer is connected): then a
@@ -210,7 +211,7 @@ class PieceIO:
             # uploading instead of reading it back (the buffer itself is reused, below).
             self._drop_cached(index)
             if self.keep_for_upload():
-                self._cache_piece(index, bytes(data))
+                self._add_cached(index, bytes(data))
             self._resume_dirty = True
             self._flush_soon(len(data))
         if len(data) == self.torrent.piece_length and len(self._spare) < self._spare_max:
@@ -234,26 +235,30 @@ class PieceIO:
 
     def cached_block(self, index: int, begin: int, length: int) -> memoryview | None:
         """The block from the piece cache if the piece is in memory already, else None."""
-        fut = self._cache.get(index)
-        if fut is None or not fut.done() or fut.cancelled() or fut.exception() is not None:
+        data = self._cache.get(index)
+        if data is None:
             return None
-        return memoryview(fut.result())[begin : begin + length]
+        if isinstance(data, asyncio.Future):  # a read: usable once done well
+            if not data.done() or data.cancelled() or data.exception() is not None:
+                return None
+            data = data.result()
+        return memoryview(data)[begin : begin + length]
 
     async def read_block(self, index: int, begin: int, length: int) -> memoryview:
         """A block to upload, from a small cache of whole pieces read from disk."""
-        fut = self._cache.get(index)
-        if fut is None:
-            loop = asyncio.get_running_loop()
+        cached = self._cache.get(index)
+        if cached is not None and not isinstance(cached, asyncio.Future):
+            self._cache.move_to_end(index)
+            return memoryview(cached)[begin : begin + length]
+        if cached is None:
             if self.torrent.piece_size(index) <= INLINE_BYTES:
-                fut = loop.create_future()
-                try:
-                    fut.set_result(self.storage.read(index))
-                except SwarmError as exc:
-                    fut.set_exception(exc)
-            else:
-                fut = self._jobs.submit(self.storage.read, index)
+                data = self.storage.read(index)  # a StorageError: nothing cached
+                self._add_cached(index, data)
+                return memoryview(data)[begin : begin + length]
+            fut = self._jobs.submit(self.storage.read, index)
             self._add_cached(index, fut)
         else:
+            fut = cached
             self._cache.move_to_end(index)
         try:
             data = await asyncio.shield(fut)
@@ -262,13 +267,8 @@ class PieceIO:
             raise
         return memoryview(data)[begin : begin + length]
 
-    def _cache_piece(self, index: int, data: bytes) -> None:
-        fut: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
-        fut.set_result(data)
-        self._add_cached(index, fut)
-
-    def _add_cached(self, index: int, fut: asyncio.Future[bytes]) -> None:
-        self._cache[index] = fut
+    def _add_cached(self, index: int, data: bytes | asyncio.Future[bytes]) -> None:
+        self._cache[index] = data
         self._cache_bytes += self.torrent.piece_size(index)
         while self._cache_bytes > CACHE_BYTES and len(self._cache) > 1:
             old, _ = self._cache.popitem(last=False)

@@ -10,6 +10,7 @@ import pytest
 
 from swarm import metainfo, piece_io
 from swarm.create import create_torrent
+from swarm.errors import StorageError
 from swarm.piece_io import PieceIO
 
 PIECE = 32 * 1024
@@ -105,6 +106,39 @@ def test_no_upload_copy_while_nobody_can_ask_and_written_data_is_flushed_as_it_g
     asyncio.run(main())
     assert len(flushed) == 1 and len(flushed[0]) == 1  # after 2 of the 3 pieces, one file
     assert (tmp_path / "out" / "data.bin").read_bytes() == data
+
+
+@pytest.mark.parametrize("inline", [True, False])
+def test_a_piece_read_for_upload_is_cached_and_a_failed_read_is_not(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, inline: bool
+) -> None:
+    # Small pieces are read on the loop, larger ones in the pool; both are kept after a read
+    # that worked, neither after one that failed.
+    monkeypatch.setattr(piece_io, "INLINE_BYTES", PIECE if inline else PIECE - 1)
+    src = tmp_path / "data.bin"
+    data = random.Random(10).randbytes(3 * PIECE)
+    src.write_bytes(data)
+    torrent = metainfo.parse(create_torrent(src, piece_length=PIECE))
+
+    async def main() -> None:
+        io = PieceIO(torrent, tmp_path)
+        assert await io.open(seed=True, verify=False) == [True] * 3
+        assert io.cached_block(1, 0, 16) is None
+        assert bytes(await io.read_block(1, 16, 16)) == data[PIECE + 16 : PIECE + 32]
+        block = io.cached_block(1, 100, 16)  # kept: no second read
+        assert block is not None and bytes(block) == data[PIECE + 100 : PIECE + 116]
+        with open(src, "r+b") as f:
+            f.truncate(2 * PIECE + 10)  # piece 2 is now short on disk
+        with pytest.raises(StorageError, match="shorter"):
+            await io.read_block(2, 0, 16)
+        assert io.cached_block(2, 0, 16) is None
+        with open(src, "r+b") as f:
+            f.seek(2 * PIECE)
+            f.write(data[2 * PIECE :])  # mended: read again, not a remembered failure
+        assert bytes(await io.read_block(2, 0, 16)) == data[2 * PIECE : 2 * PIECE + 16]
+        await io.close([True] * 3, True)
+
+    asyncio.run(main())
 
 
 def test_a_flush_of_files_gone_is_not_an_error(tmp_path: Path) -> None:
