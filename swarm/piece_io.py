@@ -247,25 +247,21 @@ class PieceIO:
     async def read_block(self, index: int, begin: int, length: int) -> memoryview:
         """A block to upload, from a small cache of whole pieces read from disk."""
         cached = self._cache.get(index)
-        if cached is not None and not isinstance(cached, asyncio.Future):
+        if cached is not None:
             self._cache.move_to_end(index)
-            return memoryview(cached)[begin : begin + length]
-        if cached is None:
-            if self.torrent.piece_size(index) <= INLINE_BYTES:
-                data = self.storage.read(index)  # a StorageError: nothing cached
-                self._add_cached(index, data)
-                return memoryview(data)[begin : begin + length]
-            fut = self._jobs.submit(self.storage.read, index)
-            self._add_cached(index, fut)
+        elif self.torrent.piece_size(index) <= INLINE_BYTES:
+            cached = self.storage.read(index)  # a StorageError: nothing cached
+            self._add_cached(index, cached)
         else:
-            fut = cached
-            self._cache.move_to_end(index)
-        try:
-            data = await asyncio.shield(fut)
-        except SwarmError:
-            self._drop_cached(index)
-            raise
-        return memoryview(data)[begin : begin + length]
+            cached = self._jobs.submit(self.storage.read, index)
+            self._add_cached(index, cached)
+        if isinstance(cached, asyncio.Future):
+            try:
+                cached = await asyncio.shield(cached)
+            except SwarmError:
+                self._drop_cached(index)
+                raise
+        return memoryview(cached)[begin : begin + length]
 
     def _add_cached(self, index: int, data: bytes | asyncio.Future[bytes]) -> None:
         self._cache[index] = data
