@@ -1,9 +1,12 @@
 """The peer wire messages as values, their ids, and their bytes (BEP 3, BEP 6, BEP 10).
 
-Each message is a frozen dataclass; the ones without fields have one shared instance
-(:data:`CHOKE`, :data:`HAVE_ALL`, ...). ``encode(message)`` gives a message's bytes, length
-prefix included; :func:`encode_piece_header` gives the 13 bytes before a block, so a block
-read from disk can be sent without being copied into a message first.
+Each message is a dataclass with slots; the ones without fields are frozen and have one
+shared instance (:data:`CHOKE`, :data:`HAVE_ALL`, ...). The others are made for every message
+parsed or sent, tens of thousands a second in a group process at N = 200, and are not
+frozen (treat them as values all the same): a frozen dataclass sets each field through
+``object.__setattr__``, 0.55 us a message against 0.19 us. ``encode(message)`` gives a
+message's bytes, length prefix included; :func:`encode_piece_header` gives the 13 bytes before
+a block, so a block read from disk can be sent without being copied into a message first.
 """
 
 from __future__ import annotations
@@ -67,43 +70,43 @@ class NotInterested:
     pass
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Have:
     index: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Bitfield:
     bits: bytes
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Request:
     index: int
     begin: int
     length: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Piece:
     index: int
     begin: int
     block: bytes | memoryview  # a view into the bytes received, when parsed in place
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Cancel:
     index: int
     begin: int
     length: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Port:
     port: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Suggest:
     index: int
 
@@ -118,19 +121,19 @@ class HaveNone:
     pass
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Reject:
     index: int
     begin: int
     length: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class AllowedFast:
     index: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Extended:
     """A BEP 10 message: ``ext_id`` 0 is the extended handshake, others as the peer's ``m``."""
 
