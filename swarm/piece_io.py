@@ -66,6 +66,8 @@ class PieceIO:
         # Whether a piece just verified may be asked for soon (a peer is connected): then a
         # copy is kept for uploading; else none is made (a peer reads it from disk later).
         self.keep_for_upload: Callable[[], bool] = lambda: True
+        # Told of each verified piece and the peers who sent it (a progress reporter).
+        self.on_verified: list[Callable[[int, set[bytes]], None]] = []
         self._resume_dirty = False
         self._resume_at = 0.0
         self._unflushed = 0
@@ -198,6 +200,16 @@ class PieceIO:
             self._contributors[index].add(contributor)
         return buf
 
+    def verifies_inline(self, index: int) -> bool:
+        """Whether piece *index* is small enough to hash and write on the loop
+        (:meth:`verify_and_write_now`)."""
+        return self.torrent.piece_size(index) <= INLINE_BYTES
+
+    def verify_and_write_now(self, index: int) -> tuple[bool, set[bytes]]:
+        """:meth:`verify_and_write` for a piece that :meth:`verifies_inline`, with no await."""
+        data = self._buffers.pop(index)
+        return self._verified(index, data, self._check_and_write(index, data))
+
     async def verify_and_write(self, index: int) -> tuple[bool, set[bytes]]:
         """Hash the assembled piece and write it if it matches: (ok, the peers who sent it)."""
         data = self._buffers.pop(index)
@@ -205,8 +217,13 @@ class PieceIO:
             ok = self._check_and_write(index, data)
         else:
             ok = await self._run(self._check_and_write, index, data)
+        return self._verified(index, data, ok)
+
+    def _verified(self, index: int, data: bytearray, ok: bool) -> tuple[bool, set[bytes]]:
         contributors = self._contributors.pop(index, set())
         if ok:
+            for note in self.on_verified:
+                note(index, contributors)
             # Peers ask for a piece just verified first (it is new to them): keep a copy for
             # uploading instead of reading it back (the buffer itself is reused, below).
             self._drop_cached(index)

@@ -45,7 +45,7 @@ import contextlib
 import enum
 import json
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -300,22 +300,17 @@ class ProgressReporter:
         downloader's new session: its pieces so far are kept).
 
         Which peer sent a verified piece is known to its ``PieceIO`` only, which hands the
-        senders to the controller from ``verify_and_write``: the engine has no per-piece
-        callback, so this controller's ``verify_and_write`` is wrapped (one await a piece)."""
+        senders to its ``on_verified`` listeners."""
         entry = self._entry(index)
         entry.peer_id = bytes(t.host.peer_id).hex()
         entry.read = lambda: (t.downloaded, t.uploaded, t.web_seeds.downloaded)
-        verify: Callable[[int], Awaitable[tuple[bool, set[bytes]]]] = t.io.verify_and_write
 
-        async def verify_and_note(piece: int) -> tuple[bool, set[bytes]]:
-            ok, contributors = await verify(piece)
-            if ok:
-                entry.note(piece, contributors)
-                if t.picker.num_have + 1 >= t.num_pieces:  # the last: before the done line
-                    asyncio.get_running_loop().call_soon(self.report)
-            return ok, contributors
+        def note(piece: int, contributors: set[bytes]) -> None:
+            entry.note(piece, contributors)
+            if t.picker.num_have + 1 >= t.num_pieces:  # the last: before the done line
+                asyncio.get_running_loop().call_soon(self.report)
 
-        t.io.verify_and_write = verify_and_note
+        t.io.on_verified.append(note)
 
     def http(self, index: int | None = None) -> Callable[[int, int], None]:
         """The ``on_progress(done, total)`` of an HTTP download."""

@@ -29,11 +29,22 @@ class TaskOwner:
         self._tasks.add(task)
         task.add_done_callback(self._done)
 
+    def call(self, fn: Callable[..., None], *args: Any) -> None:
+        """Call *fn* now, its failure reported as a spawned task's would be (no task made)."""
+        if self.closing:
+            return
+        try:
+            fn(*args)
+        except Exception as exc:
+            self._report(exc)
+
     def _done(self, task: asyncio.Task[Any]) -> None:
         self._tasks.discard(task)
         exc = None if task.cancelled() else task.exception()
-        if exc is None:
-            return
+        if exc is not None:
+            self._report(exc)
+
+    def _report(self, exc: BaseException) -> None:
         if not isinstance(exc, SwarmError):
             log.error("task failed", exc_info=exc)
             exc = SwarmError(f"internal error: {exc!r}")

@@ -205,7 +205,10 @@ class TorrentController:
             self.io.add_block(index, begin, block, conn.peer_id or b"")
             if self.picker.piece_full(index):
                 self.picker.start_verify(index)
-                self.tasks.spawn(self._verify_and_write(index))
+                if self.io.verifies_inline(index):  # no task for a small piece
+                    self.tasks.call(self._verify_now, index)
+                else:
+                    self.tasks.spawn(self._verify_and_write(index))
         else:
             self.wasted += len(block)  # a second copy (end-game) or a piece already done
 
@@ -216,14 +219,19 @@ class TorrentController:
     # -- pieces --------------------------------------------------------------------------
 
     async def _verify_and_write(self, index: int) -> None:
-        ok, contributors = await self.io.verify_and_write(index)
+        self._verified(index, *await self.io.verify_and_write(index))
+
+    def _verify_now(self, index: int) -> None:
+        self._verified(index, *self.io.verify_and_write_now(index))
+
+    def _verified(self, index: int, ok: bool, contributors: set[bytes]) -> None:
         if ok:
             self.picker.piece_verified(index)
             self.haves.add(index)  # with others verified in the same window, to those who lack it
             self.requests.lose_interest(index)
             if self.picker.complete:
                 self.haves.flush()  # that we are a seed now, at once
-                await self._finish()
+                self.tasks.spawn(self._finish())
             else:
                 self.requests.piece_written()
             return

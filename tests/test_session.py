@@ -12,6 +12,7 @@ import pytest
 
 from swarm import metainfo
 from swarm.create import create_torrent
+from swarm.errors import StorageError
 from swarm.session import Session
 from swarm.torrent import TorrentController
 
@@ -129,6 +130,33 @@ def test_corrupt_peer_is_banned_and_the_download_completes(tmp_path: Path) -> No
 
     asyncio.run(main())
     assert sha256(tmp_path / "out" / src.name) == sha256(src)
+
+
+def test_a_write_that_fails_in_a_small_piece_s_check_fails_the_download(tmp_path: Path) -> None:
+    """A piece of 64 KiB or less is hashed and written at once, inside the reading of the
+    peer's message, with no task of its own: a storage error there still fails the download
+    with its own message (as a task's would), and does not just close that peer."""
+    src = make_data(tmp_path / "seed", 256 * 1024)
+    torrent = metainfo.parse(create_torrent(src, piece_length=16 * 1024))
+
+    async def main() -> None:
+        async with Session(host="127.0.0.1") as seeder, Session(host="127.0.0.1") as leecher:
+            await seeder.add(torrent, src.parent, seed=True)
+            t = await leecher.add(torrent, tmp_path / "out")
+            assert t.io.verifies_inline(0)
+
+            def full(index: int, data: bytes | bytearray | memoryview) -> None:
+                raise StorageError("no space left on the test's disk")
+
+            t.io.storage.write_piece = full  # type: ignore[method-assign,assignment]
+            t.add_peers([("127.0.0.1", seeder.port)])
+            async with asyncio.timeout(20):
+                await t.stopped.wait()
+            assert isinstance(t.failed, StorageError)
+            assert "no space left" in str(t.failed)
+            assert t.picker.num_have == 0
+
+    asyncio.run(main())
 
 
 def test_restart_fetches_only_what_is_missing(tmp_path: Path) -> None:
