@@ -212,12 +212,10 @@ class PieceIO:
 
     async def verify_and_write(self, index: int) -> tuple[bool, set[bytes]]:
         """Hash the assembled piece and write it if it matches: (ok, the peers who sent it)."""
+        if self.verifies_inline(index):
+            return self.verify_and_write_now(index)
         data = self._buffers.pop(index)
-        if len(data) <= INLINE_BYTES:
-            ok = self._check_and_write(index, data)
-        else:
-            ok = await self._run(self._check_and_write, index, data)
-        return self._verified(index, data, ok)
+        return self._verified(index, data, await self._run(self._check_and_write, index, data))
 
     def _verified(self, index: int, data: bytearray, ok: bool) -> tuple[bool, set[bytes]]:
         contributors = self._contributors.pop(index, set())
