@@ -225,7 +225,6 @@ class _Controller:
         self.picker = type("Picker", (), {"num_have": 0})()
         self.downloaded = self.uploaded = 0
         self.web_seeds = type("WebSeeds", (), {"downloaded": 0})()
-        self.senders: dict[int, set[bytes]] = {}
         listeners: list[Callable[[int, set[bytes]], None]] = []
         self.io = type("IO", (), {"on_verified": listeners})()
 
