@@ -200,19 +200,19 @@ class PieceIO:
             self._contributors[index].add(contributor)
         return buf
 
-    def verifies_inline(self, index: int) -> bool:
-        """Whether piece *index* is small enough to hash and write on the loop
-        (:meth:`verify_and_write_now`)."""
+    def inline(self, index: int) -> bool:
+        """Whether piece *index* is small enough (:data:`INLINE_BYTES`) to hash, write and
+        read on the loop, not in the pool (:meth:`verify_and_write_now`)."""
         return self.torrent.piece_size(index) <= INLINE_BYTES
 
     def verify_and_write_now(self, index: int) -> tuple[bool, set[bytes]]:
-        """:meth:`verify_and_write` for a piece that :meth:`verifies_inline`, with no await."""
+        """:meth:`verify_and_write` for a piece that is :meth:`inline`, with no await."""
         data = self._buffers.pop(index)
         return self._verified(index, data, self._check_and_write(index, data))
 
     async def verify_and_write(self, index: int) -> tuple[bool, set[bytes]]:
         """Hash the assembled piece and write it if it matches: (ok, the peers who sent it)."""
-        if self.verifies_inline(index):
+        if self.inline(index):
             return self.verify_and_write_now(index)
         data = self._buffers.pop(index)
         return self._verified(index, data, await self._run(self._check_and_write, index, data))
@@ -264,7 +264,7 @@ class PieceIO:
         cached = self._cache.get(index)
         if cached is not None:
             self._cache.move_to_end(index)
-        elif self.torrent.piece_size(index) <= INLINE_BYTES:
+        elif self.inline(index):
             cached = self.storage.read(index)  # a StorageError: nothing cached
             self._add_cached(index, cached)
         else:

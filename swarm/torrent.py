@@ -205,7 +205,7 @@ class TorrentController:
             self.io.add_block(index, begin, block, conn.peer_id or b"")
             if self.picker.piece_full(index):
                 self.picker.start_verify(index)
-                if self.io.verifies_inline(index):  # no task for a small piece
+                if self.io.inline(index):  # no task for a small piece
                     self.tasks.call(self._verify_now, index)
                 else:
                     self.tasks.spawn(self._verify_and_write(index))
