@@ -22,9 +22,12 @@ through. Then:
   dial of a peer whose attempt failed is encrypted (with a fast reconnect, and back to plain
   if that fails). Here a peer that closes our plain handshake before it answers a byte is
   dialled again at once with MSE, and the other way round, once per dial; the way that worked
-  is used first the next time. Dialling with MSE we offer plaintext and RC4 (crypto_provide
-  0x03); a peer that offers both gets plaintext (libtorrent's choice with ``prefer_rc4``
-  false: the handshake is hidden, the payload costs no cipher).
+  is used first the next time. A peer that closes our MSE handshake when the agreed secret
+  began with a zero byte is first dialled again with MSE and a new key, in every mode
+  (:attr:`~swarm.wire.mse.Initiator.short_secret`: libtorrent 2.0.8 closes those). Dialling
+  with MSE we offer plaintext and RC4 (crypto_provide 0x03); a peer that offers both gets
+  plaintext (libtorrent's choice with ``prefer_rc4`` false: the handshake is hidden, the
+  payload costs no cipher).
 - ``require``: MSE only, with RC4: we offer RC4 alone (crypto_provide 0x02, as Transmission's
   "encryption required" does) and select it alone; a plain handshake coming in is closed.
 - ``off``: plain only; an MSE handshake coming in is closed.
@@ -281,6 +284,7 @@ class PeerCrypto:
         uTP dialler may be handed in: its transport needs ``set_protocol``)."""
         mse = self.mode == "require" or (self.mode == "prefer" and self._mse_first.get(addr, False))
         attempts = 2 if self.mode == "prefer" else 1
+        rekeyed = False
         while True:
             attempts -= 1
             inner = make()
@@ -288,6 +292,10 @@ class PeerCrypto:
             outcome = await self._attempt(addr, shell, connect_timeout, connect or self.connect)
             if outcome == ANSWERED:
                 self._remember(addr, mse)
+            if outcome == REFUSED and not rekeyed and shell.mse and shell.mse.short_secret:
+                log.debug("%s:%d closed our MSE handshake with S short; a new key", *addr)
+                rekeyed, attempts = True, attempts + 1
+                continue
             if outcome != REFUSED or attempts == 0:
                 break
             log.debug("%s:%d closed our handshake (MSE: %s); dialling again", *addr, mse)

@@ -372,3 +372,21 @@ def test_policy_checks_its_values() -> None:
     with pytest.raises(ValueError):
         EncryptionPolicy(prefer=3)
     assert EncryptionPolicy(allowed=CRYPTO_RC4, prefer=CRYPTO_PLAINTEXT).select(3) == CRYPTO_RC4
+
+
+def test_the_initiator_says_when_the_secret_begins_with_a_zero_byte() -> None:
+    """libtorrent 2.0.8 closes such a handshake when dialled (swarm.mse_shell dials again);
+    the spec itself is met: both sides here pad S to 96 bytes and agree."""
+    a = Initiator(INFO_HASH, ia=IA, private_key=0xA11CE, randbytes=zeros)
+    ya = a.start()
+    assert not a.short_secret  # nothing agreed yet
+    y = int.from_bytes(ya, "big")
+    short = next(x for x in range(2, 100_000) if pow(y, x, PRIME) < 1 << 760)
+    b = Receiver(skey_lookup([INFO_HASH]), private_key=short, randbytes=zeros)
+    yb = b.receive(ya).send
+    assert yb == pow(2, short, PRIME).to_bytes(96, "big")
+    b_step = b.receive(a.receive(yb).send)
+    a_step = a.receive(b_step.send)
+    assert a.short_secret
+    assert a_step.done is not None and b_step.done is not None
+    assert a_step.done.method == b_step.done.method == CRYPTO_RC4

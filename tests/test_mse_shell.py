@@ -20,8 +20,8 @@ from swarm.mse_shell import PeerCrypto
 from swarm.mse_transport import MseTransport, Rc4Reader
 from swarm.session import Session
 from swarm.wire.handshake import Handshake
-from swarm.wire.mse import EncryptionPolicy, Initiator
-from swarm.wire.mse_crypto import CRYPTO_PLAINTEXT, KEY_LEN, Rc4, public_key
+from swarm.wire.mse import EncryptionPolicy, Initiator, Receiver, skey_lookup
+from swarm.wire.mse_crypto import CRYPTO_PLAINTEXT, KEY_LEN, MseError, P, Rc4, public_key
 
 SIZE = 600 * 1024 + 123
 TIMEOUT = 20.0
@@ -417,3 +417,59 @@ def test_peers_pex_flags_as_preferring_encryption_are_dialled_with_mse_first(
     asyncio.run(asyncio.wait_for(main(), TIMEOUT))
     ours = [mse for to, mse in dials if to == ("127.0.0.1", SEED_PORT[0])]
     assert ours == [False, True]
+
+
+def test_a_dial_closed_over_a_short_secret_goes_again_with_a_new_key(
+    files: tuple[metainfo.Torrent, Path],
+) -> None:
+    """libtorrent 2.0.8, dialled, closes an MSE handshake whose secret begins with a zero
+    byte (one in 256; Initiator.short_secret): the peer here does so on its first
+    connection (its key picked to make S short, its lookup finding nothing). Under require
+    the dial goes again with MSE and a new key, gets through, and no notice blames the peer."""
+    torrent, _ = files
+    ih = torrent.info_hash
+    ia = Handshake(bytes(8), ih, b"-SW0000-shortsecret0").encode()
+    seen: list[bytes] = []
+
+    async def on_peer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            ya = await reader.readexactly(KEY_LEN)
+            seen.append(ya)
+            if len(seen) == 1:
+                y = int.from_bytes(ya, "big")
+                short = next(x for x in range(2, 100_000) if pow(y, x, P) < 1 << 760)
+                b = Receiver(lambda _: None, private_key=short)  # its mask finds nothing
+            else:
+                b = Receiver(skey_lookup([ih]))
+            step = b.receive(ya)
+            while True:
+                writer.write(step.send)
+                if step.done is not None:
+                    break
+                data = await reader.read(65536)
+                if not data:
+                    return
+                step = b.receive(data)
+            assert step.done.ia == ia
+            writer.write(step.done.stream.encrypt(b"welcome"))
+            await reader.read()
+        except (MseError, ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            writer.close()
+
+    async def main() -> tuple[bytes, list[str]]:
+        heard: list[str] = []
+        crypto = PeerCrypto("require", on_notice=heard.append)
+        server = await asyncio.start_server(on_peer, "127.0.0.1", 0)
+        async with server:
+            port = server.sockets[0].getsockname()[1]
+            reader, writer = await crypto.open_stream(("127.0.0.1", port), ih, ia, TIMEOUT)
+            got = await reader.readexactly(7)
+            writer.close()
+            return got, heard
+
+    got, heard = asyncio.run(asyncio.wait_for(main(), TIMEOUT))
+    assert got == b"welcome"
+    assert len(seen) == 2 and seen[0] != seen[1]  # a new key on the second dial
+    assert heard == []
