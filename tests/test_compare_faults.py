@@ -149,3 +149,48 @@ def test_supervise_has_a_deadline_even_while_bytes_arrive(
     )
     assert time.monotonic() - t0 < 2
     assert got.failed() == "seed killed at 0.0 s; 0 of 1 finished (no end within 0.5 s, --timeout)"
+
+
+def test_a_phase_out_of_time_without_faults_says_so_and_is_the_error_line() -> None:
+    from swarm.compare.report import out_of_time
+
+    late = Outcome(4, [1.0, None, 2.0, None], ended="no end within 5 s, --timeout", faults=False)
+    assert late.failed() == "2 of 4 finished (no end within 5 s, --timeout)"
+    assert late.note() == "failed: 2 of 4 finished (no end within 5 s, --timeout)"
+    fine = Run(4, ModeResult([1.0] * 4), ModeResult([2.0] * 4), 8.0, 2.0)
+    assert out_of_time([fine]) is None
+    faulted = Outcome(4, [1.0, None, None, None], [(Fault("seed", 1.0), 1.0)], "no progress")
+    killed = Run(4, ModeResult([1.0] * 4), ModeResult([1.0], outcome=faulted), 8.0, 2.0)
+    assert out_of_time([fine, killed]) is None  # --fail's failures are results, not errors
+    timed_out = Run(4, ModeResult([1.0, 2.0], outcome=late), ModeResult([2.0] * 4), 8.0, 2.0)
+    assert out_of_time([killed, timed_out]) == (
+        "error: N=4 central: 2 of 4 finished (no end within 5 s, --timeout)"
+    )
+
+
+def test_a_phase_out_of_time_is_an_outcome_and_other_errors_are_raised() -> None:
+    from swarm.compare.children import PhaseTimeout
+    from swarm.compare.phase import _errors, _out_of_time
+    from swarm.errors import CompareError
+
+    async def jobs(*results: float | Exception) -> list[asyncio.Future[float]]:
+        out: list[asyncio.Future[float]] = []
+        for r in results:
+            f = asyncio.get_running_loop().create_future()
+            f.set_exception(r) if isinstance(r, Exception) else f.set_result(r)
+            out.append(f)
+        return out
+
+    async def main() -> None:
+        done = await jobs(1.0, 2.0)
+        assert not _errors(done) and _out_of_time(done, 5) is None
+        late = await jobs(1.0, PhaseTimeout("downloader 1: no done within 5 s (--timeout)"))
+        assert _errors(late)
+        got = _out_of_time(late, 5)
+        assert got is not None and got.times == [1.0, None] and not got.faults
+        assert got.failed() == "1 of 2 finished (no end within 5 s, --timeout)"
+        crashed = await jobs(PhaseTimeout("late"), CompareError("downloader 1 stopped: disk full"))
+        with pytest.raises(CompareError, match="disk full"):
+            _errors(crashed)
+
+    asyncio.run(main())

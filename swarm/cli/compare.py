@@ -74,7 +74,7 @@ MAX_PEERS = 200  # the same as swarm.compare.settings.MAX_PEERS (not imported: s
     type=click.FloatRange(0, min_open=True),
     default=600.0,
     show_default=True,
-    help="Seconds a phase may take.",
+    help="Seconds a phase may take (one that runs out fails; the rest run; exit 1).",
 )
 @click.option(
     "--json",
@@ -265,8 +265,7 @@ def compare_command(
         raise UsageError("--churn-seed and --churn-seed-leaves are for --churn")
     if not math.isfinite(timeout):
         raise UsageError(f"--timeout must be a number of seconds, not {timeout}")
-    upload_rate = upload_rate if upload_rate is not None else DEFAULT_RATE
-    u_s = parse_rate(upload_rate)
+    u_s = parse_rate(upload_rate if upload_rate is not None else DEFAULT_RATE)
     if u_s is None:
         raise UsageError("--upload-rate must be a finite rate: the comparison needs a cap")
     u = parse_rate(peer_upload_rate) if peer_upload_rate else u_s
@@ -321,9 +320,8 @@ def compare_command(
             utp=utp,
         )
         file_size = file.stat().st_size
-        if churn is not None:
-            say(churn.describe())
-        for line in preset.header(counts[0], file_size) if preset is not None else ():
+        churn_line = [churn.describe()] if churn is not None else []
+        for line in churn_line + (preset.header(counts[0], file_size) if preset else []):
             say(line)
         info = {"file": file.name, "size": file_size, "upload_rate": u_s, "peer_upload_rate": u}
         info |= {"download_rate": d, "modes": chosen, "peers": counts, "utp": utp}  # page, JSON
@@ -349,7 +347,7 @@ def compare_command(
             if task is None:
                 click.echo("error: interrupted; everything started was stopped", err=True)
                 return INTERRUPTED  # 130 for SIGINT, 143 for SIGTERM
-            from swarm.compare.report import result_json
+            from swarm.compare.report import out_of_time, result_json
 
             runs = task.result()
             obj = result_json(runs, info, lab == "netns", churn, preset)
@@ -376,7 +374,9 @@ def compare_command(
                 from swarm.compare.web import show_end
 
                 await show_end(page, runs, info, churn, plot_path, obj)
-            return 0
+            if (late := out_of_time(runs)) is not None:  # the table says how far it came
+                click.echo(late, err=True)
+            return 0 if late is None else 1
 
         raise SystemExit(run_until_signal(main))
 

@@ -34,6 +34,10 @@ async def terminate(proc: asyncio.subprocess.Process, timeout: float = STOP_TIME
             await proc.wait()
 
 
+class PhaseTimeout(CompareError):
+    """A child did not say what was awaited within its time (a phase's ``--timeout``)."""
+
+
 class Child:
     """One ``swarm`` child process and the status lines it has sent."""
 
@@ -136,7 +140,7 @@ class Child:
                     self._changed.clear()
                     await self._changed.wait()
         except TimeoutError:
-            raise CompareError(
+            raise PhaseTimeout(
                 f"{self.name}: no {event.value} within {timeout:g} s (--timeout)"
             ) from None
 

@@ -88,6 +88,7 @@ class Outcome:
     times: list[float | None]
     killed: list[tuple[Fault, float]] = field(default_factory=list)
     ended: str | None = None  # why the phase was given up, when it was
+    faults: bool = True  # the phase had faults to fire (else it ran out of time, say)
 
     @property
     def finished(self) -> int:
@@ -103,9 +104,10 @@ class Outcome:
         unless *why*)."""
         if self.finished == self.n:
             return None
-        head = self.what_happened() or "no fault fired"
-        ended = f" ({self.ended})" if self.ended and why else ""
-        return f"{head}; {self.finished} of {self.n} finished{ended}"
+        head = self.what_happened() or ("no fault fired" if self.faults else "")
+        ended = f" ({self.ended})" if self.ended and (why or not self.faults) else ""
+        body = f"{self.finished} of {self.n} finished{ended}"
+        return f"{head}; {body}" if head else body
 
     def note(self) -> str:
         """A table cell: the failure in short, or what was killed and that all finished."""

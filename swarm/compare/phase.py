@@ -19,7 +19,7 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from swarm.compare.children import Child
+from swarm.compare.children import Child, PhaseTimeout
 from swarm.compare.churn import Absence, Applied, Churn, schedule
 from swarm.compare.faults import Outcome, phase_faults, supervise, written
 from swarm.compare.hosts import Net
@@ -213,18 +213,28 @@ async def _finish(
         exp.say(f"  {outcome.note() if outcome.failed() is None else outcome.failed()}")
         return result
     tasks = [asyncio.ensure_future(job) for job in jobs]
-    cut = None
+    cut = late = None
     try:
-        _, pending = await asyncio.wait(tasks, timeout=cutoff)
-        if pending and cutoff is not None:
+        first = asyncio.FIRST_EXCEPTION
+        _, pending = await asyncio.wait(tasks, timeout=cutoff, return_when=first)
+        if pending and cutoff is not None and not _errors(tasks):
             cut = await _cut(phase, tasks, mine, t0)
         else:
-            await asyncio.gather(*tasks)
+            _errors(tasks)
+            while pending:  # each job ends by --timeout at the latest
+                _, pending = await asyncio.wait(pending, return_when=first)
+                _errors(tasks)
+            late = _out_of_time(tasks, exp.timeout)
     finally:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
     # the processes' CPU and memory are read before the copies are checked
+    if late is not None:
+        result = _result([t for t in late.times if t is not None], mine, late)
+        await _check_copies(phase, done)
+        exp.say(f"  failed: {late.failed()}")
+        return result
     result = cut if cut is not None else _result(times, mine)
     await _check_copies(phase, done)
     if cut is None and n == 1:
@@ -232,6 +242,27 @@ async def _finish(
     elif cut is None:
         exp.say(f"  all {n} copies verified; slowest {max(times):.2f} s")
     return result
+
+
+def _errors(tasks: Sequence[asyncio.Future[float]]) -> bool:
+    """Whether a job ran out of time (--timeout); a job's other error is raised: it ends
+    the comparison."""
+    late = False
+    for t in tasks:
+        if t.done() and (exc := t.exception()) is not None:
+            if not isinstance(exc, PhaseTimeout):
+                t.result()
+            late = True
+    return late
+
+
+def _out_of_time(tasks: Sequence[asyncio.Future[float]], timeout: float) -> Outcome | None:
+    """None if every job finished (all are done); else the phase as failed: some ran out of
+    time (the comparison goes on to its next phase)."""
+    times = [t.result() if t.exception() is None else None for t in tasks]
+    if all(t is not None for t in times):
+        return None
+    return Outcome(len(tasks), times, ended=f"no end within {timeout:g} s, --timeout", faults=False)
 
 
 async def _check_copies(phase: Phase, done: list[bool]) -> None:

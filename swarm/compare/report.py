@@ -246,3 +246,14 @@ def _download_cap(d: int | None) -> str:
     if d is None:
         return "d_min: no download cap (--download-rate not given, 0 or none), so F/d_min = 0"
     return f"d_min: each downloader downloads at most {format_rate(d)} (--download-rate)"
+
+
+def out_of_time(runs: list[Run]) -> str | None:
+    """The error line for a phase that ran out of ``--timeout`` (its mode failed and the table
+    says how far it came; the comparison went on), or None."""
+    for r in runs:
+        modes = {"central": r.central, "swarm": r.swarm, "hybrid": r.hybrid, "churn": r.churned}
+        for mode, m in modes.items():
+            if m is not None and m.outcome is not None and not m.outcome.faults:
+                return f"error: N={r.peers} {mode}: {m.outcome.failed()}"
+    return None
