@@ -9,9 +9,10 @@ for corrupt data. Pure: time is a clock passed in, connections are objects that 
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Generic, Protocol, TypeVar
 
@@ -21,6 +22,7 @@ STRIKES_TO_BAN = 3
 RECONNECT_SECONDS = 5.0  # after a connection that worked closes
 SHORT_LIVED_SECONDS = 10.0  # a connection closed sooner (a full peer's "too many") did not work
 MAX_BACKOFF_SECONDS = 300.0
+SAVED_PEERS = 100  # addresses kept with a download's resume data (see PeerDirectory.worth_keeping)
 SETTLE_SECONDS = 5.0  # a torrent's age from which it dials past max_outgoing (see dial_under)
 
 Address = tuple[str, int]
@@ -49,6 +51,23 @@ class DirectoryPeer(Protocol):
 
 
 P = TypeVar("P", bound=DirectoryPeer)
+
+
+def addresses_from(items: object, limit: int = SAVED_PEERS) -> list[Address]:
+    """The valid ``[ip, port]`` pairs of *items* (as :meth:`PeerDirectory.worth_keeping`'s
+    addresses are saved); anything else in it is skipped, whatever it is."""
+    out: list[Address] = []
+    for item in items if isinstance(items, list) else ():
+        if isinstance(item, list) and len(item) == 2:
+            host, port = item
+            if isinstance(host, str) and type(port) is int and 0 < port < 65536:
+                try:
+                    out.append((str(ipaddress.ip_address(host)), port))
+                except ValueError:
+                    continue
+        if len(out) >= limit:
+            break
+    return out
 
 
 @dataclass(slots=True)
@@ -143,6 +162,15 @@ class PeerDirectory(Generic[P]):
         for addr in addresses:
             if addr not in self.candidates and len(self.candidates) < MAX_CANDIDATES:
                 self.candidates[addr] = Candidate()
+
+    def worth_keeping(self, connected: Iterable[Address], ourselves: Address) -> list[Address]:
+        """Addresses to save for a restart, which dials them before any tracker answers (as
+        Transmission's and libtorrent's resume data keep peers): *connected* (the peers we
+        are connected to) first, then the candidates whose last dial did not fail."""
+        out = dict.fromkeys(connected)
+        out.update((a, None) for a, c in self.candidates.items() if not c.fails)
+        out.pop(ourselves, None)
+        return list(out)[:SAVED_PEERS]
 
     def to_dial(self, can_connect: Callable[[], bool], ourselves: Address) -> list[Address]:
         """Addresses to dial now (marked as connecting), within the limits."""

@@ -15,7 +15,7 @@ import asyncio
 import hashlib
 import os
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
@@ -23,6 +23,7 @@ from typing import TypeVar
 from swarm.disk_pool import DiskJobs
 from swarm.errors import ExistingDataError, StorageError, SwarmError
 from swarm.metainfo import Torrent
+from swarm.peer_directory import Address
 from swarm.storage import Storage
 
 RESUME_SAVE_SECONDS = 10.0
@@ -155,7 +156,9 @@ class PieceIO:
         await self._run(self.storage.finalize)
         self.storage.remove_resume()
 
-    async def save_resume(self, have: list[bool], now: float) -> None:
+    async def save_resume(
+        self, have: list[bool], now: float, peers: Callable[[], list[Address]] = list
+    ) -> None:
         """Save resume data if pieces were verified since it was last saved, at most every
         ten seconds (a crash loses at most that much work), the first time ten seconds after
         the first call: saved at the first call, every downloader of a swarm that started
@@ -166,19 +169,24 @@ class PieceIO:
         if self._resume_dirty and now >= self._resume_at:
             self._resume_dirty = False
             self._resume_at = now + RESUME_SAVE_SECONDS
-            await self._run(self.storage.save_resume, list(have))
+            await self._run(self.storage.save_resume, list(have), peers())
+
+    async def saved_peers(self) -> list[Address]:
+        """The peers saved with the resume data, to dial again."""
+        return await self._run(self.storage.load_resume_peers)
 
     def abandon(self) -> None:
         """Opening failed: let go of the files without waiting."""
         self.storage.close()
 
-    async def close(self, have: list[bool], complete: bool) -> None:
-        """Let the writes already handed to the pool finish, save resume data, close files."""
+    async def close(self, have: list[bool], complete: bool, peers: Sequence[Address] = ()) -> None:
+        """Let the writes already handed to the pool finish, save resume data (with *peers*,
+        to dial again), close files."""
         await self._jobs.drain()
         if self._flushing is not None:
             await self._flushing
         if not complete:
-            self.storage.save_resume(have)
+            self.storage.save_resume(have, peers)
         self.storage.close()
 
     # -- downloading -------------------------------------------------------------------------

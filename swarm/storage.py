@@ -4,7 +4,8 @@ verified pieces, checks existing data, and presents files only once they are com
 While a download runs, each file lives under its name plus ``.part``; when every piece is
 verified the files are renamed to their real names. A small resume file (``.NAME.resume`` in
 the output folder) records which pieces were verified and the sizes and mtimes of the files,
-so a restart can trust it instead of hashing everything again.
+so a restart can trust it instead of hashing everything again, and the peers it knew, so a
+restart can dial them before (or without) any tracker.
 
 BEP 47: a pad file's bytes are zeros that only align the next file to a piece boundary. They
 are never on disk: read (to upload or to check a piece) they are zeros, written they are
@@ -22,13 +23,14 @@ import json
 import logging
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 from swarm.errors import StorageError, UsageError
 from swarm.metainfo import Torrent
+from swarm.peer_directory import Address, addresses_from
 
 log = logging.getLogger(__name__)
 
@@ -343,8 +345,9 @@ class Storage:
             out.append([st.st_size, st.st_mtime_ns])
         return out
 
-    def save_resume(self, have: list[bool]) -> None:
-        """Record the verified pieces with the files' sizes and mtimes (atomically)."""
+    def save_resume(self, have: list[bool], peers: Sequence[Address] = ()) -> None:
+        """Record the verified pieces with the files' sizes and mtimes, and *peers* to dial
+        again (atomically)."""
         if not self.writable:
             return
         try:
@@ -352,6 +355,7 @@ class Storage:
                 "info_hash": self.torrent.info_hash_hex,
                 "have": "".join("1" if h else "0" for h in have),
                 "files": self._file_stamps(),
+                "peers": [list(a) for a in peers],
             }
             tmp = self.resume_path.with_suffix(".tmp")
             tmp.write_text(json.dumps(state))
@@ -375,6 +379,15 @@ class Storage:
             return [c == "1" for c in bits]
         except (OSError, ValueError, KeyError, TypeError):
             return None
+
+    def load_resume_peers(self) -> list[Address]:
+        """The peers saved with the resume data (whatever the files hold now); [] if none."""
+        try:
+            state = json.loads(self.resume_path.read_text())
+        except (OSError, ValueError):
+            return []
+        same = isinstance(state, dict) and state.get("info_hash") == self.torrent.info_hash_hex
+        return addresses_from(state.get("peers")) if same else []
 
     def remove_resume(self) -> None:
         try:

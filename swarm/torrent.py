@@ -30,7 +30,7 @@ from swarm.announce import AnnounceRequest
 from swarm.announcer import Announcer
 from swarm.choker import ROUND_SECONDS, Choker, choke_round, unchoke_if_free, unchoke_waiting
 from swarm.errors import SwarmError, TrackerError
-from swarm.extensions import pex_round
+from swarm.extensions import dialable, pex_round
 from swarm.have_batch import HaveBatcher
 from swarm.metainfo import Torrent
 from swarm.peer import PeerConnection
@@ -139,6 +139,8 @@ class TorrentController:
         self.started_with = self.picker.num_have
         if self.picker.complete:
             await self._finish()
+        elif not seed:
+            self.directory.add(await self.io.saved_peers())  # dialled at start()
         log.info(
             "%s: %d of %d pieces present", self.torrent.name, self.picker.num_have, self.num_pieces
         )
@@ -150,6 +152,7 @@ class TorrentController:
         if self.torrent.announce_tiers:
             self.tasks.spawn(self.announcer.run())
         self.web_seeds.start(self.tasks.spawn)
+        self._connect_more()  # the peers saved with the resume data, if any
 
     def _fail(self, exc: SwarmError) -> None:
         if self.failed is None:
@@ -162,13 +165,14 @@ class TorrentController:
             await self.stopped.wait()
             return
         self.tasks.closing = True  # from here on nothing new starts
+        known = self._worth_keeping()
         for conn in list(self.peers):
             conn.close()
         await self.tasks.close()
         self.haves.close()
         if announce_stopped:
             await self.announcer.stop()
-        await self.io.close(self.picker.have, self.picker.complete)
+        await self.io.close(self.picker.have, self.picker.complete, known)
         self.stopped.set()
 
     # -- what connections report (PeerHandler) -------------------------------------------
@@ -276,7 +280,7 @@ class TorrentController:
             self._connect_more()
             self._check_sources(now)
             if not self.picker.complete:
-                await self.io.save_resume(self.picker.have, now)
+                await self.io.save_resume(self.picker.have, now, self._worth_keeping)
 
     async def _choke_loop(self) -> None:
         while True:
@@ -304,6 +308,11 @@ class TorrentController:
     def add_peers(self, addresses: list[Address]) -> None:
         self.directory.add(addresses)
         self._connect_more()
+
+    def _worth_keeping(self) -> list[Address]:
+        """The addresses the resume data keeps: see :meth:`PeerDirectory.worth_keeping`."""
+        connected = (a for p in self.peers if (a := dialable(p)) is not None)
+        return self.directory.worth_keeping(connected, (self.host.host, self.host.port))
 
     def _connect_more(self) -> None:
         ourselves = (self.host.host, self.host.port)
