@@ -194,3 +194,23 @@ def test_a_phase_out_of_time_is_an_outcome_and_other_errors_are_raised() -> None
             _errors(crashed)
 
     asyncio.run(main())
+
+
+def test_the_central_phase_stops_at_the_timeout_when_its_bound_lies_past_it() -> None:
+    from types import SimpleNamespace
+    from typing import Any
+
+    from swarm.compare.experiment import central_cutoff
+
+    said: list[str] = []
+
+    def exp(cutoff: float | None, timeout: float = 600) -> Any:
+        return SimpleNamespace(central_cutoff=cutoff, timeout=timeout, say=said.append)
+
+    assert central_cutoff(exp(None), 400.0) is None  # it can finish: measured, not cut
+    assert central_cutoff(exp(30.0), 400.0) == 30.0  # --central-cutoff / --scenario's
+    assert said == []
+    assert central_cutoff(exp(None), 800.0) == 600  # --peers 200: 800 s against 600 s
+    assert central_cutoff(exp(900.0), 800.0) == 600  # never past --timeout
+    assert central_cutoff(exp(30.0), 800.0) == 30.0
+    assert said == ["  bound past --timeout: it stops at 600 s, its end extrapolated"] * 2

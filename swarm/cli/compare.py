@@ -162,7 +162,7 @@ MAX_PEERS = 200  # the same as swarm.compare.settings.MAX_PEERS (not imported: s
     default=None,
     metavar="SECONDS",
     help="Stop the central phase after SECONDS and extrapolate its end from the bytes that "
-    "came (labelled extrapolated); default 30 with --scenario, none otherwise.",
+    "came (labelled extrapolated); default 30 with --scenario, else --timeout if D_cs is past it.",
 )
 @click.option(
     "--modes",

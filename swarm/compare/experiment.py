@@ -146,7 +146,7 @@ async def _run(exp: Experiment, net: Net) -> list[Run]:
                     exp, net, folder / "central", n, original, parts, children, "central", d_cs
                 )
                 phase.early_in_second = nginx is not None and not net.lab  # limit_rate's clock
-                c = await run_phase(phase, [file_url], cutoff=exp.central_cutoff)
+                c = await run_phase(phase, [file_url], cutoff=central_cutoff(exp, d_cs))
             swarm_fetch = [str(work / (exp.path.name + ".torrent")), "--seed"]
             if "swarm" in exp.modes:
                 exp.say(f"N={n}: {counted(n, 'downloader')} in the swarm (bound {d_p2p:.1f} s)")
@@ -182,6 +182,17 @@ async def _run(exp: Experiment, net: Net) -> list[Run]:
         if nginx is not None:
             await nginx.stop()
         shutil.rmtree(work, ignore_errors=True)
+
+
+def central_cutoff(exp: Experiment, bound: float) -> float | None:
+    """When to stop the central phase and extrapolate its end: ``--central-cutoff``, and at
+    ``--timeout`` when its bound lies past it (``--peers 200``: 800 s against 600 s), so that
+    it ends with its measured rate and extrapolated end rather than as a failure."""
+    cutoff = exp.central_cutoff
+    if bound >= exp.timeout and (cutoff is None or cutoff > exp.timeout):
+        exp.say(f"  bound past --timeout: it stops at {exp.timeout:g} s, its end extrapolated")
+        return exp.timeout
+    return cutoff
 
 
 async def _start_parts(

@@ -119,8 +119,11 @@ async def run_phase(
         last_session: list[int | None] = [None] * n  # bytes its last session fetched
         from_webseed: list[int | None] = [None] * n  # of those, the web seeds' (hybrid)
 
+        # A cutoff at --timeout (see central_cutoff) comes first: the jobs give up after it.
+        limit = exp.timeout + (1.0 if cutoff is not None and cutoff >= exp.timeout else 0.0)
+
         async def one(i: int, child: Child, index: int | None) -> float:
-            status = await child.wait_for(Event.DONE, exp.timeout, index)
+            status = await child.wait_for(Event.DONE, limit, index)
             done[i] = True
             last_session[i] = status.downloaded
             from_webseed[i] = status.web_seed_downloaded
