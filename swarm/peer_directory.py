@@ -12,7 +12,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Generic, Protocol, TypeVar
 
@@ -163,11 +163,12 @@ class PeerDirectory(Generic[P]):
             if addr not in self.candidates and len(self.candidates) < MAX_CANDIDATES:
                 self.candidates[addr] = Candidate()
 
-    def worth_keeping(self, connected: Iterable[Address], ourselves: Address) -> list[Address]:
+    def worth_keeping(self, ourselves: Address) -> list[Address]:
         """Addresses to save for a restart, which dials them before any tracker answers (as
-        Transmission's and libtorrent's resume data keep peers): *connected* (the peers we
-        are connected to) first, then the candidates whose last dial did not fail."""
-        out = dict.fromkeys(connected)
+        Transmission's and libtorrent's resume data keep peers): the peers we are connected
+        to first (where they listen), then the candidates whose last dial did not fail."""
+        here = (p.address if p.outgoing else p.listen_address for p in self.peers)
+        out = dict.fromkeys(a for a in here if a is not None)
         out.update((a, None) for a, c in self.candidates.items() if not c.fails)
         out.pop(ourselves, None)
         return list(out)[:SAVED_PEERS]

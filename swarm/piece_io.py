@@ -70,6 +70,7 @@ class PieceIO:
         # Told of each verified piece and the peers who sent it (a progress reporter).
         self.on_verified: list[Callable[[int, set[bytes]], None]] = []
         self._resume_dirty = False
+        self.peers_to_keep: Callable[[], list[Address]] = list  # saved with the resume data
         self._resume_at = 0.0
         self._unflushed = 0
         self._flushing: asyncio.Future[None] | None = None
@@ -156,9 +157,7 @@ class PieceIO:
         await self._run(self.storage.finalize)
         self.storage.remove_resume()
 
-    async def save_resume(
-        self, have: list[bool], now: float, peers: Callable[[], list[Address]] = list
-    ) -> None:
+    async def save_resume(self, have: list[bool], now: float) -> None:
         """Save resume data if pieces were verified since it was last saved, at most every
         ten seconds (a crash loses at most that much work), the first time ten seconds after
         the first call: saved at the first call, every downloader of a swarm that started
@@ -169,7 +168,7 @@ class PieceIO:
         if self._resume_dirty and now >= self._resume_at:
             self._resume_dirty = False
             self._resume_at = now + RESUME_SAVE_SECONDS
-            await self._run(self.storage.save_resume, list(have), peers())
+            await self._run(self.storage.save_resume, list(have), self.peers_to_keep())
 
     async def saved_peers(self) -> list[Address]:
         """The peers saved with the resume data, to dial again."""

@@ -30,7 +30,7 @@ from swarm.announce import AnnounceRequest
 from swarm.announcer import Announcer
 from swarm.choker import ROUND_SECONDS, Choker, choke_round, unchoke_if_free, unchoke_waiting
 from swarm.errors import SwarmError, TrackerError
-from swarm.extensions import dialable, pex_round
+from swarm.extensions import pex_round
 from swarm.have_batch import HaveBatcher
 from swarm.metainfo import Torrent
 from swarm.peer import PeerConnection
@@ -96,9 +96,10 @@ class TorrentController:
         self.metadata = MetadataServer(info) if served else None
         self.io = PieceIO(torrent, root)
         self.io.keep_for_upload = lambda: bool(self.peers)  # no copy for nobody (web seeds)
+        self.io.peers_to_keep = lambda: self.directory.worth_keeping((host.host, host.port))
         self.storage = self.io.storage
         self.picker = PiecePicker(*self._shape[1:], rng=self.rng)
-        self.choker = Choker(unchoke_slots, rng=self.rng, spreading=self._spreading)
+        self.choker = Choker(unchoke_slots, rng=self.rng, spreading=partial(_spreading, self))
         self.directory = PeerDirectory[PeerConnection](
             host.peer_id, max_peers=max_peers, max_outgoing=max_outgoing, dial_under=dial_under
         )
@@ -137,10 +138,9 @@ class TorrentController:
             if h:
                 self.picker.set_have(i)
         self.started_with = self.picker.num_have
+        self.add_peers(await self.io.saved_peers())  # the resume data's: dialled at once
         if self.picker.complete:
             await self._finish()
-        elif not seed:
-            self.directory.add(await self.io.saved_peers())  # dialled at start()
         log.info(
             "%s: %d of %d pieces present", self.torrent.name, self.picker.num_have, self.num_pieces
         )
@@ -152,7 +152,6 @@ class TorrentController:
         if self.torrent.announce_tiers:
             self.tasks.spawn(self.announcer.run())
         self.web_seeds.start(self.tasks.spawn)
-        self._connect_more()  # the peers saved with the resume data, if any
 
     def _fail(self, exc: SwarmError) -> None:
         if self.failed is None:
@@ -165,7 +164,7 @@ class TorrentController:
             await self.stopped.wait()
             return
         self.tasks.closing = True  # from here on nothing new starts
-        known = self._worth_keeping()
+        known = self.io.peers_to_keep()  # saved with the resume data, before they go
         for conn in list(self.peers):
             conn.close()
         await self.tasks.close()
@@ -280,7 +279,7 @@ class TorrentController:
             self._connect_more()
             self._check_sources(now)
             if not self.picker.complete:
-                await self.io.save_resume(self.picker.have, now, self._worth_keeping)
+                await self.io.save_resume(self.picker.have, now)
 
     async def _choke_loop(self) -> None:
         while True:
@@ -309,23 +308,19 @@ class TorrentController:
         self.directory.add(addresses)
         self._connect_more()
 
-    def _worth_keeping(self) -> list[Address]:
-        """The addresses the resume data keeps: see :meth:`PeerDirectory.worth_keeping`."""
-        connected = (a for p in self.peers if (a := dialable(p)) is not None)
-        return self.directory.worth_keeping(connected, (self.host.host, self.host.port))
-
     def _connect_more(self) -> None:
         ourselves = (self.host.host, self.host.port)
         for addr in self.directory.to_dial(self.host.can_connect, ourselves):
             self.tasks.spawn(self.directory.dial(addr, partial(self.host.connect, self)))
 
-    def _spreading(self) -> bool:
-        """A seed under an upload cap that has not sent every piece once unchokes every
-        interested peer (see :mod:`swarm.choker`)."""
-        return self.requests.initial_seeding and not self.host.upload_limiter.unlimited
-
     def stats(self) -> TorrentStats:
         return snapshot(self)
+
+
+def _spreading(t: TorrentController) -> bool:
+    """A seed under an upload cap that has not sent every piece once unchokes every
+    interested peer (see :mod:`swarm.choker`)."""
+    return t.requests.initial_seeding and not t.host.upload_limiter.unlimited
 
 
 def _announce_request(t: TorrentController, event: str) -> AnnounceRequest:

@@ -9,11 +9,12 @@ import json
 import random
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from swarm import metainfo
 from swarm.create import create_torrent
-from swarm.peer_directory import SAVED_PEERS, PeerDirectory, addresses_from
+from swarm.peer_directory import SAVED_PEERS, Address, PeerDirectory, addresses_from
 from swarm.session import Session
 from swarm.storage import Storage
 
@@ -54,13 +55,32 @@ def test_saved_addresses_are_checked_one_by_one() -> None:
     assert len(addresses_from(many)) == SAVED_PEERS
 
 
+@dataclass(eq=False)
+class Conn:
+    peer_id: bytes
+    address: Address
+    outgoing: bool
+    listen_address: Address | None = None
+
+    def close(self, reason: str = "") -> None:
+        pass
+
+    async def closed_wait(self) -> None:
+        pass
+
+
 def test_worth_keeping_puts_the_connected_first_and_leaves_out_failures_and_us() -> None:
-    d: PeerDirectory[object] = PeerDirectory(b"-SW0100-ourselves000")  # type: ignore[type-var]
+    d: PeerDirectory[Conn] = PeerDirectory(b"-SW0100-ourselves000")
     us = ("127.0.0.1", 9)
     d.add([("127.0.0.1", p) for p in (1, 2, 3)] + [us])
     d.dialled(("127.0.0.1", 2), ok=False)  # its last dial failed
-    got = d.worth_keeping([("127.0.0.1", 7), ("127.0.0.1", 3)], us)
-    assert got == [("127.0.0.1", 7), ("127.0.0.1", 3), ("127.0.0.1", 1)]
+    assert d.admit(Conn(b"a" * 20, ("127.0.0.1", 7), outgoing=True))
+    # one that dialled us: where it listens (BEP 10 'p'), not its outgoing port
+    assert d.admit(Conn(b"b" * 20, ("127.0.0.1", 40000), False, ("127.0.0.1", 3)))
+    assert d.admit(Conn(b"c" * 20, ("127.0.0.1", 40001), outgoing=False))  # no 'p': unknown
+    got = d.worth_keeping(us)
+    assert set(got[:2]) == {("127.0.0.1", 7), ("127.0.0.1", 3)}  # the connected, any order
+    assert got[2:] == [("127.0.0.1", 1)]
 
 
 def test_storage_keeps_the_peers_with_the_resume_data(tmp_path: Path) -> None:
