@@ -369,7 +369,7 @@ class Storage:
         """The verified pieces from the resume file, if it matches the files as they are."""
         try:
             state = json.loads(self.resume_path.read_text())
-            if state.get("info_hash") != self.torrent.info_hash_hex:
+            if not isinstance(state, dict) or state.get("info_hash") != self.torrent.info_hash_hex:
                 return None
             if state.get("files") != self._file_stamps():
                 return None
@@ -377,14 +377,14 @@ class Storage:
             if not isinstance(bits, str) or len(bits) != self.torrent.num_pieces:
                 return None
             return [c == "1" for c in bits]
-        except (OSError, ValueError, KeyError, TypeError):
+        except (OSError, ValueError, KeyError, TypeError, RecursionError):
             return None
 
     def load_resume_peers(self) -> list[Address]:
         """The peers saved with the resume data (whatever the files hold now); [] if none."""
         try:
             state = json.loads(self.resume_path.read_text())
-        except (OSError, ValueError):
+        except (OSError, ValueError, RecursionError):  # RecursionError: "[[[[..." nested deep
             return []
         same = isinstance(state, dict) and state.get("info_hash") == self.torrent.info_hash_hex
         return addresses_from(state.get("peers")) if same else []

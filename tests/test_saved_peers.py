@@ -91,9 +91,11 @@ def test_storage_keeps_the_peers_with_the_resume_data(tmp_path: Path) -> None:
     st.save_resume([False] * t.num_pieces, [("127.0.0.1", 6881), ("::1", 7000)])
     assert st.load_resume_peers() == [("127.0.0.1", 6881), ("::1", 7000)]
     # A hostile or damaged resume file gives no peers, never an error.
-    for text in ("{", "[]", '"x"', json.dumps({"info_hash": t.info_hash_hex, "peers": 5})):
+    junk = ("{", "[]", '"x"', "[" * 100_000, json.dumps({"info_hash": t.info_hash_hex, "peers": 5}))
+    for text in junk:
         st.resume_path.write_text(text)
         assert st.load_resume_peers() == []
+        assert st.load_resume() is None
     other = {"info_hash": "00" * 20, "peers": [["127.0.0.1", 6881]]}
     st.resume_path.write_text(json.dumps(other))  # another torrent's
     assert st.load_resume_peers() == []
