@@ -365,29 +365,32 @@ class Storage:
             # A full disk leaves a truncated temporary file behind: do not litter.
             self.resume_path.with_suffix(".tmp").unlink(missing_ok=True)
 
-    def load_resume(self) -> list[bool] | None:
-        """The verified pieces from the resume file, if it matches the files as they are."""
-        try:
-            state = json.loads(self.resume_path.read_text())
-            if not isinstance(state, dict) or state.get("info_hash") != self.torrent.info_hash_hex:
-                return None
-            if state.get("files") != self._file_stamps():
-                return None
-            bits = state["have"]
-            if not isinstance(bits, str) or len(bits) != self.torrent.num_pieces:
-                return None
-            return [c == "1" for c in bits]
-        except (OSError, ValueError, KeyError, TypeError, RecursionError):
-            return None
-
-    def load_resume_peers(self) -> list[Address]:
-        """The peers saved with the resume data (whatever the files hold now); [] if none."""
+    def _resume_state(self) -> dict[str, object] | None:
+        """The resume file's object if it is this torrent's, else None (missing, damaged)."""
         try:
             state = json.loads(self.resume_path.read_text())
         except (OSError, ValueError, RecursionError):  # RecursionError: "[[[[..." nested deep
-            return []
+            return None
         same = isinstance(state, dict) and state.get("info_hash") == self.torrent.info_hash_hex
-        return addresses_from(state.get("peers")) if same else []
+        return state if same else None
+
+    def load_resume(self) -> list[bool] | None:
+        """The verified pieces from the resume file, if it matches the files as they are."""
+        state = self._resume_state()
+        try:
+            if state is None or state.get("files") != self._file_stamps():
+                return None
+        except OSError:  # a file gone since
+            return None
+        bits = state.get("have")
+        if not isinstance(bits, str) or len(bits) != self.torrent.num_pieces:
+            return None
+        return [c == "1" for c in bits]
+
+    def load_resume_peers(self) -> list[Address]:
+        """The peers saved with the resume data (whatever the files hold now); [] if none."""
+        state = self._resume_state()
+        return [] if state is None else addresses_from(state.get("peers"))
 
     def remove_resume(self) -> None:
         try:
