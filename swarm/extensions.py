@@ -148,6 +148,13 @@ class PeerExtensions:
 
     # -- sending PEX ---------------------------------------------------------------------------
 
+    def pex_due(self, now: float) -> bool:
+        """Whether a PEX message to the peer may go now (not a minute since the last one: no);
+        False if PEX is off on either side."""
+        if not self.pex or not self.peer_pex_id:
+            return False
+        return self._pex_out is None or self._pex_out.due(now)
+
     def pex_message(
         self, me: Address | None, connected: dict[Address, int], now: float
     ) -> wire.Extended | None:
@@ -224,13 +231,14 @@ def pex_addresses(peers: Iterable[PexPeer]) -> dict[Address, int]:
 
 def pex_round(peers: Iterable[PexPeer], now: float) -> int:
     """Send each peer that takes PEX what changed since its last message (at most one a
-    minute each, see :class:`~swarm.wire.pex.PexState`); how many messages went."""
+    minute each, see :class:`~swarm.wire.pex.PexState`); how many messages went. The
+    addresses are gathered only when a peer is due one (not at every tick)."""
     peers = list(peers)
     connected: dict[Address, int] | None = None
     sent = 0
     for p in peers:
         ext = p.state.extensions
-        if ext is None or not ext.pex or not ext.peer_pex_id:
+        if ext is None or not ext.pex_due(now):
             continue
         if connected is None:
             connected = pex_addresses(peers)

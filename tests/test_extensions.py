@@ -341,6 +341,32 @@ def test_no_pex_message_when_there_is_nobody_else() -> None:
     assert pex_round([a, b], 101.0) == 2
 
 
+class CountingPeer(FakePeer):
+    """A peer that counts how often its address is read."""
+
+    reads = 0
+
+    @property
+    def address(self) -> tuple[str, int]:
+        CountingPeer.reads += 1
+        return self._address
+
+    @address.setter
+    def address(self, value: tuple[str, int]) -> None:
+        self._address = value
+
+
+def test_between_the_minutes_pex_round_does_not_gather_the_addresses() -> None:
+    a = CountingPeer(("127.0.0.2", 6881), True)
+    b = CountingPeer(("127.0.0.3", 6882), True)
+    assert pex_round([a, b], 100.0) == 2
+    CountingPeer.reads = 0
+    assert pex_round([a, b], 130.0) == 0  # each tick of the minute: nobody is due
+    assert CountingPeer.reads == 0
+    assert pex_round([a, b], 161.0) == 0  # due, but nothing changed
+    assert CountingPeer.reads > 0
+
+
 # -- the DHT's PORT message (BEP 5) ------------------------------------------------------------
 
 

@@ -196,12 +196,16 @@ class PexState:
         self._told: set[Address] = set()
         self._last_sent: float | None = None
 
+    def due(self, now: float) -> bool:
+        """Whether a message may go now: the first, or an interval after the last one."""
+        return self._last_sent is None or now - self._last_sent >= self.interval
+
     def update(
         self, connected: Mapping[Address, int] | Iterable[Address], now: float
     ) -> PexMessage | None:
         """The message to send now, recorded as sent; ``None`` if it is not yet time or there
         is nothing new. *connected* maps each address to its flags, or is just addresses."""
-        if self._last_sent is not None and now - self._last_sent < self.interval:
+        if not self.due(now):
             return None
         flags = dict(connected) if isinstance(connected, Mapping) else dict.fromkeys(connected, 0)
         flags.pop(self.peer, None)
