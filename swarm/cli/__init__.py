@@ -38,6 +38,7 @@ class LazyGroup(click.Group):
         "serve-central": ("swarm.cli.central", "serve_central_command"),
         "compare": ("swarm.cli.compare", "compare_command"),
         "dht": ("swarm.cli.dht", "dht_command"),
+        "build-native": ("swarm.cli.native", "build_native_command"),
     }
 
     def list_commands(self, ctx: click.Context) -> list[str]:
