@@ -149,7 +149,9 @@ def run_compare(
     sampler.join()
     if proc.returncode != 0:
         raise SystemExit(f"compare --peers {n} failed ({proc.returncode}): {err[-2000:]}")
-    (run,) = json.loads(out)["runs"]
+    result = json.loads(out)
+    (run,) = result["runs"]
+    run["core"] = result.get("core", "?")  # compiled (swarm build-native) or pure Python
     run["tree_peak_rss"], run["tree_processes"] = peak
     run["pace"] = (pace_before, machine_pace())
     return run
@@ -391,6 +393,7 @@ def main() -> None:
         f"{'central/D_cs':>12} {'peak RSS':>9} {'CPU s/dl swarm':>14} {'central':>7} {'pace s':>9}"
     )
     print(f"mode: {LAB_NOTE if lab else LOOPBACK_NOTE}")
+    print(f"swarm core: {rows[0]['core'] if rows else '?'}")
     print(head)
     for r in rows:
         n, s, c = r["peers"], r["swarm"], r["central"]

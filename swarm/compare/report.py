@@ -8,6 +8,7 @@ import math
 import statistics
 from typing import TYPE_CHECKING, Any
 
+from swarm import native
 from swarm.compare.results import ModeResult, Run
 from swarm.units import format_rate, format_size
 
@@ -95,6 +96,9 @@ def result_json(
         # the swarm's peers: TCP, like the central mode's HTTP, unless --utp (uTP first)
         "transport": "utp" if info.get("utp") else "tcp",
         "runs": [r.as_dict() for r in runs],
+        # the hot path compiled (swarm build-native) or pure Python, in this process and
+        # so in its children, which import the same package
+        "core": native.state,
     }
     if churn is not None:
         obj["churn"] = churn.as_dict()
