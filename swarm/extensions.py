@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import Protocol
 
 from swarm import wire
 from swarm.errors import ProtocolError
@@ -182,7 +182,6 @@ class PexPeerState(Protocol):
     def extensions(self) -> PeerExtensions | None: ...
 
 
-@runtime_checkable
 class SpeaksMse(Protocol):
     """A connection that knows whether it went through the MSE/PE handshake (encrypted, or
     MSE with plaintext selected). A :class:`PexPeer` that is one is listed to others with

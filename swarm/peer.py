@@ -177,7 +177,7 @@ class PeerConnection(asyncio.Protocol):
         later = asyncio.get_running_loop().call_later
         self._handshake_timer = later(self.host.handshake_timeout, self._handshake_timeout)
         if self.torrent is not None and not self.handshake_sent:
-            self._write(self.state.handshake())
+            self.write(self.state.handshake())
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._teardown()
@@ -223,7 +223,7 @@ class PeerConnection(asyncio.Protocol):
                 self.down.add(received)
                 t.requests.fill(self)
             if state.output:
-                self._write(state.take_output())
+                self.write(state.take_output())
         except SwarmError as exc:
             self.close(f"{exc}")
         except Exception:  # a bug must cost one connection, never the process
@@ -242,7 +242,7 @@ class PeerConnection(asyncio.Protocol):
                 return False
             self.torrent = torrent
             self.state.info_hash = torrent.info_hash
-            self._write(self.state.handshake())
+            self.write(self.state.handshake())
         if self._handshake_timer:
             self._handshake_timer.cancel()
         self.state.attach(self.torrent.describe(self))
@@ -293,15 +293,13 @@ class PeerConnection(asyncio.Protocol):
 
     # -- sending -------------------------------------------------------------------------
 
-    def _write(self, data: bytes) -> None:
+    def write(self, data: bytes) -> None:
         tr = self.transport
         if data and tr is not None and not self.closed and not tr.is_closing():
             if self.ready:  # our haves the peer has not heard yet ride along
                 data = self.torrent.haves.take(self) + data  # type: ignore[union-attr]
             tr.write(data)
             self.state.last_sent = time.monotonic()
-
-    write = _write
 
     def write_blocks(self, out: list[bytes | memoryview], sent: list[Block], size: int) -> bool:
         """Write the blocks of *sent* (headers and data in *out*); False if we are closing."""
@@ -316,27 +314,27 @@ class PeerConnection(asyncio.Protocol):
         return True
 
     def send(self, *msgs: wire.Message) -> None:
-        self._write(b"".join([wire.encode(m) for m in msgs]))  # several: one write
+        self.write(b"".join([wire.encode(m) for m in msgs]))  # several: one write
 
     def send_initial(self) -> None:
         """What follows the handshake: bitfield (or have all/none), then BEP 10 handshake."""
         ip = wire.yourip(self.address[0] if self.address else None)
-        self._write(self.state.initial(f"swarm {self.host.version}", self.host.port, ip))
+        self.write(self.state.initial(f"swarm {self.host.version}", self.host.port, ip))
 
     def choke(self) -> None:
-        self._write(self.state.choke(time.monotonic()))
+        self.write(self.state.choke(time.monotonic()))
 
     def unchoke(self) -> None:
-        self._write(self.state.unchoke())
+        self.write(self.state.unchoke())
 
     def set_interested(self, value: bool) -> None:
-        self._write(self.state.interested(value))
+        self.write(self.state.interested(value))
 
     def request(self, blocks: list[tuple[int, int, int]]) -> None:
-        self._write(self.state.request(blocks))
+        self.write(self.state.request(blocks))
 
     def cancel(self, index: int, begin: int, length: int) -> None:
-        self._write(self.state.cancel(index, begin, length))
+        self.write(self.state.cancel(index, begin, length))
 
     def tick(self, dt: float, now: float, snub_seconds: float) -> bool:
         """Once a second: rates, the idle time-out and keep-alives. Whether the peer has just
