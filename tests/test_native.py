@@ -159,5 +159,7 @@ def test_build_native_compiles_the_hot_path_and_steps_aside_after_an_edit(
     shared.write_bytes(b"not a library")  # a broken build: the imports still work, pure
     state, loaded = _which(tmp_path)
     assert "does not load" in state and loaded == []
+    status = _run(tmp_path, "from swarm.cli import main; main(['build-native', '--status'])")
+    assert status.startswith("swarm runs pure Python (the compiled core does not load")
     status = _run(tmp_path, "from swarm.cli import main; main(['build-native', '--clean'])")
     assert status == "removed the compiled core" and not (pkg / "_native").exists()

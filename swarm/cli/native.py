@@ -23,7 +23,7 @@ def build_native_command(show_status: bool, clean: bool) -> None:
     from swarm.native_build import clean as remove
 
     if show_status:
-        click.echo(f"swarm runs {native.state}")
+        click.echo(f"swarm runs {native.loaded_state()}")
         return
     if clean:
         click.echo("removed the compiled core" if remove() else "no compiled core to remove")

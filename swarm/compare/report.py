@@ -98,7 +98,7 @@ def result_json(
         "runs": [r.as_dict() for r in runs],
         # the hot path compiled (swarm build-native) or pure Python, in this process and
         # so in its children, which import the same package
-        "core": native.state,
+        "core": native.loaded_state(),
     }
     if churn is not None:
         obj["churn"] = churn.as_dict()
