@@ -1,4 +1,4 @@
-"""The compiled core: the pure hot-path modules built with mypyc, used only while they match.
+"""The compiled core: the per-message path built with mypyc, used only while it matches.
 
 ``swarm build-native`` (:mod:`swarm.native_build`) compiles the modules named in
 :data:`COMPILED` with mypyc into ``swarm/_native/``, beside a stamp that holds the SHA-256 of
@@ -8,7 +8,7 @@ but only while the package's sources still hash to the stamp: mypyc reads the ty
 constants of the whole package, so an edit anywhere in it turns the compiled core off until
 the next build, and a stale build never shadows the code. Nothing built, a stale build, a
 build for another Python, or ``SWARM_NATIVE=0`` in the environment: every module is the pure
-Python one, which does the same (the compiled one is the same source, about a tenth cheaper
+Python one, which does the same (the compiled one is the same source, about a ninth cheaper
 in CPU at N = 200; bench/README).
 """
 
@@ -51,7 +51,7 @@ COMPILED = (
 PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 NATIVE_DIR = os.path.join(PACKAGE_DIR, "_native")
 STAMP = "stamp.txt"
-#: What :func:`install` found, for ``swarm build-native --status`` and the compare log.
+#: What :func:`install` found, for ``swarm build-native --status`` and compare's ``--json``.
 state = "pure Python (no compiled core built: `swarm build-native`)"
 
 

@@ -11,10 +11,10 @@ from swarm import native
 @click.option("--status", "show_status", is_flag=True, help="Only say what is in use, and why.")
 @click.option("--clean", is_flag=True, help="Remove the compiled core (swarm runs pure Python).")
 def build_native_command(show_status: bool, clean: bool) -> None:
-    """Compile swarm's hot path with mypyc: the piece picker, the wire parser, the peer state,
-    the request policy, the choker (the modules of swarm.native.COMPILED).
+    """Compile swarm's per-message path with mypyc: the peer connection and its state, the
+    wire codecs, the request policy, the piece picker, the choker (swarm.native.COMPILED).
 
-    The same code, about a tenth less CPU per message, which is what limits a compare at
+    The same code, about a ninth less CPU per message, which is what limits a compare at
     N = 200 on two cores (bench/README). It is used only while the package's sources are the
     ones it was built from: after an edit, swarm is pure Python until this runs again
     (SWARM_NATIVE=0 turns it off). It needs mypy (pip install -e '.[native]'), a C compiler
